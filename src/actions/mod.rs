@@ -1,0 +1,5 @@
+//! What the daemon does about a decision: notify people (the outbox and its
+//! notifiers) and run the rollback hook.
+
+pub mod notify;
+pub mod rollback;

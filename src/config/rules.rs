@@ -1,0 +1,1 @@
+//! Rule packs: YAML files of checks, compiled into [`super::CheckSpec`]s.

@@ -1,0 +1,37 @@
+//! release-guardian keeps watch over a service for the hours after a release.
+//!
+//! The pipeline, one module per stage:
+//!
+//! - [`api`] — intake and status: the HTTP API (`POST /v1/releases`, status,
+//!   abort/ack/rollback, `/healthz`, `/readyz`, `/metrics`).
+//! - [`scheduler`] — the [`scheduler::Guardian`]: one durable watch per
+//!   release on a tiered [`scheduler::Cadence`], ticks, decisions, recovery
+//!   after a restart.
+//! - [`sources`] — where samples come from: Prometheus range queries, live
+//!   HTTP probes.
+//! - [`engine`] — the pure rule engine: levels, `above`/`below`/`for`/`failures`.
+//! - [`actions`] — the notification outbox and notifiers (Slack, webhook), the
+//!   rollback hook.
+//! - [`store`] — durable state behind the [`store::Store`] trait (SQLite).
+//! - [`config`] — the TOML config and YAML rule packs, validated with
+//!   `FILE:LINE:COL` errors.
+//! - [`app`] — builds the [`app::Context`] and runs the daemon; [`cli`] the
+//!   command line; [`demo`] the self-contained demo; [`systemd`] readiness
+//!   and watchdog notifications; [`telemetry`] the daemon's own metrics.
+
+#![forbid(unsafe_code)]
+
+pub mod actions;
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod model;
+pub mod scheduler;
+pub mod sources;
+pub mod store;
+pub mod systemd;
+pub mod telemetry;

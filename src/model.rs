@@ -1,0 +1,423 @@
+//! The domain vocabulary every stage shares: releases and their statuses, check
+//! states and levels, decisions, notifications and rollback attempts.
+//!
+//! Times are [`Millis`]: milliseconds since the Unix epoch, UTC. They are turned
+//! into RFC 3339 strings only at the edges (API, reports, messages).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Milliseconds since the Unix epoch (UTC).
+pub type Millis = i64;
+
+/// Formats a timestamp as RFC 3339 UTC with millisecond precision.
+pub fn rfc3339(ms: Millis) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(t) => t
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| ms.to_string()),
+        Err(_) => ms.to_string(),
+    }
+}
+
+/// Parses RFC 3339 or unix seconds (integer or fractional) into [`Millis`].
+pub fn parse_time(s: &str) -> Option<Millis> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return secs.is_finite().then(|| (secs * 1000.0).round() as Millis);
+    }
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    Some((t.unix_timestamp_nanos() / 1_000_000) as Millis)
+}
+
+/// Where a release stands. Part of the API contract.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseStatus {
+    Watching,
+    Verified,
+    RollingBack,
+    RolledBack,
+    RollbackFailed,
+    Aborted,
+    Superseded,
+}
+
+impl ReleaseStatus {
+    pub const ALL: [ReleaseStatus; 7] = [
+        Self::Watching,
+        Self::Verified,
+        Self::RollingBack,
+        Self::RolledBack,
+        Self::RollbackFailed,
+        Self::Aborted,
+        Self::Superseded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Watching => "watching",
+            Self::Verified => "verified",
+            Self::RollingBack => "rolling_back",
+            Self::RolledBack => "rolled_back",
+            Self::RollbackFailed => "rollback_failed",
+            Self::Aborted => "aborted",
+            Self::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// A release in a terminal status is no longer watched and never changes again.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::Watching | Self::RollingBack)
+    }
+}
+
+impl fmt::Display for ReleaseStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rule level, ordered by gravity: `Ok < Warning < Critical < Rollback`.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    #[default]
+    Ok,
+    Warning,
+    Critical,
+    Rollback,
+}
+
+impl Level {
+    /// The three levels a rule can define, in increasing gravity.
+    pub const RULE_LEVELS: [Level; 3] = [Level::Warning, Level::Critical, Level::Rollback];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+            Self::Rollback => "rollback",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Ok, Self::Warning, Self::Critical, Self::Rollback]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+
+    /// The severity a notification about entering this level carries.
+    pub fn severity(self) -> Severity {
+        match self {
+            Self::Ok => Severity::Info,
+            Self::Warning => Severity::Warning,
+            Self::Critical | Self::Rollback => Severity::Critical,
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state of one check of a release. Part of the API contract.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckState {
+    #[default]
+    Pending,
+    Ok,
+    Warning,
+    Critical,
+    Rollback,
+    Inconclusive,
+}
+
+impl CheckState {
+    pub const ALL: [CheckState; 6] = [
+        Self::Pending,
+        Self::Ok,
+        Self::Warning,
+        Self::Critical,
+        Self::Rollback,
+        Self::Inconclusive,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Ok => "ok",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+            Self::Rollback => "rollback",
+            Self::Inconclusive => "inconclusive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+impl From<Level> for CheckState {
+    fn from(l: Level) -> Self {
+        match l {
+            Level::Ok => Self::Ok,
+            Level::Warning => Self::Warning,
+            Level::Critical => Self::Critical,
+            Level::Rollback => Self::Rollback,
+        }
+    }
+}
+
+/// Notification severity; notifiers filter on it with `min_severity`.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    #[default]
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Info, Self::Warning, Self::Critical]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+/// A release: one version of one service in one environment, and its watch.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Release {
+    pub id: String,
+    pub service: String,
+    pub environment: String,
+    pub version: String,
+    pub previous_version: Option<String>,
+    pub annotations: BTreeMap<String, serde_json::Value>,
+    pub status: ReleaseStatus,
+    pub started_at: Millis,
+    /// When the next tick is due; `None` once the watch has ended.
+    pub next_check_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+    /// Set by `POST /v1/releases/{id}/ack`: no further pages for this release.
+    pub acked: bool,
+    /// The release the deploy tool registered after this one, if it superseded it.
+    pub superseded_by: Option<String>,
+}
+
+/// What a deploy tool tells us: "this version is live".
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NewRelease {
+    pub service: String,
+    pub version: String,
+    #[serde(default)]
+    pub previous_version: Option<String>,
+    #[serde(default)]
+    pub environment: Option<String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, serde_json::Value>,
+}
+
+/// The persisted state of one check of one release, rewritten after every tick.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CheckRecord {
+    pub name: String,
+    pub state: CheckState,
+    pub level: Level,
+    pub value: Option<f64>,
+    /// The engine's tracker for this check, opaque to the store.
+    pub tracker: serde_json::Value,
+    /// The last instant a range source has evaluated up to (inclusive).
+    pub evaluated_until: Option<Millis>,
+    pub updated_at: Millis,
+}
+
+/// One entry of a release's decision timeline: what was decided and why.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub at: Millis,
+    pub check: Option<String>,
+    pub level: Option<Level>,
+    /// A short machine-readable verb: `level_changed`, `inconclusive`, `page`,
+    /// `rollback_requested`, `rollback_started`, `rolled_back`, `rollback_failed`,
+    /// `verified`, `aborted`, `acked`, `superseded`, `resumed`, ...
+    pub action: String,
+    pub reason: String,
+}
+
+/// Delivery state of a notification in the outbox.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    Sent,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Sent, Self::Failed]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+/// A message about a release, as every notifier receives it. Stored whole in
+/// the outbox so that a restart re-sends exactly what was decided.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Message {
+    /// Stable deduplication key: the same event always yields the same key.
+    pub dedup_key: String,
+    pub release_id: String,
+    pub service: String,
+    pub environment: String,
+    pub version: String,
+    pub previous_version: Option<String>,
+    pub severity: Severity,
+    /// `level_changed`, `rollback_started`, `rolled_back`, `rollback_failed`,
+    /// `rollback_recommended`, `verified`, `inconclusive`.
+    pub event: String,
+    pub check: Option<String>,
+    pub level: Option<Level>,
+    pub value: Option<f64>,
+    pub reason: String,
+    pub at: Millis,
+}
+
+impl Message {
+    /// One line naming service, environment, version, check, level and value.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "[{}] {} {} {}",
+            self.severity.as_str().to_uppercase(),
+            self.service,
+            self.environment,
+            self.version
+        );
+        if let Some(check) = &self.check {
+            s.push_str(&format!(" check {check}"));
+        }
+        if let Some(level) = self.level {
+            s.push_str(&format!(" level {level}"));
+        }
+        if let Some(v) = self.value {
+            s.push_str(&format!(" value {}", format_value(v)));
+        }
+        s.push_str(&format!(": {}", self.reason));
+        s
+    }
+}
+
+/// Formats a sample value compactly (`0.0523`, `12`, `NaN`).
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v == v.trunc() && v.abs() < 1e15 {
+        return format!("{}", v as i64);
+    }
+    let s = format!("{v:.6}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A notification as recorded in the store (outbox row).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NotificationRecord {
+    pub key: String,
+    pub notifier: String,
+    pub message: Message,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: Millis,
+    pub sent_at: Option<Millis>,
+    /// Earliest time of the next delivery attempt.
+    pub next_attempt_at: Millis,
+}
+
+/// State of the (single) rollback attempt of a release.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackState {
+    /// Decided and recorded, hook not yet started.
+    Requested,
+    /// Hook started; if the daemon dies now the outcome is unknown.
+    Running,
+    Succeeded,
+    Failed,
+    /// The daemon died while the hook ran: never re-run, reported as failed.
+    Interrupted,
+}
+
+impl RollbackState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Requested,
+            Self::Running,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Interrupted,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+}
+
+/// The rollback attempt of a release: at most one per release, ever.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RollbackRecord {
+    pub state: RollbackState,
+    pub reason: String,
+    /// `auto` (rule-triggered) or `manual` (`POST .../rollback`).
+    pub trigger: String,
+    pub requested_at: Millis,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    pub exit_code: Option<i32>,
+    /// Combined stdout+stderr of the hook, truncated.
+    pub output: Option<String>,
+}

@@ -1,0 +1,141 @@
+//! The tiered cadence: when a watch ticks, and when it ends.
+
+use crate::config::{CadenceConfig, TierConfig};
+use crate::model::Millis;
+
+/// Tiers of `(until, every)` measured from the release's start, validated:
+/// `until` strictly increasing, `every` > 0. The watch ticks at
+/// `start + every₁`, `+ every₁`, ... while in tier 1, then on tier 2's interval,
+/// and its last tick is at the last tier's `until`; then it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cadence {
+    tiers: Vec<(Millis, Millis)>,
+}
+
+impl Cadence {
+    /// Validates tiers; the error says which tier and why.
+    pub fn new(tiers: &[TierConfig]) -> Result<Self, String> {
+        if tiers.is_empty() {
+            return Err("cadence needs at least one tier".into());
+        }
+        let mut out = Vec::with_capacity(tiers.len());
+        let mut prev = 0;
+        for (i, t) in tiers.iter().enumerate() {
+            let until = t.until.as_millis() as Millis;
+            let every = t.every.as_millis() as Millis;
+            if every <= 0 {
+                return Err(format!("tier {}: `every` must be greater than zero", i + 1));
+            }
+            if until <= prev {
+                return Err(format!(
+                    "tier {}: `until` must be later than the previous tier's",
+                    i + 1
+                ));
+            }
+            prev = until;
+            out.push((until, every));
+        }
+        Ok(Self { tiers: out })
+    }
+
+    pub fn from_config(c: &CadenceConfig) -> Result<Self, String> {
+        Self::new(&c.tiers)
+    }
+
+    /// How long the watch lasts (the last tier's `until`).
+    pub fn length(&self) -> Millis {
+        self.tiers.last().map(|t| t.0).unwrap_or(0)
+    }
+
+    /// The first tick strictly after `after`, for a release started at `start`;
+    /// `None` once the last tick (at `start + length`) has passed.
+    pub fn next_tick(&self, start: Millis, after: Millis) -> Option<Millis> {
+        let mut t = 0;
+        let end = self.length();
+        // Walk the grid: ticks are deterministic from the start.
+        for &(until, every) in &self.tiers {
+            if t >= until {
+                continue;
+            }
+            let elapsed = after - start;
+            if elapsed >= until {
+                // Skip this tier entirely, landing on its last grid point.
+                let n = (until - t + every - 1) / every;
+                t = (t + n * every).min(until);
+                continue;
+            }
+            // First grid point of this tier after `elapsed`.
+            let k = if elapsed < t {
+                1
+            } else {
+                (elapsed - t) / every + 1
+            };
+            let candidate = (t + k * every).min(until);
+            return Some(start + candidate);
+        }
+        if after - start < end {
+            Some(start + end)
+        } else {
+            None
+        }
+    }
+
+    /// All tick times of a release started at `start` (for backtests and tests).
+    pub fn ticks(&self, start: Millis) -> Vec<Millis> {
+        let mut out = Vec::new();
+        let mut at = start;
+        while let Some(next) = self.next_tick(start, at) {
+            out.push(next);
+            at = next;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default() -> Cadence {
+        Cadence::from_config(&CadenceConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn the_checklist_schedule() {
+        let ticks = default().ticks(0);
+        let min = 60_000;
+        // 12 ticks in hour 1, 8 in hours 2-3, 6 in hours 4-6.
+        assert_eq!(ticks.len(), 12 + 8 + 6);
+        assert_eq!(ticks[0], 5 * min);
+        assert_eq!(ticks[11], 60 * min);
+        assert_eq!(ticks[12], 75 * min);
+        assert_eq!(ticks[19], 180 * min);
+        assert_eq!(ticks[20], 210 * min);
+        assert_eq!(*ticks.last().unwrap(), 360 * min);
+    }
+
+    #[test]
+    fn resuming_mid_watch_lands_on_the_grid() {
+        let c = default();
+        let min = 60_000;
+        assert_eq!(c.next_tick(1000, 1000 + 7 * min), Some(1000 + 10 * min));
+        assert_eq!(c.next_tick(0, 61 * min), Some(75 * min));
+        assert_eq!(c.next_tick(0, 200 * min), Some(210 * min));
+        assert_eq!(c.next_tick(0, 359 * min), Some(360 * min));
+        assert_eq!(c.next_tick(0, 360 * min), None);
+        assert_eq!(c.next_tick(0, 999 * min), None);
+    }
+
+    #[test]
+    fn uneven_tiers_end_on_until() {
+        let t = |u: u64, e: u64| TierConfig {
+            until: std::time::Duration::from_millis(u),
+            every: std::time::Duration::from_millis(e),
+        };
+        let c = Cadence::new(&[t(10, 4), t(20, 7)]).unwrap();
+        assert_eq!(c.ticks(0), vec![4, 8, 10, 17, 20]);
+        assert!(Cadence::new(&[t(10, 0)]).is_err());
+        assert!(Cadence::new(&[t(10, 1), t(10, 1)]).is_err());
+        assert!(Cadence::new(&[]).is_err());
+    }
+}

@@ -1,0 +1,433 @@
+//! The watch scheduler: the [`Guardian`] owns one task per watched release,
+//! ticks it on its [`Cadence`], turns engine transitions into decisions,
+//! notifications and rollback requests, and recovers everything from the
+//! store after a restart.
+//!
+//! Control operations (register, abort, ack, manual rollback) go through
+//! the Guardian so that the store and the running tasks never disagree.
+
+mod cadence;
+mod messages;
+mod tick;
+mod watch;
+
+pub use cadence::Cadence;
+
+use crate::actions::notify::outbox::Outbox;
+use crate::app::Context;
+use crate::config::RollbackMode;
+use crate::model::{
+    Decision, Millis, NewRelease, Release, ReleaseStatus, RollbackRecord, RollbackState,
+};
+use crate::store::{Registered, RollbackRequest};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+/// Longest accepted service, environment or version name.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// Why a control operation was refused. The API maps each to a status.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ControlError {
+    #[error("release {0} not found")]
+    NotFound(String),
+    #[error("unknown service {service:?} in environment {environment:?}")]
+    UnknownService {
+        service: String,
+        environment: String,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<crate::store::StoreError> for ControlError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+/// The supervisor of all watches.
+pub struct Guardian {
+    ctx: Arc<Context>,
+    /// Running watch tasks: release id → (generation, cancel token).
+    watches: Mutex<HashMap<String, (u64, CancellationToken)>>,
+    generation: std::sync::atomic::AtomicU64,
+    outbox: Arc<Outbox>,
+    ready: AtomicBool,
+}
+
+impl Guardian {
+    pub fn new(ctx: Arc<Context>) -> Arc<Self> {
+        let outbox = Outbox::new(ctx.clone());
+        Arc::new(Self {
+            ctx,
+            watches: Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            outbox,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// True once [`Guardian::start`] has recovered every watch.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Number of watch tasks running now.
+    pub fn running_watches(&self) -> usize {
+        self.lock_watches().len()
+    }
+
+    fn lock_watches(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, CancellationToken)>> {
+        self.watches.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Recovers state after a (re)start: settles rollbacks the last run left
+    /// behind, resumes every watch, starts the outbox.
+    pub async fn start(self: &Arc<Self>) -> Result<(), ControlError> {
+        let store = &self.ctx.store;
+        let now = self.ctx.clock.now();
+        for release in store.active_releases().await? {
+            match release.status {
+                ReleaseStatus::RollingBack => self.recover_rollback(&release, now).await?,
+                ReleaseStatus::Watching => {
+                    if let Some(due) = release.next_check_at.filter(|&d| d < now) {
+                        let gap = crate::model::rfc3339(due);
+                        store
+                            .append_decision(
+                                &release.id,
+                                &Decision {
+                                    at: now,
+                                    check: None,
+                                    level: None,
+                                    action: "resumed".into(),
+                                    reason: format!(
+                                        "watch resumed after a restart; the tick due at {gap} runs now and range checks cover the whole gap"
+                                    ),
+                                },
+                            )
+                            .await?;
+                    }
+                    self.spawn_watch(&release.id);
+                }
+                _ => {}
+            }
+        }
+        self.outbox.spawn();
+        self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn recover_rollback(
+        self: &Arc<Self>,
+        release: &Release,
+        now: Millis,
+    ) -> Result<(), ControlError> {
+        match self.ctx.store.get_rollback(&release.id).await? {
+            Some(rb) if rb.state == RollbackState::Requested => {
+                self.spawn_rollback(&release.id);
+            }
+            Some(rb) if rb.state == RollbackState::Running => {
+                // The hook may or may not have finished: never run it twice.
+                let reason = "the daemon stopped while the rollback hook was running; its outcome is unknown and it is not run again — check the service by hand".to_string();
+                let decision = Decision {
+                    at: now,
+                    check: None,
+                    level: None,
+                    action: "rollback_failed".into(),
+                    reason: reason.clone(),
+                };
+                self.ctx
+                    .store
+                    .finish_rollback(
+                        &release.id,
+                        RollbackState::Interrupted,
+                        None,
+                        None,
+                        &decision,
+                        now,
+                    )
+                    .await?;
+                self.ctx
+                    .telemetry
+                    .rollbacks
+                    .get_or_create(&outcome(crate::telemetry::Outcome::interrupted))
+                    .inc();
+                let msg = messages::release_event(
+                    release,
+                    "rollback_failed",
+                    crate::model::Severity::Critical,
+                    &reason,
+                    now,
+                    "rollback/finished",
+                );
+                self.enqueue(release, msg).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Registers a release and starts (or keeps) its watch.
+    pub async fn register(self: &Arc<Self>, new: NewRelease) -> Result<Registered, ControlError> {
+        validate_name("service", &new.service)?;
+        validate_name("version", &new.version)?;
+        let environment = new
+            .environment
+            .clone()
+            .unwrap_or_else(crate::config::default_environment);
+        validate_name("environment", &environment)?;
+        if let Some(p) = &new.previous_version {
+            validate_name("previous_version", p)?;
+        }
+        let settings = self.ctx.settings();
+        let service = settings
+            .service(&new.service, &environment)
+            .ok_or_else(|| ControlError::UnknownService {
+                service: new.service.clone(),
+                environment: environment.clone(),
+            })?;
+        let now = self.ctx.clock.now();
+        let first = service.cadence.next_tick(now, now).unwrap_or(now);
+        let id = uuid::Uuid::now_v7().to_string();
+        let reg = self
+            .ctx
+            .store
+            .register_release(&new, &environment, &id, now, first)
+            .await?;
+        if reg.created {
+            self.ctx.telemetry.releases_registered.inc();
+            for old in &reg.superseded {
+                self.cancel_watch(old);
+            }
+            self.spawn_watch(&reg.release.id);
+            tracing::info!(release = %reg.release.id, service = %new.service, %environment, version = %new.version, "watch started");
+        }
+        Ok(reg)
+    }
+
+    /// Stops a watch for good.
+    pub async fn abort(self: &Arc<Self>, id: &str) -> Result<Release, ControlError> {
+        let release = self.get(id).await?;
+        if release.status == ReleaseStatus::RollingBack {
+            return Err(ControlError::Conflict(
+                "a rollback is in progress; it cannot be aborted".into(),
+            ));
+        }
+        let now = self.ctx.clock.now();
+        let decision = Decision {
+            at: now,
+            check: None,
+            level: None,
+            action: "aborted".into(),
+            reason: "watch aborted through the API".into(),
+        };
+        match self
+            .ctx
+            .store
+            .transition(
+                id,
+                &[ReleaseStatus::Watching],
+                ReleaseStatus::Aborted,
+                &decision,
+                now,
+            )
+            .await?
+        {
+            Some(r) => {
+                self.cancel_watch(id);
+                Ok(r)
+            }
+            None => Err(self.not_in_status(id, "aborted").await),
+        }
+    }
+
+    /// Silences further pages for a release (decisions are still recorded).
+    pub async fn ack(self: &Arc<Self>, id: &str) -> Result<Release, ControlError> {
+        let now = self.ctx.clock.now();
+        let decision = Decision {
+            at: now,
+            check: None,
+            level: None,
+            action: "acked".into(),
+            reason: "acknowledged through the API: no further pages for this release".into(),
+        };
+        self.ctx
+            .store
+            .ack(id, &decision)
+            .await?
+            .ok_or_else(|| ControlError::NotFound(id.to_string()))
+    }
+
+    /// Runs the rollback hook now (at most once per release, ever).
+    pub async fn manual_rollback(self: &Arc<Self>, id: &str) -> Result<Release, ControlError> {
+        let release = self.get(id).await?;
+        let settings = self.ctx.settings();
+        let has_hook = settings
+            .service(&release.service, &release.environment)
+            .and_then(|s| s.rollback.as_ref())
+            .is_some();
+        if !has_hook {
+            return Err(ControlError::Conflict(format!(
+                "service {:?} ({}) has no rollback hook configured",
+                release.service, release.environment
+            )));
+        }
+        let now = self.ctx.clock.now();
+        let record = RollbackRecord {
+            state: RollbackState::Requested,
+            reason: "manual rollback requested through the API".into(),
+            trigger: RollbackMode::Manual.as_str().into(),
+            requested_at: now,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            output: None,
+        };
+        let decision = Decision {
+            at: now,
+            check: None,
+            level: Some(crate::model::Level::Rollback),
+            action: "rollback_requested".into(),
+            reason: record.reason.clone(),
+        };
+        match self
+            .ctx
+            .store
+            .request_rollback(id, &record, &decision)
+            .await?
+        {
+            RollbackRequest::Requested => {
+                self.cancel_watch(id);
+                self.spawn_rollback(id);
+                self.get(id).await
+            }
+            RollbackRequest::Exists(rb) => Err(ControlError::Conflict(format!(
+                "release {id} already has a rollback ({}); a release is rolled back at most once",
+                rb.state.as_str()
+            ))),
+            RollbackRequest::NotAllowed(status) => Err(ControlError::Conflict(format!(
+                "release {id} is {status}; it cannot be rolled back"
+            ))),
+            RollbackRequest::NotFound => Err(ControlError::NotFound(id.to_string())),
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Release, ControlError> {
+        self.ctx
+            .store
+            .get_release(id)
+            .await?
+            .ok_or_else(|| ControlError::NotFound(id.to_string()))
+    }
+
+    async fn not_in_status(&self, id: &str, verb: &str) -> ControlError {
+        match self.ctx.store.get_release(id).await {
+            Ok(Some(r)) => ControlError::Conflict(format!(
+                "release {id} is already {}; it cannot be {verb}",
+                r.status
+            )),
+            Ok(None) => ControlError::NotFound(id.to_string()),
+            Err(e) => e.into(),
+        }
+    }
+
+    fn spawn_watch(self: &Arc<Self>, id: &str) {
+        let token = self.ctx.shutdown.child_token();
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        if let Some((_, old)) = self
+            .lock_watches()
+            .insert(id.to_string(), (generation, token.clone()))
+        {
+            old.cancel();
+        }
+        self.ctx
+            .telemetry
+            .active_watches
+            .set(self.running_watches() as i64);
+        let me = self.clone();
+        let id = id.to_string();
+        self.ctx.tasks.spawn(async move {
+            watch::run(&me, &id, token).await;
+            let mut w = me.lock_watches();
+            // Only remove our own entry: a newer task may have replaced it.
+            if w.get(&id).is_some_and(|(g, _)| *g == generation) {
+                w.remove(&id);
+            }
+            drop(w);
+            me.ctx
+                .telemetry
+                .active_watches
+                .set(me.running_watches() as i64);
+        });
+    }
+
+    fn cancel_watch(&self, id: &str) {
+        if let Some((_, t)) = self.lock_watches().remove(id) {
+            t.cancel();
+        }
+        self.ctx
+            .telemetry
+            .active_watches
+            .set(self.running_watches() as i64);
+    }
+
+    fn spawn_rollback(self: &Arc<Self>, id: &str) {
+        let me = self.clone();
+        let id = id.to_string();
+        self.ctx.tasks.spawn(async move {
+            if let Err(e) = watch::execute_rollback(&me, &id).await {
+                tracing::error!(release = %id, error = %e, "rollback bookkeeping failed");
+            }
+        });
+    }
+
+    /// Stores the message for every notifier of the release's service whose
+    /// `min_severity` it meets, unless the release was acked, and wakes the outbox.
+    async fn enqueue(
+        &self,
+        release: &Release,
+        msg: crate::model::Message,
+    ) -> Result<(), ControlError> {
+        let settings = self.ctx.settings();
+        let records = messages::records_for(&settings, release, &msg, self.ctx.clock.now());
+        if !records.is_empty() {
+            self.ctx.store.enqueue(&records).await?;
+            self.outbox.wake();
+        }
+        Ok(())
+    }
+}
+
+fn outcome(o: crate::telemetry::Outcome) -> crate::telemetry::OutcomeLabels {
+    crate::telemetry::OutcomeLabels { outcome: o }
+}
+
+fn validate_name(field: &str, value: &str) -> Result<(), ControlError> {
+    if value.trim().is_empty() {
+        return Err(ControlError::Invalid(format!(
+            "`{field}` must not be empty"
+        )));
+    }
+    if value.len() > MAX_NAME_LEN {
+        return Err(ControlError::Invalid(format!(
+            "`{field}` is longer than {MAX_NAME_LEN} bytes"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ControlError::Invalid(format!(
+            "`{field}` contains control characters"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,378 @@
+//! The life of one watch: wait for the next tick, tick, commit, repeat; and
+//! the execution of a release's (single) rollback.
+
+use super::{messages, tick, Guardian};
+use crate::actions::rollback::{self, HookVars};
+use crate::config::RollbackMode;
+use crate::model::{
+    Decision, Level, Millis, Release, ReleaseStatus, RollbackRecord, RollbackState, Severity,
+};
+use crate::store::{StoreError, TickApplied, TickCommit};
+use crate::telemetry::{Outcome, OutcomeLabels};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Pause after a failed store operation before the watch tries again.
+const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
+
+enum Next {
+    Continue,
+    Stop,
+}
+
+/// Runs a watch until it ends, is cancelled, or leaves `watching`.
+pub async fn run(g: &Arc<Guardian>, id: &str, cancel: CancellationToken) {
+    loop {
+        let release = match g.ctx.store.get_release(id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(release = %id, error = %e, "cannot read release");
+                if sleep_or_cancel(&cancel, RETRY_AFTER_ERROR).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        if release.status != ReleaseStatus::Watching {
+            return;
+        }
+        let Some(due) = release.next_check_at else {
+            return;
+        };
+        let wait = due - g.ctx.clock.now();
+        if wait > 0 && sleep_or_cancel(&cancel, Duration::from_millis(wait as u64)).await {
+            return;
+        }
+        if cancel.is_cancelled() {
+            return;
+        }
+        match tick_once(g, &release).await {
+            Ok(Next::Continue) => {}
+            Ok(Next::Stop) => return,
+            Err(e) => {
+                tracing::error!(release = %id, error = %e, "tick failed; retrying");
+                if sleep_or_cancel(&cancel, RETRY_AFTER_ERROR).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps; true if cancelled first.
+async fn sleep_or_cancel(cancel: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
+
+async fn tick_once(g: &Arc<Guardian>, release: &Release) -> Result<Next, StoreError> {
+    let ctx = &g.ctx;
+    let started = Instant::now();
+    let settings = ctx.settings();
+    let now = ctx.clock.now();
+    let Some(service) = settings.service(&release.service, &release.environment) else {
+        let d = Decision {
+            at: now,
+            check: None,
+            level: None,
+            action: "aborted".into(),
+            reason: format!(
+                "service {:?} ({}) is no longer in the configuration; watch stopped",
+                release.service, release.environment
+            ),
+        };
+        ctx.store
+            .transition(
+                &release.id,
+                &[ReleaseStatus::Watching],
+                ReleaseStatus::Aborted,
+                &d,
+                now,
+            )
+            .await?;
+        return Ok(Next::Stop);
+    };
+    let previous = ctx.store.load_checks(&release.id).await?;
+    let out = tick::evaluate(ctx, &settings, release, service, previous, now).await;
+    let mut decisions = out.decisions;
+    let mut messages_out = out.messages;
+    let mut commit = TickCommit {
+        checks: out.checks,
+        now,
+        ..Default::default()
+    };
+
+    if let Some((at, check, reason)) = &out.rollback {
+        match service.rollback.as_ref().map(|r| r.mode) {
+            Some(RollbackMode::Auto) => {
+                commit.rollback = Some(RollbackRecord {
+                    state: RollbackState::Requested,
+                    reason: reason.clone(),
+                    trigger: RollbackMode::Auto.as_str().into(),
+                    requested_at: now,
+                    started_at: None,
+                    finished_at: None,
+                    exit_code: None,
+                    output: None,
+                });
+                decisions.push(Decision {
+                    at: now,
+                    check: Some(check.clone()),
+                    level: Some(Level::Rollback),
+                    action: "rollback_requested".into(),
+                    reason: format!("automatic rollback: {reason}"),
+                });
+            }
+            Some(RollbackMode::Manual) => {
+                let why = format!("rollback recommended (mode = \"manual\"): {reason}; POST /v1/releases/{}/rollback to roll back", release.id);
+                decisions.push(Decision {
+                    at: now,
+                    check: Some(check.clone()),
+                    level: Some(Level::Rollback),
+                    action: "rollback_recommended".into(),
+                    reason: why.clone(),
+                });
+                messages_out.push(messages::release_event(
+                    release,
+                    "rollback_recommended",
+                    Severity::Critical,
+                    &why,
+                    *at,
+                    &format!("rollback/recommended/{at}"),
+                ));
+            }
+            None => {
+                decisions.push(Decision {
+                    at: now,
+                    check: Some(check.clone()),
+                    level: Some(Level::Rollback),
+                    action: "rollback_unavailable".into(),
+                    reason: format!("{reason}; no rollback hook is configured for this service"),
+                });
+            }
+        }
+    }
+
+    let next = service.cadence.next_tick(release.started_at, now);
+    commit.next_check_at = next;
+    if next.is_none() && commit.rollback.is_none() {
+        let reached = out.rollback.is_some() || reached_rollback_before(g, &release.id).await?;
+        if reached {
+            decisions.push(Decision {
+                at: now,
+                check: None,
+                level: Some(Level::Rollback),
+                action: "window_ended".into(),
+                reason: "the watch window ended; a check reached the rollback level, so the release is not verified — waiting for a manual rollback or abort".into(),
+            });
+        } else {
+            commit.status = Some(ReleaseStatus::Verified);
+            let reason =
+                "the watch window ended and no check reached the rollback level".to_string();
+            decisions.push(Decision {
+                at: now,
+                check: None,
+                level: None,
+                action: "verified".into(),
+                reason: reason.clone(),
+            });
+            messages_out.push(messages::release_event(
+                release,
+                "verified",
+                Severity::Info,
+                &reason,
+                now,
+                "verified",
+            ));
+        }
+    }
+    commit.decisions = decisions;
+    commit.notifications = messages_out
+        .iter()
+        .flat_map(|m| messages::records_for(&settings, release, m, now))
+        .collect();
+
+    let applied = ctx.store.commit_tick(&release.id, &commit).await?;
+    ctx.telemetry.ticks.inc();
+    ctx.telemetry
+        .tick_duration
+        .observe(started.elapsed().as_secs_f64());
+    for d in &commit.decisions {
+        ctx.telemetry
+            .decisions
+            .get_or_create(&crate::telemetry::ActionLabels {
+                action: d.action.clone(),
+            })
+            .inc();
+        tracing::info!(release = %release.id, service = %release.service, action = %d.action, reason = %d.reason, "decision");
+    }
+    if !commit.notifications.is_empty() {
+        g.outbox.wake();
+    }
+    match applied {
+        TickApplied::NotWatching => Ok(Next::Stop),
+        TickApplied::Applied {
+            rollback_requested: true,
+        } => {
+            g.spawn_rollback(&release.id);
+            Ok(Next::Stop)
+        }
+        TickApplied::Applied {
+            rollback_requested: false,
+        } => Ok(if next.is_some() {
+            Next::Continue
+        } else {
+            Next::Stop
+        }),
+    }
+}
+
+async fn reached_rollback_before(g: &Guardian, id: &str) -> Result<bool, StoreError> {
+    Ok(g.ctx
+        .store
+        .release_details(id)
+        .await?
+        .is_some_and(|d| d.decisions.iter().any(|x| x.level == Some(Level::Rollback))))
+}
+
+/// Runs the release's rollback hook if this caller wins the
+/// `requested → running` move; records the outcome. Never runs twice.
+pub async fn execute_rollback(g: &Arc<Guardian>, id: &str) -> Result<(), StoreError> {
+    let ctx = &g.ctx;
+    let Some(release) = ctx.store.get_release(id).await? else {
+        return Ok(());
+    };
+    let Some(record) = ctx.store.get_rollback(id).await? else {
+        return Ok(());
+    };
+    let settings = ctx.settings();
+    let hook = settings
+        .service(&release.service, &release.environment)
+        .and_then(|s| s.rollback.clone());
+    let now = ctx.clock.now();
+    let Some(hook) = hook else {
+        let reason = "no rollback hook is configured for this service any more".to_string();
+        finish(g, &release, RollbackState::Failed, None, None, reason, now).await?;
+        return Ok(());
+    };
+    if !ctx.store.start_rollback(id, now).await? {
+        return Ok(());
+    }
+    let started = Decision {
+        at: now,
+        check: None,
+        level: Some(Level::Rollback),
+        action: "rollback_started".into(),
+        reason: format!(
+            "running the rollback hook {:?}: {}",
+            hook.command.first().map(String::as_str).unwrap_or(""),
+            record.reason
+        ),
+    };
+    ctx.store.append_decision(id, &started).await?;
+    g.enqueue(
+        &release,
+        messages::release_event(
+            &release,
+            "rollback_started",
+            Severity::Critical,
+            &format!(
+                "rolling back {} to {}: {}",
+                release.version,
+                release
+                    .previous_version
+                    .as_deref()
+                    .unwrap_or("the previous version"),
+                record.reason
+            ),
+            now,
+            "rollback/started",
+        ),
+    )
+    .await
+    .map_err(|e| StoreError::Backend(e.to_string()))?;
+    tracing::warn!(release = %id, service = %release.service, reason = %record.reason, "rollback hook starting");
+    let vars = HookVars {
+        release_id: release.id.clone(),
+        service: release.service.clone(),
+        environment: release.environment.clone(),
+        version: release.version.clone(),
+        previous_version: release.previous_version.clone().unwrap_or_default(),
+        reason: record.reason.clone(),
+    };
+    let run = rollback::run_hook(&hook, &vars).await;
+    let done = ctx.clock.now();
+    let (state, reason) = if run.succeeded() {
+        (
+            RollbackState::Succeeded,
+            format!("rollback hook exited 0 after {} ms", done - now),
+        )
+    } else {
+        (
+            RollbackState::Failed,
+            format!("rollback hook failed: {}", run.describe()),
+        )
+    };
+    finish(
+        g,
+        &release,
+        state,
+        run.exit_code,
+        Some(run.output.as_str()),
+        reason,
+        done,
+    )
+    .await
+}
+
+async fn finish(
+    g: &Arc<Guardian>,
+    release: &Release,
+    state: RollbackState,
+    exit_code: Option<i32>,
+    output: Option<&str>,
+    reason: String,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let ok = state == RollbackState::Succeeded;
+    let action = if ok { "rolled_back" } else { "rollback_failed" };
+    let decision = Decision {
+        at: now,
+        check: None,
+        level: None,
+        action: action.into(),
+        reason: reason.clone(),
+    };
+    g.ctx
+        .store
+        .finish_rollback(&release.id, state, exit_code, output, &decision, now)
+        .await?;
+    g.ctx
+        .telemetry
+        .rollbacks
+        .get_or_create(&OutcomeLabels {
+            outcome: if ok {
+                Outcome::succeeded
+            } else {
+                Outcome::failed
+            },
+        })
+        .inc();
+    let severity = if ok {
+        Severity::Warning
+    } else {
+        Severity::Critical
+    };
+    g.enqueue(
+        release,
+        messages::release_event(release, action, severity, &reason, now, "rollback/finished"),
+    )
+    .await
+    .map_err(|e| StoreError::Backend(e.to_string()))?;
+    tracing::warn!(release = %release.id, outcome = action, %reason, "rollback finished");
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! The daemon's own metrics (served at `/metrics`), with typed label sets,
+//! and per-probe latency HDR histograms.
+
+use hdrhistogram::Histogram as Hdr;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    pub notifier: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Outcome {
+    sent,
+    retry,
+    failed,
+    succeeded,
+    interrupted,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeQuantileLabels {
+    pub probe: String,
+    pub quantile: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub action: String,
+}
+
+/// All metrics, registered once in [`Telemetry::new`].
+pub struct Telemetry {
+    registry: Registry,
+    pub ticks: Counter,
+    pub check_results: Family<StateLabels, Counter>,
+    pub notifications: Family<NotificationLabels, Counter>,
+    pub rollbacks: Family<OutcomeLabels, Counter>,
+    pub decisions: Family<ActionLabels, Counter>,
+    pub releases_registered: Counter,
+    pub tick_duration: Histogram,
+    pub source_latency: Family<SourceLabels, Histogram>,
+    pub source_errors: Family<SourceLabels, Counter>,
+    pub active_watches: Gauge,
+    pub probe_latency: Family<ProbeQuantileLabels, Gauge<f64, AtomicU64>>,
+    probe_hdr: Mutex<HashMap<String, Hdr<u64>>>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("rg");
+        let ticks = Counter::default();
+        registry.register("ticks", "Watch ticks evaluated", ticks.clone());
+        let check_results = Family::<StateLabels, Counter>::default();
+        registry.register(
+            "check_results",
+            "Check results by state",
+            check_results.clone(),
+        );
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notification delivery attempts by notifier and outcome",
+            notifications.clone(),
+        );
+        let rollbacks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "rollbacks",
+            "Rollback hook runs by outcome",
+            rollbacks.clone(),
+        );
+        let decisions = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Decisions recorded by action",
+            decisions.clone(),
+        );
+        let releases_registered = Counter::default();
+        registry.register(
+            "releases_registered",
+            "Releases registered",
+            releases_registered.clone(),
+        );
+        let tick_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "tick_duration_seconds",
+            "Wall time of one watch tick",
+            tick_duration.clone(),
+        );
+        let source_latency = Family::<SourceLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register(
+            "source_request_duration_seconds",
+            "Latency of source requests (queries and probes)",
+            source_latency.clone(),
+        );
+        let source_errors = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "source_errors",
+            "Source requests that failed",
+            source_errors.clone(),
+        );
+        let active_watches = Gauge::default();
+        registry.register(
+            "active_watches",
+            "Watches currently running",
+            active_watches.clone(),
+        );
+        let probe_latency = Family::<ProbeQuantileLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "probe_latency_seconds",
+            "Probe latency quantiles from each probe's HDR histogram",
+            probe_latency.clone(),
+        );
+        Self {
+            registry,
+            ticks,
+            check_results,
+            notifications,
+            rollbacks,
+            decisions,
+            releases_registered,
+            tick_duration,
+            source_latency,
+            source_errors,
+            active_watches,
+            probe_latency,
+            probe_hdr: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records one probe latency in the probe's HDR histogram (µs, 3
+    /// significant digits, up to 1 h) and refreshes its quantile gauges.
+    pub fn record_probe(&self, probe: &str, latency: Duration) {
+        let micros = (latency.as_micros() as u64).clamp(1, 3_600_000_000);
+        let mut map = self.probe_hdr.lock().unwrap_or_else(|e| e.into_inner());
+        let h = map.entry(probe.to_string()).or_insert_with(|| {
+            Hdr::new_with_bounds(1, 3_600_000_000, 3).expect("valid HDR bounds")
+        });
+        let _ = h.record(micros);
+        for q in [0.5, 0.9, 0.99] {
+            let v = h.value_at_quantile(q) as f64 / 1e6;
+            self.probe_latency
+                .get_or_create(&ProbeQuantileLabels {
+                    probe: probe.to_string(),
+                    quantile: q.to_string(),
+                })
+                .set(v);
+        }
+    }
+
+    /// The recorded latency quantile of a probe, if it has run.
+    pub fn probe_quantile(&self, probe: &str, q: f64) -> Option<Duration> {
+        let map = self.probe_hdr.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(probe)
+            .map(|h| Duration::from_micros(h.value_at_quantile(q)))
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("encoding to a String");
+        out
+    }
+}
