@@ -264,12 +264,8 @@ mod tests {
         );
         assert_eq!(out.level, Level::Warning);
         // Three seconds missing: the breach has to hold 5 s again from 6 s.
-        let out = t.evaluate(
-            &rule(),
-            &series(&[(6000, 0.2), (7000, 0.2), (10000, 0.2)]),
-            Some(1000),
-            6000,
-        );
+        let pts: Vec<_> = (6..=10).map(|i| (i * 1000, 0.2)).collect();
+        let out = t.evaluate(&rule(), &series(&pts), Some(1000), 6000);
         assert_eq!(out.level, Level::Warning);
         let out = t.evaluate(&rule(), &series(&[(11000, 0.2)]), Some(1000), 11000);
         assert_eq!(out.level, Level::Rollback);
