@@ -1,23 +1,182 @@
-//! HTTP probes of a service's endpoints.
+//! HTTP probes of a service's endpoints, and the compact wording of a failed
+//! HTTP exchange that every outbound client here (prober, Prometheus source,
+//! notifiers) shares: "timed out after 2s", "connection refused".
+//!
+//! A probe is one `GET` with the probe's own timeout over the shared, pooled
+//! client; its latency is measured on the monotonic clock up to the end of
+//! the body (read up to [`MAX_PROBE_BODY`] bytes, the rest is not waited for).
+//!
+//! Redirects: reqwest sets its redirect policy per client, not per request.
+//! [`probe_client`] builds a client that follows at most [`MAX_REDIRECTS`];
+//! a prober built on another client follows that client's policy.
 
 use super::ProbeResult;
 use crate::config::ProbeConfig;
+use std::error::Error as _;
+use std::time::{Duration, Instant};
 
+/// Redirects a probe follows before it fails with "too many redirects".
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Body bytes a probe reads (and times) before it stops reading.
+pub const MAX_PROBE_BODY: usize = 1024 * 1024;
+
+/// Builds a pooled client fit for probes: at most [`MAX_REDIRECTS`] redirects.
+pub fn probe_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("release-guardian/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_default()
+}
+
+/// Probes endpoints over one shared client; cheap to build and to call.
 pub struct Prober {
-    _http: reqwest::Client,
+    http: reqwest::Client,
 }
 
 impl Prober {
+    /// A prober over `http` (a clone of the daemon's pooled client).
     pub fn new(http: reqwest::Client) -> Self {
-        Self { _http: http }
+        Self { http }
     }
 
-    pub async fn probe(&self, _cfg: &ProbeConfig) -> ProbeResult {
-        ProbeResult {
-            ok: false,
-            status: None,
-            latency: std::time::Duration::ZERO,
-            error: Some("not built".into()),
+    /// `GET`s `cfg.url` once. `ok` when the status equals `expect_status`,
+    /// or is any 2xx when none is set; `error` says why not.
+    pub async fn probe(&self, cfg: &ProbeConfig) -> ProbeResult {
+        let started = Instant::now();
+        let outcome = self.exchange(cfg).await;
+        let latency = started.elapsed();
+        match outcome {
+            Err(error) => ProbeResult {
+                ok: false,
+                status: None,
+                latency,
+                error: Some(error),
+            },
+            Ok(status) => {
+                let (ok, error) = judge_status(status, cfg.expect_status);
+                ProbeResult {
+                    ok,
+                    status: Some(status),
+                    latency,
+                    error,
+                }
+            }
         }
+    }
+
+    /// Sends the request and reads the body; the status, or why it failed.
+    async fn exchange(&self, cfg: &ProbeConfig) -> Result<u16, String> {
+        let url = reqwest::Url::parse(&cfg.url).map_err(|e| format!("invalid URL: {e}"))?;
+        let mut response = self
+            .http
+            .get(url)
+            .timeout(cfg.timeout)
+            .send()
+            .await
+            .map_err(|e| describe_transport_error(&e, cfg.timeout))?;
+        let status = response.status().as_u16();
+        let mut read = 0usize;
+        while read < MAX_PROBE_BODY {
+            match response.chunk().await {
+                Ok(Some(chunk)) => read += chunk.len(),
+                Ok(None) => break,
+                Err(e) => return Err(describe_transport_error(&e, cfg.timeout)),
+            }
+        }
+        Ok(status)
+    }
+}
+
+/// Whether `status` passes, and if not, why ("HTTP 503, expected 2xx").
+fn judge_status(status: u16, expect: Option<u16>) -> (bool, Option<String>) {
+    match expect {
+        Some(want) if status == want => (true, None),
+        Some(want) => (false, Some(format!("HTTP {status}, expected {want}"))),
+        None if (200..300).contains(&status) => (true, None),
+        None => (false, Some(format!("HTTP {status}, expected 2xx"))),
+    }
+}
+
+/// Describes a failed HTTP exchange in a few words, never with its URL:
+/// "timed out after 2s", "connection refused", "too many redirects", else
+/// the innermost cause ("dns error: ...", "connection closed before message completed").
+pub fn describe_transport_error(err: &reqwest::Error, timeout: Duration) -> String {
+    if err.is_timeout() {
+        return format!("timed out after {}", humantime::format_duration(timeout));
+    }
+    if err.is_redirect() {
+        return "too many redirects".into();
+    }
+    if err.is_builder() {
+        return "invalid request (check the URL)".into();
+    }
+    let mut innermost: Option<String> = None;
+    let mut cause = err.source();
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            match io.kind() {
+                K::ConnectionRefused => return "connection refused".into(),
+                K::ConnectionReset => return "connection reset by peer".into(),
+                K::TimedOut => {
+                    return format!("timed out after {}", humantime::format_duration(timeout))
+                }
+                _ => {}
+            }
+        }
+        innermost = Some(e.to_string());
+        cause = e.source();
+    }
+    let outer = error_kind(err);
+    match innermost {
+        Some(inner) => format!("{outer}: {inner}"),
+        None => outer.to_string(),
+    }
+}
+
+/// What stage of the exchange failed, in words (reqwest's own `Display`
+/// would name the URL, which may be a secret).
+fn error_kind(err: &reqwest::Error) -> &'static str {
+    if err.is_connect() {
+        "cannot connect"
+    } else if err.is_body() {
+        "error reading the body"
+    } else if err.is_decode() {
+        "error decoding the body"
+    } else if err.is_request() {
+        "error sending the request"
+    } else {
+        "HTTP error"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_2xx_passes_without_expectation() {
+        assert_eq!(judge_status(200, None), (true, None));
+        assert_eq!(judge_status(204, None), (true, None));
+        assert_eq!(
+            judge_status(503, None),
+            (false, Some("HTTP 503, expected 2xx".into()))
+        );
+        assert_eq!(
+            judge_status(301, None),
+            (false, Some("HTTP 301, expected 2xx".into()))
+        );
+    }
+
+    #[test]
+    fn expected_status_is_exact() {
+        assert_eq!(judge_status(404, Some(404)), (true, None));
+        assert_eq!(
+            judge_status(200, Some(204)),
+            (false, Some("HTTP 200, expected 204".into()))
+        );
     }
 }

@@ -1,18 +1,50 @@
-//! slack notifier.
+//! The Slack notifier: one incoming-webhook POST per message, as Block Kit
+//! blocks plus a plain `text` fallback (shown in notifications and to
+//! screen readers).
+//!
+//! The message: a `header` (plain text, ≤ 150 characters), a `section` of
+//! mrkdwn fields (Service, Environment, Version and previous version, Check,
+//! Level, Value, Reason, Release id, Dedup key; each ≤ 2000 characters),
+//! and a `context` line with the event and its RFC 3339 time. `&`, `<`, `>`
+//! in anything that came from users are escaped in `text` and in mrkdwn;
+//! the header is `plain_text`, which Slack does not parse, so it is sent as is.
+//!
+//! Answers: 200 (body `ok`) → delivered; 429 → `Temporary` with the
+//! `Retry-After` seconds; 5xx, network errors, timeouts → `Temporary`; other
+//! 4xx (`invalid_payload`, `channel_not_found`, ...) → `Permanent` with
+//! Slack's plain-text reason. The webhook URL is the credential: it is never
+//! part of an error or a log line.
 
+use super::webhook::{classify, post_json};
 use super::{Notifier, NotifyError};
 use crate::config::Secret;
-use crate::model::Message;
+use crate::model::{format_value, rfc3339, Message};
 use async_trait::async_trait;
+use serde_json::{json, Value};
 use std::time::Duration;
 
+/// Block Kit limit on a header's text.
+pub const HEADER_MAX: usize = 150;
+/// Block Kit limit on one section field.
+pub const FIELD_MAX: usize = 2000;
+/// Limit kept for the `text` fallback and context lines.
+pub const TEXT_MAX: usize = 3000;
+
+/// Posts messages to one Slack incoming webhook.
 pub struct SlackNotifier {
-    _http: reqwest::Client,
+    http: reqwest::Client,
+    webhook_url: Secret,
+    timeout: Duration,
 }
 
 impl SlackNotifier {
-    pub fn new(http: reqwest::Client, _webhook_url: Secret, _timeout: Duration) -> Self {
-        Self { _http: http }
+    /// A notifier posting to `webhook_url` with `timeout` per delivery.
+    pub fn new(http: reqwest::Client, webhook_url: Secret, timeout: Duration) -> Self {
+        Self {
+            http,
+            webhook_url,
+            timeout,
+        }
     }
 }
 
@@ -21,9 +53,183 @@ impl Notifier for SlackNotifier {
     fn kind(&self) -> &'static str {
         "slack"
     }
-    async fn send(&self, _msg: &Message) -> Result<(), NotifyError> {
-        Err(NotifyError::Permanent {
-            detail: "not built".into(),
-        })
+
+    async fn send(&self, msg: &Message) -> Result<(), NotifyError> {
+        let body = serde_json::to_vec(&payload(msg)).map_err(|e| NotifyError::Permanent {
+            detail: format!("cannot encode the message: {e}"),
+        })?;
+        let reply = post_json(
+            &self.http,
+            &self.webhook_url,
+            self.timeout,
+            body,
+            &[],
+            "Slack",
+        )
+        .await?;
+        if reply.status == 200 && reply.body != "ok" {
+            tracing::debug!(body = %reply.body, "Slack answered 200 without `ok`");
+        }
+        classify(reply, "Slack")
+    }
+}
+
+/// The webhook body for `msg`: `text`, `blocks`, no link unfurling.
+pub fn payload(msg: &Message) -> Value {
+    let text = truncate(&escape(&one_line(&msg.summary())), TEXT_MAX);
+    let version = match &msg.previous_version {
+        Some(prev) => format!("{} (previous {prev})", msg.version),
+        None => msg.version.clone(),
+    };
+    let dash = || "—".to_string();
+    let fields = [
+        ("Service", msg.service.clone()),
+        ("Environment", msg.environment.clone()),
+        ("Version", version),
+        ("Check", msg.check.clone().unwrap_or_else(dash)),
+        (
+            "Level",
+            msg.level
+                .map(|l| l.as_str().to_string())
+                .unwrap_or_else(dash),
+        ),
+        ("Value", msg.value.map(format_value).unwrap_or_else(dash)),
+        ("Reason", msg.reason.clone()),
+        ("Release id", msg.release_id.clone()),
+        ("Dedup key", msg.dedup_key.clone()),
+    ]
+    .into_iter()
+    .map(|(label, value)| field(label, &value))
+    .collect::<Vec<_>>();
+    let context = truncate(
+        &format!(
+            "release-guardian • {} • {}",
+            escape(&msg.event),
+            rfc3339(msg.at)
+        ),
+        TEXT_MAX,
+    );
+    json!({
+        "text": text,
+        "blocks": [
+            {
+                "type": "header",
+                "text": {"type": "plain_text", "text": truncate(&header(msg), HEADER_MAX), "emoji": true}
+            },
+            {"type": "section", "fields": fields},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}
+        ],
+        "unfurl_links": false,
+        "unfurl_media": false
+    })
+}
+
+/// "CRITICAL: checkout production v2 — error_rate rollback" (or the event).
+fn header(msg: &Message) -> String {
+    let what = match (&msg.check, msg.level) {
+        (Some(check), Some(level)) => format!("{check} {level}"),
+        (Some(check), None) => format!("{check} {}", msg.event),
+        _ => msg.event.replace('_', " "),
+    };
+    one_line(&format!(
+        "{}: {} {} {} — {what}",
+        msg.severity.as_str().to_uppercase(),
+        msg.service,
+        msg.environment,
+        msg.version
+    ))
+}
+
+/// One mrkdwn field: `*Label*` over the escaped value, within [`FIELD_MAX`].
+fn field(label: &str, value: &str) -> Value {
+    let value = if value.trim().is_empty() {
+        "—"
+    } else {
+        value
+    };
+    let text = truncate(&format!("*{label}*\n{}", escape(value)), FIELD_MAX);
+    json!({"type": "mrkdwn", "text": text})
+}
+
+/// Escapes the three characters Slack treats as control characters.
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Cuts `s` to at most `max` characters, ending with `…` when cut, and
+/// never in the middle of an `&amp;`-style entity.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let cut = s
+        .char_indices()
+        .nth(max.saturating_sub(1))
+        .map_or(s.len(), |(i, _)| i);
+    let mut kept = &s[..cut];
+    if let Some(amp) = kept.rfind('&') {
+        if !kept[amp..].contains(';') && kept.len() - amp < 5 {
+            kept = &kept[..amp];
+        }
+    }
+    format!("{kept}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Level, Severity};
+
+    fn message() -> Message {
+        Message {
+            dedup_key: "r1/error_rate/rollback/1".into(),
+            release_id: "r1".into(),
+            service: "checkout".into(),
+            environment: "production".into(),
+            version: "v2".into(),
+            previous_version: Some("v1".into()),
+            severity: Severity::Critical,
+            event: "level_changed".into(),
+            check: Some("error_rate".into()),
+            level: Some(Level::Rollback),
+            value: Some(0.0712),
+            reason: "error_rate > 0.05 for 5m <!channel> & co".into(),
+            at: 1_787_392_800_000,
+        }
+    }
+
+    #[test]
+    fn payload_escapes_and_names_everything() {
+        let p = payload(&message());
+        let text = p["text"].as_str().unwrap();
+        assert!(text.contains("checkout production v2"), "{text}");
+        assert!(text.contains("&lt;!channel&gt; &amp; co"), "{text}");
+        assert_eq!(
+            p["blocks"][0]["text"]["text"],
+            "CRITICAL: checkout production v2 — error_rate rollback"
+        );
+        let fields = p["blocks"][1]["fields"].as_array().unwrap();
+        assert_eq!(fields.len(), 9);
+        assert_eq!(fields[2]["text"], "*Version*\nv2 (previous v1)");
+        assert_eq!(fields[5]["text"], "*Value*\n0.0712");
+        assert!(p["blocks"][2]["elements"][0]["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("2026-08-22T10:00:00Z"));
+    }
+
+    #[test]
+    fn truncation_respects_limits_and_entities() {
+        assert_eq!(truncate("abcdef", 6), "abcdef");
+        assert_eq!(truncate("abcdefg", 6), "abcde…");
+        assert_eq!(truncate("abc&amp;def", 6), "abc…");
+        let long = "é".repeat(500);
+        assert_eq!(truncate(&long, HEADER_MAX).chars().count(), HEADER_MAX);
     }
 }

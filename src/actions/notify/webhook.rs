@@ -1,18 +1,92 @@
-//! webhook notifier.
+//! The generic webhook notifier: POSTs one JSON object per message, and the
+//! delivery plumbing the Slack notifier shares (sending, classifying the
+//! answer, keeping the URL out of every error).
+//!
+//! The body (schema `version` 1):
+//!
+//! ```json
+//! {"version": 1, "dedup_key": "...", "release_id": "...", "service": "checkout",
+//!  "environment": "production", "release_version": "v2", "previous_version": "v1",
+//!  "severity": "critical", "event": "level_changed", "check": "error_rate",
+//!  "level": "rollback", "value": 0.07, "reason": "...",
+//!  "at": "2026-08-22T10:00:00.250Z", "summary": "[CRITICAL] checkout production v2 ..."}
+//! ```
+//!
+//! `version` is the schema version, so the release's version is named
+//! `release_version`. `previous_version`, `check`, `level` and `value` are
+//! `null` when unknown; `value` is also `null` when it is NaN or infinite
+//! (the `summary` still spells it). Headers: `Content-Type: application/json`
+//! and `Idempotency-Key: <dedup_key>`, so a receiver can drop the duplicates
+//! that at-least-once delivery may produce.
+//!
+//! Answers: 2xx → delivered; 408, 429 (with `Retry-After` seconds) and 5xx,
+//! network errors and timeouts → [`NotifyError::Temporary`]; anything else
+//! → [`NotifyError::Permanent`].
 
 use super::{Notifier, NotifyError};
 use crate::config::Secret;
-use crate::model::Message;
+use crate::model::{rfc3339, Message};
 use async_trait::async_trait;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde::Serialize;
 use std::time::Duration;
 
+/// Answer bytes kept for an error message.
+const MAX_ERROR_BODY: usize = 4096;
+
+/// POSTs messages as JSON to one URL.
 pub struct WebhookNotifier {
-    _http: reqwest::Client,
+    http: reqwest::Client,
+    url: Secret,
+    timeout: Duration,
 }
 
 impl WebhookNotifier {
-    pub fn new(http: reqwest::Client, _url: Secret, _timeout: Duration) -> Self {
-        Self { _http: http }
+    /// A notifier posting to `url` (a secret: it may embed a token) with `timeout` per delivery.
+    pub fn new(http: reqwest::Client, url: Secret, timeout: Duration) -> Self {
+        Self { http, url, timeout }
+    }
+}
+
+/// The JSON body, schema version 1.
+#[derive(Serialize)]
+struct Payload<'a> {
+    version: u32,
+    dedup_key: &'a str,
+    release_id: &'a str,
+    service: &'a str,
+    environment: &'a str,
+    release_version: &'a str,
+    previous_version: Option<&'a str>,
+    severity: &'a str,
+    event: &'a str,
+    check: Option<&'a str>,
+    level: Option<&'a str>,
+    value: Option<f64>,
+    reason: &'a str,
+    at: String,
+    summary: String,
+}
+
+impl<'a> Payload<'a> {
+    fn of(msg: &'a Message) -> Self {
+        Self {
+            version: 1,
+            dedup_key: &msg.dedup_key,
+            release_id: &msg.release_id,
+            service: &msg.service,
+            environment: &msg.environment,
+            release_version: &msg.version,
+            previous_version: msg.previous_version.as_deref(),
+            severity: msg.severity.as_str(),
+            event: &msg.event,
+            check: msg.check.as_deref(),
+            level: msg.level.map(|l| l.as_str()),
+            value: msg.value.filter(|v| v.is_finite()),
+            reason: &msg.reason,
+            at: rfc3339(msg.at),
+            summary: msg.summary(),
+        }
     }
 }
 
@@ -21,9 +95,196 @@ impl Notifier for WebhookNotifier {
     fn kind(&self) -> &'static str {
         "webhook"
     }
-    async fn send(&self, _msg: &Message) -> Result<(), NotifyError> {
-        Err(NotifyError::Permanent {
-            detail: "not built".into(),
-        })
+
+    async fn send(&self, msg: &Message) -> Result<(), NotifyError> {
+        let body = serde_json::to_vec(&Payload::of(msg)).map_err(|e| NotifyError::Permanent {
+            detail: format!("cannot encode the message: {e}"),
+        })?;
+        let reply = post_json(
+            &self.http,
+            &self.url,
+            self.timeout,
+            body,
+            &[("Idempotency-Key", &msg.dedup_key)],
+            "webhook",
+        )
+        .await?;
+        classify(reply, "webhook")
+    }
+}
+
+/// The part of an HTTP answer a notifier judges.
+pub(super) struct Reply {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    /// The start of the body, on one line.
+    pub body: String,
+}
+
+/// POSTs `body` as JSON to the secret `url`; network failures become
+/// `Temporary` errors that never name the URL. `who` names the receiver in errors.
+pub(super) async fn post_json(
+    http: &reqwest::Client,
+    url: &Secret,
+    timeout: Duration,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+    who: &str,
+) -> Result<Reply, NotifyError> {
+    let parsed = reqwest::Url::parse(url.expose()).map_err(|_| NotifyError::Permanent {
+        detail: format!("the {who} URL is not a valid URL"),
+    })?;
+    let mut request = http
+        .post(parsed)
+        .timeout(timeout)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let temporary = |e: reqwest::Error| NotifyError::Temporary {
+        detail: redact(
+            &format!(
+                "cannot reach {who}: {}",
+                crate::sources::probe::describe_transport_error(&e, timeout)
+            ),
+            url,
+        ),
+        retry_after: None,
+    };
+    let mut response = request.send().await.map_err(temporary)?;
+    let status = response.status().as_u16();
+    let retry_after = retry_after(response.headers());
+    let mut bytes = Vec::new();
+    while bytes.len() < MAX_ERROR_BODY {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) => break,
+            // The status is what matters; a body cut short is still an answer.
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let body = redact(&one_line(&text, 300), url);
+    Ok(Reply {
+        status,
+        retry_after,
+        body,
+    })
+}
+
+/// 2xx → Ok; 408, 429, 5xx → Temporary; anything else → Permanent.
+pub(super) fn classify(reply: Reply, who: &str) -> Result<(), NotifyError> {
+    let Reply {
+        status,
+        retry_after,
+        body,
+    } = reply;
+    let detail = if body.is_empty() {
+        format!("{who} answered HTTP {status}")
+    } else {
+        format!("{who} answered HTTP {status}: {body}")
+    };
+    match status {
+        200..=299 => Ok(()),
+        408 | 429 | 500..=599 => Err(NotifyError::Temporary {
+            detail,
+            retry_after,
+        }),
+        _ => Err(NotifyError::Permanent { detail }),
+    }
+}
+
+/// `Retry-After` as a number of seconds (the HTTP-date form is ignored).
+pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    value.parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// `text` on one line, cut to `max` characters.
+fn one_line(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
+}
+
+/// Removes the secret URL (and its path, which is the secret part of a
+/// Slack URL) from `text`, should a receiver have echoed it.
+pub(super) fn redact(text: &str, url: &Secret) -> String {
+    let mut out = text.replace(url.expose(), "<redacted>");
+    if let Ok(parsed) = reqwest::Url::parse(url.expose()) {
+        let path = parsed.path();
+        if path.len() > 1 {
+            out = out.replace(path, "<redacted>");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Level, Severity};
+
+    #[test]
+    fn payload_names_the_release_version_apart_from_the_schema_version() {
+        let msg = Message {
+            dedup_key: "k1".into(),
+            release_id: "r1".into(),
+            service: "checkout".into(),
+            environment: "production".into(),
+            version: "v2".into(),
+            previous_version: None,
+            severity: Severity::Critical,
+            event: "level_changed".into(),
+            check: Some("error_rate".into()),
+            level: Some(Level::Rollback),
+            value: Some(f64::NAN),
+            reason: "r".into(),
+            at: 0,
+        };
+        let v = serde_json::to_value(Payload::of(&msg)).unwrap();
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["release_version"], "v2");
+        assert_eq!(v["previous_version"], serde_json::Value::Null);
+        assert_eq!(v["value"], serde_json::Value::Null);
+        assert_eq!(v["level"], "rollback");
+        assert_eq!(v["at"], "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn answers_are_classified() {
+        let reply = |status| Reply {
+            status,
+            retry_after: None,
+            body: String::new(),
+        };
+        assert_eq!(classify(reply(204), "webhook"), Ok(()));
+        assert!(matches!(
+            classify(reply(503), "webhook"),
+            Err(NotifyError::Temporary { .. })
+        ));
+        assert!(matches!(
+            classify(reply(404), "webhook"),
+            Err(NotifyError::Permanent { .. })
+        ));
+        assert!(matches!(
+            classify(reply(301), "webhook"),
+            Err(NotifyError::Permanent { .. })
+        ));
+    }
+
+    #[test]
+    fn the_url_and_its_path_are_redacted() {
+        let url = Secret::new("https://hooks.example/services/T0/B0/SECRET");
+        assert_eq!(
+            redact(
+                "bad https://hooks.example/services/T0/B0/SECRET and /services/T0/B0/SECRET",
+                &url
+            ),
+            "bad <redacted> and <redacted>"
+        );
     }
 }
