@@ -15,8 +15,13 @@ pub struct Context {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub telemetry: Arc<Telemetry>,
-    /// One pooled HTTP client for sources and notifiers (timeouts per request).
+    /// Pooled HTTP client for queries to sources (timeouts per request).
     pub http: reqwest::Client,
+    /// Client for probes: follows at most 5 redirects.
+    pub probe_http: reqwest::Client,
+    /// Client for notifiers: never follows redirects (a redirected POST would
+    /// turn into a GET and a lost message would look delivered).
+    pub notify_http: reqwest::Client,
     /// Cancelled at shutdown; every task's token is a child of it.
     pub shutdown: CancellationToken,
     /// Every spawned task, awaited (with a deadline) at shutdown.
@@ -25,17 +30,24 @@ pub struct Context {
 
 impl Context {
     pub fn new(settings: Settings, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Arc<Self> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("release-guardian/", env!("CARGO_PKG_VERSION")))
-            .pool_idle_timeout(std::time::Duration::from_secs(30))
-            .build()
-            .expect("a TLS backend is compiled in");
+        let client = |redirect: reqwest::redirect::Policy| {
+            reqwest::Client::builder()
+                .user_agent(concat!("release-guardian/", env!("CARGO_PKG_VERSION")))
+                .pool_idle_timeout(std::time::Duration::from_secs(30))
+                .redirect(redirect)
+                .build()
+                .expect("a TLS backend is compiled in")
+        };
+        let http = client(reqwest::redirect::Policy::limited(10));
+        let notify_http = client(reqwest::redirect::Policy::none());
         Arc::new(Self {
             settings: RwLock::new(Arc::new(settings)),
             store,
             clock,
             telemetry: Arc::new(Telemetry::new()),
             http,
+            probe_http: crate::sources::probe::probe_client(),
+            notify_http,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })

@@ -48,7 +48,7 @@ pub async fn evaluate(
         .prometheus
         .as_ref()
         .map(|cfg| PrometheusSource::new(ctx.http.clone(), cfg));
-    let prober = Prober::new(ctx.http.clone());
+    let prober = Prober::new(ctx.probe_http.clone());
     let mut out = TickOutput::default();
     for spec in &service.checks {
         let prev = previous.remove(&spec.name);

@@ -103,7 +103,7 @@ impl Outbox {
                 )
                 .await;
         };
-        let notifier = super::build(cfg, &self.ctx.http);
+        let notifier = super::build(cfg, &self.ctx.notify_http);
         let result = notifier.send(&row.message).await;
         let now = self.ctx.clock.now();
         match result {
