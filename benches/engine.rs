@@ -1,1 +1,102 @@
-fn main() {}
+//! Rule-engine throughput (criterion).
+//!
+//! - `engine/samples`: one threshold + `for` rule (warning, critical,
+//!   rollback) over a 1 M-sample in-memory series; reported as samples/s.
+//!   Target (DESIGN.md): >= 50 M samples/s per core.
+//! - `engine/tick_1000x20`: one evaluation tick of 1,000 watches x 20 checks,
+//!   each check reading a 5-minute interval at a 15 s step (20 samples).
+//!   Target: < 10 ms CPU.
+//!
+//! Run: `cargo bench --bench engine`.
+
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use release_guardian::engine::{evaluate, CheckTracker, Condition, Rule, Sample};
+
+fn rule() -> Rule {
+    Rule {
+        warning: Some(Condition { above: Some(0.005), ..Default::default() }),
+        critical: Some(Condition { above: Some(0.01), for_ms: 300_000, ..Default::default() }),
+        rollback: Some(Condition { above: Some(0.05), for_ms: 300_000, ..Default::default() }),
+    }
+}
+
+/// An error-rate-like series: mostly healthy, with excursions that cross
+/// every level and fall back, so every branch of the loop runs.
+fn series(n: usize, step: i64) -> Vec<Sample> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let base = (x % 1000) as f64 / 1_000_000.0; // 0 .. 0.001
+            let phase = (i / 200) % 10;
+            let v = match phase {
+                7 => base + 0.02,
+                8 => base + 0.08,
+                _ => base,
+            };
+            Sample::ok(i as i64 * step, v)
+        })
+        .collect()
+}
+
+fn samples(c: &mut Criterion) {
+    let n = 1_000_000;
+    let step = 15_000;
+    let input = vec![("{}".to_string(), series(n, step))];
+    let r = rule();
+    let mut g = c.benchmark_group("engine");
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("samples", |b| {
+        b.iter_batched_ref(
+            CheckTracker::default,
+            |t| {
+                let out = evaluate(&r, t, black_box(&input), Some(step), 0);
+                black_box(out.transitions.len())
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn tick(c: &mut Criterion) {
+    let watches = 1_000;
+    let checks = 20;
+    let step = 15_000;
+    let r = rule();
+    // Each check reads 20 new samples per tick.
+    let batch: Vec<Vec<(String, Vec<Sample>)>> = (0..checks)
+        .map(|k| {
+            let s: Vec<Sample> = series(20, step)
+                .into_iter()
+                .map(|mut s| {
+                    s.value *= 1.0 + k as f64 / 10.0;
+                    s
+                })
+                .collect();
+            vec![("{}".to_string(), s)]
+        })
+        .collect();
+    let mut g = c.benchmark_group("engine");
+    g.throughput(Throughput::Elements((watches * checks) as u64));
+    g.bench_function("tick_1000x20", |b| {
+        b.iter_batched_ref(
+            || vec![CheckTracker::default(); watches * checks],
+            |trackers| {
+                let mut transitions = 0;
+                for (i, t) in trackers.iter_mut().enumerate() {
+                    let out = evaluate(&r, t, black_box(&batch[i % checks]), Some(step), 0);
+                    transitions += out.transitions.len();
+                }
+                black_box(transitions)
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, samples, tick);
+criterion_main!(benches);

@@ -54,3 +54,134 @@ impl Context {
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
     }
 }
+
+/// A running daemon: store opened, watches recovered, API serving.
+pub struct Daemon {
+    /// Where the API listens (the real port when configured with port 0).
+    pub addr: std::net::SocketAddr,
+    pub guardian: Arc<crate::scheduler::Guardian>,
+    pub ctx: Arc<Context>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Daemon {
+    /// Opens the store, recovers every watch and starts the API on
+    /// `listener` (or on `[server] listen`).
+    pub async fn start(settings: Settings, listener: Option<tokio::net::TcpListener>) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let listener = match listener {
+            Some(l) => l,
+            None => tokio::net::TcpListener::bind(settings.config.server.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", settings.config.server.listen))?,
+        };
+        let addr = listener.local_addr()?;
+        if let Some(dir) = settings.store_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let store = crate::store::sqlite::SqliteStore::open(&settings.store_path)
+            .with_context(|| format!("cannot open the store {}", settings.store_path.display()))?;
+        let ctx = Context::new(settings, Arc::new(store), Arc::new(crate::clock::SystemClock));
+        let guardian = crate::scheduler::Guardian::new(ctx.clone());
+        guardian.start().await.map_err(|e| anyhow::anyhow!("cannot resume watches: {e:?}"))?;
+        let router = crate::api::router(guardian.clone());
+        let shutdown = ctx.shutdown.clone();
+        let server = tokio::spawn(async move {
+            if let Err(e) = crate::api::serve(listener, router, shutdown).await {
+                tracing::error!(error = %e, "API server stopped");
+            }
+        });
+        tracing::info!(%addr, store = %ctx.settings().store_path.display(), watches = guardian.running_watches(), "release-guardian ready");
+        Ok(Self { addr, guardian, ctx, server })
+    }
+
+    /// Stops everything: cancels every task and waits for them up to the
+    /// configured grace period, logging what had to be abandoned.
+    pub async fn shutdown(self) {
+        let grace = self.ctx.settings().config.server.shutdown_grace;
+        self.ctx.shutdown.cancel();
+        self.ctx.tasks.close();
+        let waited = tokio::time::timeout(grace, async {
+            self.ctx.tasks.wait().await;
+            let _ = self.server.await;
+        })
+        .await;
+        if waited.is_err() {
+            tracing::warn!(
+                abandoned_tasks = self.ctx.tasks.len(),
+                "shutdown deadline reached; abandoning tasks (their work is redone from the store at the next start)"
+            );
+        }
+    }
+}
+
+/// `release-guardian run`: the daemon under systemd or in a terminal, until
+/// SIGTERM / SIGINT; SIGHUP reloads config and rules.
+pub async fn run(config_path: std::path::PathBuf) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let sd = crate::systemd::Notifier::from_env();
+    let settings = crate::config::load(&config_path).map_err(|e| anyhow::anyhow!("Invalid configuration:\n{e}"))?;
+    for w in &settings.warnings {
+        tracing::warn!(warning = %w, "config");
+    }
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let daemon = Daemon::start(settings, None).await?;
+    sd.ready(&format!("watching {} releases; API on {}", daemon.guardian.running_watches(), daemon.addr));
+    if let Some(every) = sd.watchdog_interval() {
+        spawn_watchdog(&daemon.ctx, sd.clone(), every);
+    }
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                sd.reloading();
+                match crate::config::load(&config_path) {
+                    Ok(new) => {
+                        if new.config.server.listen != daemon.ctx.settings().config.server.listen {
+                            tracing::warn!("[server] listen changed; it takes effect at the next restart");
+                        }
+                        if new.store_path != daemon.ctx.settings().store_path {
+                            tracing::warn!("[store] path changed; it takes effect at the next restart");
+                        }
+                        daemon.ctx.replace_settings(new);
+                        tracing::info!(config = %config_path.display(), "configuration reloaded");
+                        sd.ready("configuration reloaded");
+                    }
+                    Err(e) => {
+                        tracing::error!(errors = %e, "new configuration rejected; the old one keeps running");
+                        sd.ready("reload rejected: invalid configuration; old configuration kept");
+                    }
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("shutting down");
+    sd.stopping();
+    daemon.shutdown().await;
+    Ok(())
+}
+
+/// Pings the systemd watchdog only while the store answers, so a wedged
+/// daemon stops pinging and gets restarted.
+fn spawn_watchdog(ctx: &Arc<Context>, sd: crate::systemd::Notifier, every: std::time::Duration) {
+    let ctx2 = ctx.clone();
+    ctx.tasks.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = ctx2.shutdown.cancelled() => return,
+                _ = tick.tick() => {
+                    let healthy = tokio::time::timeout(every, ctx2.store.count_by_status()).await;
+                    if matches!(healthy, Ok(Ok(_))) {
+                        sd.watchdog();
+                    } else {
+                        tracing::error!("store not answering; withholding the watchdog ping");
+                    }
+                }
+            }
+        }
+    });
+}

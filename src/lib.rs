@@ -17,7 +17,8 @@
 //!   `FILE:LINE:COL` errors.
 //! - [`app`] — builds the [`app::Context`] and runs the daemon; [`cli`] the
 //!   command line; [`demo`] the self-contained demo; [`systemd`] readiness
-//!   and watchdog notifications; [`telemetry`] the daemon's own metrics.
+//!   and watchdog notifications; [`telemetry`] the daemon's own metrics;
+//!   [`report`] renders release objects for people.
 
 #![forbid(unsafe_code)]
 
@@ -30,6 +31,7 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod model;
+pub mod report;
 pub mod scheduler;
 pub mod sources;
 pub mod store;

@@ -1,18 +1,21 @@
 //! Configuration: the TOML file's shape (this module), how it is loaded and
 //! layered with defaults and `RG__SECTION__KEY` environment variables
-//! ([`load`]), how rule packs are read ([`rules`]), and how every error is
-//! located as `FILE:LINE:COL` ([`locate`]).
+//! ([`load()`]; the overrides themselves in `env`), checked beyond what serde
+//! sees (`validate`), how rule packs are read ([`rules`]), and how every
+//! error is located as `FILE:LINE:COL` ([`locate`]).
 //!
 //! The structs here mirror the file one to one (`deny_unknown_fields`
 //! everywhere, so a misspelt key is an error, not a silent default). The
 //! validated, ready-to-run form is [`Settings`].
 
 mod duration;
+mod env;
 pub mod load;
 pub mod locate;
 pub mod rules;
 mod secret;
 mod settings;
+mod validate;
 
 pub use duration::{deserialize_duration, deserialize_opt_duration};
 pub use load::{load, load_str, ConfigError, ConfigErrors};

@@ -1,1 +1,591 @@
 //! Rule packs: YAML files of checks, compiled into [`super::CheckSpec`]s.
+//!
+//! A pack is read once ([`read_pack`]): its YAML is parsed, every check is
+//! deserialized on its own (so one bad check does not hide the others) and
+//! checked for what does not depend on the service (source kind, required
+//! keys, level shapes). Each service using the pack then compiles it
+//! ([`compile`]) against its own probes and labels: probe names, template
+//! variables, check names unique across the service's packs.
+//!
+//! Every error is `PACKFILE:LINE:COL: message`, located at the offending key
+//! through a [`YamlLocator`]; a YAML syntax error uses serde_yaml's location.
+
+use super::load::ConfigError;
+use super::locate::{KeyPath, YamlLocator};
+use super::{deserialize_opt_duration, CheckSpec, ProbeConfig, SourceKind, DEFAULT_STEP};
+use crate::engine::{Condition, Rule};
+use crate::sources::template::{unknown_variables, BUILTIN_VARIABLES};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One check as written in the pack.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    name: String,
+    source: String,
+    #[serde(default)]
+    query: Option<String>,
+    #[serde(default)]
+    probe: Option<String>,
+    #[serde(default, deserialize_with = "deserialize_opt_duration")]
+    step: Option<Duration>,
+    #[serde(default)]
+    warning: Option<RawCondition>,
+    #[serde(default)]
+    critical: Option<RawCondition>,
+    #[serde(default)]
+    rollback: Option<RawCondition>,
+}
+
+/// One level's condition as written in the pack.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCondition {
+    #[serde(default)]
+    above: Option<f64>,
+    #[serde(default)]
+    below: Option<f64>,
+    #[serde(default, rename = "for", deserialize_with = "deserialize_opt_duration")]
+    for_: Option<Duration>,
+    #[serde(default)]
+    failures: Option<u32>,
+}
+
+impl RawCondition {
+    fn compile(&self) -> Condition {
+        Condition {
+            above: self.above,
+            below: self.below,
+            for_ms: self.for_.map_or(0, |d| d.as_millis() as i64),
+            failures: self.failures,
+        }
+    }
+}
+
+/// A check that passed the pack-level validation.
+#[derive(Debug, Clone)]
+struct PackCheck {
+    /// `checks[i]` in the pack.
+    path: KeyPath,
+    raw: RawCheck,
+    source: SourceKind,
+    rule: Rule,
+}
+
+/// A rule pack, read and checked as far as it can be without a service.
+#[derive(Debug)]
+pub struct RulePack {
+    pub file: PathBuf,
+    checks: Vec<PackCheck>,
+    locator: YamlLocator,
+    /// Errors that do not depend on the service using the pack.
+    pub errors: Vec<ConfigError>,
+    /// Sanity findings, located.
+    pub warnings: Vec<String>,
+}
+
+impl RulePack {
+    fn error_at(&self, path: &KeyPath, message: String) -> ConfigError {
+        located(&self.file, &self.locator, path, message)
+    }
+
+    fn position(&self, path: &KeyPath) -> String {
+        let (line, col) = self.locator.locate(path).unwrap_or((1, 1));
+        format!("{}:{line}:{col}", self.file.display())
+    }
+}
+
+fn located(file: &Path, locator: &YamlLocator, path: &KeyPath, message: String) -> ConfigError {
+    let (line, col) = locator.locate(path).unwrap_or((1, 1));
+    ConfigError {
+        file: file.to_path_buf(),
+        line,
+        col,
+        message,
+    }
+}
+
+/// Reads and checks the pack at `file`. `Err` only when the file cannot be
+/// read (the caller locates that at the config line naming the pack);
+/// everything else wrong is in [`RulePack::errors`].
+pub fn read_pack(file: &Path) -> Result<RulePack, std::io::Error> {
+    let text = std::fs::read_to_string(file)?;
+    Ok(parse_pack(&text, file))
+}
+
+/// Parses and checks a pack's text; `file` names it in errors.
+pub fn parse_pack(text: &str, file: &Path) -> RulePack {
+    let mut pack = RulePack {
+        file: file.to_path_buf(),
+        checks: Vec::new(),
+        locator: YamlLocator::default(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let doc: serde_yaml::Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let (line, col) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+            pack.errors.push(ConfigError {
+                file: file.to_path_buf(),
+                line,
+                col,
+                message: format!("invalid YAML: {}", strip_yaml_location(&e.to_string())),
+            });
+            return pack;
+        }
+    };
+    pack.locator = YamlLocator::new(text);
+    let root = KeyPath::root();
+    let checks = match doc {
+        serde_yaml::Value::Mapping(m) => {
+            let mut checks = None;
+            for (k, v) in m {
+                match k.as_str() {
+                    Some("checks") => checks = Some(v),
+                    Some(other) => {
+                        let e = pack.error_at(
+                            &root.key(other),
+                            format!("unknown key `{other}`; a rule pack has only `checks`"),
+                        );
+                        pack.errors.push(e);
+                    }
+                    None => {
+                        let e = pack.error_at(&root, "rule pack keys must be strings".into());
+                        pack.errors.push(e);
+                    }
+                }
+            }
+            checks
+        }
+        serde_yaml::Value::Null => None,
+        _ => {
+            let e = pack.error_at(
+                &root,
+                "a rule pack is a mapping with a `checks:` list".into(),
+            );
+            pack.errors.push(e);
+            return pack;
+        }
+    };
+    let items = match checks {
+        None => {
+            let e = pack.error_at(&root, "a rule pack needs a top-level `checks:` list".into());
+            pack.errors.push(e);
+            return pack;
+        }
+        Some(serde_yaml::Value::Sequence(items)) => items,
+        Some(serde_yaml::Value::Null) => Vec::new(),
+        Some(_) => {
+            let e = pack.error_at(&root.key("checks"), "`checks` must be a list".into());
+            pack.errors.push(e);
+            return pack;
+        }
+    };
+    if items.is_empty() {
+        pack.warnings.push(format!(
+            "{}: rule pack has no checks",
+            pack.position(&root.key("checks"))
+        ));
+    }
+    for (i, item) in items.into_iter().enumerate() {
+        let path = root.key("checks").index(i);
+        match serde_path_to_error::deserialize::<_, RawCheck>(item) {
+            Ok(raw) => {
+                if let Some(c) = check_shape(&mut pack, path, raw) {
+                    pack.checks.push(c);
+                }
+            }
+            Err(e) => {
+                let at = path.join(&KeyPath::from_serde(e.path()));
+                let message = e
+                    .into_inner()
+                    .to_string()
+                    .replace(
+                        "struct RawCheck",
+                        "a check (a mapping with `name`, `source`, ...)",
+                    )
+                    .replace(
+                        "struct RawCondition",
+                        "a level such as `{ above: 0.01, for: 5m }`",
+                    );
+                let err = pack.error_at(&at, message);
+                pack.errors.push(err);
+            }
+        }
+    }
+    pack
+}
+
+/// serde_yaml appends ` at line L column C` (the position is reported
+/// separately); drop every such suffix, keep the rest of the message.
+fn strip_yaml_location(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find(" at line ") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + " at line ".len()..];
+        let digits = |s: &str| s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let n = digits(tail);
+        let after = &tail[n..];
+        match after.strip_prefix(" column ") {
+            Some(c) if n > 0 && digits(c) > 0 => rest = &c[digits(c)..],
+            _ => {
+                out.push_str(" at line ");
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Pack-level checks of one check; `None` if it has errors (recorded).
+fn check_shape(pack: &mut RulePack, path: KeyPath, raw: RawCheck) -> Option<PackCheck> {
+    let before = pack.errors.len();
+    let err = |pack: &mut RulePack, p: KeyPath, m: String| {
+        let e = pack.error_at(&p, m);
+        pack.errors.push(e);
+    };
+    let name = raw.name.clone();
+    if name.trim().is_empty() {
+        err(
+            pack,
+            path.key("name"),
+            "check `name` must not be empty".into(),
+        );
+    }
+    let source = match SourceKind::parse(&raw.source) {
+        Some(s @ (SourceKind::Loki | SourceKind::Scrape)) => {
+            err(
+                pack,
+                path.key("source"),
+                format!(
+                    "source `{}` is not available in this version (planned)",
+                    s.as_str()
+                ),
+            );
+            None
+        }
+        Some(s) => Some(s),
+        None => {
+            err(
+                pack,
+                path.key("source"),
+                format!(
+                    "unknown source `{}`; expected prometheus or probe (loki and scrape are planned)",
+                    raw.source
+                ),
+            );
+            None
+        }
+    };
+    match source {
+        Some(SourceKind::Prometheus) => {
+            match &raw.query {
+                None => err(
+                    pack,
+                    path.key("source"),
+                    format!("check `{name}`: a prometheus check needs a `query`"),
+                ),
+                Some(q) if q.trim().is_empty() => err(
+                    pack,
+                    path.key("query"),
+                    format!("check `{name}`: `query` must not be empty"),
+                ),
+                Some(_) => {}
+            }
+            if raw.probe.is_some() {
+                err(
+                    pack,
+                    path.key("probe"),
+                    format!("check `{name}`: `probe` is only used by probe checks"),
+                );
+            }
+        }
+        Some(SourceKind::Probe) => {
+            if raw.probe.is_none() {
+                err(
+                    pack,
+                    path.key("source"),
+                    format!("check `{name}`: a probe check needs `probe` (the name of one of the service's probes)"),
+                );
+            }
+            if raw.query.is_some() {
+                err(
+                    pack,
+                    path.key("query"),
+                    format!("check `{name}`: `query` is only used by prometheus checks"),
+                );
+            }
+            if raw.step.is_some() {
+                let at = pack.position(&path.key("step"));
+                pack.warnings.push(format!(
+                    "{at}: check `{name}`: `step` has no effect on probe checks (they are measured at each tick)"
+                ));
+            }
+        }
+        _ => {}
+    }
+    if raw.step == Some(Duration::ZERO) {
+        err(
+            pack,
+            path.key("step"),
+            format!("check `{name}`: `step` must be greater than zero"),
+        );
+    }
+    let levels = [
+        ("warning", raw.warning),
+        ("critical", raw.critical),
+        ("rollback", raw.rollback),
+    ];
+    if levels.iter().all(|(_, c)| c.is_none()) {
+        err(
+            pack,
+            path.key("name"),
+            format!("check `{name}` has no level; give it `warning`, `critical` and/or `rollback`"),
+        );
+    }
+    for (level, cond) in &levels {
+        let Some(c) = cond else { continue };
+        let at = path.key(level);
+        if c.above.is_none() && c.below.is_none() && c.failures.is_none() {
+            err(
+                pack,
+                at.clone(),
+                format!(
+                    "check `{name}`: `{level}` needs at least one of `above`, `below`, `failures`"
+                ),
+            );
+        }
+        if let Some(n) = c.failures {
+            if source.is_some() && source != Some(SourceKind::Probe) {
+                err(
+                    pack,
+                    at.key("failures"),
+                    format!("check `{name}`: `failures` is only valid for probe checks"),
+                );
+            } else if n == 0 {
+                err(
+                    pack,
+                    at.key("failures"),
+                    format!("check `{name}`: `failures` must be at least 1"),
+                );
+            }
+        }
+        for (key, v) in [("above", c.above), ("below", c.below)] {
+            if v.is_some_and(f64::is_nan) {
+                err(
+                    pack,
+                    at.key(key),
+                    format!("check `{name}`: `{key}` must be a number, not NaN"),
+                );
+            }
+        }
+    }
+    if pack.errors.len() > before {
+        return None;
+    }
+    let rule = Rule {
+        warning: raw.warning.map(|c| c.compile()),
+        critical: raw.critical.map(|c| c.compile()),
+        rollback: raw.rollback.map(|c| c.compile()),
+    };
+    sanity_warnings(pack, &path, &name, &rule);
+    Some(PackCheck {
+        path,
+        raw,
+        source: source.expect("no errors, so the source is known"),
+        rule,
+    })
+}
+
+/// Thresholds in the wrong order (e.g. a rollback `above` lower than the
+/// critical one) are legal but almost always a typo.
+fn sanity_warnings(pack: &mut RulePack, path: &KeyPath, name: &str, rule: &Rule) {
+    let pairs = [
+        ("warning", rule.warning, "critical", rule.critical),
+        ("critical", rule.critical, "rollback", rule.rollback),
+    ];
+    for (lo_name, lo, hi_name, hi) in pairs {
+        let (Some(lo), Some(hi)) = (lo, hi) else {
+            continue;
+        };
+        if let (Some(a), Some(b)) = (lo.above, hi.above) {
+            if b < a {
+                let at = pack.position(&path.key(hi_name).key("above"));
+                pack.warnings.push(format!(
+                    "{at}: check `{name}`: `{hi_name}` fires above {b}, lower than `{lo_name}` ({a})"
+                ));
+            }
+        }
+        if let (Some(a), Some(b)) = (lo.below, hi.below) {
+            if b > a {
+                let at = pack.position(&path.key(hi_name).key("below"));
+                pack.warnings.push(format!(
+                    "{at}: check `{name}`: `{hi_name}` fires below {b}, higher than `{lo_name}` ({a})"
+                ));
+            }
+        }
+    }
+}
+
+/// What a service offers its checks.
+pub struct ServiceScope<'a> {
+    pub name: &'a str,
+    pub environment: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    pub probes: &'a [ProbeConfig],
+    /// Whether `[sources.prometheus]` is configured.
+    pub prometheus: bool,
+}
+
+/// A service's checks, compiled from its packs, with what went wrong.
+#[derive(Debug, Default)]
+pub struct Compiled {
+    pub checks: Vec<CheckSpec>,
+    pub errors: Vec<ConfigError>,
+}
+
+/// Compiles `packs` (in order) for the service `scope`.
+pub fn compile(packs: &[&RulePack], scope: &ServiceScope<'_>) -> Compiled {
+    let mut out = Compiled::default();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut known: Vec<&str> = BUILTIN_VARIABLES.to_vec();
+    known.extend(scope.labels.keys().map(String::as_str));
+    let service = format!("service `{}` ({})", scope.name, scope.environment);
+    for pack in packs {
+        for c in &pack.checks {
+            let name = &c.raw.name;
+            let before = out.errors.len();
+            let name_at = c.path.key("name");
+            if let Some(first) = seen.get(name) {
+                out.errors.push(pack.error_at(
+                    &name_at,
+                    format!("duplicate check name `{name}` in {service}; first defined at {first}"),
+                ));
+            } else {
+                seen.insert(name.clone(), pack.position(&name_at));
+            }
+            match c.source {
+                SourceKind::Prometheus => {
+                    if !scope.prometheus {
+                        out.errors.push(pack.error_at(
+                            &c.path.key("source"),
+                            format!("check `{name}` uses prometheus, but [sources.prometheus] is not configured"),
+                        ));
+                    }
+                    let query = c.raw.query.as_deref().unwrap_or_default();
+                    for var in unknown_variables(query, &known) {
+                        out.errors.push(pack.error_at(
+                            &c.path.key("query"),
+                            format!(
+                                "check `{name}`: unknown template variable `{{{{{var}}}}}` for {service}; known: {}",
+                                known.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                SourceKind::Probe => {
+                    let probe = c.raw.probe.as_deref().unwrap_or_default();
+                    if !scope.probes.iter().any(|p| p.name == probe) {
+                        let names: Vec<&str> =
+                            scope.probes.iter().map(|p| p.name.as_str()).collect();
+                        let defined = if names.is_empty() {
+                            "it has no probes".to_string()
+                        } else {
+                            format!("its probes: {}", names.join(", "))
+                        };
+                        out.errors.push(pack.error_at(
+                            &c.path.key("probe"),
+                            format!("check `{name}`: {service} has no probe `{probe}`; {defined}"),
+                        ));
+                    }
+                }
+                SourceKind::Loki | SourceKind::Scrape => {}
+            }
+            if out.errors.len() > before {
+                continue;
+            }
+            out.checks.push(CheckSpec {
+                name: name.clone(),
+                source: c.source,
+                query: c.raw.query.clone(),
+                probe: c.raw.probe.clone(),
+                step: c.raw.step.unwrap_or(DEFAULT_STEP),
+                rule: c.rule,
+                pack: pack.file.clone(),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(pack: &RulePack) -> Vec<String> {
+        pack.errors.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn a_good_pack_compiles() {
+        let text = "checks:\n  - name: error_rate\n    source: prometheus\n    query: up{service=\"{{service}}\",ns=\"{{namespace}}\"}\n    warning: { above: 0.005 }\n    critical: { above: 0.01, for: 5m }\n  - name: live\n    source: probe\n    probe: live\n    rollback: { failures: 3 }\n";
+        let pack = parse_pack(text, Path::new("p.yaml"));
+        assert!(pack.errors.is_empty(), "{:?}", messages(&pack));
+        let labels = [("namespace".to_string(), "shop".to_string())].into();
+        let probes = [ProbeConfig {
+            name: "live".into(),
+            url: "http://x/".into(),
+            expect_status: None,
+            timeout: Duration::from_secs(1),
+        }];
+        let scope = ServiceScope {
+            name: "checkout",
+            environment: "production",
+            labels: &labels,
+            probes: &probes,
+            prometheus: true,
+        };
+        let c = compile(&[&pack], &scope);
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        assert_eq!(c.checks.len(), 2);
+        assert_eq!(c.checks[0].step, DEFAULT_STEP);
+        assert_eq!(c.checks[0].rule.critical.unwrap().for_ms, 300_000);
+        assert_eq!(c.checks[1].rule.rollback.unwrap().failures, Some(3));
+    }
+
+    #[test]
+    fn sanity_warnings_are_located() {
+        let text = "checks:\n  - name: rate\n    source: prometheus\n    query: up\n    step: 30s\n    critical: { above: 0.05 }\n    rollback: { above: 0.01 }\n  - name: live\n    source: probe\n    probe: live\n    step: 5s\n    critical: { failures: 1 }\n";
+        let pack = parse_pack(text, Path::new("p.yaml"));
+        assert!(pack.errors.is_empty(), "{:?}", messages(&pack));
+        assert_eq!(
+            pack.warnings,
+            [
+                "p.yaml:7:17: check `rate`: `rollback` fires above 0.01, lower than `critical` (0.05)",
+                "p.yaml:11:5: check `live`: `step` has no effect on probe checks (they are measured at each tick)",
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_use_serde_yaml_location() {
+        let pack = parse_pack("checks:\n  - name: [x\n", Path::new("p.yaml"));
+        assert_eq!(pack.errors.len(), 1);
+        assert!(pack.errors[0].message.starts_with("invalid YAML"));
+        assert!(!pack.errors[0].message.contains(" at line "));
+    }
+
+    #[test]
+    fn strips_only_the_location() {
+        assert_eq!(
+            strip_yaml_location("did not find expected ',' or ']' at line 2 column 2, while parsing a flow sequence at line 1 column 4"),
+            "did not find expected ',' or ']', while parsing a flow sequence"
+        );
+    }
+}

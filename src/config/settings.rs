@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything `run` needs, validated: rule packs compiled, secrets read,
-/// paths resolved. Built by [`super::load`].
+/// paths resolved. Built by [`super::load()`].
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The config file it came from.

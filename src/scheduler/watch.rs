@@ -254,14 +254,16 @@ pub async fn execute_rollback(g: &Arc<Guardian>, id: &str) -> Result<(), StoreEr
         .service(&release.service, &release.environment)
         .and_then(|s| s.rollback.clone());
     let now = ctx.clock.now();
+    // Only the caller that moves the rollback from requested to running may
+    // act on it, whether it runs the hook or records that it cannot.
+    if !ctx.store.start_rollback(id, now).await? {
+        return Ok(());
+    }
     let Some(hook) = hook else {
         let reason = "no rollback hook is configured for this service any more".to_string();
         finish(g, &release, RollbackState::Failed, None, None, reason, now).await?;
         return Ok(());
     };
-    if !ctx.store.start_rollback(id, now).await? {
-        return Ok(());
-    }
     let started = Decision {
         at: now,
         check: None,

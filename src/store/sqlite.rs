@@ -1,4 +1,339 @@
-//! The embedded store: SQLite in WAL mode.
+//! The embedded store: one SQLite file in WAL mode behind the [`Store`] trait.
+//!
+//! This module owns the connection and how every [`Store`] method reaches it:
+//! each method is one transaction run on the blocking pool, so the async
+//! runtime never waits on disk, and writes take the write lock up front
+//! (`BEGIN IMMEDIATE`) so a check-then-write never races another writer, even
+//! one in another process. Its child modules hold the rest:
+//! - `sqlite_schema.rs` — the tables, created and upgraded by numbered
+//!   migrations tracked in `PRAGMA user_version`;
+//! - `sqlite_ops.rs` — the SQL of each method;
+//! - `sqlite_rows.rs` — rows ⇄ domain types (a value that does not parse is
+//!   [`StoreError::Corrupt`], never a panic).
+//!
+//! The guarantees of [`crate::store`] rest on the schema:
+//! - `notifications.key` is the primary key and rows are inserted with
+//!   `INSERT OR IGNORE`: the same event enqueued twice keeps one row;
+//! - `rollbacks.release_id` is the primary key: a release has at most one
+//!   rollback row, and `start_rollback` moves it `requested → running` with a
+//!   conditional `UPDATE`, so exactly one caller wins;
+//! - `releases.seq` orders releases by registration, so "latest" and "newest
+//!   first" are well defined even when timestamps are equal.
 
-/// SQLite-backed [`super::Store`].
-pub struct SqliteStore;
+use super::{
+    Registered, ReleaseDetails, ReleaseFilter, RollbackRequest, Store, StoreError, TickApplied,
+    TickCommit,
+};
+use crate::model::{
+    CheckRecord, Decision, DeliveryStatus, Millis, NewRelease, NotificationRecord, Release,
+    ReleaseStatus, RollbackRecord, RollbackState,
+};
+use async_trait::async_trait;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+#[path = "sqlite_ops.rs"]
+mod ops;
+#[path = "sqlite_rows.rs"]
+mod rows;
+#[path = "sqlite_schema.rs"]
+mod schema;
+
+/// How long a statement waits for another connection's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::Error as E;
+        match e {
+            E::FromSqlConversionFailure(_, _, detail) => StoreError::Corrupt(detail.to_string()),
+            E::InvalidColumnType(_, column, ty) => {
+                StoreError::Corrupt(format!("column {column} holds an unexpected {ty}"))
+            }
+            E::IntegralValueOutOfRange(idx, v) => {
+                StoreError::Corrupt(format!("column #{idx} holds {v}, out of range"))
+            }
+            other => StoreError::Backend(other.to_string()),
+        }
+    }
+}
+
+/// SQLite-backed [`Store`]: one file, one connection, WAL journal,
+/// `synchronous = FULL` (a committed tick survives a power cut).
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path` and brings its schema up to
+    /// date. The parent directory must exist; errors name the path.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(StoreError::Backend(format!(
+                "cannot open the database {}: directory {} does not exist",
+                path.display(),
+                dir.display()
+            )));
+        }
+        let failed = |e: StoreError| match e {
+            StoreError::Backend(m) => {
+                StoreError::Backend(format!("cannot open the database {}: {m}", path.display()))
+            }
+            corrupt => corrupt,
+        };
+        let conn = Self::connect(path).map_err(failed)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn connect(path: &Path) -> Result<Connection, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(format!(
+                "the WAL journal was refused (journal_mode = {mode})"
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        schema::migrate(&mut conn)?;
+        Ok(conn)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version (`PRAGMA user_version`) this build creates.
+    pub fn schema_version() -> u32 {
+        schema::MIGRATIONS.len() as u32
+    }
+
+    /// Runs `f` in one transaction on the blocking pool; commits if it
+    /// returns `Ok`, rolls back otherwise. The work completes even if the
+    /// caller's future is dropped, so a write is all or nothing.
+    async fn run<T, F>(&self, behavior: TransactionBehavior, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic mid-transaction rolled it back while unwinding, so the
+            // connection behind a poisoned lock is still consistent.
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let tx = conn.transaction_with_behavior(behavior)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.run(TransactionBehavior::Deferred, f).await
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.run(TransactionBehavior::Immediate, f).await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn register_release(
+        &self,
+        new: &NewRelease,
+        environment: &str,
+        id: &str,
+        now: Millis,
+        first_check_at: Millis,
+    ) -> Result<Registered, StoreError> {
+        let (new, environment, id) = (new.clone(), environment.to_owned(), id.to_owned());
+        self.write(move |tx| ops::register(tx, &new, &environment, &id, now, first_check_at))
+            .await
+    }
+
+    async fn get_release(&self, id: &str) -> Result<Option<Release>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |tx| ops::release(tx, &id)).await
+    }
+
+    async fn release_details(&self, id: &str) -> Result<Option<ReleaseDetails>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |tx| ops::release_details(tx, &id)).await
+    }
+
+    /// Newest first (`started_at`, then registration order); limit 0 means
+    /// 100, and at most 1000 rows are returned.
+    async fn list_releases(&self, filter: &ReleaseFilter) -> Result<Vec<Release>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |tx| ops::list_releases(tx, &filter)).await
+    }
+
+    async fn active_releases(&self) -> Result<Vec<Release>, StoreError> {
+        self.read(ops::active_releases).await
+    }
+
+    async fn load_checks(&self, release_id: &str) -> Result<Vec<CheckRecord>, StoreError> {
+        let id = release_id.to_owned();
+        self.read(move |tx| ops::checks(tx, &id)).await
+    }
+
+    /// A release that does not exist is `NotWatching` too.
+    async fn commit_tick(
+        &self,
+        release_id: &str,
+        tick: &TickCommit,
+    ) -> Result<TickApplied, StoreError> {
+        let (id, tick) = (release_id.to_owned(), tick.clone());
+        self.write(move |tx| ops::commit_tick(tx, &id, &tick)).await
+    }
+
+    async fn transition(
+        &self,
+        release_id: &str,
+        from: &[ReleaseStatus],
+        to: ReleaseStatus,
+        decision: &Decision,
+        now: Millis,
+    ) -> Result<Option<Release>, StoreError> {
+        let (id, from, decision) = (release_id.to_owned(), from.to_vec(), decision.clone());
+        self.write(move |tx| ops::transition(tx, &id, &from, to, &decision, now))
+            .await
+    }
+
+    async fn ack(
+        &self,
+        release_id: &str,
+        decision: &Decision,
+    ) -> Result<Option<Release>, StoreError> {
+        let (id, decision) = (release_id.to_owned(), decision.clone());
+        self.write(move |tx| ops::ack(tx, &id, &decision)).await
+    }
+
+    /// Errors if the release does not exist.
+    async fn append_decision(
+        &self,
+        release_id: &str,
+        decision: &Decision,
+    ) -> Result<(), StoreError> {
+        let (id, decision) = (release_id.to_owned(), decision.clone());
+        self.write(move |tx| ops::append_decision(tx, &id, &decision))
+            .await
+    }
+
+    /// Each row's release is `message.release_id`, which must exist.
+    async fn enqueue(&self, records: &[NotificationRecord]) -> Result<usize, StoreError> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let records = records.to_vec();
+        self.write(move |tx| ops::enqueue(tx, &records)).await
+    }
+
+    async fn due_notifications(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<NotificationRecord>, StoreError> {
+        self.read(move |tx| ops::due_notifications(tx, now, limit))
+            .await
+    }
+
+    async fn next_notification_due(&self) -> Result<Option<Millis>, StoreError> {
+        self.read(ops::next_notification_due).await
+    }
+
+    /// Errors if no outbox row has this key.
+    async fn mark_notification(
+        &self,
+        key: &str,
+        status: DeliveryStatus,
+        attempts: u32,
+        last_error: Option<&str>,
+        next_attempt_at: Millis,
+        sent_at: Option<Millis>,
+    ) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        let delivery = ops::Delivery {
+            status,
+            attempts,
+            last_error: last_error.map(str::to_owned),
+            next_attempt_at,
+            sent_at,
+        };
+        self.write(move |tx| ops::mark_notification(tx, &key, &delivery))
+            .await
+    }
+
+    async fn request_rollback(
+        &self,
+        release_id: &str,
+        record: &RollbackRecord,
+        decision: &Decision,
+    ) -> Result<RollbackRequest, StoreError> {
+        let (id, record, decision) = (release_id.to_owned(), record.clone(), decision.clone());
+        self.write(move |tx| ops::request_rollback(tx, &id, &record, &decision))
+            .await
+    }
+
+    async fn start_rollback(&self, release_id: &str, now: Millis) -> Result<bool, StoreError> {
+        let id = release_id.to_owned();
+        self.write(move |tx| ops::start_rollback(tx, &id, now))
+            .await
+    }
+
+    /// Records the outcome once: a rollback already `succeeded`, `failed` or
+    /// `interrupted` keeps its first outcome (a warning is logged). Errors if
+    /// the release has no rollback or `state` is not an outcome.
+    async fn finish_rollback(
+        &self,
+        release_id: &str,
+        state: RollbackState,
+        exit_code: Option<i32>,
+        output: Option<&str>,
+        decision: &Decision,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let (id, decision) = (release_id.to_owned(), decision.clone());
+        let outcome = ops::Outcome {
+            state,
+            exit_code,
+            output: output.map(str::to_owned),
+            now,
+        };
+        self.write(move |tx| ops::finish_rollback(tx, &id, &outcome, &decision))
+            .await
+    }
+
+    async fn get_rollback(&self, release_id: &str) -> Result<Option<RollbackRecord>, StoreError> {
+        let id = release_id.to_owned();
+        self.read(move |tx| ops::rollback(tx, &id)).await
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(ReleaseStatus, u64)>, StoreError> {
+        self.read(ops::count_by_status).await
+    }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The project's test command (README: "Run the tests"; .ci/run runs it).
+#
+# Installs what the tests need when it is missing (Debian's prometheus,
+# systemd-analyze), then checks formatting and lints, builds once, and runs
+# every test (unit, integration with real servers, the demo) in parallel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+[ -x /usr/bin/prometheus ] || need+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "==> installing ${need[*]}"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+# Debian's package starts its own Prometheus service on :9090 on some
+# systems; the tests never use it (each starts its own on a free port).
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "==> tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --locked --no-fail-fast --test-threads 4
+    # nextest does not run doctests.
+    cargo test --locked --doc
+else
+    cargo test --locked --no-fail-fast
+fi

@@ -1,0 +1,364 @@
+//! Semantic checks of the deserialized config, and the build of
+//! [`Settings`]: what serde cannot see (a public listen address without
+//! `[auth]`, a `notify` naming no notifier, two services with the same name,
+//! unreadable `*_file` secrets, bad URLs, rule packs). Every finding is
+//! located at the key that is wrong. Secrets are read here, and no message
+//! ever quotes one.
+//!
+//! Relative paths (`rules`, `store.path`, every `*_file`) are relative to
+//! the config file's directory.
+
+mod services;
+
+use super::load::{Parsed, Report};
+use super::locate::KeyPath;
+use super::{
+    ApiToken, CadenceConfig, Config, NotifierConfig, NotifierSettings, Secret, Settings,
+    DEFAULT_STORE_PATH,
+};
+use crate::scheduler::Cadence;
+use services::{build_services, ServiceContext};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Checks `parsed` and builds the settings (meaningful only when `report`
+/// holds no error).
+pub(super) fn validate(
+    parsed: Parsed,
+    report: &mut Report<'_>,
+    file: &Path,
+    env: &[(String, String)],
+) -> Settings {
+    let base = file.parent().unwrap_or(Path::new("")).to_path_buf();
+    let Parsed {
+        mut config,
+        server_failed,
+        auth_failed,
+        cadence_failed,
+        services,
+        notifier_names,
+    } = parsed;
+    let tokens = auth_tokens(&config, &base, report);
+    if !server_failed {
+        check_listen(&config, auth_failed, report);
+    }
+    let store_path = store_path(&config, &base, env, report);
+    let cadence = if cadence_failed {
+        None
+    } else {
+        cadence(&config.cadence, &KeyPath::root().key("cadence"), report)
+    };
+    let cadence = cadence.unwrap_or_else(|| {
+        Cadence::from_config(&CadenceConfig::default()).expect("the default cadence is valid")
+    });
+    sources(&mut config, &base, report);
+    let notifiers = notifiers(&config, &base, report);
+    let ctx = ServiceContext {
+        base: &base,
+        notifier_names: &notifier_names,
+        cadence: &cadence,
+        prometheus: config.sources.prometheus.is_some(),
+    };
+    let services = build_services(&services, &ctx, report);
+    Settings {
+        file: file.to_path_buf(),
+        config,
+        store_path,
+        services,
+        notifiers,
+        tokens,
+        warnings: Vec::new(),
+    }
+}
+
+/// Reads a `*_file` secret (relative to the config's directory).
+fn read_secret(
+    file: &Path,
+    base: &Path,
+    at: &KeyPath,
+    key: &str,
+    report: &mut Report<'_>,
+) -> Option<Secret> {
+    let path = base.join(file);
+    match Secret::from_file(&path) {
+        Ok(s) if s.expose().trim().is_empty() => {
+            report.error(at, format!("`{key}` {} is empty", path.display()));
+            None
+        }
+        Ok(s) => Some(s),
+        Err(e) => {
+            report.error(at, format!("cannot read `{key}` {}: {e}", path.display()));
+            None
+        }
+    }
+}
+
+/// One secret given inline (`key`) or as a file (`key_file`): exactly one.
+/// Returns it with the path of the key that gave it.
+fn one_secret(
+    inline: Option<&Secret>,
+    file: Option<&PathBuf>,
+    key: &str,
+    at: &KeyPath,
+    what: &str,
+    base: &Path,
+    report: &mut Report<'_>,
+) -> Option<(Secret, KeyPath)> {
+    let file_key = format!("{key}_file");
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            report.error(
+                &at.key(&file_key),
+                format!("set one of `{key}` or `{file_key}`, not both"),
+            );
+            None
+        }
+        (None, None) => {
+            report.error(at, format!("{what} needs `{key}` or `{file_key}`"));
+            None
+        }
+        (Some(s), None) => {
+            if s.expose().trim().is_empty() {
+                report.error(&at.key(key), format!("`{key}` is empty"));
+                return None;
+            }
+            Some((s.clone(), at.key(key)))
+        }
+        (None, Some(f)) => {
+            let p = at.key(&file_key);
+            read_secret(f, base, &p, &file_key, report).map(|s| (s, p))
+        }
+    }
+}
+
+/// An absolute `http://` or `https://` URL; the message never quotes `s`.
+pub(super) fn http_url(s: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(s).map_err(|e| e.to_string())?;
+    match url.scheme() {
+        "http" | "https" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
+        "http" | "https" => Err("no host".into()),
+        other => Err(format!("scheme `{other}` is not http or https")),
+    }
+}
+
+fn auth_tokens(config: &Config, base: &Path, report: &mut Report<'_>) -> Vec<ApiToken> {
+    let Some(auth) = &config.auth else {
+        return Vec::new();
+    };
+    let at = KeyPath::root().key("auth").key("tokens");
+    if auth.tokens.is_empty() {
+        report.error(&at, "`[auth]` needs at least one token in `tokens`");
+    }
+    let mut out = Vec::new();
+    for (i, t) in auth.tokens.iter().enumerate() {
+        let tp = at.index(i);
+        let secret = one_secret(
+            t.token.as_ref(),
+            t.token_file.as_ref(),
+            "token",
+            &tp,
+            "an API token",
+            base,
+            report,
+        );
+        if t.scopes.is_empty() {
+            report.error(
+                &tp.key("scopes"),
+                "a token needs at least one scope: read, write",
+            );
+        }
+        if let Some((token, _)) = secret {
+            out.push(ApiToken {
+                token,
+                scopes: t.scopes.clone(),
+            });
+        }
+    }
+    out
+}
+
+fn check_listen(config: &Config, auth_failed: bool, report: &mut Report<'_>) {
+    let listen = config.server.listen;
+    let authenticated = auth_failed || config.auth.as_ref().is_some_and(|a| !a.tokens.is_empty());
+    if !listen.ip().is_loopback() && !authenticated {
+        report.error(
+            &KeyPath::root().key("server").key("listen"),
+            format!(
+                "listen address {listen} is not loopback; without [auth] the API listens on loopback only"
+            ),
+        );
+    }
+}
+
+/// `store.path` (relative to the config's directory), else
+/// `$STATE_DIRECTORY/guardian.db`, else [`DEFAULT_STORE_PATH`].
+fn store_path(
+    config: &Config,
+    base: &Path,
+    env: &[(String, String)],
+    report: &mut Report<'_>,
+) -> PathBuf {
+    match &config.store.path {
+        Some(p) if p.as_os_str().is_empty() => {
+            report.error(
+                &KeyPath::root().key("store").key("path"),
+                "`path` must not be empty",
+            );
+            PathBuf::from(DEFAULT_STORE_PATH)
+        }
+        Some(p) => base.join(p),
+        None => env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "STATE_DIRECTORY")
+            // systemd lists several directories separated by `:`; use the first.
+            .and_then(|(_, v)| v.split(':').next().filter(|d| !d.is_empty()))
+            .map(|d| Path::new(d).join("guardian.db"))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_PATH)),
+    }
+}
+
+/// Validates a cadence at `at` (a `[cadence]` table), locating a bad tier.
+pub(super) fn cadence(c: &CadenceConfig, at: &KeyPath, report: &mut Report<'_>) -> Option<Cadence> {
+    match Cadence::from_config(c) {
+        Ok(c) => Some(c),
+        Err(msg) => {
+            // Cadence says "tier N: `key` ..."; point at that key when it does.
+            let tiers = at.key("tiers");
+            let path = msg
+                .strip_prefix("tier ")
+                .and_then(|r| r.split_once(": `"))
+                .and_then(|(n, r)| Some((n.parse::<usize>().ok()?, r.split_once('`')?.0)))
+                .filter(|(n, _)| *n >= 1)
+                .map_or(tiers.clone(), |(n, key)| tiers.index(n - 1).key(key));
+            report.error(&path, msg);
+            None
+        }
+    }
+}
+
+fn sources(config: &mut Config, base: &Path, report: &mut Report<'_>) {
+    let at = KeyPath::root().key("sources");
+    if let Some(p) = &mut config.sources.prometheus {
+        let pp = at.key("prometheus");
+        if let Err(e) = http_url(&p.url) {
+            report.error(
+                &pp.key("url"),
+                format!("prometheus `url` {:?} is not an http(s) URL: {e}", p.url),
+            );
+        }
+        if p.timeout.is_zero() {
+            report.error(&pp.key("timeout"), "`timeout` must be greater than zero");
+        }
+        match (&p.bearer_token, &p.bearer_token_file) {
+            (Some(_), Some(_)) => report.error(
+                &pp.key("bearer_token_file"),
+                "set one of `bearer_token` or `bearer_token_file`, not both",
+            ),
+            (None, Some(f)) => {
+                // Read now; from here on `bearer_token` holds the secret
+                // whichever way it was given.
+                let key = pp.key("bearer_token_file");
+                if let Some(s) = read_secret(f, base, &key, "bearer_token_file", report) {
+                    p.bearer_token = Some(s);
+                    p.bearer_token_file = None;
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(l) = &config.sources.loki {
+        let lp = at.key("loki");
+        if let Err(e) = http_url(&l.url) {
+            report.error(
+                &lp.key("url"),
+                format!("loki `url` {:?} is not an http(s) URL: {e}", l.url),
+            );
+        }
+        report.warn(
+            &lp,
+            "[sources.loki] is configured, but loki checks are not available in this version (planned)",
+        );
+    }
+}
+
+fn notifiers(
+    config: &Config,
+    base: &Path,
+    report: &mut Report<'_>,
+) -> BTreeMap<String, NotifierSettings> {
+    let mut out = BTreeMap::new();
+    for (name, n) in &config.notifiers {
+        let at = KeyPath::root().key("notifiers").key(name);
+        let what = format!("slack notifier `{name}`");
+        let built = match n {
+            NotifierConfig::Slack {
+                webhook_url,
+                webhook_url_file,
+                min_severity,
+                timeout,
+            } => one_secret(
+                webhook_url.as_ref(),
+                webhook_url_file.as_ref(),
+                "webhook_url",
+                &at,
+                &what,
+                base,
+                report,
+            )
+            .and_then(|(url, key)| {
+                secret_url(&url, &key, "webhook URL", report)?;
+                Some(NotifierSettings::Slack {
+                    webhook_url: url,
+                    min_severity: *min_severity,
+                    timeout: *timeout,
+                })
+            }),
+            NotifierConfig::Webhook {
+                url,
+                min_severity,
+                timeout,
+            } => secret_url(url, &at.key("url"), "webhook `url`", report).map(|_| {
+                NotifierSettings::Webhook {
+                    url: url.clone(),
+                    min_severity: *min_severity,
+                    timeout: *timeout,
+                }
+            }),
+            other => {
+                // Rejected while loading; kept total for safety.
+                report.error(
+                    &at.key("kind"),
+                    format!(
+                        "notifier kind `{}` is not available in this version (planned)",
+                        other.kind()
+                    ),
+                );
+                None
+            }
+        };
+        if let NotifierConfig::Slack { timeout, .. } | NotifierConfig::Webhook { timeout, .. } = n {
+            if timeout.is_zero() {
+                report.error(&at.key("timeout"), "`timeout` must be greater than zero");
+            }
+        }
+        if let Some(b) = built {
+            out.insert(name.clone(), b);
+        }
+    }
+    out
+}
+
+/// Checks a URL that is a secret; the message says what is wrong, never what it is.
+fn secret_url(s: &Secret, at: &KeyPath, what: &str, report: &mut Report<'_>) -> Option<()> {
+    match http_url(s.expose()) {
+        Ok(_) => Some(()),
+        Err(e) => {
+            report.error(
+                at,
+                format!("the {what} is not an http(s) URL ({e}); the value is a secret and is not shown"),
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The `[[services]]` checks: names, duplicates, `notify`, probes, the
+//! rollback hook, the service's cadence, its rule packs (read once per file,
+//! compiled per service) and the warnings `check` prints for a service that
+//! watches little or nothing.
+
+use super::{cadence, http_url};
+use crate::config::load::Report;
+use crate::config::locate::KeyPath;
+use crate::config::rules::{self, RulePack, ServiceScope};
+use crate::config::{CheckSpec, Service, ServiceConfig, SourceKind};
+use crate::scheduler::{Cadence, MAX_NAME_LEN};
+use crate::sources::template::BUILTIN_VARIABLES;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// What every service is checked against.
+pub(super) struct ServiceContext<'a> {
+    pub(super) base: &'a Path,
+    pub(super) notifier_names: &'a [String],
+    pub(super) cadence: &'a Cadence,
+    pub(super) prometheus: bool,
+}
+
+pub(super) fn build_services(
+    services: &[(usize, ServiceConfig)],
+    ctx: &ServiceContext<'_>,
+    report: &mut Report<'_>,
+) -> Vec<Service> {
+    let mut out = Vec::new();
+    let mut seen: HashMap<(String, String), KeyPath> = HashMap::new();
+    let mut packs: HashMap<PathBuf, Result<RulePack, String>> = HashMap::new();
+    for (i, s) in services {
+        let at = KeyPath::root().key("services").index(*i);
+        check_names(s, &at, report);
+        let id = (s.name.clone(), s.environment.clone());
+        if let Some(first) = seen.get(&id) {
+            let first = report.locator.describe(first);
+            report.error(
+                &at.key("name"),
+                format!(
+                    "service `{}` ({}) is defined twice; first at {first}",
+                    s.name, s.environment
+                ),
+            );
+        } else {
+            seen.insert(id, at.key("name"));
+        }
+        check_notify(s, &at, ctx.notifier_names, report);
+        check_probes(s, &at, report);
+        check_rollback(s, &at, report);
+        let cadence = match &s.cadence {
+            Some(c) => {
+                cadence(c, &at.key("cadence"), report).unwrap_or_else(|| ctx.cadence.clone())
+            }
+            None => ctx.cadence.clone(),
+        };
+        let checks = service_checks(s, &at, ctx, &mut packs, report);
+        service_warnings(s, &at, &checks, report);
+        out.push(Service {
+            name: s.name.clone(),
+            environment: s.environment.clone(),
+            labels: s.labels.clone(),
+            notify: s.notify.clone(),
+            probes: s.probes.clone(),
+            rollback: s.rollback.clone(),
+            cadence,
+            checks,
+        });
+    }
+    out
+}
+
+fn check_names(s: &ServiceConfig, at: &KeyPath, report: &mut Report<'_>) {
+    for (key, v) in [("name", &s.name), ("environment", &s.environment)] {
+        if v.trim().is_empty() {
+            report.error(&at.key(key), format!("service `{key}` must not be empty"));
+        } else if v.len() > MAX_NAME_LEN {
+            report.error(
+                &at.key(key),
+                format!("service `{key}` is longer than {MAX_NAME_LEN} bytes"),
+            );
+        }
+    }
+    for key in s.labels.keys() {
+        if BUILTIN_VARIABLES.contains(&key.as_str()) {
+            report.error(
+                &at.key("labels").key(key),
+                format!(
+                    "label `{key}` would shadow the built-in template variable `{{{{{key}}}}}`"
+                ),
+            );
+        }
+    }
+}
+
+fn check_notify(s: &ServiceConfig, at: &KeyPath, names: &[String], report: &mut Report<'_>) {
+    for (j, n) in s.notify.iter().enumerate() {
+        if !names.contains(n) {
+            let defined = if names.is_empty() {
+                "no [notifiers] are defined".to_string()
+            } else {
+                format!("defined: {}", names.join(", "))
+            };
+            report.error(
+                &at.key("notify").index(j),
+                format!("unknown notifier `{n}` in `notify`; {defined}"),
+            );
+        }
+    }
+}
+
+fn check_probes(s: &ServiceConfig, at: &KeyPath, report: &mut Report<'_>) {
+    let mut seen: Vec<&str> = Vec::new();
+    for (k, p) in s.probes.iter().enumerate() {
+        let pp = at.key("probes").index(k);
+        if p.name.trim().is_empty() {
+            report.error(&pp.key("name"), "probe `name` must not be empty");
+        } else if seen.contains(&p.name.as_str()) {
+            report.error(
+                &pp.key("name"),
+                format!(
+                    "probe `{}` is defined twice in service `{}`",
+                    p.name, s.name
+                ),
+            );
+        }
+        seen.push(&p.name);
+        if let Err(e) = http_url(&p.url) {
+            report.error(
+                &pp.key("url"),
+                format!(
+                    "probe `{}`: `url` {:?} is not an http(s) URL: {e}",
+                    p.name, p.url
+                ),
+            );
+        }
+        if let Some(code) = p.expect_status {
+            if !(100..=599).contains(&code) {
+                report.error(
+                    &pp.key("expect_status"),
+                    format!(
+                        "probe `{}`: `expect_status` {code} is not an HTTP status (100-599)",
+                        p.name
+                    ),
+                );
+            }
+        }
+        if p.timeout.is_zero() {
+            report.error(&pp.key("timeout"), "`timeout` must be greater than zero");
+        }
+    }
+}
+
+fn check_rollback(s: &ServiceConfig, at: &KeyPath, report: &mut Report<'_>) {
+    let Some(r) = &s.rollback else { return };
+    let rp = at.key("rollback");
+    if r.command.first().map_or(true, |c| c.trim().is_empty()) {
+        report.error(
+            &rp.key("command"),
+            "rollback `command` must name a program (it runs without a shell)",
+        );
+    }
+    if r.timeout.is_zero() {
+        report.error(&rp.key("timeout"), "`timeout` must be greater than zero");
+    }
+}
+
+/// Reads (once per file) and compiles the service's rule packs.
+fn service_checks(
+    s: &ServiceConfig,
+    at: &KeyPath,
+    ctx: &ServiceContext<'_>,
+    packs: &mut HashMap<PathBuf, Result<RulePack, String>>,
+    report: &mut Report<'_>,
+) -> Vec<CheckSpec> {
+    let mut mine: Vec<PathBuf> = Vec::new();
+    for (j, rule) in s.rules.iter().enumerate() {
+        let file = ctx.base.join(rule);
+        let rp = at.key("rules").index(j);
+        if mine.contains(&file) {
+            report.error(
+                &rp,
+                format!("rule pack `{}` is listed twice", rule.display()),
+            );
+            continue;
+        }
+        let pack = packs.entry(file.clone()).or_insert_with(|| {
+            let pack = rules::read_pack(&file).map_err(|e| e.to_string());
+            if let Ok(p) = &pack {
+                // A pack's own errors are reported once, whoever uses it.
+                report.errors.extend(p.errors.iter().cloned());
+                report.warnings.extend(p.warnings.iter().cloned());
+            }
+            pack
+        });
+        if let Err(why) = pack {
+            let why = why.clone();
+            report.error(
+                &rp,
+                format!(
+                    "cannot read rule pack `{}` ({}): {why}",
+                    rule.display(),
+                    file.display()
+                ),
+            );
+            continue;
+        }
+        mine.push(file);
+    }
+    let mine: Vec<&RulePack> = mine.iter().filter_map(|f| packs[f].as_ref().ok()).collect();
+    let scope = ServiceScope {
+        name: &s.name,
+        environment: &s.environment,
+        labels: &s.labels,
+        probes: &s.probes,
+        prometheus: ctx.prometheus,
+    };
+    let compiled = rules::compile(&mine, &scope);
+    report.errors.extend(compiled.errors);
+    compiled.checks
+}
+
+fn service_warnings(
+    s: &ServiceConfig,
+    at: &KeyPath,
+    checks: &[CheckSpec],
+    report: &mut Report<'_>,
+) {
+    let id = format!("service `{}` ({})", s.name, s.environment);
+    if s.rules.is_empty() && s.probes.is_empty() {
+        report.warn(at, format_args!("{id} has no rules and no probes"));
+    }
+    for (k, p) in s.probes.iter().enumerate() {
+        let used = checks
+            .iter()
+            .any(|c| c.source == SourceKind::Probe && c.probe.as_deref() == Some(&p.name));
+        if !used {
+            report.warn(
+                &at.key("probes").index(k),
+                format_args!("{id}: probe `{}` is not used by any check", p.name),
+            );
+        }
+    }
+    let rollback_levels = checks.iter().any(|c| c.rule.rollback.is_some());
+    match (&s.rollback, rollback_levels) {
+        (Some(_), false) if !checks.is_empty() => report.warn(
+            &at.key("rollback"),
+            format_args!("{id} has a rollback hook but no check with a `rollback` level"),
+        ),
+        (None, true) => report.warn(
+            at,
+            format_args!(
+                "{id} has checks with a `rollback` level but no [services.rollback] hook; they will only page"
+            ),
+        ),
+        _ => {}
+    }
+    if s.notify.is_empty() && !checks.is_empty() {
+        report.warn(
+            at,
+            format_args!("{id} has no `notify`; nobody will be paged"),
+        );
+    }
+}

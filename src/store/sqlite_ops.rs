@@ -1,0 +1,602 @@
+//! The SQL of the SQLite store: one function per [`Store`](crate::store::Store)
+//! method, each run inside the transaction [`super::SqliteStore`] opened for
+//! it (they never commit), plus the statements several of them share.
+
+use super::rows::{
+    self, CHECK_COLUMNS, DECISION_COLUMNS, NOTIFICATION_COLUMNS, RELEASE_COLUMNS, ROLLBACK_COLUMNS,
+};
+use crate::model::{
+    CheckRecord, Decision, DeliveryStatus, Millis, NewRelease, NotificationRecord, Release,
+    ReleaseStatus, RollbackRecord, RollbackState,
+};
+use crate::store::{
+    Registered, ReleaseDetails, ReleaseFilter, RollbackRequest, StoreError, TickApplied, TickCommit,
+};
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+/// `list_releases` limit when the filter says 0.
+const DEFAULT_LIST_LIMIT: usize = 100;
+/// Upper bound of `list_releases`' limit.
+const MAX_LIST_LIMIT: usize = 1000;
+
+// ---- statements shared by several methods --------------------------------
+
+pub(super) fn release(conn: &Connection, id: &str) -> Result<Option<Release>, StoreError> {
+    let sql = format!("SELECT {RELEASE_COLUMNS} FROM releases WHERE id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], rows::release)
+        .optional()?)
+}
+
+fn status_of(conn: &Connection, id: &str) -> Result<Option<ReleaseStatus>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT status FROM releases WHERE id = ?1")?
+        .query_row([id], |r| rows::release_status(r, 0))
+        .optional()?)
+}
+
+pub(super) fn rollback(
+    conn: &Connection,
+    release_id: &str,
+) -> Result<Option<RollbackRecord>, StoreError> {
+    let sql = format!("SELECT {ROLLBACK_COLUMNS} FROM rollbacks WHERE release_id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([release_id], rows::rollback)
+        .optional()?)
+}
+
+pub(super) fn checks(conn: &Connection, release_id: &str) -> Result<Vec<CheckRecord>, StoreError> {
+    let sql = format!("SELECT {CHECK_COLUMNS} FROM checks WHERE release_id = ?1 ORDER BY name");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let out = stmt
+        .query_map([release_id], rows::check)?
+        .collect::<Result<_, _>>()?;
+    Ok(out)
+}
+
+fn insert_decision(conn: &Connection, release_id: &str, d: &Decision) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO decisions (release_id, at, check_name, level, action, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        release_id,
+        d.at,
+        d.check,
+        d.level.map(|l| l.as_str()),
+        d.action,
+        d.reason
+    ])?;
+    Ok(())
+}
+
+/// Inserts outbox rows, ignoring existing keys; returns how many were new.
+fn insert_notifications(
+    conn: &Connection,
+    records: &[NotificationRecord],
+) -> Result<usize, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR IGNORE INTO notifications (key, release_id, notifier, message, status,
+             attempts, last_error, created_at, sent_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    let mut inserted = 0;
+    for n in records {
+        inserted += stmt.execute(params![
+            n.key,
+            n.message.release_id,
+            n.notifier,
+            rows::to_json(&n.message, "notifications.message")?,
+            n.status.as_str(),
+            n.attempts,
+            n.last_error,
+            n.created_at,
+            n.sent_at,
+            n.next_attempt_at
+        ])?;
+    }
+    Ok(inserted)
+}
+
+fn insert_rollback(
+    conn: &Connection,
+    release_id: &str,
+    rb: &RollbackRecord,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO rollbacks (release_id, state, reason, triggered_by, requested_at,
+             started_at, finished_at, exit_code, output)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        release_id,
+        rb.state.as_str(),
+        rb.reason,
+        rb.trigger,
+        rb.requested_at,
+        rb.started_at,
+        rb.finished_at,
+        rb.exit_code,
+        rb.output
+    ])?;
+    Ok(())
+}
+
+/// Sets a release's status; a terminal one also ends the watch.
+fn set_status(
+    conn: &Connection,
+    id: &str,
+    to: ReleaseStatus,
+    now: Millis,
+) -> Result<(), StoreError> {
+    if to.is_terminal() {
+        conn.prepare_cached(
+            "UPDATE releases SET status = ?2, next_check_at = NULL, ended_at = ?3 WHERE id = ?1",
+        )?
+        .execute(params![id, to.as_str(), now])?;
+    } else {
+        conn.prepare_cached("UPDATE releases SET status = ?2 WHERE id = ?1")?
+            .execute(params![id, to.as_str()])?;
+    }
+    Ok(())
+}
+
+/// Marks a release `rolling_back` and stops its ticks.
+fn set_rolling_back(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE releases SET status = ?2, next_check_at = NULL WHERE id = ?1")?
+        .execute(params![id, ReleaseStatus::RollingBack.as_str()])?;
+    Ok(())
+}
+
+// ---- one function per transaction ----------------------------------------
+
+pub(super) fn register(
+    tx: &Transaction<'_>,
+    new: &NewRelease,
+    environment: &str,
+    id: &str,
+    now: Millis,
+    first_check_at: Millis,
+) -> Result<Registered, StoreError> {
+    let sql = format!(
+        "SELECT {RELEASE_COLUMNS} FROM releases
+         WHERE service = ?1 AND environment = ?2 ORDER BY seq DESC LIMIT 1"
+    );
+    let latest = tx
+        .prepare_cached(&sql)?
+        .query_row([&new.service, environment], rows::release)
+        .optional()?;
+    if let Some(latest) = latest.filter(|r| r.version == new.version) {
+        return Ok(Registered {
+            release: latest,
+            created: false,
+            superseded: Vec::new(),
+        });
+    }
+
+    // The new row first, so the superseded rows' decisions and
+    // `superseded_by` point at a release that exists.
+    tx.prepare_cached(
+        "INSERT INTO releases (id, service, environment, version, previous_version,
+             annotations, status, started_at, next_check_at, ended_at, acked, superseded_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, 0, NULL)",
+    )?
+    .execute(params![
+        id,
+        new.service,
+        environment,
+        new.version,
+        new.previous_version,
+        rows::to_json(&new.annotations, "releases.annotations")?,
+        ReleaseStatus::Watching.as_str(),
+        now,
+        first_check_at
+    ])?;
+
+    let superseded: Vec<String> = tx
+        .prepare_cached(
+            "SELECT id FROM releases
+             WHERE service = ?1 AND environment = ?2 AND status = ?3 AND id <> ?4
+             ORDER BY seq",
+        )?
+        .query_map(
+            params![
+                new.service,
+                environment,
+                ReleaseStatus::Watching.as_str(),
+                id
+            ],
+            |r| r.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
+    let decision = Decision {
+        at: now,
+        check: None,
+        level: None,
+        action: "superseded".into(),
+        reason: format!("superseded by version {} (release {id})", new.version),
+    };
+    for old in &superseded {
+        tx.prepare_cached(
+            "UPDATE releases SET status = ?2, superseded_by = ?3, next_check_at = NULL,
+                 ended_at = ?4
+             WHERE id = ?1",
+        )?
+        .execute(params![old, ReleaseStatus::Superseded.as_str(), id, now])?;
+        insert_decision(tx, old, &decision)?;
+    }
+
+    let release = release(tx, id)?
+        .ok_or_else(|| StoreError::Backend(format!("release {id} vanished after insert")))?;
+    Ok(Registered {
+        release,
+        created: true,
+        superseded,
+    })
+}
+
+pub(super) fn commit_tick(
+    tx: &Transaction<'_>,
+    release_id: &str,
+    tick: &TickCommit,
+) -> Result<TickApplied, StoreError> {
+    if status_of(tx, release_id)? != Some(ReleaseStatus::Watching) {
+        return Ok(TickApplied::NotWatching);
+    }
+    {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO checks (release_id, name, state, level, value, tracker,
+                 evaluated_until, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (release_id, name) DO UPDATE SET
+                 state = excluded.state, level = excluded.level, value = excluded.value,
+                 tracker = excluded.tracker, evaluated_until = excluded.evaluated_until,
+                 updated_at = excluded.updated_at",
+        )?;
+        for c in &tick.checks {
+            upsert.execute(params![
+                release_id,
+                c.name,
+                c.state.as_str(),
+                c.level.as_str(),
+                c.value,
+                rows::to_json(&c.tracker, "checks.tracker")?,
+                c.evaluated_until,
+                c.updated_at
+            ])?;
+        }
+    }
+    for d in &tick.decisions {
+        insert_decision(tx, release_id, d)?;
+    }
+    insert_notifications(tx, &tick.notifications)?;
+
+    if let Some(rb) = &tick.rollback {
+        if rollback(tx, release_id)?.is_none() {
+            insert_rollback(tx, release_id, rb)?;
+            set_rolling_back(tx, release_id)?;
+            return Ok(TickApplied::Applied {
+                rollback_requested: true,
+            });
+        }
+    }
+    tx.prepare_cached("UPDATE releases SET next_check_at = ?2 WHERE id = ?1")?
+        .execute(params![release_id, tick.next_check_at])?;
+    if let Some(status) = tick.status {
+        set_status(tx, release_id, status, tick.now)?;
+    }
+    Ok(TickApplied::Applied {
+        rollback_requested: false,
+    })
+}
+
+pub(super) fn transition(
+    tx: &Transaction<'_>,
+    release_id: &str,
+    from: &[ReleaseStatus],
+    to: ReleaseStatus,
+    decision: &Decision,
+    now: Millis,
+) -> Result<Option<Release>, StoreError> {
+    match status_of(tx, release_id)? {
+        Some(current) if from.contains(&current) => {}
+        _ => return Ok(None),
+    }
+    set_status(tx, release_id, to, now)?;
+    insert_decision(tx, release_id, decision)?;
+    release(tx, release_id)
+}
+
+pub(super) fn request_rollback(
+    tx: &Transaction<'_>,
+    release_id: &str,
+    record: &RollbackRecord,
+    decision: &Decision,
+) -> Result<RollbackRequest, StoreError> {
+    let Some(status) = status_of(tx, release_id)? else {
+        return Ok(RollbackRequest::NotFound);
+    };
+    if let Some(existing) = rollback(tx, release_id)? {
+        return Ok(RollbackRequest::Exists(existing));
+    }
+    if !matches!(status, ReleaseStatus::Watching | ReleaseStatus::Verified) {
+        return Ok(RollbackRequest::NotAllowed(status));
+    }
+    insert_rollback(tx, release_id, record)?;
+    set_rolling_back(tx, release_id)?;
+    insert_decision(tx, release_id, decision)?;
+    Ok(RollbackRequest::Requested)
+}
+
+pub(super) fn finish_rollback(
+    tx: &Transaction<'_>,
+    release_id: &str,
+    outcome: &Outcome,
+    decision: &Decision,
+) -> Result<(), StoreError> {
+    let release_status = match outcome.state {
+        RollbackState::Succeeded => ReleaseStatus::RolledBack,
+        RollbackState::Failed | RollbackState::Interrupted => ReleaseStatus::RollbackFailed,
+        RollbackState::Requested | RollbackState::Running => {
+            return Err(StoreError::Backend(format!(
+                "finish_rollback of release {release_id}: {} is not an outcome",
+                outcome.state.as_str()
+            )))
+        }
+    };
+    let Some(current) = rollback(tx, release_id)? else {
+        return Err(StoreError::Backend(format!(
+            "release {release_id} has no rollback to finish"
+        )));
+    };
+    if !matches!(
+        current.state,
+        RollbackState::Requested | RollbackState::Running
+    ) {
+        // The first recorded outcome is the truth; a second one changes nothing.
+        tracing::warn!(
+            release = %release_id,
+            recorded = current.state.as_str(),
+            ignored = outcome.state.as_str(),
+            "rollback outcome already recorded; ignoring a second one"
+        );
+        return Ok(());
+    }
+    tx.prepare_cached(
+        "UPDATE rollbacks SET state = ?2, exit_code = ?3, output = ?4, finished_at = ?5
+         WHERE release_id = ?1",
+    )?
+    .execute(params![
+        release_id,
+        outcome.state.as_str(),
+        outcome.exit_code,
+        outcome.output,
+        outcome.now
+    ])?;
+    set_status(tx, release_id, release_status, outcome.now)?;
+    insert_decision(tx, release_id, decision)
+}
+
+/// The owned arguments of `finish_rollback`.
+pub(super) struct Outcome {
+    pub(super) state: RollbackState,
+    pub(super) exit_code: Option<i32>,
+    pub(super) output: Option<String>,
+    pub(super) now: Millis,
+}
+
+pub(super) fn release_details(
+    tx: &Transaction<'_>,
+    release_id: &str,
+) -> Result<Option<ReleaseDetails>, StoreError> {
+    let Some(release) = release(tx, release_id)? else {
+        return Ok(None);
+    };
+    let sql =
+        format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE release_id = ?1 ORDER BY at, id");
+    let decisions = tx
+        .prepare_cached(&sql)?
+        .query_map([release_id], rows::decision)?
+        .collect::<Result<_, _>>()?;
+    let sql = format!(
+        "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE release_id = ?1
+         ORDER BY created_at, key"
+    );
+    let notifications = tx
+        .prepare_cached(&sql)?
+        .query_map([release_id], rows::notification)?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(ReleaseDetails {
+        release,
+        checks: checks(tx, release_id)?,
+        decisions,
+        notifications,
+        rollback: rollback(tx, release_id)?,
+    }))
+}
+
+pub(super) fn list_releases(
+    tx: &Transaction<'_>,
+    filter: &ReleaseFilter,
+) -> Result<Vec<Release>, StoreError> {
+    let mut clauses = Vec::new();
+    let mut args = Vec::new();
+    if let Some(service) = &filter.service {
+        clauses.push("service = ?");
+        args.push(Value::Text(service.clone()));
+    }
+    if let Some(environment) = &filter.environment {
+        clauses.push("environment = ?");
+        args.push(Value::Text(environment.clone()));
+    }
+    if let Some(status) = filter.status {
+        clauses.push("status = ?");
+        args.push(Value::Text(status.as_str().into()));
+    }
+    let limit = match filter.limit {
+        0 => DEFAULT_LIST_LIMIT,
+        n => n.min(MAX_LIST_LIMIT),
+    };
+    args.push(Value::Integer(limit as i64));
+    let mut sql = format!("SELECT {RELEASE_COLUMNS} FROM releases");
+    if !clauses.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&clauses.join(" AND "));
+    }
+    sql.push_str(" ORDER BY started_at DESC, seq DESC LIMIT ?");
+    let out = tx
+        .prepare_cached(&sql)?
+        .query_map(rusqlite::params_from_iter(args), rows::release)?
+        .collect::<Result<_, _>>()?;
+    Ok(out)
+}
+
+pub(super) fn active_releases(tx: &Transaction<'_>) -> Result<Vec<Release>, StoreError> {
+    let sql = format!(
+        "SELECT {RELEASE_COLUMNS} FROM releases WHERE status IN (?1, ?2)
+         ORDER BY started_at, seq"
+    );
+    let out = tx
+        .prepare_cached(&sql)?
+        .query_map(
+            [
+                ReleaseStatus::Watching.as_str(),
+                ReleaseStatus::RollingBack.as_str(),
+            ],
+            rows::release,
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(out)
+}
+
+pub(super) fn ack(
+    tx: &Transaction<'_>,
+    release_id: &str,
+    decision: &Decision,
+) -> Result<Option<Release>, StoreError> {
+    let changed = tx
+        .prepare_cached("UPDATE releases SET acked = 1 WHERE id = ?1")?
+        .execute([release_id])?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    insert_decision(tx, release_id, decision)?;
+    release(tx, release_id)
+}
+
+pub(super) fn append_decision(
+    tx: &Transaction<'_>,
+    release_id: &str,
+    decision: &Decision,
+) -> Result<(), StoreError> {
+    if status_of(tx, release_id)?.is_none() {
+        return Err(StoreError::Backend(format!(
+            "cannot append a decision: no release {release_id}"
+        )));
+    }
+    insert_decision(tx, release_id, decision)
+}
+
+pub(super) fn enqueue(
+    tx: &Transaction<'_>,
+    records: &[NotificationRecord],
+) -> Result<usize, StoreError> {
+    insert_notifications(tx, records)
+}
+
+pub(super) fn due_notifications(
+    tx: &Transaction<'_>,
+    now: Millis,
+    limit: usize,
+) -> Result<Vec<NotificationRecord>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let sql = format!(
+        "SELECT {NOTIFICATION_COLUMNS} FROM notifications
+         WHERE status = ?1 AND next_attempt_at <= ?2
+         ORDER BY created_at, key LIMIT ?3"
+    );
+    let out = tx
+        .prepare_cached(&sql)?
+        .query_map(
+            params![DeliveryStatus::Pending.as_str(), now, limit],
+            rows::notification,
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(out)
+}
+
+pub(super) fn next_notification_due(tx: &Transaction<'_>) -> Result<Option<Millis>, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT MIN(next_attempt_at) FROM notifications WHERE status = ?1")?
+        .query_row([DeliveryStatus::Pending.as_str()], |r| r.get(0))?)
+}
+
+/// The owned arguments of `mark_notification`.
+pub(super) struct Delivery {
+    pub(super) status: DeliveryStatus,
+    pub(super) attempts: u32,
+    pub(super) last_error: Option<String>,
+    pub(super) next_attempt_at: Millis,
+    pub(super) sent_at: Option<Millis>,
+}
+
+pub(super) fn mark_notification(
+    tx: &Transaction<'_>,
+    key: &str,
+    d: &Delivery,
+) -> Result<(), StoreError> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE notifications SET status = ?2, attempts = ?3, last_error = ?4,
+                 next_attempt_at = ?5, sent_at = ?6
+             WHERE key = ?1",
+        )?
+        .execute(params![
+            key,
+            d.status.as_str(),
+            d.attempts,
+            d.last_error,
+            d.next_attempt_at,
+            d.sent_at
+        ])?;
+    if changed == 0 {
+        return Err(StoreError::Backend(format!(
+            "cannot mark notification {key:?}: no such outbox row"
+        )));
+    }
+    Ok(())
+}
+
+/// The exactly-once gate: only the caller whose `UPDATE` moves the row from
+/// `requested` to `running` gets `true`.
+pub(super) fn start_rollback(
+    tx: &Transaction<'_>,
+    release_id: &str,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE rollbacks SET state = ?3, started_at = ?2
+             WHERE release_id = ?1 AND state = ?4",
+        )?
+        .execute(params![
+            release_id,
+            now,
+            RollbackState::Running.as_str(),
+            RollbackState::Requested.as_str()
+        ])?;
+    Ok(changed == 1)
+}
+
+pub(super) fn count_by_status(
+    tx: &Transaction<'_>,
+) -> Result<Vec<(ReleaseStatus, u64)>, StoreError> {
+    let out = tx
+        .prepare_cached("SELECT status, COUNT(*) FROM releases GROUP BY status ORDER BY status")?
+        .query_map([], |r| Ok((rows::release_status(r, 0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(out)
+}

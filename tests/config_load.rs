@@ -1,0 +1,819 @@
+//! The config loader end to end: real files in temp dirs, every error with
+//! its exact `FILE:LINE:COL`.
+
+use release_guardian::config::{load, load_str, ConfigError, Settings, SourceKind};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tempfile::TempDir;
+
+const OPS_TOKEN: &str = "ops-token-s3cr3t-value";
+const SLACK_URL: &str = "https://hooks.slack.example/services/T000/B000/sl4ck-s3cr3t";
+
+/// A temp dir holding a copy of `tests/fixtures/config`.
+fn fixture() -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
+    for name in [
+        "guardian.toml",
+        "ops.token",
+        "slack.url",
+        "rules/checklist.yaml",
+    ] {
+        let to = dir.path().join(name);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(src.join(name), to).unwrap();
+    }
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn no_env() -> Vec<(String, String)> {
+    Vec::new()
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Loads `text` as `DIR/guardian.toml` and returns its errors.
+fn errors_of(dir: &Path, text: &str, env: &[(String, String)]) -> Vec<ConfigError> {
+    let path = write(dir, "guardian.toml", text);
+    match load_str(text, &path, env) {
+        Ok(s) => panic!(
+            "expected errors, got settings with warnings {:?}",
+            s.warnings
+        ),
+        Err(e) => e.errors,
+    }
+}
+
+fn ok(dir: &Path, text: &str, env: &[(String, String)]) -> Settings {
+    let path = write(dir, "guardian.toml", text);
+    load_str(text, &path, env).unwrap_or_else(|e| panic!("unexpected errors:\n{e}"))
+}
+
+/// Asserts that `errors` are exactly `expected` (file, line, col, a piece of
+/// the message), in order.
+fn assert_errors(errors: &[ConfigError], expected: &[(&Path, usize, usize, &str)]) {
+    let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errors.len(), expected.len(), "got:\n{}", shown.join("\n"));
+    for (e, (file, line, col, msg)) in errors.iter().zip(expected) {
+        assert_eq!(
+            (e.file.as_path(), e.line, e.col),
+            (*file, *line, *col),
+            "position of {e}; all:\n{}",
+            shown.join("\n")
+        );
+        assert!(
+            e.message.contains(msg),
+            "{e:?} should mention {msg:?}; all:\n{}",
+            shown.join("\n")
+        );
+    }
+}
+
+#[test]
+fn the_design_example_loads() {
+    let dir = fixture();
+    let file = dir.path().join("guardian.toml");
+    let s = load(&file).unwrap_or_else(|e| panic!("{e}"));
+
+    assert_eq!(s.file, file);
+    assert_eq!(s.store_path, dir.path().join("state/guardian.db"));
+    assert_eq!(s.config.server.listen.to_string(), "127.0.0.1:9797");
+    assert_eq!(s.tokens.len(), 1);
+    assert_eq!(s.tokens[0].token.expose(), OPS_TOKEN);
+
+    let svc = s.service("checkout", "production").expect("the service");
+    assert_eq!(svc.labels["namespace"], "shop");
+    assert_eq!(svc.notify, ["oncall-slack", "pager"]);
+    assert_eq!(svc.probes[0].expect_status, Some(200));
+    assert_eq!(svc.probes[0].timeout, Duration::from_secs(2));
+    let rollback = svc.rollback.as_ref().unwrap();
+    assert_eq!(rollback.command[0], "kubectl");
+    assert_eq!(rollback.timeout, Duration::from_secs(300));
+    assert_eq!(svc.cadence.length(), 6 * 3600 * 1000);
+
+    let names: Vec<&str> = svc.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["error_rate", "live"]);
+    let rate = &svc.checks[0];
+    assert_eq!(rate.source, SourceKind::Prometheus);
+    assert!(rate.query.as_deref().unwrap().contains("{{namespace}}"));
+    assert_eq!(rate.step, Duration::from_secs(15));
+    assert_eq!(rate.rule.warning.unwrap().above, Some(0.005));
+    assert_eq!(rate.rule.rollback.unwrap().for_ms, 300_000);
+    assert_eq!(rate.pack, dir.path().join("rules/checklist.yaml"));
+    let live = &svc.checks[1];
+    assert_eq!(live.source, SourceKind::Probe);
+    assert_eq!(live.probe.as_deref(), Some("live"));
+    assert_eq!(live.rule.critical.unwrap().failures, Some(2));
+
+    assert_eq!(s.notifiers.len(), 2);
+    match &s.notifiers["oncall-slack"] {
+        release_guardian::config::NotifierSettings::Slack { webhook_url, .. } => {
+            assert_eq!(webhook_url.expose(), SLACK_URL)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        s.notifiers["pager"].min_severity(),
+        release_guardian::model::Severity::Critical
+    );
+    // Loki is configured but not available yet: a warning, not an error.
+    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    assert!(s.warnings[0].contains("loki checks are not available"));
+    assert!(s.warnings[0].starts_with(&format!("{}:21:10: ", file.display())));
+}
+
+#[test]
+fn errors_in_different_sections_are_all_reported_with_their_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"[server]
+listen = "127.0.0.1:9797"
+listn = "x"
+
+[cadence]
+tiers = [ { until = "1h", every = "5x" } ]
+
+[[services]]
+name = "checkout"
+notify = ["oncall", "nobody"]
+  [[services.probes]]
+  name = "live"
+  url = "ftp://x/health"
+
+[[services]]
+name = "search"
+enviroment = "staging"
+
+[notifiers.oncall]
+kind = "slack"
+webhook_url = "https://hooks.example/x"
+
+[notifiers.mail]
+kind = "email"
+smtp_url = "smtp://x"
+
+[extra]
+x = 1
+"#;
+    let errors = errors_of(dir.path(), text, &no_env());
+    let f = dir.path().join("guardian.toml");
+    assert_errors(
+        &errors,
+        &[
+            (
+                &f,
+                3,
+                1,
+                "unknown field `listn`, expected `listen` or `shutdown_grace`",
+            ),
+            (&f, 6, 27, "invalid duration \"5x\""),
+            (
+                &f,
+                10,
+                21,
+                "unknown notifier `nobody` in `notify`; defined: oncall, mail",
+            ),
+            (
+                &f,
+                13,
+                3,
+                "probe `live`: `url` \"ftp://x/health\" is not an http(s) URL",
+            ),
+            (&f, 17, 1, "unknown field `enviroment`"),
+            (
+                &f,
+                24,
+                1,
+                "notifier kind `email` is not available in this version (planned)",
+            ),
+            (&f, 27, 2, "unknown section `extra`"),
+        ],
+    );
+    // Display is FILE:LINE:COL: message.
+    assert_eq!(
+        errors[0].to_string(),
+        format!(
+            "{}:3:1: unknown field `listn`, expected `listen` or `shutdown_grace`",
+            f.display()
+        )
+    );
+}
+
+#[test]
+fn unknown_keys_are_located_at_the_key_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"[auth]
+tokens = [ { token = "abc", scope = ["read"] } ]
+
+[[services]]
+name = "checkout"
+  [[services.probes]]
+  name = "live"
+  url = "http://127.0.0.1/"
+  timout = "2s"
+  [services.rollback]
+  command = ["true"]
+  mod = "auto"
+"#;
+    let f = dir.path().join("guardian.toml");
+    assert_errors(
+        &errors_of(dir.path(), text, &no_env()),
+        &[
+            (&f, 2, 29, "unknown field `scope`"),
+            (&f, 9, 3, "unknown field `timout`"),
+        ],
+    );
+    // One error per `[[services]]` element: fix the probe, see the rollback.
+    let text = text.replace("timout", "timeout");
+    assert_errors(
+        &errors_of(dir.path(), &text, &no_env()),
+        &[
+            (&f, 2, 29, "unknown field `scope`"),
+            (
+                &f,
+                12,
+                3,
+                "unknown field `mod`, expected one of `command`, `timeout`, `mode`, `env`",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn bad_durations_are_located_at_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"[server]
+shutdown_grace = "soon"
+
+[[services]]
+name = "checkout"
+probes = [ { name = "live", url = "http://127.0.0.1/", timeout = "2 lightyears" } ]
+"#;
+    let f = dir.path().join("guardian.toml");
+    assert_errors(
+        &errors_of(dir.path(), text, &no_env()),
+        &[
+            (&f, 2, 1, "invalid duration \"soon\""),
+            (&f, 6, 56, "invalid duration \"2 lightyears\""),
+        ],
+    );
+}
+
+#[test]
+fn a_bad_cadence_is_located_at_its_tier() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"[cadence]
+tiers = [ { until = "1h", every = "5m" },
+          { until = "30m", every = "15m" } ]
+"#;
+    let f = dir.path().join("guardian.toml");
+    assert_errors(
+        &errors_of(dir.path(), text, &no_env()),
+        &[(
+            &f,
+            3,
+            13,
+            "tier 2: `until` must be later than the previous tier's",
+        )],
+    );
+}
+
+#[test]
+fn unknown_notifiers_and_duplicate_services_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"[[services]]
+name = "checkout"
+notify = ["pager"]
+
+[[services]]
+name = "checkout"
+environment = "production"
+"#;
+    let f = dir.path().join("guardian.toml");
+    let errors = errors_of(dir.path(), text, &no_env());
+    assert_errors(
+        &errors,
+        &[
+            (
+                &f,
+                3,
+                11,
+                "unknown notifier `pager` in `notify`; no [notifiers] are defined",
+            ),
+            (&f, 6, 1, "service `checkout` (production) is defined twice"),
+        ],
+    );
+    assert!(errors[1]
+        .message
+        .ends_with(&format!("first at {}:2:1", f.display())));
+}
+
+#[test]
+fn a_missing_rule_pack_is_located_at_the_config_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rules/present.yaml",
+        "checks:\n  - name: up\n    source: probe\n    probe: live\n    critical: { failures: 1 }\n",
+    );
+    let text = r#"[[services]]
+name = "checkout"
+rules = [
+  "rules/present.yaml",
+  "rules/missing.yaml",
+]
+probes = [ { name = "live", url = "http://127.0.0.1/" } ]
+"#;
+    let f = dir.path().join("guardian.toml");
+    let errors = errors_of(dir.path(), text, &no_env());
+    assert_errors(
+        &errors,
+        &[(&f, 5, 3, "cannot read rule pack `rules/missing.yaml`")],
+    );
+    assert!(errors[0]
+        .message
+        .contains(&dir.path().join("rules/missing.yaml").display().to_string()));
+}
+
+#[test]
+fn rule_pack_errors_are_located_in_the_pack() {
+    let dir = tempfile::tempdir().unwrap();
+    let pack = write(
+        dir.path(),
+        "rules/bad.yaml",
+        r#"checks:
+  - name: error_rate
+    source: prometheus
+    query: rate(x{service="{{service}}",team="{{team}}"}[5m])
+    warning: { above: 0.01 }
+  - name: latency
+    source: prometheus
+    critical: { above: 0.5 }
+  - name: errors_failures
+    source: prometheus
+    query: up
+    critical: { failures: 3 }
+  - name: typo
+    source: probe
+    probe: live
+    critical: { failures: 2 }
+    severity: high
+  - name: ready
+    source: probe
+    probe: ready
+    rollback: { failures: 3 }
+  - name: logs
+    source: loki
+    query: '{app="x"}'
+    warning: { above: 1 }
+  - name: slow
+    source: prometheus
+    query: up
+    critical: { above: 1, for: fast }
+  - name: nothing
+    source: prometheus
+    query: up
+"#,
+    );
+    let text = r#"[sources.prometheus]
+url = "http://127.0.0.1:9090"
+
+[[services]]
+name = "checkout"
+rules = ["rules/bad.yaml"]
+labels = { namespace = "shop" }
+probes = [ { name = "live", url = "http://127.0.0.1/" } ]
+"#;
+    let errors = errors_of(dir.path(), text, &no_env());
+    assert_errors(
+        &errors,
+        &[
+            (&pack, 4, 5, "unknown template variable `{{team}}`"),
+            (
+                &pack,
+                7,
+                5,
+                "check `latency`: a prometheus check needs a `query`",
+            ),
+            (
+                &pack,
+                12,
+                17,
+                "check `errors_failures`: `failures` is only valid for probe checks",
+            ),
+            (&pack, 17, 5, "unknown field `severity`"),
+            (&pack, 20, 5, "has no probe `ready`; its probes: live"),
+            (
+                &pack,
+                23,
+                5,
+                "source `loki` is not available in this version (planned)",
+            ),
+            (&pack, 29, 27, "invalid duration \"fast\""),
+            (&pack, 30, 5, "check `nothing` has no level"),
+        ],
+    );
+    assert!(errors[0]
+        .message
+        .contains("known: service, environment, version, previous_version, namespace"));
+}
+
+#[test]
+fn yaml_syntax_errors_and_duplicate_check_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = write(
+        dir.path(),
+        "rules/broken.yaml",
+        "checks:\n  - name: [oops\n    source: probe\n",
+    );
+    let a = write(
+        dir.path(),
+        "rules/a.yaml",
+        "checks:\n  - name: live\n    source: probe\n    probe: live\n    critical: { failures: 2 }\n",
+    );
+    let b = write(
+        dir.path(),
+        "rules/b.yaml",
+        "# the same check again\nchecks:\n  - name: live\n    source: probe\n    probe: live\n    rollback: { failures: 5 }\n",
+    );
+    let text = r#"[[services]]
+name = "checkout"
+rules = ["rules/broken.yaml", "rules/a.yaml", "rules/b.yaml"]
+probes = [ { name = "live", url = "http://127.0.0.1/" } ]
+"#;
+    let errors = errors_of(dir.path(), text, &no_env());
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(errors[0].file, broken);
+    assert!(
+        errors[0].message.starts_with("invalid YAML: "),
+        "{errors:?}"
+    );
+    assert_eq!(errors[0].line, 3, "{errors:?}");
+    assert!(!errors[0].message.contains(" at line 3"), "{errors:?}");
+    assert_eq!(
+        (errors[1].file.as_path(), errors[1].line, errors[1].col),
+        (b.as_path(), 3, 5)
+    );
+    assert_eq!(
+        errors[1].message,
+        format!(
+            "duplicate check name `live` in service `checkout` (production); first defined at {}:2:5",
+            a.display()
+        )
+    );
+}
+
+#[test]
+fn environment_overrides_win_over_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"[server]
+listen = "127.0.0.1:9797"
+
+[[services]]
+name = "checkout"
+"#;
+    let s = ok(
+        dir.path(),
+        text,
+        &env(&[
+            ("RG__SERVER__LISTEN", "127.0.0.1:9000"),
+            ("RG__SERVER__SHUTDOWN_GRACE", "3s"),
+            ("RG__SOURCES__PROMETHEUS__URL", "http://prom.internal:9090"),
+            ("RG__STORE__PATH", "/tmp/rg/guardian.db"),
+            // A number where a string is wanted: taken as the string given.
+            ("RG__SERVICES__0__NAME", "1234"),
+            // Not `RG__`: ignored.
+            ("RG_LOG_FORMAT", "json"),
+            ("RG_SERVER__LISTEN", "0.0.0.0:1"),
+        ]),
+    );
+    assert_eq!(s.config.server.listen.to_string(), "127.0.0.1:9000");
+    assert_eq!(s.config.server.shutdown_grace, Duration::from_secs(3));
+    assert_eq!(
+        s.config.sources.prometheus.as_ref().unwrap().url,
+        "http://prom.internal:9090"
+    );
+    assert_eq!(s.store_path, Path::new("/tmp/rg/guardian.db"));
+    assert_eq!(s.services[0].name, "1234");
+}
+
+#[test]
+fn errors_in_environment_values_name_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[server]\nlisten = \"127.0.0.1:9797\"\n";
+    let errors = errors_of(
+        dir.path(),
+        text,
+        &env(&[
+            ("RG__SERVER__LISTEN", "0.0.0.0:9000"),
+            (
+                "RG__CADENCE__TIERS",
+                "[{ until = \"1h\", every = \"never\" }]",
+            ),
+            ("RG__SERVER__NOPE", "1"),
+        ]),
+    );
+    let var = |v: &str| PathBuf::from(format!("env:{v}"));
+    let (l, c, n) = (
+        var("RG__SERVER__LISTEN"),
+        var("RG__CADENCE__TIERS"),
+        var("RG__SERVER__NOPE"),
+    );
+    // [server] stops at its first error (the unknown key); [cadence] is separate.
+    assert_errors(
+        &errors,
+        &[
+            (&n, 1, 1, "unknown field `nope`"),
+            (&c, 1, 1, "invalid duration \"never\""),
+        ],
+    );
+    let errors = errors_of(
+        dir.path(),
+        text,
+        &env(&[("RG__SERVER__LISTEN", "0.0.0.0:9000")]),
+    );
+    assert_errors(&errors, &[(&l, 1, 1, "is not loopback")]);
+    assert_eq!(
+        errors[0].to_string(),
+        "env:RG__SERVER__LISTEN:1:1: listen address 0.0.0.0:9000 is not loopback; without [auth] the API listens on loopback only"
+    );
+}
+
+#[test]
+fn a_public_listen_address_needs_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[server]\nlisten = \"0.0.0.0:9797\"\n";
+    let f = dir.path().join("guardian.toml");
+    assert_errors(
+        &errors_of(dir.path(), text, &no_env()),
+        &[(&f, 2, 1, "without [auth] the API listens on loopback only")],
+    );
+    write(dir.path(), "api.token", "t0ken\n");
+    let with_auth = format!(
+        "{text}\n[auth]\ntokens = [ {{ token_file = \"api.token\", scopes = [\"read\"] }} ]\n"
+    );
+    let s = ok(dir.path(), &with_auth, &no_env());
+    assert_eq!(s.tokens[0].token.expose(), "t0ken");
+}
+
+#[test]
+fn store_path_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ok(dir.path(), "", &no_env());
+    assert_eq!(
+        s.store_path,
+        Path::new("/var/lib/release-guardian/guardian.db")
+    );
+    let s = ok(
+        dir.path(),
+        "",
+        &env(&[("STATE_DIRECTORY", "/var/lib/rg-state:/other")]),
+    );
+    assert_eq!(s.store_path, Path::new("/var/lib/rg-state/guardian.db"));
+    let s = ok(dir.path(), "[store]\npath = \"db/g.db\"\n", &no_env());
+    assert_eq!(s.store_path, dir.path().join("db/g.db"));
+}
+
+#[test]
+fn secrets_are_read_from_files_and_never_shown() {
+    let dir = fixture();
+    let file = dir.path().join("guardian.toml");
+    let s = load_str(&std::fs::read_to_string(&file).unwrap(), &file, &no_env()).unwrap();
+    let debug = format!("{s:?}");
+    assert!(!debug.contains(OPS_TOKEN) && !debug.contains("sl4ck-s3cr3t"));
+    assert!(debug.contains("<redacted>"));
+
+    // Broken secrets: the errors say what is wrong, never what the secret is.
+    write(dir.path(), "slack.url", "not a url sl4ck-s3cr3t\n");
+    let text = r#"[auth]
+tokens = [ { token = 987654321, scopes = ["read"] } ]
+
+[notifiers.slack]
+kind = "slack"
+webhook_url_file = "slack.url"
+
+[notifiers.hook]
+kind = "webhook"
+url = "ftp://user:w3bh00k-s3cr3t@example/"
+"#;
+    let errors = errors_of(dir.path(), text, &no_env());
+    let f = dir.path().join("guardian.toml");
+    assert_errors(
+        &errors,
+        &[
+            (
+                &f,
+                2,
+                14,
+                "invalid `token`: expected a string (the value is a secret and is not shown)",
+            ),
+            (
+                &f,
+                6,
+                1,
+                "the webhook URL is not an http(s) URL (relative URL without a base)",
+            ),
+            (
+                &f,
+                10,
+                1,
+                "the webhook `url` is not an http(s) URL (scheme `ftp` is not http or https)",
+            ),
+        ],
+    );
+    let shown = ConfigErrorsText::of(&errors);
+    for secret in ["987654321", "sl4ck-s3cr3t", "w3bh00k-s3cr3t"] {
+        assert!(!shown.contains(secret), "{secret} leaked:\n{shown}");
+    }
+
+    // Both forms at once, an empty file, a missing file.
+    write(dir.path(), "empty.token", "\n");
+    let text = r#"[auth]
+tokens = [ { token = "inline-s3cr3t", token_file = "ops.token", scopes = ["read"] },
+           { token_file = "empty.token", scopes = ["read"] },
+           { token_file = "missing.token", scopes = [] } ]
+"#;
+    let errors = errors_of(dir.path(), text, &no_env());
+    assert_errors(
+        &errors,
+        &[
+            (&f, 2, 39, "set one of `token` or `token_file`, not both"),
+            (&f, 3, 14, "is empty"),
+            (&f, 4, 14, "cannot read `token_file`"),
+            (&f, 4, 44, "a token needs at least one scope"),
+        ],
+    );
+    let shown = ConfigErrorsText::of(&errors);
+    assert!(!shown.contains("inline-s3cr3t") && !shown.contains(OPS_TOKEN));
+}
+
+/// Every error as `check` prints them.
+struct ConfigErrorsText;
+
+impl ConfigErrorsText {
+    fn of(errors: &[ConfigError]) -> String {
+        let all = release_guardian::config::ConfigErrors {
+            errors: errors.to_vec(),
+        };
+        format!("{all}\n{all:?}")
+    }
+}
+
+#[test]
+fn a_toml_syntax_error_is_one_located_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("guardian.toml");
+    let errors = errors_of(
+        dir.path(),
+        "[server]\nlisten = \"127.0.0.1:9797\n[store]\n",
+        &no_env(),
+    );
+    assert_errors(&errors, &[(&f, 2, 25, "invalid TOML: ")]);
+    assert!(!errors[0].message.contains('\n'), "{:?}", errors[0]);
+}
+
+#[test]
+fn notifier_kinds_and_missing_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"[notifiers.pager]
+kind = "pagerduty"
+routing_key = "k"
+
+[notifiers.am]
+kind = "alertmanager"
+url = "http://127.0.0.1:9093"
+
+[notifiers.odd]
+kind = "carrier-pigeon"
+
+[notifiers.bare]
+webhook_url = "https://x/"
+
+[notifiers.hook]
+kind = "webhook"
+timeout = "1s"
+
+[[services]]
+name = "checkout"
+  [services.rollback]
+  mode = "auto"
+"#;
+    let f = dir.path().join("guardian.toml");
+    assert_errors(
+        &errors_of(dir.path(), text, &no_env()),
+        &[
+            (
+                &f,
+                2,
+                1,
+                "notifier kind `pagerduty` is not available in this version (planned)",
+            ),
+            (
+                &f,
+                6,
+                1,
+                "notifier kind `alertmanager` is not available in this version (planned)",
+            ),
+            (
+                &f,
+                10,
+                1,
+                "unknown notifier kind `carrier-pigeon`; expected slack or webhook",
+            ),
+            (
+                &f,
+                12,
+                12,
+                "notifier `bare` needs a `kind`: slack or webhook",
+            ),
+            (&f, 15, 12, "missing field `url`"),
+            (&f, 21, 13, "missing field `command`"),
+        ],
+    );
+}
+
+#[test]
+fn warnings_for_services_that_watch_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rules/r.yaml",
+        "checks:\n  - name: up\n    source: probe\n    probe: live\n    rollback: { failures: 3 }\n",
+    );
+    let text = r#"[[services]]
+name = "idle"
+
+[[services]]
+name = "checkout"
+rules = ["rules/r.yaml"]
+probes = [ { name = "live", url = "http://127.0.0.1/" },
+           { name = "ready", url = "http://127.0.0.1/ready" } ]
+"#;
+    let s = ok(dir.path(), text, &no_env());
+    let f = dir.path().join("guardian.toml").display().to_string();
+    assert_eq!(
+        s.warnings,
+        [
+            format!("{f}:1:1: service `idle` (production) has no rules and no probes"),
+            format!("{f}:8:12: service `checkout` (production): probe `ready` is not used by any check"),
+            format!("{f}:4:1: service `checkout` (production) has checks with a `rollback` level but no [services.rollback] hook; they will only page"),
+            format!("{f}:4:1: service `checkout` (production) has no `notify`; nobody will be paged"),
+        ]
+    );
+}
+
+#[test]
+fn prometheus_bearer_token_file_is_read_at_load_time() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "prom.token", "pr0m-s3cr3t\n");
+    let text = r#"[sources.prometheus]
+url = "https://prom.example"
+bearer_token_file = "prom.token"
+"#;
+    let s = ok(dir.path(), text, &no_env());
+    let prom = s.config.sources.prometheus.as_ref().unwrap();
+    assert_eq!(prom.bearer_token.as_ref().unwrap().expose(), "pr0m-s3cr3t");
+    assert_eq!(prom.bearer_token_file, None);
+    assert!(!format!("{s:?}").contains("pr0m-s3cr3t"));
+}
+
+#[test]
+fn wrong_shapes_are_named_in_user_terms() {
+    let dir = tempfile::tempdir().unwrap();
+    let pack = write(
+        dir.path(),
+        "rules/r.yaml",
+        "checks:\n  - just a string\n  - name: x\n    source: probe\n    probe: live\n    warning: 5\n",
+    );
+    let text = "server = 5\n\n[[services]]\nname = \"a\"\nrules = [\"rules/r.yaml\"]\n";
+    let f = dir.path().join("guardian.toml");
+    assert_errors(
+        &errors_of(dir.path(), text, &no_env()),
+        &[
+            (&f, 1, 1, "invalid type: integer `5`, expected a table"),
+            (
+                &pack,
+                2,
+                5,
+                "expected a check (a mapping with `name`, `source`, ...)",
+            ),
+            (
+                &pack,
+                6,
+                5,
+                "expected a level such as `{ above: 0.01, for: 5m }`",
+            ),
+        ],
+    );
+}

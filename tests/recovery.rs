@@ -1,0 +1,188 @@
+//! The scheduler over a real SQLite store: watches end verified or rolled
+//! back on probe checks, and a restart never runs a rollback hook twice.
+
+mod common;
+
+use release_guardian::app::Context;
+use release_guardian::clock::SystemClock;
+use release_guardian::config::{
+    CadenceConfig, CheckSpec, Config, ProbeConfig, RollbackConfig, RollbackMode, Service, Settings, SourceKind,
+    TierConfig,
+};
+use release_guardian::engine::{Condition, Rule};
+use release_guardian::model::{Decision, NewRelease, RollbackRecord, RollbackState};
+use release_guardian::scheduler::{Cadence, Guardian};
+use release_guardian::store::sqlite::SqliteStore;
+use release_guardian::store::{RollbackRequest, Store};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn hook(dir: &Path) -> (PathBuf, PathBuf) {
+    let script = dir.join("hook.sh");
+    let log = dir.join("hook.log");
+    std::fs::write(&script, format!("#!/bin/sh\necho \"$RG_RELEASE_ID $RG_REASON\" >> {}\n", log.display())).unwrap();
+    let mut p = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut p, 0o755);
+    std::fs::set_permissions(&script, p).unwrap();
+    (script, log)
+}
+
+fn settings(dir: &Path, probe_url: &str, hook: &Path) -> Settings {
+    let ms = Duration::from_millis;
+    let cadence = Cadence::new(&[TierConfig { until: ms(3000), every: ms(500) }]).unwrap();
+    Settings {
+        file: dir.join("guardian.toml"),
+        config: Config { cadence: CadenceConfig { tiers: vec![] }, ..Default::default() },
+        store_path: dir.join("g.db"),
+        services: vec![Service {
+            name: "checkout".into(),
+            environment: "production".into(),
+            labels: Default::default(),
+            notify: vec![],
+            probes: vec![ProbeConfig { name: "live".into(), url: probe_url.into(), expect_status: None, timeout: ms(500) }],
+            rollback: Some(RollbackConfig {
+                command: vec![hook.display().to_string()],
+                timeout: Duration::from_secs(10),
+                mode: RollbackMode::Auto,
+                env: Default::default(),
+            }),
+            cadence,
+            checks: vec![CheckSpec {
+                name: "live".into(),
+                source: SourceKind::Probe,
+                query: None,
+                probe: Some("live".into()),
+                step: Duration::from_secs(15),
+                rule: Rule {
+                    critical: Some(Condition { failures: Some(1), ..Default::default() }),
+                    rollback: Some(Condition { failures: Some(2), ..Default::default() }),
+                    ..Default::default()
+                },
+                pack: dir.join("rules.yaml"),
+            }],
+        }],
+        notifiers: Default::default(),
+        tokens: vec![],
+        warnings: vec![],
+    }
+}
+
+async fn guardian(settings: Settings) -> (Arc<Guardian>, Arc<dyn Store>) {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.store_path).unwrap());
+    let g = Guardian::new(Context::new(settings, store.clone(), Arc::new(SystemClock)));
+    g.start().await.unwrap();
+    (g, store)
+}
+
+fn new_release() -> NewRelease {
+    NewRelease {
+        service: "checkout".into(),
+        version: "v2".into(),
+        previous_version: Some("v1".into()),
+        environment: None,
+        annotations: Default::default(),
+    }
+}
+
+async fn status_becomes(store: &Arc<dyn Store>, id: &str, want: &str) {
+    common::wait_for(&format!("status {want}"), Duration::from_secs(20), || async move {
+        let r = store.get_release(id).await.unwrap()?;
+        (r.status.as_str() == want).then_some(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_healthy_release_is_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(server, axum::Router::new().route("/", axum::routing::get(|| async { "ok" }))).await });
+    let (script, log) = hook(dir.path());
+    let (g, store) = guardian(settings(dir.path(), &format!("http://{addr}/"), &script)).await;
+    let reg = g.register(new_release()).await.unwrap();
+    status_becomes(&store, &reg.release.id, "verified").await;
+    let d = store.release_details(&reg.release.id).await.unwrap().unwrap();
+    assert_eq!(d.checks[0].state.as_str(), "ok");
+    assert!(d.decisions.iter().any(|x| x.action == "verified"));
+    assert!(!log.exists(), "no rollback for a healthy release");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_probes_roll_back_once_even_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = common::free_port();
+    let (script, log) = hook(dir.path());
+    let s = settings(dir.path(), &format!("http://127.0.0.1:{closed}/"), &script);
+    let (g, store) = guardian(s.clone()).await;
+    let reg = g.register(new_release()).await.unwrap();
+    status_becomes(&store, &reg.release.id, "rolled_back").await;
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+    assert!(lines.contains(&reg.release.id) && lines.contains("live entered rollback"), "{lines}");
+    // A second daemon on the same store changes nothing.
+    g.context().shutdown.cancel();
+    drop(g);
+    let (_g2, store2) = guardian(s).await;
+    let rb = store2.get_rollback(&reg.release.id).await.unwrap().unwrap();
+    assert_eq!(rb.state, RollbackState::Succeeded);
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hook_interrupted_by_a_crash_is_never_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (script, log) = hook(dir.path());
+    let s = settings(dir.path(), "http://127.0.0.1:9/", &script);
+    // The previous run: rollback requested and the hook started, then kill -9.
+    let store = SqliteStore::open(&s.store_path).unwrap();
+    let reg = store.register_release(&new_release(), "production", "r-crash", 1_000, 2_000).await.unwrap();
+    let record = RollbackRecord {
+        state: RollbackState::Requested,
+        reason: "error_rate entered rollback".into(),
+        trigger: "auto".into(),
+        requested_at: 1_500,
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        output: None,
+    };
+    let decision = Decision { at: 1_500, check: None, level: None, action: "rollback_requested".into(), reason: "test".into() };
+    assert_eq!(store.request_rollback(&reg.release.id, &record, &decision).await.unwrap(), RollbackRequest::Requested);
+    assert!(store.start_rollback(&reg.release.id, 1_600).await.unwrap());
+    drop(store);
+
+    let (_g, store) = guardian(s).await;
+    let d = store.release_details("r-crash").await.unwrap().unwrap();
+    assert_eq!(d.release.status.as_str(), "rollback_failed");
+    assert_eq!(d.rollback.unwrap().state, RollbackState::Interrupted);
+    assert!(d.decisions.iter().any(|x| x.action == "rollback_failed" && x.reason.contains("not run again")));
+    assert!(!log.exists(), "the hook must not run again after a crash mid-hook");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_requested_rollback_runs_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (script, log) = hook(dir.path());
+    let s = settings(dir.path(), "http://127.0.0.1:9/", &script);
+    let store = SqliteStore::open(&s.store_path).unwrap();
+    let reg = store.register_release(&new_release(), "production", "r-req", 1_000, 2_000).await.unwrap();
+    let record = RollbackRecord {
+        state: RollbackState::Requested,
+        reason: "decided just before the crash".into(),
+        trigger: "auto".into(),
+        requested_at: 1_500,
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        output: None,
+    };
+    let decision = Decision { at: 1_500, check: None, level: None, action: "rollback_requested".into(), reason: "test".into() };
+    store.request_rollback(&reg.release.id, &record, &decision).await.unwrap();
+    drop(store);
+    let (_g, store) = guardian(s).await;
+    status_becomes(&store, "r-req", "rolled_back").await;
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(lines.trim(), "r-req decided just before the crash");
+}

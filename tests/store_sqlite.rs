@@ -1,0 +1,1369 @@
+//! The SQLite store against real database files: registration and
+//! supersession, atomic ticks, the outbox, exactly-once rollbacks, durability
+//! across reopen, and corrupt rows.
+
+use release_guardian::model::{
+    CheckRecord, CheckState, Decision, DeliveryStatus, Level, Message, Millis, NewRelease,
+    NotificationRecord, Release, ReleaseStatus, RollbackRecord, RollbackState, Severity,
+};
+use release_guardian::store::sqlite::SqliteStore;
+use release_guardian::store::{
+    Registered, ReleaseFilter, RollbackRequest, Store, StoreError, TickApplied, TickCommit,
+};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tempfile::TempDir;
+
+const ENV: &str = "production";
+
+struct Db {
+    dir: TempDir,
+    store: SqliteStore,
+}
+
+impl Db {
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("guardian.db")
+    }
+
+    fn reopen(self) -> Db {
+        let Db { dir, store } = self;
+        drop(store);
+        let store = SqliteStore::open(&dir.path().join("guardian.db")).expect("reopen");
+        Db { dir, store }
+    }
+
+    /// A second, raw connection to the same file, for inspection and sabotage.
+    fn raw(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.path()).expect("raw connection")
+    }
+}
+
+fn db() -> Db {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("guardian.db")).expect("open");
+    Db { dir, store }
+}
+
+fn new_release(service: &str, version: &str) -> NewRelease {
+    NewRelease {
+        service: service.into(),
+        version: version.into(),
+        previous_version: Some("v0".into()),
+        environment: None,
+        annotations: BTreeMap::from([("pr".to_string(), serde_json::json!(42))]),
+    }
+}
+
+async fn register(
+    s: &SqliteStore,
+    service: &str,
+    version: &str,
+    id: &str,
+    now: Millis,
+) -> Registered {
+    s.register_release(&new_release(service, version), ENV, id, now, now + 60_000)
+        .await
+        .expect("register")
+}
+
+async fn release(s: &SqliteStore, id: &str) -> Release {
+    s.get_release(id)
+        .await
+        .expect("get")
+        .expect("release exists")
+}
+
+fn decision(at: Millis, action: &str) -> Decision {
+    Decision {
+        at,
+        check: None,
+        level: None,
+        action: action.into(),
+        reason: format!("{action} at {at}"),
+    }
+}
+
+fn check(name: &str, state: CheckState, value: Option<f64>, at: Millis) -> CheckRecord {
+    CheckRecord {
+        name: name.into(),
+        state,
+        level: Level::Warning,
+        value,
+        tracker: serde_json::json!({"since": at, "samples": [1, 2, 3]}),
+        evaluated_until: Some(at - 1),
+        updated_at: at,
+    }
+}
+
+fn notification(
+    key: &str,
+    release_id: &str,
+    created_at: Millis,
+    next: Millis,
+) -> NotificationRecord {
+    NotificationRecord {
+        key: key.into(),
+        notifier: "slack".into(),
+        message: Message {
+            dedup_key: key.into(),
+            release_id: release_id.into(),
+            service: "checkout".into(),
+            environment: ENV.into(),
+            version: "v1".into(),
+            previous_version: Some("v0".into()),
+            severity: Severity::Critical,
+            event: "level_changed".into(),
+            check: Some("error_rate".into()),
+            level: Some(Level::Critical),
+            value: Some(0.25),
+            reason: "error rate 25% above 5%".into(),
+            at: created_at,
+        },
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        last_error: None,
+        created_at,
+        sent_at: None,
+        next_attempt_at: next,
+    }
+}
+
+fn rollback_record(at: Millis, trigger: &str) -> RollbackRecord {
+    RollbackRecord {
+        state: RollbackState::Requested,
+        reason: "error rate above the rollback level".into(),
+        trigger: trigger.into(),
+        requested_at: at,
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        output: None,
+    }
+}
+
+fn tick(now: Millis) -> TickCommit {
+    TickCommit {
+        now,
+        next_check_at: Some(now + 60_000),
+        ..Default::default()
+    }
+}
+
+// ---- open and schema -------------------------------------------------------
+
+#[tokio::test]
+async fn open_creates_a_versioned_schema_in_wal_mode() {
+    let db = db();
+    let raw = db.raw();
+    let mode: String = raw
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let version: u32 = raw
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SqliteStore::schema_version());
+    assert!(version >= 1);
+    let mut tables: Vec<String> = raw
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    tables.sort();
+    assert_eq!(
+        tables,
+        [
+            "checks",
+            "decisions",
+            "notifications",
+            "releases",
+            "rollbacks"
+        ]
+    );
+    assert_eq!(db.store.path(), db.path());
+}
+
+#[tokio::test]
+async fn open_in_a_missing_directory_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-dir").join("guardian.db");
+    let err = SqliteStore::open(&path).err().expect("must fail");
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Backend(_)), "{msg}");
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(msg.contains("does not exist"), "{msg}");
+}
+
+#[tokio::test]
+async fn open_refuses_a_schema_newer_than_this_build() {
+    let db = db();
+    db.raw().pragma_update(None, "user_version", 99).unwrap();
+    let path = db.path();
+    let Db { dir, store } = db;
+    drop(store);
+    let err = SqliteStore::open(&path).err().expect("must fail");
+    assert!(err.to_string().contains("99"), "{err}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+    drop(dir);
+}
+
+#[tokio::test]
+async fn data_survives_closing_and_reopening_the_file() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    let mut t = tick(2_000);
+    t.checks = vec![check("error_rate", CheckState::Warning, Some(0.07), 2_000)];
+    t.decisions = vec![decision(2_000, "level_changed")];
+    t.notifications = vec![notification("k1", "r1", 2_000, 2_000)];
+    s.commit_tick("r1", &t).await.unwrap();
+    register(s, "payments", "v7", "p7", 3_000).await;
+    s.request_rollback(
+        "p7",
+        &rollback_record(3_500, "manual"),
+        &decision(3_500, "rollback_requested"),
+    )
+    .await
+    .unwrap();
+    let before_r1 = s.release_details("r1").await.unwrap().unwrap();
+    let before_p7 = s.release_details("p7").await.unwrap().unwrap();
+
+    let db = db.reopen();
+    let s = &db.store;
+    assert_eq!(s.release_details("r1").await.unwrap().unwrap(), before_r1);
+    assert_eq!(s.release_details("p7").await.unwrap().unwrap(), before_p7);
+    assert_eq!(before_r1.checks.len(), 1);
+    assert_eq!(before_r1.notifications.len(), 1);
+    assert_eq!(
+        before_p7.rollback.as_ref().unwrap().state,
+        RollbackState::Requested
+    );
+    // What a restart resumes, and the outbox it resends.
+    let active: Vec<String> = s
+        .active_releases()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(active, ["r1", "p7"]);
+    assert_eq!(s.next_notification_due().await.unwrap(), Some(2_000));
+    // Reopening did not re-run the migration or drop anything.
+    let version: u32 = db
+        .raw()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SqliteStore::schema_version());
+    // And the dedup key still holds after the restart: a redone tick pages once.
+    assert_eq!(
+        s.enqueue(&[notification("k1", "r1", 9_000, 9_000)])
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+// ---- registration ------------------------------------------------------------
+
+#[tokio::test]
+async fn registering_the_same_version_again_returns_the_existing_release() {
+    let db = db();
+    let s = &db.store;
+    let first = register(s, "checkout", "v1", "r1", 1_000).await;
+    assert!(first.created);
+    assert!(first.superseded.is_empty());
+    assert_eq!(first.release.status, ReleaseStatus::Watching);
+    assert_eq!(first.release.started_at, 1_000);
+    assert_eq!(first.release.next_check_at, Some(61_000));
+    assert_eq!(first.release.previous_version.as_deref(), Some("v0"));
+    assert_eq!(first.release.annotations["pr"], serde_json::json!(42));
+
+    let again = register(s, "checkout", "v1", "r1-dup", 5_000).await;
+    assert!(!again.created);
+    assert_eq!(again.release, first.release);
+    assert!(s.get_release("r1-dup").await.unwrap().is_none());
+    assert_eq!(
+        s.list_releases(&ReleaseFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_environment_argument_wins_over_the_body() {
+    let db = db();
+    let mut new = new_release("checkout", "v1");
+    new.environment = Some("staging".into());
+    let reg = db
+        .store
+        .register_release(&new, ENV, "r1", 1_000, 2_000)
+        .await
+        .unwrap();
+    assert_eq!(reg.release.environment, ENV);
+}
+
+#[tokio::test]
+async fn a_newer_version_supersedes_the_watch_in_progress() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    // Other services and environments are not touched.
+    register(s, "payments", "v1", "p1", 1_000).await;
+    s.register_release(
+        &new_release("checkout", "v1"),
+        "staging",
+        "st1",
+        1_000,
+        2_000,
+    )
+    .await
+    .unwrap();
+
+    let second = register(s, "checkout", "v2", "r2", 5_000).await;
+    assert!(second.created);
+    assert_eq!(second.superseded, ["r1"]);
+    assert_eq!(second.release.status, ReleaseStatus::Watching);
+    assert_eq!(second.release.next_check_at, Some(65_000));
+
+    let old = s.release_details("r1").await.unwrap().unwrap();
+    assert_eq!(old.release.status, ReleaseStatus::Superseded);
+    assert_eq!(old.release.superseded_by.as_deref(), Some("r2"));
+    assert_eq!(old.release.next_check_at, None);
+    assert_eq!(old.release.ended_at, Some(5_000));
+    assert_eq!(old.decisions.len(), 1);
+    assert_eq!(old.decisions[0].action, "superseded");
+    assert_eq!(old.decisions[0].at, 5_000);
+    assert!(
+        old.decisions[0].reason.contains("v2"),
+        "{}",
+        old.decisions[0].reason
+    );
+
+    assert_eq!(release(s, "p1").await.status, ReleaseStatus::Watching);
+    assert_eq!(release(s, "st1").await.status, ReleaseStatus::Watching);
+}
+
+#[tokio::test]
+async fn every_watching_release_of_the_service_is_superseded() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    // Force two concurrent watches (e.g. left over from an older build).
+    db.raw()
+        .execute(
+            "INSERT INTO releases (id, service, environment, version, annotations, status, started_at)
+             VALUES ('r0', 'checkout', ?1, 'v0', '{}', 'watching', 500)",
+            [ENV],
+        )
+        .unwrap();
+    let reg = register(s, "checkout", "v2", "r2", 2_000).await;
+    let mut superseded = reg.superseded.clone();
+    superseded.sort();
+    assert_eq!(superseded, ["r0", "r1"]);
+    for id in ["r0", "r1"] {
+        assert_eq!(release(s, id).await.superseded_by.as_deref(), Some("r2"));
+    }
+}
+
+#[tokio::test]
+async fn re_registering_an_older_version_after_a_newer_one_starts_a_new_watch() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    register(s, "checkout", "v2", "r2", 2_000).await;
+    let back = register(s, "checkout", "v1", "r3", 3_000).await;
+    assert!(back.created);
+    assert_eq!(back.release.id, "r3");
+    assert_eq!(back.superseded, ["r2"]);
+    assert_eq!(release(s, "r1").await.status, ReleaseStatus::Superseded);
+    assert_eq!(release(s, "r2").await.superseded_by.as_deref(), Some("r3"));
+    // And the same version again is now "r3", even with an equal timestamp.
+    let same = register(s, "checkout", "v1", "r4", 3_000).await;
+    assert!(!same.created);
+    assert_eq!(same.release.id, "r3");
+}
+
+#[tokio::test]
+async fn the_latest_release_is_returned_even_when_its_watch_has_ended() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    s.transition(
+        "r1",
+        &[ReleaseStatus::Watching],
+        ReleaseStatus::Aborted,
+        &decision(2_000, "aborted"),
+        2_000,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let again = register(s, "checkout", "v1", "r2", 3_000).await;
+    assert!(!again.created);
+    assert_eq!(again.release.id, "r1");
+    assert_eq!(again.release.status, ReleaseStatus::Aborted);
+}
+
+#[tokio::test]
+async fn a_release_rolling_back_is_not_superseded() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    let req = s
+        .request_rollback(
+            "r1",
+            &rollback_record(1_500, "manual"),
+            &decision(1_500, "rollback_requested"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(req, RollbackRequest::Requested);
+    let reg = register(s, "checkout", "v2", "r2", 2_000).await;
+    assert!(reg.created);
+    assert!(reg.superseded.is_empty());
+    let r1 = release(s, "r1").await;
+    assert_eq!(r1.status, ReleaseStatus::RollingBack);
+    assert_eq!(r1.superseded_by, None);
+}
+
+// ---- ticks ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn commit_tick_writes_checks_decisions_notifications_and_the_next_tick() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    let mut t = tick(2_000);
+    t.checks = vec![
+        check("latency", CheckState::Ok, Some(120.5), 2_000),
+        check("error_rate", CheckState::Inconclusive, None, 2_000),
+    ];
+    t.decisions = vec![decision(2_000, "level_changed"), decision(2_000, "page")];
+    t.notifications = vec![
+        notification("k1", "r1", 2_000, 2_000),
+        notification("k2", "r1", 2_000, 2_000),
+    ];
+    let applied = s.commit_tick("r1", &t).await.unwrap();
+    assert_eq!(
+        applied,
+        TickApplied::Applied {
+            rollback_requested: false
+        }
+    );
+
+    let d = s.release_details("r1").await.unwrap().unwrap();
+    assert_eq!(d.release.status, ReleaseStatus::Watching);
+    assert_eq!(d.release.next_check_at, Some(62_000));
+    // Checks come back by name, field for field.
+    assert_eq!(d.checks, vec![t.checks[1].clone(), t.checks[0].clone()]);
+    assert_eq!(d.decisions, t.decisions);
+    assert_eq!(d.notifications, t.notifications);
+    assert_eq!(s.load_checks("r1").await.unwrap(), d.checks);
+
+    // The next tick rewrites check rows in place and dedups outbox rows.
+    let mut t2 = tick(62_000);
+    t2.checks = vec![check("error_rate", CheckState::Critical, Some(0.3), 62_000)];
+    t2.notifications = vec![
+        notification("k2", "r1", 62_000, 62_000),
+        notification("k3", "r1", 62_000, 62_000),
+    ];
+    s.commit_tick("r1", &t2).await.unwrap();
+    let d = s.release_details("r1").await.unwrap().unwrap();
+    assert_eq!(d.checks.len(), 2);
+    assert_eq!(d.checks[0], t2.checks[0]);
+    assert_eq!(d.checks[1], t.checks[0]);
+    let keys: Vec<&str> = d.notifications.iter().map(|n| n.key.as_str()).collect();
+    assert_eq!(keys, ["k1", "k2", "k3"]);
+    // The first k2 was kept, not overwritten.
+    assert_eq!(d.notifications[1].created_at, 2_000);
+    assert_eq!(d.release.next_check_at, Some(122_000));
+}
+
+#[tokio::test]
+async fn commit_tick_after_abort_writes_nothing() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    s.transition(
+        "r1",
+        &[ReleaseStatus::Watching],
+        ReleaseStatus::Aborted,
+        &decision(1_500, "aborted"),
+        1_500,
+    )
+    .await
+    .unwrap()
+    .expect("aborted");
+    let before = s.release_details("r1").await.unwrap().unwrap();
+
+    let mut t = tick(2_000);
+    t.checks = vec![check("error_rate", CheckState::Critical, Some(0.3), 2_000)];
+    t.decisions = vec![decision(2_000, "level_changed")];
+    t.notifications = vec![notification("k1", "r1", 2_000, 2_000)];
+    t.rollback = Some(rollback_record(2_000, "auto"));
+    assert_eq!(
+        s.commit_tick("r1", &t).await.unwrap(),
+        TickApplied::NotWatching
+    );
+    assert_eq!(s.release_details("r1").await.unwrap().unwrap(), before);
+    assert_eq!(s.next_notification_due().await.unwrap(), None);
+    // An unknown release is not watching either.
+    assert_eq!(
+        s.commit_tick("nope", &t).await.unwrap(),
+        TickApplied::NotWatching
+    );
+}
+
+#[tokio::test]
+async fn a_failing_tick_leaves_no_trace() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    let before = s.release_details("r1").await.unwrap().unwrap();
+    let mut t = tick(2_000);
+    t.checks = vec![check("error_rate", CheckState::Critical, Some(0.3), 2_000)];
+    t.decisions = vec![decision(2_000, "level_changed")];
+    // The second outbox row names a release that does not exist: the foreign
+    // key fails after checks, decisions and the first row were written.
+    t.notifications = vec![
+        notification("k1", "r1", 2_000, 2_000),
+        notification("k2", "ghost", 2_000, 2_000),
+    ];
+    let err = s
+        .commit_tick("r1", &t)
+        .await
+        .expect_err("foreign key must fail");
+    assert!(matches!(err, StoreError::Backend(_)), "{err}");
+    assert_eq!(s.release_details("r1").await.unwrap().unwrap(), before);
+    assert_eq!(s.next_notification_due().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_verifying_tick_ends_the_watch() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    let mut t = tick(9_000);
+    t.next_check_at = None;
+    t.status = Some(ReleaseStatus::Verified);
+    t.decisions = vec![decision(9_000, "verified")];
+    assert_eq!(
+        s.commit_tick("r1", &t).await.unwrap(),
+        TickApplied::Applied {
+            rollback_requested: false
+        }
+    );
+    let r = release(s, "r1").await;
+    assert_eq!(r.status, ReleaseStatus::Verified);
+    assert_eq!(r.ended_at, Some(9_000));
+    assert_eq!(r.next_check_at, None);
+    assert!(s.active_releases().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_tick_requesting_a_rollback_records_it_once() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    let mut t = tick(2_000);
+    t.decisions = vec![decision(2_000, "rollback_requested")];
+    t.rollback = Some(rollback_record(2_000, "auto"));
+    assert_eq!(
+        s.commit_tick("r1", &t).await.unwrap(),
+        TickApplied::Applied {
+            rollback_requested: true
+        }
+    );
+    let d = s.release_details("r1").await.unwrap().unwrap();
+    assert_eq!(d.release.status, ReleaseStatus::RollingBack);
+    assert_eq!(d.release.next_check_at, None);
+    assert_eq!(d.release.ended_at, None);
+    assert_eq!(d.rollback, Some(rollback_record(2_000, "auto")));
+    assert_eq!(d.decisions.len(), 1);
+    // The release is no longer watching: a redone tick changes nothing.
+    assert_eq!(
+        s.commit_tick("r1", &t).await.unwrap(),
+        TickApplied::NotWatching
+    );
+    assert_eq!(
+        s.get_rollback("r1").await.unwrap(),
+        Some(rollback_record(2_000, "auto"))
+    );
+}
+
+// ---- status changes -------------------------------------------------------------
+
+#[tokio::test]
+async fn transition_is_conditional_on_the_current_status() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    let aborted = s
+        .transition(
+            "r1",
+            &[ReleaseStatus::Watching],
+            ReleaseStatus::Aborted,
+            &decision(2_000, "aborted"),
+            2_000,
+        )
+        .await
+        .unwrap()
+        .expect("watching → aborted");
+    assert_eq!(aborted.status, ReleaseStatus::Aborted);
+    assert_eq!(aborted.ended_at, Some(2_000));
+    assert_eq!(aborted.next_check_at, None);
+    assert_eq!(aborted, release(s, "r1").await);
+
+    // Not in `from` any more: nothing changes, not even the timeline.
+    let again = s
+        .transition(
+            "r1",
+            &[ReleaseStatus::Watching],
+            ReleaseStatus::Verified,
+            &decision(3_000, "verified"),
+            3_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, None);
+    let d = s.release_details("r1").await.unwrap().unwrap();
+    assert_eq!(d.release, aborted);
+    assert_eq!(d.decisions, vec![decision(2_000, "aborted")]);
+    assert_eq!(
+        s.transition(
+            "r1",
+            &[],
+            ReleaseStatus::Verified,
+            &decision(3_000, "x"),
+            3_000
+        )
+        .await
+        .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.transition(
+            "nope",
+            &ReleaseStatus::ALL,
+            ReleaseStatus::Aborted,
+            &decision(3_000, "x"),
+            3_000
+        )
+        .await
+        .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn ack_sets_the_flag_and_records_a_decision() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    assert!(!release(s, "r1").await.acked);
+    let acked = s
+        .ack("r1", &decision(2_000, "acked"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(acked.acked);
+    assert_eq!(acked.status, ReleaseStatus::Watching);
+    let d = s.release_details("r1").await.unwrap().unwrap();
+    assert_eq!(d.decisions, vec![decision(2_000, "acked")]);
+    assert_eq!(
+        s.ack("nope", &decision(2_000, "acked")).await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn decisions_come_back_in_time_order_then_insertion_order() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    let mut late = decision(3_000, "late");
+    late.check = Some("latency".into());
+    late.level = Some(Level::Rollback);
+    let first = decision(2_000, "first");
+    let second = decision(2_000, "second");
+    for d in [&late, &first, &second] {
+        s.append_decision("r1", d).await.unwrap();
+    }
+    let d = s.release_details("r1").await.unwrap().unwrap();
+    assert_eq!(d.decisions, vec![first, second, late]);
+    assert!(s.append_decision("nope", &decision(1, "x")).await.is_err());
+}
+
+// ---- the outbox -----------------------------------------------------------------
+
+#[tokio::test]
+async fn enqueue_keeps_one_row_per_key() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    let k1 = notification("k1", "r1", 1_000, 1_000);
+    assert_eq!(s.enqueue(std::slice::from_ref(&k1)).await.unwrap(), 1);
+    let mut k1_again = notification("k1", "r1", 5_000, 5_000);
+    k1_again.notifier = "webhook".into();
+    assert_eq!(s.enqueue(&[k1_again]).await.unwrap(), 0);
+    assert_eq!(
+        s.enqueue(&[
+            notification("k1", "r1", 6_000, 6_000),
+            notification("k2", "r1", 6_000, 6_000)
+        ])
+        .await
+        .unwrap(),
+        1
+    );
+    assert_eq!(s.enqueue(&[]).await.unwrap(), 0);
+    let rows = s
+        .release_details("r1")
+        .await
+        .unwrap()
+        .unwrap()
+        .notifications;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0], k1);
+    let count: i64 = db
+        .raw()
+        .query_row("SELECT COUNT(*) FROM notifications", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(count, 2);
+}
+
+#[tokio::test]
+async fn due_mark_and_next_due_drive_delivery() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    assert_eq!(s.next_notification_due().await.unwrap(), None);
+    s.enqueue(&[
+        notification("b", "r1", 100, 100),
+        notification("a", "r1", 100, 200),
+        notification("c", "r1", 50, 300),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.next_notification_due().await.unwrap(), Some(100));
+    let keys = |rows: Vec<NotificationRecord>| rows.into_iter().map(|n| n.key).collect::<Vec<_>>();
+    assert_eq!(
+        keys(s.due_notifications(99, 10).await.unwrap()),
+        Vec::<String>::new()
+    );
+    assert_eq!(keys(s.due_notifications(150, 10).await.unwrap()), ["b"]);
+    // Oldest first: created_at, then key.
+    assert_eq!(
+        keys(s.due_notifications(1_000, 10).await.unwrap()),
+        ["c", "a", "b"]
+    );
+    assert_eq!(
+        keys(s.due_notifications(1_000, 2).await.unwrap()),
+        ["c", "a"]
+    );
+
+    s.mark_notification("b", DeliveryStatus::Sent, 1, None, 150, Some(150))
+        .await
+        .unwrap();
+    assert_eq!(s.next_notification_due().await.unwrap(), Some(200));
+    s.mark_notification("a", DeliveryStatus::Pending, 1, Some("HTTP 503"), 500, None)
+        .await
+        .unwrap();
+    assert_eq!(keys(s.due_notifications(400, 10).await.unwrap()), ["c"]);
+    assert_eq!(s.next_notification_due().await.unwrap(), Some(300));
+    s.mark_notification("c", DeliveryStatus::Failed, 5, Some("gave up"), 400, None)
+        .await
+        .unwrap();
+    assert_eq!(s.next_notification_due().await.unwrap(), Some(500));
+
+    let retried = s.due_notifications(500, 10).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].key, "a");
+    assert_eq!(retried[0].attempts, 1);
+    assert_eq!(retried[0].last_error.as_deref(), Some("HTTP 503"));
+    let rows = s
+        .release_details("r1")
+        .await
+        .unwrap()
+        .unwrap()
+        .notifications;
+    let b = rows.iter().find(|n| n.key == "b").unwrap();
+    assert_eq!(
+        (b.status, b.sent_at, b.attempts),
+        (DeliveryStatus::Sent, Some(150), 1)
+    );
+    let c = rows.iter().find(|n| n.key == "c").unwrap();
+    assert_eq!(c.status, DeliveryStatus::Failed);
+
+    assert!(s
+        .mark_notification("nope", DeliveryStatus::Sent, 1, None, 1, Some(1))
+        .await
+        .is_err());
+}
+
+// ---- rollbacks ------------------------------------------------------------------
+
+#[tokio::test]
+async fn request_rollback_is_recorded_once() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    let rec = rollback_record(2_000, "manual");
+    assert_eq!(
+        s.request_rollback("r1", &rec, &decision(2_000, "rollback_requested"))
+            .await
+            .unwrap(),
+        RollbackRequest::Requested
+    );
+    let d = s.release_details("r1").await.unwrap().unwrap();
+    assert_eq!(d.release.status, ReleaseStatus::RollingBack);
+    assert_eq!(d.release.next_check_at, None);
+    assert_eq!(d.rollback.as_ref(), Some(&rec));
+    assert_eq!(d.decisions, vec![decision(2_000, "rollback_requested")]);
+
+    let again = s
+        .request_rollback(
+            "r1",
+            &rollback_record(3_000, "manual"),
+            &decision(3_000, "rollback_requested"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, RollbackRequest::Exists(rec.clone()));
+    assert_eq!(s.release_details("r1").await.unwrap().unwrap(), d);
+
+    assert_eq!(
+        s.request_rollback("nope", &rec, &decision(3_000, "x"))
+            .await
+            .unwrap(),
+        RollbackRequest::NotFound
+    );
+}
+
+#[tokio::test]
+async fn request_rollback_depends_on_the_status() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    s.transition(
+        "r1",
+        &[ReleaseStatus::Watching],
+        ReleaseStatus::Aborted,
+        &decision(2_000, "aborted"),
+        2_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.request_rollback(
+            "r1",
+            &rollback_record(3_000, "manual"),
+            &decision(3_000, "x")
+        )
+        .await
+        .unwrap(),
+        RollbackRequest::NotAllowed(ReleaseStatus::Aborted)
+    );
+    assert_eq!(s.get_rollback("r1").await.unwrap(), None);
+
+    // A verified release can still be rolled back by hand.
+    register(s, "payments", "v1", "p1", 1_000).await;
+    let mut t = tick(5_000);
+    t.status = Some(ReleaseStatus::Verified);
+    s.commit_tick("p1", &t).await.unwrap();
+    assert_eq!(
+        s.request_rollback(
+            "p1",
+            &rollback_record(6_000, "manual"),
+            &decision(6_000, "x")
+        )
+        .await
+        .unwrap(),
+        RollbackRequest::Requested
+    );
+    assert_eq!(release(s, "p1").await.status, ReleaseStatus::RollingBack);
+
+    // So can a watch whose window ended without verification.
+    register(s, "search", "v1", "s1", 1_000).await;
+    let mut t = tick(5_000);
+    t.next_check_at = None;
+    s.commit_tick("s1", &t).await.unwrap();
+    let s1 = release(s, "s1").await;
+    assert_eq!(
+        (s1.status, s1.next_check_at),
+        (ReleaseStatus::Watching, None)
+    );
+    assert_eq!(
+        s.request_rollback(
+            "s1",
+            &rollback_record(6_000, "manual"),
+            &decision(6_000, "x")
+        )
+        .await
+        .unwrap(),
+        RollbackRequest::Requested
+    );
+}
+
+#[tokio::test]
+async fn only_the_first_start_rollback_wins() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    assert!(
+        !s.start_rollback("r1", 1_500).await.unwrap(),
+        "no rollback yet"
+    );
+    s.request_rollback(
+        "r1",
+        &rollback_record(2_000, "manual"),
+        &decision(2_000, "x"),
+    )
+    .await
+    .unwrap();
+    assert!(s.start_rollback("r1", 3_000).await.unwrap());
+    assert!(!s.start_rollback("r1", 4_000).await.unwrap());
+    let rb = s.get_rollback("r1").await.unwrap().unwrap();
+    assert_eq!(rb.state, RollbackState::Running);
+    assert_eq!(rb.started_at, Some(3_000));
+    // Still not after a restart.
+    let db = db.reopen();
+    assert!(!db.store.start_rollback("r1", 5_000).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_start_rollback_has_exactly_one_winner() {
+    let db = db();
+    let store = Arc::new(SqliteStore::open(&db.path()).unwrap());
+    for i in 0..5 {
+        let id = format!("r{i}");
+        register(&store, &format!("svc{i}"), "v1", &id, 1_000).await;
+        store
+            .request_rollback(&id, &rollback_record(2_000, "auto"), &decision(2_000, "x"))
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for n in 0..40 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("r{}", n % 5);
+            (
+                id.clone(),
+                store.start_rollback(&id, 3_000 + n).await.unwrap(),
+            )
+        }));
+    }
+    let mut wins = BTreeMap::<String, usize>::new();
+    for t in tasks {
+        let (id, won) = t.await.unwrap();
+        *wins.entry(id).or_default() += usize::from(won);
+    }
+    assert_eq!(wins.len(), 5);
+    assert!(wins.values().all(|&w| w == 1), "{wins:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_start_rollback_across_connections_has_one_winner() {
+    // Two stores on one file behave like two daemons sharing it.
+    let db = db();
+    let path = db.path();
+    register(&db.store, "checkout", "v1", "r1", 1_000).await;
+    db.store
+        .request_rollback("r1", &rollback_record(2_000, "auto"), &decision(2_000, "x"))
+        .await
+        .unwrap();
+    let stores: Vec<Arc<SqliteStore>> = (0..4)
+        .map(|_| Arc::new(SqliteStore::open(&path).unwrap()))
+        .collect();
+    let mut tasks = Vec::new();
+    for n in 0..32 {
+        let store = stores[n % stores.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            store.start_rollback("r1", 3_000).await.unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+#[tokio::test]
+async fn finish_rollback_records_the_outcome_and_the_status() {
+    let db = db();
+    let s = &db.store;
+    let cases = [
+        (
+            "ok",
+            RollbackState::Succeeded,
+            Some(0),
+            ReleaseStatus::RolledBack,
+            "rolled_back",
+        ),
+        (
+            "bad",
+            RollbackState::Failed,
+            Some(3),
+            ReleaseStatus::RollbackFailed,
+            "rollback_failed",
+        ),
+        (
+            "lost",
+            RollbackState::Interrupted,
+            None,
+            ReleaseStatus::RollbackFailed,
+            "rollback_failed",
+        ),
+    ];
+    for (id, state, exit, status, action) in cases {
+        register(s, id, "v1", id, 1_000).await;
+        s.request_rollback(
+            id,
+            &rollback_record(2_000, "auto"),
+            &decision(2_000, "rollback_requested"),
+        )
+        .await
+        .unwrap();
+        assert!(s.start_rollback(id, 3_000).await.unwrap());
+        s.finish_rollback(
+            id,
+            state,
+            exit,
+            Some("hook output"),
+            &decision(4_000, action),
+            4_000,
+        )
+        .await
+        .unwrap();
+        let d = s.release_details(id).await.unwrap().unwrap();
+        assert_eq!(d.release.status, status, "{id}");
+        assert_eq!(d.release.ended_at, Some(4_000));
+        assert_eq!(d.release.next_check_at, None);
+        let rb = d.rollback.unwrap();
+        assert_eq!(rb.state, state);
+        assert_eq!(rb.exit_code, exit);
+        assert_eq!(rb.output.as_deref(), Some("hook output"));
+        assert_eq!((rb.started_at, rb.finished_at), (Some(3_000), Some(4_000)));
+        assert_eq!(d.decisions.last().unwrap().action, action);
+        assert!(!s.start_rollback(id, 5_000).await.unwrap());
+    }
+    let mut counts = s.count_by_status().await.unwrap();
+    counts.sort_by_key(|(st, _)| st.as_str());
+    assert_eq!(
+        counts,
+        [
+            (ReleaseStatus::RollbackFailed, 2),
+            (ReleaseStatus::RolledBack, 1)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_second_outcome_does_not_overwrite_the_first() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    s.request_rollback("r1", &rollback_record(2_000, "auto"), &decision(2_000, "x"))
+        .await
+        .unwrap();
+    s.start_rollback("r1", 3_000).await.unwrap();
+    s.finish_rollback(
+        "r1",
+        RollbackState::Succeeded,
+        Some(0),
+        Some("done"),
+        &decision(4_000, "rolled_back"),
+        4_000,
+    )
+    .await
+    .unwrap();
+    let before = s.release_details("r1").await.unwrap().unwrap();
+    s.finish_rollback(
+        "r1",
+        RollbackState::Interrupted,
+        None,
+        None,
+        &decision(9_000, "rollback_failed"),
+        9_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.release_details("r1").await.unwrap().unwrap(), before);
+
+    // No rollback to finish, or a state that is not an outcome: errors.
+    register(s, "payments", "v1", "p1", 1_000).await;
+    assert!(s
+        .finish_rollback(
+            "p1",
+            RollbackState::Failed,
+            None,
+            None,
+            &decision(1, "x"),
+            1
+        )
+        .await
+        .is_err());
+    assert_eq!(release(s, "p1").await.status, ReleaseStatus::Watching);
+    assert!(s
+        .finish_rollback(
+            "r1",
+            RollbackState::Running,
+            None,
+            None,
+            &decision(1, "x"),
+            1
+        )
+        .await
+        .is_err());
+}
+
+// ---- queries --------------------------------------------------------------------
+
+#[tokio::test]
+async fn list_releases_is_newest_first_and_filters() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "c1", 1_000).await;
+    register(s, "payments", "v1", "p1", 2_000).await;
+    register(s, "checkout", "v2", "c2", 3_000).await;
+    // Equal timestamps: registration order decides.
+    register(s, "search", "v1", "s1", 3_000).await;
+    s.register_release(
+        &new_release("checkout", "v9"),
+        "staging",
+        "st",
+        3_000,
+        4_000,
+    )
+    .await
+    .unwrap();
+
+    let ids = |rs: Vec<Release>| rs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.list_releases(&ReleaseFilter::default()).await.unwrap()),
+        ["st", "s1", "c2", "p1", "c1"]
+    );
+    let f = ReleaseFilter {
+        service: Some("checkout".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(s.list_releases(&f).await.unwrap()), ["st", "c2", "c1"]);
+    let f = ReleaseFilter {
+        service: Some("checkout".into()),
+        environment: Some(ENV.into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(s.list_releases(&f).await.unwrap()), ["c2", "c1"]);
+    let f = ReleaseFilter {
+        status: Some(ReleaseStatus::Superseded),
+        ..Default::default()
+    };
+    assert_eq!(ids(s.list_releases(&f).await.unwrap()), ["c1"]);
+    let f = ReleaseFilter {
+        limit: 2,
+        ..Default::default()
+    };
+    assert_eq!(ids(s.list_releases(&f).await.unwrap()), ["st", "s1"]);
+}
+
+#[tokio::test]
+async fn list_releases_defaults_to_one_hundred() {
+    let db = db();
+    // Bulk insert through a raw connection: 105 one-transaction registrations
+    // would test fsync, not the limit.
+    {
+        let mut raw = db.raw();
+        let tx = raw.transaction().unwrap();
+        for i in 0..105 {
+            tx.execute(
+                "INSERT INTO releases (id, service, environment, version, annotations, status, started_at)
+                 VALUES (?1, ?1, 'production', 'v1', '{}', 'verified', ?2)",
+                rusqlite::params![format!("r{i:03}"), i],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let all = db
+        .store
+        .list_releases(&ReleaseFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 100);
+    assert_eq!(all[0].id, "r104");
+    let f = ReleaseFilter {
+        limit: 5_000,
+        ..Default::default()
+    };
+    assert_eq!(db.store.list_releases(&f).await.unwrap().len(), 105);
+}
+
+#[tokio::test]
+async fn active_releases_and_counts() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "c1", 1_000).await;
+    register(s, "checkout", "v2", "c2", 2_000).await;
+    register(s, "payments", "v1", "p1", 3_000).await;
+    register(s, "search", "v1", "s1", 4_000).await;
+    s.request_rollback(
+        "p1",
+        &rollback_record(5_000, "manual"),
+        &decision(5_000, "x"),
+    )
+    .await
+    .unwrap();
+    s.transition(
+        "s1",
+        &[ReleaseStatus::Watching],
+        ReleaseStatus::Aborted,
+        &decision(5_000, "aborted"),
+        5_000,
+    )
+    .await
+    .unwrap();
+    let active: Vec<(String, ReleaseStatus)> = s
+        .active_releases()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.status))
+        .collect();
+    assert_eq!(
+        active,
+        [
+            ("c2".to_string(), ReleaseStatus::Watching),
+            ("p1".to_string(), ReleaseStatus::RollingBack)
+        ]
+    );
+    let mut counts = s.count_by_status().await.unwrap();
+    counts.sort_by_key(|(st, _)| st.as_str());
+    assert_eq!(
+        counts,
+        [
+            (ReleaseStatus::Aborted, 1),
+            (ReleaseStatus::RollingBack, 1),
+            (ReleaseStatus::Superseded, 1),
+            (ReleaseStatus::Watching, 1),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn missing_things_are_none() {
+    let db = db();
+    let s = &db.store;
+    assert_eq!(s.get_release("nope").await.unwrap(), None);
+    assert_eq!(s.release_details("nope").await.unwrap(), None);
+    assert_eq!(s.get_rollback("nope").await.unwrap(), None);
+    assert!(s.load_checks("nope").await.unwrap().is_empty());
+    assert!(s.count_by_status().await.unwrap().is_empty());
+    assert!(s.active_releases().await.unwrap().is_empty());
+}
+
+// ---- corrupt rows -----------------------------------------------------------------
+
+fn assert_corrupt<T: std::fmt::Debug>(r: Result<T, StoreError>, needle: &str) {
+    match r {
+        Err(StoreError::Corrupt(detail)) => assert!(detail.contains(needle), "{detail}"),
+        other => panic!("expected a corrupt-row error mentioning {needle:?}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn unknown_enum_values_are_corrupt_rows_not_panics() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    let mut t = tick(2_000);
+    t.checks = vec![check("error_rate", CheckState::Ok, Some(0.01), 2_000)];
+    t.notifications = vec![notification("k1", "r1", 2_000, 2_000)];
+    t.decisions = vec![Decision {
+        level: Some(Level::Warning),
+        ..decision(2_000, "level_changed")
+    }];
+    s.commit_tick("r1", &t).await.unwrap();
+    s.request_rollback(
+        "r1",
+        &rollback_record(3_000, "manual"),
+        &decision(3_000, "x"),
+    )
+    .await
+    .unwrap();
+    let raw = db.raw();
+
+    raw.execute("UPDATE checks SET state = 'melted'", [])
+        .unwrap();
+    assert_corrupt(s.load_checks("r1").await, "melted");
+    raw.execute("UPDATE checks SET state = 'ok', tracker = '{not json'", [])
+        .unwrap();
+    assert_corrupt(s.load_checks("r1").await, "checks.tracker");
+    raw.execute("UPDATE checks SET tracker = 'null'", [])
+        .unwrap();
+
+    raw.execute(
+        "UPDATE decisions SET level = 'apocalyptic' WHERE level IS NOT NULL",
+        [],
+    )
+    .unwrap();
+    assert_corrupt(s.release_details("r1").await, "apocalyptic");
+    raw.execute(
+        "UPDATE decisions SET level = 'warning' WHERE level IS NOT NULL",
+        [],
+    )
+    .unwrap();
+
+    raw.execute("UPDATE notifications SET status = 'lost'", [])
+        .unwrap();
+    assert_corrupt(s.release_details("r1").await, "lost");
+    raw.execute(
+        "UPDATE notifications SET status = 'pending', attempts = -1",
+        [],
+    )
+    .unwrap();
+    assert_corrupt(s.due_notifications(10_000, 10).await, "out of range");
+    raw.execute("UPDATE notifications SET attempts = 0, message = '[]'", [])
+        .unwrap();
+    assert_corrupt(
+        s.due_notifications(10_000, 10).await,
+        "notifications.message",
+    );
+
+    raw.execute("DELETE FROM notifications", []).unwrap();
+    raw.execute("UPDATE rollbacks SET state = 'exploded'", [])
+        .unwrap();
+    assert_corrupt(s.get_rollback("r1").await, "exploded");
+    // start_rollback does not read the row, and must not treat it as requested.
+    assert!(!s.start_rollback("r1", 4_000).await.unwrap());
+    raw.execute("UPDATE rollbacks SET state = 'requested'", [])
+        .unwrap();
+
+    raw.execute("UPDATE releases SET status = 'bogus'", [])
+        .unwrap();
+    assert_corrupt(s.get_release("r1").await, "bogus");
+    assert_corrupt(s.list_releases(&ReleaseFilter::default()).await, "bogus");
+    assert_corrupt(s.count_by_status().await, "bogus");
+    assert_corrupt(s.commit_tick("r1", &tick(5_000)).await, "bogus");
+    raw.execute(
+        "UPDATE releases SET status = 'watching', annotations = 'oops'",
+        [],
+    )
+    .unwrap();
+    assert_corrupt(s.get_release("r1").await, "releases.annotations");
+    raw.execute(
+        "UPDATE releases SET annotations = '{}', started_at = 'yesterday'",
+        [],
+    )
+    .unwrap();
+    assert_corrupt(s.get_release("r1").await, "started_at");
+}
