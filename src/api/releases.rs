@@ -1,0 +1,195 @@
+//! The release routes: register a release (`POST /v1/releases`), list and
+//! show releases, and the control operations (manual rollback, abort, ack).
+//!
+//! Every control operation goes through the [`Guardian`], so the store and the
+//! running watches never disagree; every answer is the full release object
+//! ([`ReleaseView`]) read back from the store.
+
+use super::body;
+use super::error::ApiError;
+use super::redact::Redactor;
+use super::view::ReleaseView;
+use crate::model::{NewRelease, ReleaseStatus};
+use crate::scheduler::Guardian;
+use crate::store::ReleaseFilter;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Largest `limit` a list accepts; the default is the store's (100).
+pub const MAX_LIST_LIMIT: usize = 1000;
+
+/// `POST /v1/releases`: 201 + `Location` for a new release, 200 with the
+/// existing one when the same (service, environment, version) is the latest.
+pub(crate) async fn create(
+    State(guardian): State<Arc<Guardian>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let new: NewRelease = body::json(request).await?;
+    let registered = guardian.register(new).await?;
+    let view = release_view(&guardian, &registered.release.id).await?;
+    if !registered.created {
+        return Ok((StatusCode::OK, Json(view)).into_response());
+    }
+    let mut response = (StatusCode::CREATED, Json(&view)).into_response();
+    let location = format!("/v1/releases/{}", view.id);
+    match HeaderValue::from_str(&location) {
+        Ok(v) => {
+            response.headers_mut().insert(header::LOCATION, v);
+        }
+        Err(_) => {
+            return Err(ApiError::Internal(format!(
+                "release id {:?} is not a valid header value",
+                view.id
+            )))
+        }
+    }
+    Ok(response)
+}
+
+/// Query parameters of `GET /v1/releases`. Unknown parameters are refused,
+/// like unknown body fields, so a misspelt filter is not silently ignored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListParams {
+    service: Option<String>,
+    environment: Option<String>,
+    status: Option<String>,
+    limit: Option<String>,
+}
+
+impl ListParams {
+    fn into_filter(self) -> Result<ReleaseFilter, ApiError> {
+        let status = match self.status.as_deref() {
+            None => None,
+            Some(s) => Some(ReleaseStatus::parse(s).ok_or_else(|| {
+                let known: Vec<&str> = ReleaseStatus::ALL.iter().map(|s| s.as_str()).collect();
+                ApiError::BadRequest(format!(
+                    "unknown status `{}`; expected one of {}",
+                    super::error::echo(s),
+                    known.join(", ")
+                ))
+            })?),
+        };
+        let limit = match self.limit.as_deref() {
+            None => 0,
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) if (1..=MAX_LIST_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(ApiError::BadRequest(format!(
+                        "`limit` must be an integer from 1 to {MAX_LIST_LIMIT}, not `{}`",
+                        super::error::echo(s)
+                    )))
+                }
+            },
+        };
+        Ok(ReleaseFilter {
+            service: self.service,
+            environment: self.environment,
+            status,
+            limit,
+        })
+    }
+}
+
+/// `GET /v1/releases`: an array of release objects, newest first.
+pub(crate) async fn list(
+    State(guardian): State<Arc<Guardian>>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<Vec<ReleaseView>>, ApiError> {
+    let Query(params) = params.map_err(|e| {
+        ApiError::BadRequest(format!("invalid query parameters: {}", e.body_text()))
+    })?;
+    let filter = params.into_filter()?;
+    let ctx = guardian.context();
+    let releases = ctx.store.list_releases(&filter).await?;
+    let redactor = Redactor::from_settings(&ctx.settings());
+    let mut views = Vec::with_capacity(releases.len());
+    for release in releases {
+        // Releases are never deleted; a missing one would be a store bug,
+        // and is skipped rather than failing the whole list.
+        match ctx.store.release_details(&release.id).await? {
+            Some(details) => views.push(ReleaseView::new(details, &redactor)),
+            None => tracing::warn!(release = %release.id, "listed release has no details"),
+        }
+    }
+    Ok(Json(views))
+}
+
+/// `GET /v1/releases/{id}`.
+pub(crate) async fn show(
+    State(guardian): State<Arc<Guardian>>,
+    ReleaseId(id): ReleaseId,
+) -> Result<Json<ReleaseView>, ApiError> {
+    Ok(Json(release_view(&guardian, &id).await?))
+}
+
+/// `POST /v1/releases/{id}/rollback`: 202, the hook runs in the background.
+pub(crate) async fn rollback(
+    State(guardian): State<Arc<Guardian>>,
+    ReleaseId(id): ReleaseId,
+) -> Result<(StatusCode, Json<ReleaseView>), ApiError> {
+    let release = guardian.manual_rollback(&id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(release_view(&guardian, &release.id).await?),
+    ))
+}
+
+/// `POST /v1/releases/{id}/abort`.
+pub(crate) async fn abort(
+    State(guardian): State<Arc<Guardian>>,
+    ReleaseId(id): ReleaseId,
+) -> Result<Json<ReleaseView>, ApiError> {
+    let release = guardian.abort(&id).await?;
+    Ok(Json(release_view(&guardian, &release.id).await?))
+}
+
+/// `POST /v1/releases/{id}/ack`: no further pages for this release.
+pub(crate) async fn ack(
+    State(guardian): State<Arc<Guardian>>,
+    ReleaseId(id): ReleaseId,
+) -> Result<Json<ReleaseView>, ApiError> {
+    let release = guardian.ack(&id).await?;
+    Ok(Json(release_view(&guardian, &release.id).await?))
+}
+
+/// The release object of `id`, or 404.
+async fn release_view(guardian: &Guardian, id: &str) -> Result<ReleaseView, ApiError> {
+    let ctx = guardian.context();
+    let details = ctx
+        .store
+        .release_details(id)
+        .await?
+        .ok_or_else(|| ApiError::release_not_found(id))?;
+    Ok(ReleaseView::new(
+        details,
+        &Redactor::from_settings(&ctx.settings()),
+    ))
+}
+
+/// The `{id}` of a release route. Any id is accepted and looked up; one that
+/// cannot even be decoded (invalid UTF-8 after percent-decoding) names no
+/// release either, so it is a 404 too, never a 400.
+#[derive(Debug)]
+pub(crate) struct ReleaseId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ReleaseId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(Self(id)),
+            Err(_) => {
+                // `/v1/releases/{id}[/...]`: the raw (still encoded) segment.
+                let raw = parts.uri.path().split('/').nth(3).unwrap_or_default();
+                Err(ApiError::release_not_found(raw))
+            }
+        }
+    }
+}

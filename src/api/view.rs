@@ -1,0 +1,258 @@
+//! The release object: the JSON shape `GET /v1/releases/{id}` (and every
+//! other release route) answers, built from the store's [`ReleaseDetails`].
+//!
+//! Times are RFC 3339 UTC ([`rfc3339`]). Only fields listed here are sent;
+//! nothing from the configuration is. Free text that a failure may have
+//! filled from elsewhere (a notifier's last error, the hook's output) goes
+//! through a [`Redactor`] first.
+
+use super::redact::Redactor;
+use crate::model::{
+    rfc3339, CheckRecord, CheckState, Decision, DeliveryStatus, Level, NotificationRecord,
+    ReleaseStatus, RollbackRecord, RollbackState, Severity,
+};
+use crate::store::ReleaseDetails;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// A release with its checks, decision timeline, notifications and rollback.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseView {
+    pub id: String,
+    pub service: String,
+    pub environment: String,
+    pub version: String,
+    pub previous_version: Option<String>,
+    pub status: ReleaseStatus,
+    pub started_at: String,
+    /// `null` once the watch has ended.
+    pub next_check_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub acked: bool,
+    pub superseded_by: Option<String>,
+    pub annotations: BTreeMap<String, serde_json::Value>,
+    pub checks: Vec<CheckView>,
+    pub decisions: Vec<DecisionView>,
+    pub notifications: Vec<NotificationView>,
+    pub rollback: Option<RollbackView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckView {
+    pub name: String,
+    pub state: CheckState,
+    /// The last value seen (`null` if none, or not a finite number).
+    pub value: Option<f64>,
+    pub level: Level,
+    pub evaluated_until: Option<String>,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionView {
+    pub at: String,
+    pub check: Option<String>,
+    pub level: Option<Level>,
+    pub action: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationView {
+    pub key: String,
+    pub notifier: String,
+    pub event: String,
+    pub severity: Severity,
+    pub check: Option<String>,
+    pub level: Option<Level>,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub sent_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackView {
+    pub state: RollbackState,
+    /// `auto` or `manual`.
+    pub trigger: String,
+    pub reason: String,
+    pub requested_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub exit_code: Option<i32>,
+    pub output: Option<String>,
+}
+
+impl ReleaseView {
+    pub fn new(details: ReleaseDetails, redactor: &Redactor) -> Self {
+        let ReleaseDetails {
+            release,
+            checks,
+            decisions,
+            notifications,
+            rollback,
+        } = details;
+        Self {
+            id: release.id,
+            service: release.service,
+            environment: release.environment,
+            version: release.version,
+            previous_version: release.previous_version,
+            status: release.status,
+            started_at: rfc3339(release.started_at),
+            next_check_at: release.next_check_at.map(rfc3339),
+            ended_at: release.ended_at.map(rfc3339),
+            acked: release.acked,
+            superseded_by: release.superseded_by,
+            annotations: release.annotations,
+            checks: checks.into_iter().map(CheckView::from).collect(),
+            decisions: decisions.into_iter().map(DecisionView::from).collect(),
+            notifications: notifications
+                .into_iter()
+                .map(|n| NotificationView::new(n, redactor))
+                .collect(),
+            rollback: rollback.map(|r| RollbackView::new(r, redactor)),
+        }
+    }
+}
+
+impl From<CheckRecord> for CheckView {
+    fn from(c: CheckRecord) -> Self {
+        Self {
+            name: c.name,
+            state: c.state,
+            value: c.value.filter(|v| v.is_finite()),
+            level: c.level,
+            evaluated_until: c.evaluated_until.map(rfc3339),
+            updated_at: rfc3339(c.updated_at),
+        }
+    }
+}
+
+impl From<Decision> for DecisionView {
+    fn from(d: Decision) -> Self {
+        Self {
+            at: rfc3339(d.at),
+            check: d.check,
+            level: d.level,
+            action: d.action,
+            reason: d.reason,
+        }
+    }
+}
+
+impl NotificationView {
+    fn new(n: NotificationRecord, redactor: &Redactor) -> Self {
+        Self {
+            key: n.key,
+            notifier: n.notifier,
+            event: n.message.event,
+            severity: n.message.severity,
+            check: n.message.check,
+            level: n.message.level,
+            status: n.status,
+            attempts: n.attempts,
+            last_error: n.last_error.map(|e| redactor.redact(&e)),
+            created_at: rfc3339(n.created_at),
+            sent_at: n.sent_at.map(rfc3339),
+        }
+    }
+}
+
+impl RollbackView {
+    fn new(r: RollbackRecord, redactor: &Redactor) -> Self {
+        Self {
+            state: r.state,
+            trigger: r.trigger,
+            reason: r.reason,
+            requested_at: rfc3339(r.requested_at),
+            started_at: r.started_at.map(rfc3339),
+            finished_at: r.finished_at.map(rfc3339),
+            exit_code: r.exit_code,
+            output: r.output.map(|o| redactor.redact(&o)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Message, Release};
+
+    fn details() -> ReleaseDetails {
+        let release = Release {
+            id: "r1".into(),
+            service: "checkout".into(),
+            environment: "production".into(),
+            version: "v2".into(),
+            previous_version: Some("v1".into()),
+            annotations: BTreeMap::new(),
+            status: ReleaseStatus::Watching,
+            started_at: 0,
+            next_check_at: None,
+            ended_at: None,
+            acked: false,
+            superseded_by: None,
+        };
+        let message = Message {
+            dedup_key: "k".into(),
+            release_id: "r1".into(),
+            service: "checkout".into(),
+            environment: "production".into(),
+            version: "v2".into(),
+            previous_version: Some("v1".into()),
+            severity: Severity::Critical,
+            event: "level_changed".into(),
+            check: Some("error_rate".into()),
+            level: Some(Level::Critical),
+            value: Some(0.02),
+            reason: "above 0.01".into(),
+            at: 1_000,
+        };
+        ReleaseDetails {
+            release,
+            checks: vec![CheckRecord {
+                name: "error_rate".into(),
+                state: CheckState::Critical,
+                level: Level::Critical,
+                value: Some(f64::NAN),
+                tracker: serde_json::json!({"opaque": true}),
+                evaluated_until: Some(1_000),
+                updated_at: 1_000,
+            }],
+            decisions: vec![],
+            notifications: vec![NotificationRecord {
+                key: "k/slack".into(),
+                notifier: "slack".into(),
+                message,
+                status: DeliveryStatus::Pending,
+                attempts: 1,
+                last_error: Some("POST https://hooks.example/T0/SECRET-PATH failed".into()),
+                created_at: 1_000,
+                sent_at: None,
+                next_attempt_at: 2_000,
+            }],
+            rollback: None,
+        }
+    }
+
+    #[test]
+    fn the_release_object() {
+        let redactor = Redactor::new(["https://hooks.example/T0/SECRET-PATH".to_string()]);
+        let v = serde_json::to_value(ReleaseView::new(details(), &redactor)).unwrap();
+        assert_eq!(v["started_at"], "1970-01-01T00:00:00Z");
+        assert_eq!(v["next_check_at"], serde_json::Value::Null);
+        assert_eq!(v["rollback"], serde_json::Value::Null);
+        assert_eq!(v["status"], "watching");
+        assert_eq!(v["checks"][0]["state"], "critical");
+        assert_eq!(v["checks"][0]["value"], serde_json::Value::Null);
+        assert_eq!(v["checks"][0]["evaluated_until"], "1970-01-01T00:00:01Z");
+        assert!(v["checks"][0].get("tracker").is_none());
+        assert_eq!(v["notifications"][0]["severity"], "critical");
+        assert_eq!(v["notifications"][0]["check"], "error_rate");
+        let err = v["notifications"][0]["last_error"].as_str().unwrap();
+        assert!(!err.contains("SECRET-PATH"), "{err}");
+    }
+}
