@@ -14,9 +14,20 @@ use release_guardian::engine::{evaluate, CheckTracker, Condition, Rule, Sample};
 
 fn rule() -> Rule {
     Rule {
-        warning: Some(Condition { above: Some(0.005), ..Default::default() }),
-        critical: Some(Condition { above: Some(0.01), for_ms: 300_000, ..Default::default() }),
-        rollback: Some(Condition { above: Some(0.05), for_ms: 300_000, ..Default::default() }),
+        warning: Some(Condition {
+            above: Some(0.005),
+            ..Default::default()
+        }),
+        critical: Some(Condition {
+            above: Some(0.01),
+            for_ms: 300_000,
+            ..Default::default()
+        }),
+        rollback: Some(Condition {
+            above: Some(0.05),
+            for_ms: 300_000,
+            ..Default::default()
+        }),
     }
 }
 

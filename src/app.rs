@@ -79,7 +79,10 @@ pub struct Daemon {
 impl Daemon {
     /// Opens the store, recovers every watch and starts the API on
     /// `listener` (or on `[server] listen`).
-    pub async fn start(settings: Settings, listener: Option<tokio::net::TcpListener>) -> anyhow::Result<Self> {
+    pub async fn start(
+        settings: Settings,
+        listener: Option<tokio::net::TcpListener>,
+    ) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         let listener = match listener {
             Some(l) => l,
@@ -88,14 +91,26 @@ impl Daemon {
                 .with_context(|| format!("cannot listen on {}", settings.config.server.listen))?,
         };
         let addr = listener.local_addr()?;
-        if let Some(dir) = settings.store_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        if let Some(dir) = settings
+            .store_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let store = crate::store::sqlite::SqliteStore::open(&settings.store_path)
             .with_context(|| format!("cannot open the store {}", settings.store_path.display()))?;
-        let ctx = Context::new(settings, Arc::new(store), Arc::new(crate::clock::SystemClock));
+        let ctx = Context::new(
+            settings,
+            Arc::new(store),
+            Arc::new(crate::clock::SystemClock),
+        );
         let guardian = crate::scheduler::Guardian::new(ctx.clone());
-        guardian.start().await.map_err(|e| anyhow::anyhow!("cannot resume watches: {e:?}"))?;
+        guardian
+            .start()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot resume watches: {e:?}"))?;
         let router = crate::api::router(guardian.clone());
         let shutdown = ctx.shutdown.clone();
         let server = tokio::spawn(async move {
@@ -104,7 +119,12 @@ impl Daemon {
             }
         });
         tracing::info!(%addr, store = %ctx.settings().store_path.display(), watches = guardian.running_watches(), "release-guardian ready");
-        Ok(Self { addr, guardian, ctx, server })
+        Ok(Self {
+            addr,
+            guardian,
+            ctx,
+            server,
+        })
     }
 
     /// Stops everything: cancels every task and waits for them up to the
@@ -132,7 +152,8 @@ impl Daemon {
 pub async fn run(config_path: std::path::PathBuf) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let sd = crate::systemd::Notifier::from_env();
-    let settings = crate::config::load(&config_path).map_err(|e| anyhow::anyhow!("Invalid configuration:\n{e}"))?;
+    let settings = crate::config::load(&config_path)
+        .map_err(|e| anyhow::anyhow!("Invalid configuration:\n{e}"))?;
     for w in &settings.warnings {
         tracing::warn!(warning = %w, "config");
     }
@@ -140,7 +161,11 @@ pub async fn run(config_path: std::path::PathBuf) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let daemon = Daemon::start(settings, None).await?;
-    sd.ready(&format!("watching {} releases; API on {}", daemon.guardian.running_watches(), daemon.addr));
+    sd.ready(&format!(
+        "watching {} releases; API on {}",
+        daemon.guardian.running_watches(),
+        daemon.addr
+    ));
     if let Some(every) = sd.watchdog_interval() {
         spawn_watchdog(&daemon.ctx, sd.clone(), every);
     }

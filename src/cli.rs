@@ -9,7 +9,11 @@ use std::process::ExitCode;
 pub const DEFAULT_URL: &str = "http://127.0.0.1:9797";
 
 #[derive(Parser, Debug)]
-#[command(name = "release-guardian", version, about = "Keeps watch over a service for the hours after a release.")]
+#[command(
+    name = "release-guardian",
+    version,
+    about = "Keeps watch over a service for the hours after a release."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,7 +78,10 @@ pub fn main() -> ExitCode {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 fn config_path(given: Option<PathBuf>) -> PathBuf {
@@ -92,7 +99,9 @@ fn config_path(given: Option<PathBuf>) -> PathBuf {
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if std::env::var("RG_LOG_FORMAT").is_ok_and(|v| v == "json") {
         builder.json().try_init()
     } else {
@@ -139,7 +148,10 @@ async fn status(url: &str, id: Option<&str>, json: bool) -> ExitCode {
     let resp = match req.timeout(std::time::Duration::from_secs(10)).send().await {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("release-guardian status: cannot reach {base}: {}", e.without_url());
+            eprintln!(
+                "release-guardian status: cannot reach {base}: {}",
+                e.without_url()
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -152,12 +164,18 @@ async fn status(url: &str, id: Option<&str>, json: bool) -> ExitCode {
         }
     };
     if !code.is_success() {
-        let msg = body.get("error").and_then(|e| e.as_str()).unwrap_or("unknown error");
+        let msg = body
+            .get("error")
+            .and_then(|e| e.as_str())
+            .unwrap_or("unknown error");
         eprintln!("release-guardian status: HTTP {}: {msg}", code.as_u16());
         return ExitCode::FAILURE;
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&body).unwrap_or_default()
+        );
         return ExitCode::SUCCESS;
     }
     match id {

@@ -35,7 +35,7 @@ echo \"$RG_RELEASE_ID $RG_SERVICE $RG_ENVIRONMENT $RG_VERSION $RG_PREVIOUS_VERSI
 echo \"rolled back $RG_SERVICE to $RG_PREVIOUS_VERSION\"\n";
 
 struct Setup {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     config: PathBuf,
     listen: String,
     hook_log: PathBuf,
@@ -94,20 +94,38 @@ min_severity = "warning"
         ),
     )
     .unwrap();
-    Setup { dir, config, listen, hook_log }
+    Setup {
+        _dir: dir,
+        config,
+        listen,
+        hook_log,
+    }
 }
 
 fn hook_runs(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path).map(|s| s.lines().map(String::from).collect()).unwrap_or_default()
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().map(String::from).collect())
+        .unwrap_or_default()
 }
 
-async fn release_until(d: &Daemon, id: &str, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+async fn release_until(
+    d: &Daemon,
+    id: &str,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     let path = format!("/v1/releases/{id}");
     wait_for(what, timeout, || {
         let path = path.clone();
         let pred = &pred;
         async move {
-            let r = reqwest::get(format!("{}{path}", d.api)).await.ok()?.json::<Value>().await.ok()?;
+            let r = reqwest::get(format!("{}{path}", d.api))
+                .await
+                .ok()?
+                .json::<Value>()
+                .await
+                .ok()?;
             pred(&r).then_some(r)
         }
     })
@@ -115,15 +133,30 @@ async fn release_until(d: &Daemon, id: &str, what: &str, timeout: Duration, pred
 }
 
 fn check_state<'a>(r: &'a Value, name: &str) -> &'a str {
-    r["checks"].as_array().into_iter().flatten().find(|c| c["name"] == name).and_then(|c| c["state"].as_str()).unwrap_or("")
+    r["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == name)
+        .and_then(|c| c["state"].as_str())
+        .unwrap_or("")
 }
 
 fn no_pending(r: &Value) -> bool {
-    r["notifications"].as_array().into_iter().flatten().all(|n| n["status"] != "pending")
+    r["notifications"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|n| n["status"] != "pending")
 }
 
 async fn register(d: &Daemon) -> String {
-    let (code, body) = d.post("/v1/releases", json!({"service": "checkout", "version": "v2", "previous_version": "v1"})).await;
+    let (code, body) = d
+        .post(
+            "/v1/releases",
+            json!({"service": "checkout", "version": "v2", "previous_version": "v1"}),
+        )
+        .await;
     assert_eq!(code, 201, "{body}");
     body["id"].as_str().unwrap().to_string()
 }
@@ -133,27 +166,79 @@ async fn a_regression_is_paged_and_rolled_back_once() {
     let target = Target::start().await;
     let prom = Prometheus::start(target.addr).await;
     let slack = SlackReceiver::start().await;
-    let s = setup(&prom.url, target.addr, &slack.url, r#"[ { until = "90s", every = "2s" } ]"#);
+    let s = setup(
+        &prom.url,
+        target.addr,
+        &slack.url,
+        r#"[ { until = "90s", every = "2s" } ]"#,
+    );
     let d = Daemon::start(&s.config, &s.listen).await;
     let id = register(&d).await;
 
-    release_until(&d, &id, "error_rate ok on real data", Duration::from_secs(30), |r| check_state(r, "error_rate") == "ok").await;
+    release_until(
+        &d,
+        &id,
+        "error_rate ok on real data",
+        Duration::from_secs(30),
+        |r| check_state(r, "error_rate") == "ok",
+    )
+    .await;
     target.set_error_ratio(0.3);
-    let r = release_until(&d, &id, "status rolled_back", Duration::from_secs(60), |r| r["status"] == "rolled_back").await;
+    let r = release_until(
+        &d,
+        &id,
+        "status rolled_back",
+        Duration::from_secs(60),
+        |r| r["status"] == "rolled_back",
+    )
+    .await;
 
     let runs = hook_runs(&s.hook_log);
-    assert_eq!(runs, vec![format!("{id} checkout production v2 v1")], "the hook runs exactly once, with the RG_* variables");
+    assert_eq!(
+        runs,
+        vec![format!("{id} checkout production v2 v1")],
+        "the hook runs exactly once, with the RG_* variables"
+    );
     assert_eq!(r["rollback"]["state"], "succeeded");
     assert_eq!(r["rollback"]["exit_code"], 0);
-    assert!(r["rollback"]["output"].as_str().unwrap().contains("rolled back checkout to v1"));
-    let actions: Vec<&str> = r["decisions"].as_array().unwrap().iter().filter_map(|d| d["action"].as_str()).collect();
+    assert!(r["rollback"]["output"]
+        .as_str()
+        .unwrap()
+        .contains("rolled back checkout to v1"));
+    let actions: Vec<&str> = r["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["action"].as_str())
+        .collect();
     for a in ["rollback_requested", "rollback_started", "rolled_back"] {
-        assert!(actions.contains(&a), "decision {a} missing from {actions:?}");
+        assert!(
+            actions.contains(&a),
+            "decision {a} missing from {actions:?}"
+        );
     }
-    let r = release_until(&d, &id, "outbox drained", Duration::from_secs(20), no_pending).await;
-    assert!(r["notifications"].as_array().unwrap().iter().all(|n| n["status"] == "sent"), "{r}");
+    let r = release_until(
+        &d,
+        &id,
+        "outbox drained",
+        Duration::from_secs(20),
+        no_pending,
+    )
+    .await;
+    assert!(
+        r["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["status"] == "sent"),
+        "{r}"
+    );
     let texts = slack.texts();
-    assert!(slack.violations().is_empty(), "shape violations: {:?}", slack.violations());
+    assert!(
+        slack.violations().is_empty(),
+        "shape violations: {:?}",
+        slack.violations()
+    );
     let page = texts
         .iter()
         .find(|t| t.contains("error_rate") && (t.contains("critical") || t.contains("rollback")))
@@ -161,7 +246,12 @@ async fn a_regression_is_paged_and_rolled_back_once() {
     for word in ["checkout", "production", "v2"] {
         assert!(page.contains(word), "page {page:?} does not name {word}");
     }
-    assert!(texts.iter().any(|t| t.contains("rolled_back") || t.contains("rolled back")), "{texts:?}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("rolled_back") || t.contains("rolled back")),
+        "{texts:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -169,49 +259,113 @@ async fn kill_9_resumes_evaluates_the_gap_and_never_repeats() {
     let target = Target::start().await;
     let prom = Prometheus::start(target.addr).await;
     let slack = SlackReceiver::start().await;
-    let s = setup(&prom.url, target.addr, &slack.url, r#"[ { until = "120s", every = "3s" } ]"#);
+    let s = setup(
+        &prom.url,
+        target.addr,
+        &slack.url,
+        r#"[ { until = "120s", every = "3s" } ]"#,
+    );
     let mut d = Daemon::start(&s.config, &s.listen).await;
     let id = register(&d).await;
-    release_until(&d, &id, "a first healthy tick", Duration::from_secs(30), |r| check_state(r, "error_rate") == "ok").await;
+    release_until(
+        &d,
+        &id,
+        "a first healthy tick",
+        Duration::from_secs(30),
+        |r| check_state(r, "error_rate") == "ok",
+    )
+    .await;
 
     // Crash. While the daemon is down, a breach starts and ends.
     d.kill9();
     let down_at = now_ms();
     target.set_error_ratio(0.3);
     let http = reqwest::Client::new();
-    let ratio = r#"sum(rate(http_requests_total{code=~"5.."}[5s])) / sum(rate(http_requests_total[5s]))"#;
+    let ratio =
+        r#"sum(rate(http_requests_total{code=~"5.."}[5s])) / sum(rate(http_requests_total[5s]))"#;
     let held = format!("min_over_time(({ratio})[5s:1s]) > 0.05");
-    prom_until(&http, &prom.url, &held, "Prometheus to see the breach hold 5s").await;
+    prom_until(
+        &http,
+        &prom.url,
+        &held,
+        "Prometheus to see the breach hold 5s",
+    )
+    .await;
     target.set_error_ratio(0.0);
-    prom_until(&http, &prom.url, &format!("({ratio}) < 0.005"), "Prometheus to see the breach end").await;
+    prom_until(
+        &http,
+        &prom.url,
+        &format!("({ratio}) < 0.005"),
+        "Prometheus to see the breach end",
+    )
+    .await;
     let up_at = now_ms();
 
     // Restart on the same store: the watch resumes and reads the gap.
     let mut d = Daemon::start(&s.config, &s.listen).await;
-    let r = release_until(&d, &id, "rolled back after the gap was read", Duration::from_secs(60), |r| r["status"] == "rolled_back").await;
+    let r = release_until(
+        &d,
+        &id,
+        "rolled back after the gap was read",
+        Duration::from_secs(60),
+        |r| r["status"] == "rolled_back",
+    )
+    .await;
     let decisions = r["decisions"].as_array().unwrap();
-    assert!(decisions.iter().any(|d| d["action"] == "resumed"), "no `resumed` decision: {decisions:?}");
+    assert!(
+        decisions.iter().any(|d| d["action"] == "resumed"),
+        "no `resumed` decision: {decisions:?}"
+    );
     let entered = decisions
         .iter()
         .find(|d| d["action"] == "level_changed" && d["level"] == "rollback")
         .unwrap_or_else(|| panic!("no rollback-level transition: {decisions:?}"));
     let at = release_guardian::model::parse_time(entered["at"].as_str().unwrap()).unwrap();
-    assert!(at > down_at && at < up_at, "the breach was found inside the gap ({down_at} < {at} < {up_at})");
+    assert!(
+        at > down_at && at < up_at,
+        "the breach was found inside the gap ({down_at} < {at} < {up_at})"
+    );
     assert_eq!(hook_runs(&s.hook_log).len(), 1);
-    release_until(&d, &id, "outbox drained", Duration::from_secs(20), no_pending).await;
+    release_until(
+        &d,
+        &id,
+        "outbox drained",
+        Duration::from_secs(20),
+        no_pending,
+    )
+    .await;
     let pages_before = slack.texts();
 
     // Crash again after the rollback: nothing is repeated.
     d.kill9();
     let d = Daemon::start(&s.config, &s.listen).await;
-    let r = release_until(&d, &id, "outbox drained after restart", Duration::from_secs(20), no_pending).await;
+    let r = release_until(
+        &d,
+        &id,
+        "outbox drained after restart",
+        Duration::from_secs(20),
+        no_pending,
+    )
+    .await;
     assert_eq!(r["status"], "rolled_back");
-    assert_eq!(hook_runs(&s.hook_log).len(), 1, "the hook ran again after a restart");
-    assert_eq!(slack.texts(), pages_before, "pages were repeated after a restart");
+    assert_eq!(
+        hook_runs(&s.hook_log).len(),
+        1,
+        "the hook ran again after a restart"
+    );
+    assert_eq!(
+        slack.texts(),
+        pages_before,
+        "pages were repeated after a restart"
+    );
     let mut unique = pages_before.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), pages_before.len(), "a page was sent twice: {pages_before:?}");
+    assert_eq!(
+        unique.len(),
+        pages_before.len(),
+        "a page was sent twice: {pages_before:?}"
+    );
     assert!(slack.violations().is_empty());
     drop(d);
 }
@@ -221,31 +375,69 @@ async fn prometheus_down_is_inconclusive_not_a_rollback() {
     let target = Target::start().await;
     let mut prom = Prometheus::start(target.addr).await;
     let slack = SlackReceiver::start().await;
-    let s = setup(&prom.url, target.addr, &slack.url, r#"[ { until = "20s", every = "2s" } ]"#);
+    let s = setup(
+        &prom.url,
+        target.addr,
+        &slack.url,
+        r#"[ { until = "20s", every = "2s" } ]"#,
+    );
     let d = Daemon::start(&s.config, &s.listen).await;
     let id = register(&d).await;
-    release_until(&d, &id, "a healthy tick", Duration::from_secs(30), |r| check_state(r, "error_rate") == "ok").await;
+    release_until(&d, &id, "a healthy tick", Duration::from_secs(30), |r| {
+        check_state(r, "error_rate") == "ok"
+    })
+    .await;
 
     prom.stop();
     target.set_error_ratio(0.5);
-    let r = release_until(&d, &id, "error_rate inconclusive", Duration::from_secs(30), |r| check_state(r, "error_rate") == "inconclusive").await;
+    let r = release_until(
+        &d,
+        &id,
+        "error_rate inconclusive",
+        Duration::from_secs(30),
+        |r| check_state(r, "error_rate") == "inconclusive",
+    )
+    .await;
     assert_eq!(r["status"], "watching");
-    let r = release_until(&d, &id, "the watch to end", Duration::from_secs(40), |r| r["status"] != "watching").await;
+    let r = release_until(&d, &id, "the watch to end", Duration::from_secs(40), |r| {
+        r["status"] != "watching"
+    })
+    .await;
     assert_eq!(r["status"], "verified", "{r}");
     assert!(r["rollback"].is_null());
     assert!(hook_runs(&s.hook_log).is_empty());
     assert_eq!(check_state(&r, "error_rate"), "inconclusive");
-    let reasons: Vec<&str> = r["decisions"].as_array().unwrap().iter().filter(|d| d["action"] == "inconclusive").filter_map(|d| d["reason"].as_str()).collect();
-    assert!(reasons.iter().any(|x| x.contains("prometheus")), "{reasons:?}");
+    let reasons: Vec<&str> = r["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["action"] == "inconclusive")
+        .filter_map(|d| d["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.iter().any(|x| x.contains("prometheus")),
+        "{reasons:?}"
+    );
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 async fn prom_until(http: &reqwest::Client, url: &str, query: &str, what: &str) {
     wait_for(what, Duration::from_secs(60), || async move {
-        let v: Value = http.get(format!("{url}/api/v1/query")).query(&[("query", query)]).send().await.ok()?.json().await.ok()?;
+        let v: Value = http
+            .get(format!("{url}/api/v1/query"))
+            .query(&[("query", query)])
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
         (!v["data"]["result"].as_array()?.is_empty()).then_some(())
     })
     .await;

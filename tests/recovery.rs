@@ -6,8 +6,8 @@ mod common;
 use release_guardian::app::Context;
 use release_guardian::clock::SystemClock;
 use release_guardian::config::{
-    CadenceConfig, CheckSpec, Config, ProbeConfig, RollbackConfig, RollbackMode, Service, Settings, SourceKind,
-    TierConfig,
+    CadenceConfig, CheckSpec, Config, ProbeConfig, RollbackConfig, RollbackMode, Service, Settings,
+    SourceKind, TierConfig,
 };
 use release_guardian::engine::{Condition, Rule};
 use release_guardian::model::{Decision, NewRelease, RollbackRecord, RollbackState};
@@ -21,7 +21,14 @@ use std::time::Duration;
 fn hook(dir: &Path) -> (PathBuf, PathBuf) {
     let script = dir.join("hook.sh");
     let log = dir.join("hook.log");
-    std::fs::write(&script, format!("#!/bin/sh\necho \"$RG_RELEASE_ID $RG_REASON\" >> {}\n", log.display())).unwrap();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$RG_RELEASE_ID $RG_REASON\" >> {}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
     let mut p = std::fs::metadata(&script).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut p, 0o755);
     std::fs::set_permissions(&script, p).unwrap();
@@ -30,17 +37,29 @@ fn hook(dir: &Path) -> (PathBuf, PathBuf) {
 
 fn settings(dir: &Path, probe_url: &str, hook: &Path) -> Settings {
     let ms = Duration::from_millis;
-    let cadence = Cadence::new(&[TierConfig { until: ms(3000), every: ms(500) }]).unwrap();
+    let cadence = Cadence::new(&[TierConfig {
+        until: ms(3000),
+        every: ms(500),
+    }])
+    .unwrap();
     Settings {
         file: dir.join("guardian.toml"),
-        config: Config { cadence: CadenceConfig { tiers: vec![] }, ..Default::default() },
+        config: Config {
+            cadence: CadenceConfig { tiers: vec![] },
+            ..Default::default()
+        },
         store_path: dir.join("g.db"),
         services: vec![Service {
             name: "checkout".into(),
             environment: "production".into(),
             labels: Default::default(),
             notify: vec![],
-            probes: vec![ProbeConfig { name: "live".into(), url: probe_url.into(), expect_status: None, timeout: ms(500) }],
+            probes: vec![ProbeConfig {
+                name: "live".into(),
+                url: probe_url.into(),
+                expect_status: None,
+                timeout: ms(500),
+            }],
             rollback: Some(RollbackConfig {
                 command: vec![hook.display().to_string()],
                 timeout: Duration::from_secs(10),
@@ -55,8 +74,14 @@ fn settings(dir: &Path, probe_url: &str, hook: &Path) -> Settings {
                 probe: Some("live".into()),
                 step: Duration::from_secs(15),
                 rule: Rule {
-                    critical: Some(Condition { failures: Some(1), ..Default::default() }),
-                    rollback: Some(Condition { failures: Some(2), ..Default::default() }),
+                    critical: Some(Condition {
+                        failures: Some(1),
+                        ..Default::default()
+                    }),
+                    rollback: Some(Condition {
+                        failures: Some(2),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 },
                 pack: dir.join("rules.yaml"),
@@ -86,10 +111,14 @@ fn new_release() -> NewRelease {
 }
 
 async fn status_becomes(store: &Arc<dyn Store>, id: &str, want: &str) {
-    common::wait_for(&format!("status {want}"), Duration::from_secs(20), || async move {
-        let r = store.get_release(id).await.unwrap()?;
-        (r.status.as_str() == want).then_some(())
-    })
+    common::wait_for(
+        &format!("status {want}"),
+        Duration::from_secs(20),
+        || async move {
+            let r = store.get_release(id).await.unwrap()?;
+            (r.status.as_str() == want).then_some(())
+        },
+    )
     .await
 }
 
@@ -98,12 +127,22 @@ async fn a_healthy_release_is_verified() {
     let dir = tempfile::tempdir().unwrap();
     let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = server.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(server, axum::Router::new().route("/", axum::routing::get(|| async { "ok" }))).await });
+    tokio::spawn(async move {
+        axum::serve(
+            server,
+            axum::Router::new().route("/", axum::routing::get(|| async { "ok" })),
+        )
+        .await
+    });
     let (script, log) = hook(dir.path());
     let (g, store) = guardian(settings(dir.path(), &format!("http://{addr}/"), &script)).await;
     let reg = g.register(new_release()).await.unwrap();
     status_becomes(&store, &reg.release.id, "verified").await;
-    let d = store.release_details(&reg.release.id).await.unwrap().unwrap();
+    let d = store
+        .release_details(&reg.release.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.checks[0].state.as_str(), "ok");
     assert!(d.decisions.iter().any(|x| x.action == "verified"));
     assert!(!log.exists(), "no rollback for a healthy release");
@@ -120,7 +159,10 @@ async fn failing_probes_roll_back_once_even_across_restarts() {
     status_becomes(&store, &reg.release.id, "rolled_back").await;
     let lines = std::fs::read_to_string(&log).unwrap();
     assert_eq!(lines.lines().count(), 1, "{lines}");
-    assert!(lines.contains(&reg.release.id) && lines.contains("live entered rollback"), "{lines}");
+    assert!(
+        lines.contains(&reg.release.id) && lines.contains("live entered rollback"),
+        "{lines}"
+    );
     // A second daemon on the same store changes nothing.
     g.context().shutdown.cancel();
     drop(g);
@@ -137,7 +179,10 @@ async fn a_hook_interrupted_by_a_crash_is_never_run_again() {
     let s = settings(dir.path(), "http://127.0.0.1:9/", &script);
     // The previous run: rollback requested and the hook started, then kill -9.
     let store = SqliteStore::open(&s.store_path).unwrap();
-    let reg = store.register_release(&new_release(), "production", "r-crash", 1_000, 2_000).await.unwrap();
+    let reg = store
+        .register_release(&new_release(), "production", "r-crash", 1_000, 2_000)
+        .await
+        .unwrap();
     let record = RollbackRecord {
         state: RollbackState::Requested,
         reason: "error_rate entered rollback".into(),
@@ -148,8 +193,20 @@ async fn a_hook_interrupted_by_a_crash_is_never_run_again() {
         exit_code: None,
         output: None,
     };
-    let decision = Decision { at: 1_500, check: None, level: None, action: "rollback_requested".into(), reason: "test".into() };
-    assert_eq!(store.request_rollback(&reg.release.id, &record, &decision).await.unwrap(), RollbackRequest::Requested);
+    let decision = Decision {
+        at: 1_500,
+        check: None,
+        level: None,
+        action: "rollback_requested".into(),
+        reason: "test".into(),
+    };
+    assert_eq!(
+        store
+            .request_rollback(&reg.release.id, &record, &decision)
+            .await
+            .unwrap(),
+        RollbackRequest::Requested
+    );
     assert!(store.start_rollback(&reg.release.id, 1_600).await.unwrap());
     drop(store);
 
@@ -157,8 +214,14 @@ async fn a_hook_interrupted_by_a_crash_is_never_run_again() {
     let d = store.release_details("r-crash").await.unwrap().unwrap();
     assert_eq!(d.release.status.as_str(), "rollback_failed");
     assert_eq!(d.rollback.unwrap().state, RollbackState::Interrupted);
-    assert!(d.decisions.iter().any(|x| x.action == "rollback_failed" && x.reason.contains("not run again")));
-    assert!(!log.exists(), "the hook must not run again after a crash mid-hook");
+    assert!(d
+        .decisions
+        .iter()
+        .any(|x| x.action == "rollback_failed" && x.reason.contains("not run again")));
+    assert!(
+        !log.exists(),
+        "the hook must not run again after a crash mid-hook"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -167,7 +230,10 @@ async fn a_requested_rollback_runs_after_a_restart() {
     let (script, log) = hook(dir.path());
     let s = settings(dir.path(), "http://127.0.0.1:9/", &script);
     let store = SqliteStore::open(&s.store_path).unwrap();
-    let reg = store.register_release(&new_release(), "production", "r-req", 1_000, 2_000).await.unwrap();
+    let reg = store
+        .register_release(&new_release(), "production", "r-req", 1_000, 2_000)
+        .await
+        .unwrap();
     let record = RollbackRecord {
         state: RollbackState::Requested,
         reason: "decided just before the crash".into(),
@@ -178,8 +244,17 @@ async fn a_requested_rollback_runs_after_a_restart() {
         exit_code: None,
         output: None,
     };
-    let decision = Decision { at: 1_500, check: None, level: None, action: "rollback_requested".into(), reason: "test".into() };
-    store.request_rollback(&reg.release.id, &record, &decision).await.unwrap();
+    let decision = Decision {
+        at: 1_500,
+        check: None,
+        level: None,
+        action: "rollback_requested".into(),
+        reason: "test".into(),
+    };
+    store
+        .request_rollback(&reg.release.id, &record, &decision)
+        .await
+        .unwrap();
     drop(store);
     let (_g, store) = guardian(s).await;
     status_becomes(&store, "r-req", "rolled_back").await;

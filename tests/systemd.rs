@@ -10,7 +10,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/release-guardian.service");
+const UNIT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/systemd/release-guardian.service"
+);
 
 /// Lays out a root with the unit, the binary at its ExecStart path and
 /// /bin/kill (ExecReload), as `systemd-analyze verify --root` needs.
@@ -21,7 +24,12 @@ fn rooted(unit_text: &str) -> tempfile::TempDir {
     }
     std::fs::copy(common::bin(), root.path().join("usr/bin/release-guardian")).unwrap();
     std::fs::copy("/bin/kill", root.path().join("bin/kill")).unwrap();
-    std::fs::write(root.path().join("etc/systemd/system/release-guardian.service"), unit_text).unwrap();
+    std::fs::write(
+        root.path()
+            .join("etc/systemd/system/release-guardian.service"),
+        unit_text,
+    )
+    .unwrap();
     root
 }
 
@@ -32,7 +40,14 @@ fn verify(root: &Path) -> (bool, String) {
         .arg("release-guardian.service")
         .output()
         .expect("systemd-analyze is installed (package systemd)");
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 #[test]
@@ -40,11 +55,17 @@ fn the_unit_passes_systemd_analyze_verify() {
     let text = std::fs::read_to_string(UNIT).unwrap();
     let root = rooted(&text);
     let (ok, out) = verify(root.path());
-    assert!(ok && out.trim().is_empty(), "systemd-analyze verify failed:\n{out}");
+    assert!(
+        ok && out.trim().is_empty(),
+        "systemd-analyze verify failed:\n{out}"
+    );
     // The check is real: a misspelt key fails it.
     let root = rooted(&text.replace("ProtectSystem=", "ProtectSystm="));
     let (ok, out) = verify(root.path());
-    assert!(!ok && out.contains("ProtectSystm"), "verify did not catch a bad key:\n{out}");
+    assert!(
+        !ok && out.contains("ProtectSystm"),
+        "verify did not catch a bad key:\n{out}"
+    );
 }
 
 #[test]
@@ -61,7 +82,10 @@ fn the_unit_is_notify_with_watchdog_state_and_hardening() {
         "CapabilityBoundingSet=",
         "SystemCallFilter=@system-service",
     ] {
-        assert!(text.lines().any(|l| l.starts_with(line)), "unit lacks {line}");
+        assert!(
+            text.lines().any(|l| l.starts_with(line)),
+            "unit lacks {line}"
+        );
     }
     let root = rooted(&text);
     let out = Command::new("systemd-analyze")
@@ -70,7 +94,11 @@ fn the_unit_is_notify_with_watchdog_state_and_hardening() {
         .arg("release-guardian.service")
         .output()
         .unwrap();
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "exposure above 2.5:\n{all}");
 }
 
@@ -79,7 +107,8 @@ async fn the_daemon_speaks_sd_notify() {
     let dir = tempfile::tempdir().unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let listen = format!("127.0.0.1:{}", common::free_port());
     let config = dir.path().join("guardian.toml");
     std::fs::write(&config, format!("[server]\nlisten = \"{listen}\"\n[store]\npath = \"g.db\"\n[[services]]\nname = \"checkout\"\n")).unwrap();
@@ -100,7 +129,9 @@ async fn the_daemon_speaks_sd_notify() {
     let first = recv(&mut buf);
     assert!(first.starts_with("READY=1"), "first message: {first:?}");
     // READY means the API already accepts connections.
-    let health = reqwest::get(format!("http://{listen}/healthz")).await.unwrap();
+    let health = reqwest::get(format!("http://{listen}/healthz"))
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
     // Watchdog pings every WATCHDOG_USEC/2 = 200 ms.
     let start = Instant::now();
@@ -110,8 +141,15 @@ async fn the_daemon_speaks_sd_notify() {
             pings += 1;
         }
     }
-    assert!(start.elapsed() < Duration::from_secs(5), "3 watchdog pings took {:?}", start.elapsed());
-    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "3 watchdog pings took {:?}",
+        start.elapsed()
+    );
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success());
     let stopping = loop {
         let m = recv(&mut buf);

@@ -27,7 +27,10 @@ pub fn main() -> ExitCode {
         std::env::set_var("RUST_LOG", "warn");
     }
     crate::cli::init_tracing();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match rt.block_on(run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -43,13 +46,19 @@ struct Narrator {
 
 impl Narrator {
     fn say(&self, what: impl AsRef<str>) {
-        println!("[{:>5.1}s] {}", self.start.elapsed().as_secs_f64(), what.as_ref());
+        println!(
+            "[{:>5.1}s] {}",
+            self.start.elapsed().as_secs_f64(),
+            what.as_ref()
+        );
     }
 }
 
 async fn run() -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let n = Narrator { start: Instant::now() };
+    let n = Narrator {
+        start: Instant::now(),
+    };
     let cancel = CancellationToken::new();
     println!("release-guardian demo: a release goes bad, gets paged and rolled back.\n");
 
@@ -62,18 +71,28 @@ async fn run() -> anyhow::Result<()> {
     // 2. A local stand-in for Slack.
     let (tx, mut pages) = mpsc::unbounded_channel();
     let slack_addr = serve(receiver::router(tx), &cancel).await?;
-    n.say(format!("Slack stand-in (incoming-webhook shape) on http://{slack_addr}"));
+    n.say(format!(
+        "Slack stand-in (incoming-webhook shape) on http://{slack_addr}"
+    ));
 
     // 3. The daemon, configured from a real guardian.toml + rule pack.
     let dir = tempfile::tempdir().context("temp dir")?;
     let config = write_config(dir.path(), svc_addr, slack_addr)?;
-    let settings = crate::config::load(&config).map_err(|e| anyhow::anyhow!("demo config invalid:\n{e}"))?;
+    let settings =
+        crate::config::load(&config).map_err(|e| anyhow::anyhow!("demo config invalid:\n{e}"))?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let daemon = Daemon::start(settings, Some(listener)).await?;
     let api = format!("http://{}", daemon.addr);
-    n.say(format!("release-guardian on {api}, store {}", dir.path().join("guardian.db").display()));
+    n.say(format!(
+        "release-guardian on {api}, store {}",
+        dir.path().join("guardian.db").display()
+    ));
     n.say("cadence compressed for the demo: every 2s for 20s, then every 4s until 40s (production: 5m/15m/30m over 6h)");
-    println!("\n--- {} ---\n{}---", config.display(), std::fs::read_to_string(&config)?);
+    println!(
+        "\n--- {} ---\n{}---",
+        config.display(),
+        std::fs::read_to_string(&config)?
+    );
     println!("--- rules/checkout.yaml ---\n{}---\n", RULES);
 
     // 4. Deploy v2 and tell the daemon, as a deploy tool would.
@@ -81,8 +100,10 @@ async fn run() -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let resp = http
         .post(format!("{api}/v1/releases"))
-        .json(&serde_json::json!({"service": "checkout", "version": "v2", "previous_version": "v1",
-            "annotations": {"deployed_by": "demo"}}))
+        .json(
+            &serde_json::json!({"service": "checkout", "version": "v2", "previous_version": "v1",
+            "annotations": {"deployed_by": "demo"}}),
+        )
         .send()
         .await?;
     let status = resp.status();
@@ -104,10 +125,19 @@ async fn run() -> anyhow::Result<()> {
         while let Ok(text) = pages.try_recv() {
             n.say(format!("SLACK <- {text}"));
         }
-        let r: serde_json::Value = http.get(format!("{api}/v1/releases/{id}")).send().await?.json().await?;
+        let r: serde_json::Value = http
+            .get(format!("{api}/v1/releases/{id}"))
+            .send()
+            .await?
+            .json()
+            .await?;
         for c in r["checks"].as_array().into_iter().flatten() {
             let name = c["name"].as_str().unwrap_or("?").to_string();
-            let line = format!("{} (value {})", c["state"].as_str().unwrap_or("?"), value(&c["value"]));
+            let line = format!(
+                "{} (value {})",
+                c["state"].as_str().unwrap_or("?"),
+                value(&c["value"])
+            );
             if seen.get(&name) != Some(&line) {
                 n.say(format!("check {name:<11} -> {line}"));
                 seen.insert(name, line);
@@ -116,14 +146,20 @@ async fn run() -> anyhow::Result<()> {
         let decisions = r["decisions"].as_array().cloned().unwrap_or_default();
         for d in decisions.iter().skip(decisions_seen) {
             if d["action"] != "level_changed" {
-                n.say(format!("decision: {} — {}", d["action"].as_str().unwrap_or("?"), d["reason"].as_str().unwrap_or("")));
+                n.say(format!(
+                    "decision: {} — {}",
+                    d["action"].as_str().unwrap_or("?"),
+                    d["reason"].as_str().unwrap_or("")
+                ));
             }
         }
         decisions_seen = decisions.len();
         let next = r["next_check_at"].as_str().unwrap_or("").to_string();
         if next != last_next {
             if !last_next.is_empty() && !fault_injected {
-                let all_ok = r["checks"].as_array().is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| c["state"] == "ok"));
+                let all_ok = r["checks"]
+                    .as_array()
+                    .is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| c["state"] == "ok"));
                 if all_ok {
                     healthy_ticks += 1;
                 }
@@ -136,7 +172,10 @@ async fn run() -> anyhow::Result<()> {
             last_next = next;
         }
         let st = r["status"].as_str().unwrap_or("");
-        if matches!(st, "rolled_back" | "rollback_failed" | "verified" | "aborted") {
+        if matches!(
+            st,
+            "rolled_back" | "rollback_failed" | "verified" | "aborted"
+        ) {
             break r;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -147,14 +186,28 @@ async fn run() -> anyhow::Result<()> {
         while let Ok(text) = pages.try_recv() {
             n.say(format!("SLACK <- {text}"));
         }
-        let r: serde_json::Value = http.get(format!("{api}/v1/releases/{id}")).send().await?.json().await?;
-        let pending = r["notifications"].as_array().into_iter().flatten().any(|x| x["status"] == "pending");
+        let r: serde_json::Value = http
+            .get(format!("{api}/v1/releases/{id}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let pending = r["notifications"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|x| x["status"] == "pending");
         if !pending || Instant::now() > until {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let r: serde_json::Value = http.get(format!("{api}/v1/releases/{id}")).send().await?.json().await?;
+    let r: serde_json::Value = http
+        .get(format!("{api}/v1/releases/{id}"))
+        .send()
+        .await?
+        .json()
+        .await?;
     n.say(format!("service now runs {}", svc.version()));
     println!("\nFinal status (release-guardian status {id}):\n");
     print!("{}", crate::report::text::release(&r));
@@ -169,20 +222,30 @@ async fn run() -> anyhow::Result<()> {
     if ok {
         Ok(())
     } else {
-        anyhow::bail!("expected status rolled_back, got {}", final_release["status"])
+        anyhow::bail!(
+            "expected status rolled_back, got {}",
+            final_release["status"]
+        )
     }
 }
 
 fn value(v: &serde_json::Value) -> String {
-    v.as_f64().map(crate::model::format_value).unwrap_or_else(|| "-".into())
+    v.as_f64()
+        .map(crate::model::format_value)
+        .unwrap_or_else(|| "-".into())
 }
 
-async fn serve(router: axum::Router, cancel: &CancellationToken) -> anyhow::Result<std::net::SocketAddr> {
+async fn serve(
+    router: axum::Router,
+    cancel: &CancellationToken,
+) -> anyhow::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let cancel = cancel.clone();
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router).with_graceful_shutdown(async move { cancel.cancelled().await }).await;
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await;
     });
     Ok(addr)
 }
@@ -209,7 +272,11 @@ checks:
     critical: { failures: 2 }
 "#;
 
-fn write_config(dir: &std::path::Path, svc: std::net::SocketAddr, slack: std::net::SocketAddr) -> anyhow::Result<std::path::PathBuf> {
+fn write_config(
+    dir: &std::path::Path,
+    svc: std::net::SocketAddr,
+    slack: std::net::SocketAddr,
+) -> anyhow::Result<std::path::PathBuf> {
     let exe = std::env::current_exe()?;
     std::fs::create_dir_all(dir.join("rules"))?;
     std::fs::write(dir.join("rules/checkout.yaml"), RULES)?;
@@ -269,7 +336,13 @@ pub async fn rollback_hook(url: &str) -> ExitCode {
         var("RG_REASON")
     );
     let to = var("RG_PREVIOUS_VERSION");
-    match reqwest::Client::new().post(url).body(to).timeout(Duration::from_secs(5)).send().await {
+    match reqwest::Client::new()
+        .post(url)
+        .body(to)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+    {
         Ok(r) if r.status().is_success() => {
             print!("{}", r.text().await.unwrap_or_default());
             ExitCode::SUCCESS

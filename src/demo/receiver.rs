@@ -8,11 +8,20 @@ use tokio::sync::mpsc;
 
 /// Routes `POST /services/{*path}` to a channel of message texts.
 pub fn router(tx: mpsc::UnboundedSender<String>) -> Router {
-    Router::new().route("/services/{*path}", post(receive)).with_state(tx)
+    Router::new()
+        .route("/services/{*path}", post(receive))
+        .with_state(tx)
 }
 
-async fn receive(State(tx): State<mpsc::UnboundedSender<String>>, Json(body): Json<serde_json::Value>) -> &'static str {
-    let text = body.get("text").and_then(|t| t.as_str()).unwrap_or("(no text)").to_string();
+async fn receive(
+    State(tx): State<mpsc::UnboundedSender<String>>,
+    Json(body): Json<serde_json::Value>,
+) -> &'static str {
+    let text = body
+        .get("text")
+        .and_then(|t| t.as_str())
+        .unwrap_or("(no text)")
+        .to_string();
     let _ = tx.send(text);
     "ok"
 }

@@ -107,7 +107,11 @@ impl SimulatedService {
     fn error_ratio_at(&self, at: i64) -> Option<f64> {
         let i = self.lock();
         let end = i.history.iter().rev().find(|h| h.0 <= at)?;
-        let start = i.history.iter().rev().find(|h| h.0 <= at - RATE_WINDOW_MS)?;
+        let start = i
+            .history
+            .iter()
+            .rev()
+            .find(|h| h.0 <= at - RATE_WINDOW_MS)?;
         let total = end.1.checked_sub(start.1)?;
         (total > 0).then(|| (end.2 - start.2) as f64 / total as f64)
     }
@@ -128,7 +132,11 @@ async fn ready(State(s): State<SimulatedService>) -> Response {
     if s.lock().ready {
         "ok".into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: payment backend timeouts").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: payment backend timeouts",
+        )
+            .into_response()
     }
 }
 
@@ -142,12 +150,20 @@ async fn metrics(State(s): State<SimulatedService>) -> Response {
         ok = i.total - i.errors,
         err = i.errors
     );
-    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 /// Restores the previous version (what the demo's rollback hook calls).
 async fn rollback(State(s): State<SimulatedService>, body: String) -> Response {
-    let to = if body.trim().is_empty() { "v1".to_string() } else { body.trim().to_string() };
+    let to = if body.trim().is_empty() {
+        "v1".to_string()
+    } else {
+        body.trim().to_string()
+    };
     s.deploy(&to);
     format!("checkout restored to {to}\n").into_response()
 }

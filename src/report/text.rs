@@ -10,7 +10,10 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
 
 fn num(v: &Value, key: &str) -> String {
     match v.get(key) {
-        Some(Value::Number(n)) => n.as_f64().map(crate::model::format_value).unwrap_or_default(),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .map(crate::model::format_value)
+            .unwrap_or_default(),
         _ => "-".into(),
     }
 }
@@ -22,7 +25,11 @@ pub fn release_list(list: &Value) -> String {
     if items.is_empty() {
         return "no releases\n".into();
     }
-    let _ = writeln!(out, "{:<38} {:<16} {:<12} {:<12} {:<16} STARTED", "ID", "SERVICE", "ENVIRONMENT", "VERSION", "STATUS");
+    let _ = writeln!(
+        out,
+        "{:<38} {:<16} {:<12} {:<12} {:<16} STARTED",
+        "ID", "SERVICE", "ENVIRONMENT", "VERSION", "STATUS"
+    );
     for r in &items {
         let _ = writeln!(
             out,
@@ -47,16 +54,29 @@ pub fn release(r: &Value) -> String {
         s(r, "id"),
         s(r, "service"),
         s(r, "environment"),
-        r.get("previous_version").and_then(Value::as_str).unwrap_or("?"),
+        r.get("previous_version")
+            .and_then(Value::as_str)
+            .unwrap_or("?"),
         s(r, "version"),
         s(r, "status")
     );
-    let _ = writeln!(out, "  started {}  next check {}", s(r, "started_at"), s(r, "next_check_at"));
+    let _ = writeln!(
+        out,
+        "  started {}  next check {}",
+        s(r, "started_at"),
+        s(r, "next_check_at")
+    );
     out.push_str(&checks(r));
     if let Some(ds) = r.get("decisions").and_then(Value::as_array) {
         let _ = writeln!(out, "  decisions:");
         for d in ds {
-            let _ = writeln!(out, "    {}  {:<20} {}", s(d, "at"), s(d, "action"), s(d, "reason"));
+            let _ = writeln!(
+                out,
+                "    {}  {:<20} {}",
+                s(d, "at"),
+                s(d, "action"),
+                s(d, "reason")
+            );
         }
     }
     if let Some(ns) = r.get("notifications").and_then(Value::as_array) {
@@ -81,10 +101,16 @@ pub fn release(r: &Value) -> String {
             "  rollback: {} ({}), exit code {}, reason: {}",
             s(rb, "state"),
             s(rb, "trigger"),
-            rb.get("exit_code").map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            rb.get("exit_code")
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into()),
             s(rb, "reason")
         );
-        if let Some(o) = rb.get("output").and_then(Value::as_str).filter(|o| !o.trim().is_empty()) {
+        if let Some(o) = rb
+            .get("output")
+            .and_then(Value::as_str)
+            .filter(|o| !o.trim().is_empty())
+        {
             for line in o.trim_end().lines().take(10) {
                 let _ = writeln!(out, "    | {line}");
             }
@@ -99,7 +125,13 @@ pub fn checks(r: &Value) -> String {
     if let Some(cs) = r.get("checks").and_then(Value::as_array) {
         let _ = writeln!(out, "  checks:");
         for c in cs {
-            let _ = writeln!(out, "    {:<16} {:<13} value {}", s(c, "name"), s(c, "state"), num(c, "value"));
+            let _ = writeln!(
+                out,
+                "    {:<16} {:<13} value {}",
+                s(c, "name"),
+                s(c, "state"),
+                num(c, "value")
+            );
         }
     }
     out

@@ -16,7 +16,13 @@ impl Daemon {
     /// Starts the daemon on `config` (whose `[server] listen` is `addr`) and
     /// waits until `/readyz` answers 200.
     pub async fn start(config: &Path, addr: &str) -> Self {
-        let log = config.with_extension(format!("log.{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
+        let log = config.with_extension(format!(
+            "log.{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin())
             .args(["run", "--config"])
@@ -26,13 +32,25 @@ impl Daemon {
             .stderr(out)
             .spawn()
             .expect("start release-guardian");
-        let me = Self { api: format!("http://{addr}"), config: config.to_path_buf(), child: Some(child), log };
+        let me = Self {
+            api: format!("http://{addr}"),
+            config: config.to_path_buf(),
+            child: Some(child),
+            log,
+        };
         let http = reqwest::Client::new();
         let url = format!("{}/readyz", me.api);
         wait_for("the daemon to be ready", Duration::from_secs(30), || {
             let http = http.clone();
             let url = url.clone();
-            async move { http.get(&url).send().await.ok().filter(|r| r.status() == 200).map(|_| ()) }
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+                    .map(|_| ())
+            }
         })
         .await;
         me
@@ -52,11 +70,21 @@ impl Daemon {
     }
 
     pub async fn get(&self, path: &str) -> serde_json::Value {
-        reqwest::get(format!("{}{path}", self.api)).await.unwrap().json().await.unwrap()
+        reqwest::get(format!("{}{path}", self.api))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let r = reqwest::Client::new().post(format!("{}{path}", self.api)).json(&body).send().await.unwrap();
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", self.api))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let code = r.status().as_u16();
         (code, r.json().await.unwrap_or(serde_json::Value::Null))
     }

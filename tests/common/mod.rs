@@ -9,7 +9,7 @@
 //! - [`Daemon`]: the real `release-guardian run` binary as a child process.
 //! - [`wait_for`]: polls with a deadline (tests never sleep for results).
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod daemon;
 pub mod prometheus;
@@ -31,7 +31,11 @@ pub fn bin() -> &'static str {
 
 /// A free loopback port (bound and released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `f` every 100 ms until it yields `Some`, or panics with `what`

@@ -37,29 +37,40 @@ impl Prometheus {
         let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = Command::new(BINARY)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start prometheus");
-        let me = Self { url: format!("http://127.0.0.1:{port}"), child: Some(child), _dir: dir };
+        let me = Self {
+            url: format!("http://127.0.0.1:{port}"),
+            child: Some(child),
+            _dir: dir,
+        };
         let http = reqwest::Client::new();
         let url = me.url.clone();
-        wait_for("prometheus ready and the target up", Duration::from_secs(60), || {
-            let http = http.clone();
-            let url = url.clone();
-            async move {
-                let r = http
-                    .get(format!("{url}/api/v1/query"))
-                    .query(&[("query", "up{job=\"target\"} == 1")])
-                    .send()
-                    .await
-                    .ok()?;
-                let v: serde_json::Value = r.json().await.ok()?;
-                (!v["data"]["result"].as_array()?.is_empty()).then_some(())
-            }
-        })
+        wait_for(
+            "prometheus ready and the target up",
+            Duration::from_secs(60),
+            || {
+                let http = http.clone();
+                let url = url.clone();
+                async move {
+                    let r = http
+                        .get(format!("{url}/api/v1/query"))
+                        .query(&[("query", "up{job=\"target\"} == 1")])
+                        .send()
+                        .await
+                        .ok()?;
+                    let v: serde_json::Value = r.json().await.ok()?;
+                    (!v["data"]["result"].as_array()?.is_empty()).then_some(())
+                }
+            },
+        )
         .await;
         me
     }

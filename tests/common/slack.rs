@@ -24,21 +24,33 @@ pub struct SlackReceiver {
 impl SlackReceiver {
     pub async fn start() -> Self {
         let inbox = Arc::new(Mutex::new(Inbox::default()));
-        let app = Router::new().route("/services/{*path}", post(receive)).with_state(inbox.clone());
+        let app = Router::new()
+            .route("/services/{*path}", post(receive))
+            .with_state(inbox.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let cancel = CancellationToken::new();
         let c = cancel.clone();
         tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(async move { c.cancelled().await }).await.unwrap();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { c.cancelled().await })
+                .await
+                .unwrap();
         });
-        Self { url: format!("http://{addr}/services/T000/B000/SECRETHOOK"), inbox, cancel }
+        Self {
+            url: format!("http://{addr}/services/T000/B000/SECRETHOOK"),
+            inbox,
+            cancel,
+        }
     }
 
     /// Every accepted message's `text`.
     pub fn texts(&self) -> Vec<String> {
         let g = self.inbox.lock().unwrap();
-        g.messages.iter().map(|m| m["text"].as_str().unwrap_or_default().to_string()).collect()
+        g.messages
+            .iter()
+            .map(|m| m["text"].as_str().unwrap_or_default().to_string())
+            .collect()
     }
 
     /// Shape violations seen (must stay empty).
@@ -54,7 +66,10 @@ impl Drop for SlackReceiver {
 }
 
 fn check_shape(v: &serde_json::Value) -> Result<(), String> {
-    let text = v.get("text").and_then(|t| t.as_str()).ok_or("missing `text`")?;
+    let text = v
+        .get("text")
+        .and_then(|t| t.as_str())
+        .ok_or("missing `text`")?;
     if text.is_empty() {
         return Err("empty `text`".into());
     }
@@ -67,7 +82,9 @@ fn check_shape(v: &serde_json::Value) -> Result<(), String> {
             match b.get("type").and_then(|t| t.as_str()) {
                 Some("header") => {
                     let t = &b["text"];
-                    if t["type"] != "plain_text" || t["text"].as_str().map_or(true, |s| s.chars().count() > 150) {
+                    if t["type"] != "plain_text"
+                        || t["text"].as_str().is_none_or(|s| s.chars().count() > 150)
+                    {
                         return Err(format!("bad header block {b}"));
                     }
                 }
@@ -75,7 +92,10 @@ fn check_shape(v: &serde_json::Value) -> Result<(), String> {
                     if b.get("text").is_none() && b.get("fields").is_none() {
                         return Err(format!("section without text or fields {b}"));
                     }
-                    if b.get("fields").and_then(|f| f.as_array()).is_some_and(|f| f.len() > 10) {
+                    if b.get("fields")
+                        .and_then(|f| f.as_array())
+                        .is_some_and(|f| f.len() > 10)
+                    {
                         return Err("section with more than 10 fields".into());
                     }
                 }
@@ -87,10 +107,16 @@ fn check_shape(v: &serde_json::Value) -> Result<(), String> {
     Ok(())
 }
 
-async fn receive(State(inbox): State<Arc<Mutex<Inbox>>>, body: String) -> (StatusCode, &'static str) {
+async fn receive(
+    State(inbox): State<Arc<Mutex<Inbox>>>,
+    body: String,
+) -> (StatusCode, &'static str) {
     let parsed: Result<serde_json::Value, _> = serde_json::from_str(&body);
     let mut g = inbox.lock().unwrap();
-    match parsed.map_err(|e| e.to_string()).and_then(|v| check_shape(&v).map(|_| v)) {
+    match parsed
+        .map_err(|e| e.to_string())
+        .and_then(|v| check_shape(&v).map(|_| v))
+    {
         Ok(v) => {
             g.messages.push(v);
             (StatusCode::OK, "ok")

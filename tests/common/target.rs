@@ -25,7 +25,10 @@ pub struct Target {
 
 impl Target {
     pub async fn start() -> Self {
-        let state = Arc::new(Mutex::new(Counters { error_ratio: 0.001, ..Default::default() }));
+        let state = Arc::new(Mutex::new(Counters {
+            error_ratio: 0.001,
+            ..Default::default()
+        }));
         let cancel = CancellationToken::new();
         let app = Router::new()
             .route("/metrics", get(metrics))
@@ -35,7 +38,10 @@ impl Target {
         let addr = listener.local_addr().unwrap();
         let c = cancel.clone();
         tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(async move { c.cancelled().await }).await.unwrap();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { c.cancelled().await })
+                .await
+                .unwrap();
         });
         let s = state.clone();
         let c = cancel.clone();
@@ -51,7 +57,11 @@ impl Target {
                 g.ok += 100 - errs as u64;
             }
         });
-        Self { addr, state, cancel }
+        Self {
+            addr,
+            state,
+            cancel,
+        }
     }
 
     /// Sets the fraction of requests answered 5xx from now on.
@@ -66,7 +76,9 @@ impl Drop for Target {
     }
 }
 
-async fn metrics(State(s): State<Arc<Mutex<Counters>>>) -> ([(&'static str, &'static str); 1], String) {
+async fn metrics(
+    State(s): State<Arc<Mutex<Counters>>>,
+) -> ([(&'static str, &'static str); 1], String) {
     let g = s.lock().unwrap();
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],

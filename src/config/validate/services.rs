@@ -154,7 +154,7 @@ fn check_probes(s: &ServiceConfig, at: &KeyPath, report: &mut Report<'_>) {
 fn check_rollback(s: &ServiceConfig, at: &KeyPath, report: &mut Report<'_>) {
     let Some(r) = &s.rollback else { return };
     let rp = at.key("rollback");
-    if r.command.first().map_or(true, |c| c.trim().is_empty()) {
+    if r.command.first().is_none_or(|c| c.trim().is_empty()) {
         report.error(
             &rp.key("command"),
             "rollback `command` must name a program (it runs without a shell)",
