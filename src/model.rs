@@ -328,8 +328,9 @@ impl Message {
             self.environment,
             self.version
         );
-        if let Some(check) = &self.check {
-            s.push_str(&format!(" check {check}"));
+        match &self.check {
+            Some(check) => s.push_str(&format!(" check {check}")),
+            None => s.push_str(&format!(" {}", self.event)),
         }
         if let Some(level) = self.level {
             s.push_str(&format!(" level {level}"));

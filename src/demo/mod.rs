@@ -24,7 +24,7 @@ const DEADLINE: Duration = Duration::from_secs(80);
 /// Entry point of `release-guardian demo`.
 pub fn main() -> ExitCode {
     if std::env::var_os("RUST_LOG").is_none() {
-        std::env::set_var("RUST_LOG", "warn");
+        std::env::set_var("RUST_LOG", "error");
     }
     crate::cli::init_tracing();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -94,6 +94,12 @@ async fn run() -> anyhow::Result<()> {
         std::fs::read_to_string(&config)?
     );
     println!("--- rules/checkout.yaml ---\n{}---\n", RULES);
+
+    // Traffic needs one rate window of history before the error rate exists.
+    n.say("warming up: the simulated traffic needs 5 s of history for rate(...[5s])");
+    while !svc.has_rate_window() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // 4. Deploy v2 and tell the daemon, as a deploy tool would.
     svc.deploy("v2");

@@ -103,6 +103,12 @@ impl SimulatedService {
         });
     }
 
+    /// Whether a full rate window of history exists (the error rate is defined).
+    pub fn has_rate_window(&self) -> bool {
+        self.error_ratio_at(crate::clock::Clock::now(&crate::clock::SystemClock))
+            .is_some()
+    }
+
     /// Error ratio over the window ending at `at`, if there is history.
     fn error_ratio_at(&self, at: i64) -> Option<f64> {
         let i = self.lock();

@@ -103,7 +103,9 @@ pub fn records_for(
             status: DeliveryStatus::Pending,
             attempts: 0,
             last_error: None,
-            created_at: now,
+            // Ordered by the event's instant, so pages go out in the order
+            // things happened even when one tick found several.
+            created_at: msg.at.min(now),
             sent_at: None,
             next_attempt_at: now,
         })

@@ -321,10 +321,10 @@ fn record_transition(
     t: &Transition,
     note: Option<&str>,
 ) {
-    let value = if t.value.is_finite() {
-        format_value(t.value)
-    } else {
-        "no value".into()
+    let observed = match (t.value.is_finite(), note) {
+        (true, _) => format!("value {}", format_value(t.value)),
+        (false, Some(n)) => format!("probe failed ({n})"),
+        (false, None) => "no value".into(),
     };
     let reason = if t.to > t.from {
         let cond = spec
@@ -332,14 +332,10 @@ fn record_transition(
             .condition(t.to)
             .map(|c| c.describe())
             .unwrap_or_default();
-        let mut r = format!("{} entered {}: value {value}, rule {cond}", spec.name, t.to);
-        if let Some(n) = note {
-            r.push_str(&format!(" ({n})"));
-        }
-        r
+        format!("{} entered {}: {observed}, rule {cond}", spec.name, t.to)
     } else {
         format!(
-            "{} went down from {} to {} (value {value})",
+            "{} went down from {} to {} ({observed})",
             spec.name, t.from, t.to
         )
     };

@@ -311,7 +311,15 @@ pub async fn execute_rollback(g: &Arc<Guardian>, id: &str) -> Result<(), StoreEr
     let (state, reason) = if run.succeeded() {
         (
             RollbackState::Succeeded,
-            format!("rollback hook exited 0 after {} ms", done - now),
+            format!(
+                "rolled back {} to {}: the rollback hook exited 0 after {} ms",
+                release.version,
+                release
+                    .previous_version
+                    .as_deref()
+                    .unwrap_or("the previous version"),
+                done - now
+            ),
         )
     } else {
         (
