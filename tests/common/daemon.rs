@@ -64,6 +64,11 @@ impl Daemon {
         }
     }
 
+    /// The process id (to send signals).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("daemon running")
+    }
+
     /// The daemon's stderr so far (for assertion messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

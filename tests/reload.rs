@@ -1,0 +1,76 @@
+//! SIGHUP reloads the config and rule packs; an invalid new config is
+//! rejected and the old one keeps running.
+
+mod common;
+
+use serde_json::json;
+use std::process::Command;
+use std::time::Duration;
+
+fn config(listen: &str, services: &[&str]) -> String {
+    let mut s = format!("[server]\nlisten = \"{listen}\"\n[store]\npath = \"g.db\"\n");
+    for name in services {
+        s.push_str(&format!("[[services]]\nname = \"{name}\"\n"));
+    }
+    s
+}
+
+fn hup(pid: u32) {
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_and_rejects_an_invalid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let path = dir.path().join("guardian.toml");
+    std::fs::write(&path, config(&listen, &["checkout"])).unwrap();
+    let d = common::Daemon::start(&path, &listen).await;
+    let (code, _) = d
+        .post(
+            "/v1/releases",
+            json!({"service": "payments", "version": "v1"}),
+        )
+        .await;
+    assert_eq!(code, 422, "payments is not configured yet");
+
+    std::fs::write(&path, config(&listen, &["checkout", "payments"])).unwrap();
+    hup(d.pid());
+    common::wait_for(
+        "payments to be accepted after SIGHUP",
+        Duration::from_secs(10),
+        || async {
+            let (code, _) = d
+                .post(
+                    "/v1/releases",
+                    json!({"service": "payments", "version": "v1"}),
+                )
+                .await;
+            (code == 201 || code == 200).then_some(())
+        },
+    )
+    .await;
+
+    // An invalid config is rejected: the daemon keeps the last good one.
+    std::fs::write(&path, "[server]\nlisten = 42\n").unwrap();
+    hup(d.pid());
+    common::wait_for(
+        "the rejection to be logged",
+        Duration::from_secs(10),
+        || async { d.log().contains("new configuration rejected").then_some(()) },
+    )
+    .await;
+    let (code, body) = d
+        .post(
+            "/v1/releases",
+            json!({"service": "payments", "version": "v2"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let health = reqwest::get(format!("{}/readyz", d.api)).await.unwrap();
+    assert_eq!(health.status(), 200);
+}
