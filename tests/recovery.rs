@@ -261,3 +261,42 @@ async fn a_requested_rollback_runs_after_a_restart() {
     let lines = std::fs::read_to_string(&log).unwrap();
     assert_eq!(lines.trim(), "r-req decided just before the crash");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manual_mode_pages_and_waits_for_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = common::free_port();
+    let (script, log) = hook(dir.path());
+    let mut s = settings(dir.path(), &format!("http://127.0.0.1:{closed}/"), &script);
+    s.services[0].rollback.as_mut().unwrap().mode = RollbackMode::Manual;
+    let (g, store) = guardian(s).await;
+    let id = g.register(new_release()).await.unwrap().release.id;
+    // The probe fails: the rollback level is reached, but nothing runs.
+    common::wait_for("rollback recommended", Duration::from_secs(20), || {
+        let store = store.clone();
+        let id = id.clone();
+        async move {
+            let d = store.release_details(&id).await.unwrap()?;
+            d.decisions
+                .iter()
+                .any(|x| x.action == "rollback_recommended")
+                .then_some(())
+        }
+    })
+    .await;
+    let d = store.release_details(&id).await.unwrap().unwrap();
+    assert!(
+        d.rollback.is_none() && !log.exists(),
+        "manual mode must not run the hook by itself"
+    );
+    assert_ne!(d.release.status.as_str(), "rolling_back");
+    // An operator decides.
+    let r = g.manual_rollback(&id).await.unwrap();
+    assert_eq!(r.status.as_str(), "rolling_back");
+    status_becomes(&store, &id, "rolled_back").await;
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 1);
+    assert!(
+        g.manual_rollback(&id).await.is_err(),
+        "a second rollback is refused"
+    );
+}
