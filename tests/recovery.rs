@@ -122,6 +122,36 @@ async fn status_becomes(store: &Arc<dyn Store>, id: &str, want: &str) {
     .await
 }
 
+/// What the previous run left behind: a release with a recorded rollback request.
+async fn requested_rollback(store: &SqliteStore, id: &str, reason: &str) {
+    store
+        .register_release(&new_release(), "production", id, 1_000, 2_000)
+        .await
+        .unwrap();
+    let record = RollbackRecord {
+        state: RollbackState::Requested,
+        reason: reason.into(),
+        trigger: "auto".into(),
+        requested_at: 1_500,
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        output: None,
+    };
+    let decision = Decision {
+        at: 1_500,
+        check: None,
+        level: None,
+        action: "rollback_requested".into(),
+        reason: "test".into(),
+    };
+    let req = store
+        .request_rollback(id, &record, &decision)
+        .await
+        .unwrap();
+    assert_eq!(req, RollbackRequest::Requested);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_healthy_release_is_verified() {
     let dir = tempfile::tempdir().unwrap();
@@ -179,35 +209,8 @@ async fn a_hook_interrupted_by_a_crash_is_never_run_again() {
     let s = settings(dir.path(), "http://127.0.0.1:9/", &script);
     // The previous run: rollback requested and the hook started, then kill -9.
     let store = SqliteStore::open(&s.store_path).unwrap();
-    let reg = store
-        .register_release(&new_release(), "production", "r-crash", 1_000, 2_000)
-        .await
-        .unwrap();
-    let record = RollbackRecord {
-        state: RollbackState::Requested,
-        reason: "error_rate entered rollback".into(),
-        trigger: "auto".into(),
-        requested_at: 1_500,
-        started_at: None,
-        finished_at: None,
-        exit_code: None,
-        output: None,
-    };
-    let decision = Decision {
-        at: 1_500,
-        check: None,
-        level: None,
-        action: "rollback_requested".into(),
-        reason: "test".into(),
-    };
-    assert_eq!(
-        store
-            .request_rollback(&reg.release.id, &record, &decision)
-            .await
-            .unwrap(),
-        RollbackRequest::Requested
-    );
-    assert!(store.start_rollback(&reg.release.id, 1_600).await.unwrap());
+    requested_rollback(&store, "r-crash", "error_rate entered rollback").await;
+    assert!(store.start_rollback("r-crash", 1_600).await.unwrap());
     drop(store);
 
     let (_g, store) = guardian(s).await;
@@ -230,31 +233,7 @@ async fn a_requested_rollback_runs_after_a_restart() {
     let (script, log) = hook(dir.path());
     let s = settings(dir.path(), "http://127.0.0.1:9/", &script);
     let store = SqliteStore::open(&s.store_path).unwrap();
-    let reg = store
-        .register_release(&new_release(), "production", "r-req", 1_000, 2_000)
-        .await
-        .unwrap();
-    let record = RollbackRecord {
-        state: RollbackState::Requested,
-        reason: "decided just before the crash".into(),
-        trigger: "auto".into(),
-        requested_at: 1_500,
-        started_at: None,
-        finished_at: None,
-        exit_code: None,
-        output: None,
-    };
-    let decision = Decision {
-        at: 1_500,
-        check: None,
-        level: None,
-        action: "rollback_requested".into(),
-        reason: "test".into(),
-    };
-    store
-        .request_rollback(&reg.release.id, &record, &decision)
-        .await
-        .unwrap();
+    requested_rollback(&store, "r-req", "decided just before the crash").await;
     drop(store);
     let (_g, store) = guardian(s).await;
     status_becomes(&store, "r-req", "rolled_back").await;
