@@ -47,6 +47,11 @@ impl Cadence {
         self.tiers.last().map(|t| t.0).unwrap_or(0)
     }
 
+    /// The interval of the last tier.
+    pub fn last_every(&self) -> Millis {
+        self.tiers.last().map(|t| t.1).unwrap_or(0)
+    }
+
     /// The first tick strictly after `after`, for a release started at `start`;
     /// `None` once the last tick (at `start + length`) has passed.
     pub fn next_tick(&self, start: Millis, after: Millis) -> Option<Millis> {

@@ -49,6 +49,10 @@ pub async fn evaluate(
         .as_ref()
         .map(|cfg| PrometheusSource::new(ctx.http.clone(), cfg));
     let prober = Prober::new(ctx.probe_http.clone());
+    // Only the watch window is judged: after a long outage the catch-up tick
+    // reads up to the window's end, not beyond, and takes no live probes.
+    let window_end = release.started_at + service.cadence.length();
+    let horizon = now.min(window_end);
     let mut out = TickOutput::default();
     for spec in &service.checks {
         let prev = previous.remove(&spec.name);
@@ -74,9 +78,15 @@ pub async fn evaluate(
                 },
                 Some(Ok(source)) => {
                     let start_from = evaluated_until.map(|u| u + 1).unwrap_or(release.started_at);
-                    read_range(ctx, source, spec, &vars, start_from, now).await
+                    read_range(ctx, source, spec, &vars, start_from, horizon).await
                 }
             },
+            // A tick that runs more than one interval after the window's
+            // end is a catch-up after an outage: a live probe would judge
+            // the service outside the window.
+            SourceKind::Probe if now - window_end > service.cadence.last_every() => {
+                Reading::NothingNew
+            }
             SourceKind::Probe => {
                 let probe = spec.probe.as_deref().and_then(|p| service.probe(p));
                 match probe {
