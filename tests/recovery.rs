@@ -279,3 +279,38 @@ async fn manual_mode_pages_and_waits_for_the_api() {
         "a second rollback is refused"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_whose_window_passed_while_down_ends_without_judging_the_present() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = common::free_port();
+    let (script, log) = hook(dir.path());
+    let mut s = settings(dir.path(), &format!("http://127.0.0.1:{closed}/"), &script);
+    // One failed probe would be enough to roll back.
+    s.services[0].checks[0].rule.rollback = Some(Condition {
+        failures: Some(1),
+        ..Default::default()
+    });
+    // Registered an hour ago with a 3 s window; the daemon was down since.
+    let store = SqliteStore::open(&s.store_path).unwrap();
+    let hour_ago = release_guardian::clock::Clock::now(&SystemClock) - 3_600_000;
+    store
+        .register_release(
+            &new_release(),
+            "production",
+            "r-old",
+            hour_ago,
+            hour_ago + 500,
+        )
+        .await
+        .unwrap();
+    drop(store);
+    let (_g, store) = guardian(s).await;
+    status_becomes(&store, "r-old", "verified").await;
+    let d = store.release_details("r-old").await.unwrap().unwrap();
+    assert!(d.decisions.iter().any(|x| x.action == "resumed"));
+    assert!(
+        !log.exists(),
+        "a probe taken an hour after the window must not roll the release back"
+    );
+}
