@@ -9,6 +9,9 @@ use std::sync::{Arc, RwLock};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// Source requests (queries and probes) in flight at once, across all watches.
+pub const MAX_SOURCE_REQUESTS: usize = 64;
+
 /// Shared by every component; no globals.
 pub struct Context {
     settings: RwLock<Arc<Settings>>,
@@ -22,6 +25,9 @@ pub struct Context {
     /// Client for notifiers: never follows redirects (a redirected POST would
     /// turn into a GET and a lost message would look delivered).
     pub notify_http: reqwest::Client,
+    /// Bounds the source requests (queries and probes) in flight across all
+    /// watches, so a thousand watches ticking together do not flood Prometheus.
+    pub source_permits: Arc<tokio::sync::Semaphore>,
     /// Cancelled at shutdown; every task's token is a child of it.
     pub shutdown: CancellationToken,
     /// Every spawned task, awaited (with a deadline) at shutdown.
@@ -48,6 +54,7 @@ impl Context {
             http,
             probe_http: crate::sources::probe::probe_client(),
             notify_http,
+            source_permits: Arc::new(tokio::sync::Semaphore::new(MAX_SOURCE_REQUESTS)),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })

@@ -98,7 +98,10 @@ pub async fn evaluate(
                         at: now,
                     },
                     Some(cfg) => {
-                        let result = prober.probe(cfg).await;
+                        let result = {
+                            let _permit = ctx.source_permits.acquire().await;
+                            prober.probe(cfg).await
+                        };
                         let key = format!("{}/{}", service.name, cfg.name);
                         ctx.telemetry.record_probe(&key, result.latency);
                         ctx.telemetry
@@ -253,8 +256,10 @@ async fn read_range(
             end: chunk_end,
             step,
         };
+        let permit = ctx.source_permits.acquire().await;
         let t0 = Instant::now();
         let res = source.query_range(&q).await;
+        drop(permit);
         ctx.telemetry
             .source_latency
             .get_or_create(&SourceLabels {
