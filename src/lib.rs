@@ -2,8 +2,9 @@
 //!
 //! The pipeline, one module per stage:
 //!
-//! - [`api`] — intake and status: the HTTP API (`POST /v1/releases`, status,
-//!   abort/ack/rollback, `/healthz`, `/readyz`, `/metrics`).
+//! - [`api`] — the HTTP API (`POST /v1/releases`, status, abort/ack/rollback,
+//!   `/healthz`, `/readyz`, `/metrics`); [`intake`] — the formats in which
+//!   deploy tools announce a release, one per file behind one trait.
 //! - [`scheduler`] — the [`scheduler::Guardian`]: one durable watch per
 //!   release on a tiered [`scheduler::Cadence`], ticks, decisions, recovery
 //!   after a restart.
@@ -30,6 +31,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod intake;
 pub mod model;
 pub mod report;
 pub mod scheduler;

@@ -9,7 +9,9 @@ use super::body;
 use super::error::ApiError;
 use super::redact::Redactor;
 use super::view::ReleaseView;
-use crate::model::{NewRelease, ReleaseStatus};
+use crate::intake::native::Native;
+use crate::intake::{Intake, IntakeError, IntakeFormat};
+use crate::model::ReleaseStatus;
 use crate::scheduler::Guardian;
 use crate::store::ReleaseFilter;
 use axum::extract::rejection::QueryRejection;
@@ -30,7 +32,22 @@ pub(crate) async fn create(
     State(guardian): State<Arc<Guardian>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let new: NewRelease = body::json(request).await?;
+    let headers = request.headers().clone();
+    let bytes = body::read(request).await?;
+    let format = Native;
+    format
+        .authenticate(&headers, &bytes)
+        .map_err(intake_error)?;
+    let new = match format.parse(&headers, &bytes).map_err(intake_error)? {
+        Intake::Release(new) => new,
+        Intake::Ignored(reason) => {
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({ "ignored": reason })),
+            )
+                .into_response())
+        }
+    };
     let registered = guardian.register(new).await?;
     let view = release_view(&guardian, &registered.release.id).await?;
     if !registered.created {
@@ -50,6 +67,13 @@ pub(crate) async fn create(
         }
     }
     Ok(response)
+}
+
+fn intake_error(e: IntakeError) -> ApiError {
+    match e {
+        IntakeError::Malformed(m) => ApiError::BadRequest(m),
+        IntakeError::Unauthenticated(m) => ApiError::Unauthorized(m),
+    }
 }
 
 /// Query parameters of `GET /v1/releases`. Unknown parameters are refused,
