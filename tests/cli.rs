@@ -132,6 +132,25 @@ webhook_url = "http://127.0.0.1:1/services/x"
     );
 }
 
+#[test]
+fn the_example_config_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/guardian.example.toml");
+    let out = Command::new(common::bin())
+        .args(["check", "--config", example])
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("OK (1 services, 4 checks, 2 notifiers)"),
+        "{all}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn status_shows_what_the_api_says() {
     let dir = tempfile::tempdir().unwrap();
