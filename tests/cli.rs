@@ -38,6 +38,21 @@ const BROKEN_RULES: &str = r#"checks:
     critical: { failures: 2, within: 3 }
 "#;
 
+/// Runs `check` on a config: (exit 0?, stdout + stderr).
+fn check(config: &std::path::Path) -> (bool, String) {
+    let out = Command::new(common::bin())
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), all)
+}
+
 #[test]
 fn check_prints_every_error_with_its_location() {
     let dir = tempfile::tempdir().unwrap();
@@ -115,17 +130,8 @@ webhook_url = "http://127.0.0.1:1/services/x"
         ),
     )
     .unwrap();
-    let out = Command::new(common::bin())
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{all}");
+    let (ok, all) = check(&config);
+    assert!(ok, "{all}");
     assert!(
         all.contains("OK (2 services, 8 checks, 1 notifiers)"),
         "{all}"
@@ -135,16 +141,8 @@ webhook_url = "http://127.0.0.1:1/services/x"
 #[test]
 fn the_example_config_is_valid() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/guardian.example.toml");
-    let out = Command::new(common::bin())
-        .args(["check", "--config", example])
-        .output()
-        .unwrap();
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{all}");
+    let (ok, all) = check(std::path::Path::new(example));
+    assert!(ok, "{all}");
     assert!(
         all.contains("OK (1 services, 4 checks, 2 notifiers)"),
         "{all}"
@@ -154,9 +152,7 @@ fn the_example_config_is_valid() {
 #[tokio::test(flavor = "multi_thread")]
 async fn status_shows_what_the_api_says() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", common::free_port());
-    let config = dir.path().join("guardian.toml");
-    std::fs::write(&config, format!("[server]\nlisten = \"{listen}\"\n[store]\npath = \"g.db\"\n[[services]]\nname = \"checkout\"\n")).unwrap();
+    let (config, listen) = common::minimal_config(dir.path());
     let d = common::Daemon::start(&config, &listen).await;
     let (code, body) = d
         .post(

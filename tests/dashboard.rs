@@ -29,9 +29,7 @@ async fn the_dashboard_only_queries_metrics_that_exist() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", common::free_port());
-    let config = dir.path().join("guardian.toml");
-    std::fs::write(&config, format!("[server]\nlisten = \"{listen}\"\n[store]\npath = \"g.db\"\n[[services]]\nname = \"checkout\"\n")).unwrap();
+    let (config, listen) = common::minimal_config(dir.path());
     let d = common::Daemon::start(&config, &listen).await;
     let metrics = reqwest::get(format!("{}/metrics", d.api))
         .await

@@ -161,28 +161,54 @@ async fn register(d: &Daemon) -> String {
     body["id"].as_str().unwrap().to_string()
 }
 
+/// Everything a test needs: a target, Prometheus scraping it, a Slack
+/// receiver, the daemon, and a registered release with a first healthy tick.
+struct Scenario {
+    target: Target,
+    prom: Prometheus,
+    slack: SlackReceiver,
+    s: Setup,
+    d: Daemon,
+    id: String,
+}
+
+impl Scenario {
+    async fn start(tiers: &str) -> Self {
+        let target = Target::start().await;
+        let prom = Prometheus::start(target.addr).await;
+        let slack = SlackReceiver::start().await;
+        let s = setup(&prom.url, target.addr, &slack.url, tiers);
+        let d = Daemon::start(&s.config, &s.listen).await;
+        let id = register(&d).await;
+        release_until(
+            &d,
+            &id,
+            "a first healthy tick on real data",
+            Duration::from_secs(30),
+            |r| check_state(r, "error_rate") == "ok",
+        )
+        .await;
+        Self {
+            target,
+            prom,
+            slack,
+            s,
+            d,
+            id,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_regression_is_paged_and_rolled_back_once() {
-    let target = Target::start().await;
-    let prom = Prometheus::start(target.addr).await;
-    let slack = SlackReceiver::start().await;
-    let s = setup(
-        &prom.url,
-        target.addr,
-        &slack.url,
-        r#"[ { until = "90s", every = "2s" } ]"#,
-    );
-    let d = Daemon::start(&s.config, &s.listen).await;
-    let id = register(&d).await;
-
-    release_until(
-        &d,
-        &id,
-        "error_rate ok on real data",
-        Duration::from_secs(30),
-        |r| check_state(r, "error_rate") == "ok",
-    )
-    .await;
+    let Scenario {
+        target,
+        prom: _prom,
+        slack,
+        s,
+        d,
+        id,
+    } = Scenario::start(r#"[ { until = "90s", every = "2s" } ]"#).await;
     target.set_error_ratio(0.3);
     let r = release_until(
         &d,
@@ -256,26 +282,14 @@ async fn a_regression_is_paged_and_rolled_back_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_resumes_evaluates_the_gap_and_never_repeats() {
-    let target = Target::start().await;
-    let prom = Prometheus::start(target.addr).await;
-    let slack = SlackReceiver::start().await;
-    let s = setup(
-        &prom.url,
-        target.addr,
-        &slack.url,
-        r#"[ { until = "120s", every = "3s" } ]"#,
-    );
-    let mut d = Daemon::start(&s.config, &s.listen).await;
-    let id = register(&d).await;
-    release_until(
-        &d,
-        &id,
-        "a first healthy tick",
-        Duration::from_secs(30),
-        |r| check_state(r, "error_rate") == "ok",
-    )
-    .await;
-
+    let Scenario {
+        target,
+        prom,
+        slack,
+        s,
+        mut d,
+        id,
+    } = Scenario::start(r#"[ { until = "120s", every = "3s" } ]"#).await;
     // Crash. While the daemon is down, a breach starts and ends.
     d.kill9();
     let down_at = now_ms();
@@ -372,22 +386,14 @@ async fn kill_9_resumes_evaluates_the_gap_and_never_repeats() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_down_is_inconclusive_not_a_rollback() {
-    let target = Target::start().await;
-    let mut prom = Prometheus::start(target.addr).await;
-    let slack = SlackReceiver::start().await;
-    let s = setup(
-        &prom.url,
-        target.addr,
-        &slack.url,
-        r#"[ { until = "20s", every = "2s" } ]"#,
-    );
-    let d = Daemon::start(&s.config, &s.listen).await;
-    let id = register(&d).await;
-    release_until(&d, &id, "a healthy tick", Duration::from_secs(30), |r| {
-        check_state(r, "error_rate") == "ok"
-    })
-    .await;
-
+    let Scenario {
+        target,
+        mut prom,
+        slack: _slack,
+        s,
+        d,
+        id,
+    } = Scenario::start(r#"[ { until = "20s", every = "2s" } ]"#).await;
     prom.stop();
     target.set_error_ratio(0.5);
     let r = release_until(

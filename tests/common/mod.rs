@@ -38,6 +38,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Writes a minimal config (one service `checkout`, no checks, the store in
+/// `dir`) listening on a free loopback port; returns (config path, listen).
+pub fn minimal_config(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let config = dir.join("guardian.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\nlisten = \"{listen}\"\n[store]\npath = \"g.db\"\n[[services]]\nname = \"checkout\"\n"),
+    )
+    .unwrap();
+    (config, listen)
+}
+
 /// Polls `f` every 100 ms until it yields `Some`, or panics with `what`
 /// after `timeout`.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
