@@ -52,6 +52,23 @@ impl Narrator {
             what.as_ref()
         );
     }
+
+    /// Prints every page the Slack stand-in has received since last time.
+    fn drain(&self, pages: &mut mpsc::UnboundedReceiver<String>) {
+        while let Ok(text) = pages.try_recv() {
+            self.say(format!("SLACK <- {text}"));
+        }
+    }
+}
+
+/// The release object, as `GET /v1/releases/{id}` answers it.
+async fn fetch(http: &reqwest::Client, api: &str, id: &str) -> anyhow::Result<serde_json::Value> {
+    Ok(http
+        .get(format!("{api}/v1/releases/{id}"))
+        .send()
+        .await?
+        .json()
+        .await?)
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -128,15 +145,8 @@ async fn run() -> anyhow::Result<()> {
         if Instant::now() > deadline {
             anyhow::bail!("the demo did not finish within {}s", DEADLINE.as_secs());
         }
-        while let Ok(text) = pages.try_recv() {
-            n.say(format!("SLACK <- {text}"));
-        }
-        let r: serde_json::Value = http
-            .get(format!("{api}/v1/releases/{id}"))
-            .send()
-            .await?
-            .json()
-            .await?;
+        n.drain(&mut pages);
+        let r: serde_json::Value = fetch(&http, &api, &id).await?;
         for c in r["checks"].as_array().into_iter().flatten() {
             let name = c["name"].as_str().unwrap_or("?").to_string();
             let line = format!(
@@ -189,15 +199,8 @@ async fn run() -> anyhow::Result<()> {
     // Let the outbox deliver the last messages (bounded wait).
     let until = Instant::now() + Duration::from_secs(5);
     loop {
-        while let Ok(text) = pages.try_recv() {
-            n.say(format!("SLACK <- {text}"));
-        }
-        let r: serde_json::Value = http
-            .get(format!("{api}/v1/releases/{id}"))
-            .send()
-            .await?
-            .json()
-            .await?;
+        n.drain(&mut pages);
+        let r: serde_json::Value = fetch(&http, &api, &id).await?;
         let pending = r["notifications"]
             .as_array()
             .into_iter()
@@ -208,12 +211,7 @@ async fn run() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let r: serde_json::Value = http
-        .get(format!("{api}/v1/releases/{id}"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let r: serde_json::Value = fetch(&http, &api, &id).await?;
     n.say(format!("service now runs {}", svc.version()));
     println!("\nFinal status (release-guardian status {id}):\n");
     print!("{}", crate::report::text::release(&r));
