@@ -8,6 +8,7 @@
 
 mod cadence;
 mod messages;
+mod read;
 mod tick;
 mod watch;
 

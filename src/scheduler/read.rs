@@ -1,0 +1,252 @@
+//! Reading a check's source at a tick: the new interval of a range check on
+//! its step grid (in chunks Prometheus accepts), or one live probe.
+
+use super::tick::variables;
+use crate::app::Context;
+use crate::config::{CheckSpec, Service, Settings, SourceKind};
+use crate::engine::Sample;
+use crate::model::{Millis, Release};
+use crate::sources::probe::Prober;
+use crate::sources::prometheus::PrometheusSource;
+use crate::sources::{template, RangeQuery, RangeSource, SeriesSet};
+use crate::telemetry::SourceLabels;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Prometheus refuses more than 11,000 points per series in one query.
+pub const MAX_POINTS_PER_QUERY: i64 = 11_000;
+
+/// What a source gave for one check at this tick.
+pub enum Reading {
+    /// Nothing to judge: a range check whose window holds no new step yet,
+    /// or a probe at a catch-up tick past the watch window.
+    NothingNew,
+    /// Nothing can be judged: the source failed (`until` None: the window is
+    /// read again next tick) or answered no data (`until`: the window is done).
+    Inconclusive {
+        reason: String,
+        at: Millis,
+        until: Option<Millis>,
+    },
+    /// Samples to judge.
+    Series {
+        series: SeriesSet,
+        /// The grid of a range query (gaps reset pending levels); None for probes.
+        step: Option<Millis>,
+        window_start: Millis,
+        /// The last grid point read (range checks).
+        until: Option<Millis>,
+        /// Why a probe failed, for the decision's reason.
+        note: Option<String>,
+    },
+}
+
+impl Reading {
+    fn failed(reason: impl Into<String>, at: Millis) -> Self {
+        Self::Inconclusive {
+            reason: reason.into(),
+            at,
+            until: None,
+        }
+    }
+}
+
+/// Everything one tick needs to read its checks' sources.
+pub struct TickSources<'a> {
+    ctx: &'a Context,
+    release: &'a Release,
+    service: &'a Service,
+    prometheus: Option<Result<PrometheusSource, String>>,
+    prober: Prober,
+    vars: BTreeMap<String, String>,
+    now: Millis,
+    window_end: Millis,
+}
+
+impl<'a> TickSources<'a> {
+    pub fn new(
+        ctx: &'a Context,
+        settings: &Settings,
+        release: &'a Release,
+        service: &'a Service,
+        now: Millis,
+    ) -> Self {
+        let prometheus = settings
+            .config
+            .sources
+            .prometheus
+            .as_ref()
+            .map(|cfg| PrometheusSource::new(ctx.http.clone(), cfg));
+        Self {
+            ctx,
+            release,
+            service,
+            prometheus,
+            prober: Prober::new(ctx.probe_http.clone()),
+            vars: variables(release, service),
+            now,
+            window_end: release.started_at + service.cadence.length(),
+        }
+    }
+
+    /// Reads one check; `evaluated_until` is where its last reading ended.
+    pub async fn read(&self, spec: &CheckSpec, evaluated_until: Option<Millis>) -> Reading {
+        match spec.source {
+            SourceKind::Prometheus => match &self.prometheus {
+                None => Reading::failed("no [sources.prometheus] is configured", self.now),
+                Some(Err(e)) => Reading::failed(e.clone(), self.now),
+                Some(Ok(source)) => {
+                    // Only the watch window is judged: after a long outage the
+                    // catch-up tick reads up to the window's end, not beyond.
+                    let from = evaluated_until
+                        .map(|u| u + 1)
+                        .unwrap_or(self.release.started_at);
+                    self.read_range(source, spec, from, self.now.min(self.window_end))
+                        .await
+                }
+            },
+            // A tick more than one interval after the window's end is a
+            // catch-up after an outage: a live probe would judge the service
+            // outside the window.
+            SourceKind::Probe if self.now - self.window_end > self.service.cadence.last_every() => {
+                Reading::NothingNew
+            }
+            SourceKind::Probe => self.probe(spec).await,
+            SourceKind::Loki | SourceKind::Scrape => Reading::failed(
+                format!(
+                    "source {:?} is not available in this version",
+                    spec.source.as_str()
+                ),
+                self.now,
+            ),
+        }
+    }
+
+    async fn probe(&self, spec: &CheckSpec) -> Reading {
+        let Some(cfg) = spec.probe.as_deref().and_then(|p| self.service.probe(p)) else {
+            let name = spec.probe.as_deref().unwrap_or("");
+            return Reading::failed(
+                format!("probe {name:?} is not defined for this service"),
+                self.now,
+            );
+        };
+        let result = {
+            let _permit = self.ctx.source_permits.acquire().await;
+            self.prober.probe(cfg).await
+        };
+        let telemetry = &self.ctx.telemetry;
+        let labels = SourceLabels {
+            source: "probe".into(),
+        };
+        telemetry.record_probe(
+            &format!("{}/{}", self.service.name, cfg.name),
+            result.latency,
+        );
+        telemetry
+            .source_latency
+            .get_or_create(&labels)
+            .observe(result.latency.as_secs_f64());
+        let sample = if result.ok {
+            Sample::ok(self.now, result.latency.as_secs_f64())
+        } else {
+            telemetry.source_errors.get_or_create(&labels).inc();
+            Sample::failed(self.now)
+        };
+        Reading::Series {
+            series: vec![(cfg.name.clone(), vec![sample])],
+            step: None,
+            window_start: self.now,
+            until: None,
+            note: result.error,
+        }
+    }
+
+    /// Reads `[from, to]` on the check's step grid, in chunks Prometheus accepts.
+    async fn read_range(
+        &self,
+        source: &PrometheusSource,
+        spec: &CheckSpec,
+        from: Millis,
+        to: Millis,
+    ) -> Reading {
+        let step = (spec.step.as_millis() as Millis).max(1);
+        let start = align_up(from, step);
+        let end = to.div_euclid(step) * step;
+        if end < start {
+            return Reading::NothingNew;
+        }
+        let query = template::render(spec.query.as_deref().unwrap_or_default(), &self.vars);
+        let labels = SourceLabels {
+            source: source.name().into(),
+        };
+        let telemetry = &self.ctx.telemetry;
+        let mut merged: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
+        let mut chunk_start = start;
+        while chunk_start <= end {
+            let chunk_end = end.min(chunk_start + (MAX_POINTS_PER_QUERY - 1) * step);
+            let q = RangeQuery {
+                query: query.clone(),
+                start: chunk_start,
+                end: chunk_end,
+                step,
+            };
+            let permit = self.ctx.source_permits.acquire().await;
+            let t0 = Instant::now();
+            let res = source.query_range(&q).await;
+            drop(permit);
+            telemetry
+                .source_latency
+                .get_or_create(&labels)
+                .observe(t0.elapsed().as_secs_f64());
+            match res {
+                Ok(series) => {
+                    for (k, samples) in series {
+                        merged.entry(k).or_default().extend(samples);
+                    }
+                }
+                Err(e) => {
+                    telemetry.source_errors.get_or_create(&labels).inc();
+                    return Reading::failed(e.to_string(), start);
+                }
+            }
+            chunk_start = chunk_end + step;
+        }
+        if merged.values().all(Vec::is_empty) {
+            return Reading::Inconclusive {
+                reason: "the query returned no data".into(),
+                at: start,
+                until: Some(end),
+            };
+        }
+        Reading::Series {
+            series: merged.into_iter().collect(),
+            step: Some(step),
+            window_start: start,
+            until: Some(end),
+            note: None,
+        }
+    }
+}
+
+/// The first multiple of `step` at or after `t`.
+pub fn align_up(t: Millis, step: Millis) -> Millis {
+    let r = t.rem_euclid(step);
+    if r == 0 {
+        t
+    } else {
+        t + step - r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::align_up;
+
+    #[test]
+    fn aligns_to_the_step_grid() {
+        assert_eq!(align_up(0, 15_000), 0);
+        assert_eq!(align_up(1, 15_000), 15_000);
+        assert_eq!(align_up(15_000, 15_000), 15_000);
+        assert_eq!(align_up(15_001, 15_000), 30_000);
+    }
+}
