@@ -181,6 +181,13 @@ pub async fn run(config_path: std::path::PathBuf) -> anyhow::Result<()> {
             _ = hup.recv() => {
                 sd.reloading();
                 match crate::config::load(&config_path) {
+                    Ok(new) if new.tokens.is_empty() && !daemon.addr.ip().is_loopback() => {
+                        tracing::error!(
+                            listen = %daemon.addr,
+                            "new configuration rejected: it has no [auth] tokens but the API is bound to a non-loopback address until the next restart; the old one keeps running"
+                        );
+                        sd.ready("reload rejected: no [auth] on a non-loopback listener; old configuration kept");
+                    }
                     Ok(new) => {
                         if new.config.server.listen != daemon.ctx.settings().config.server.listen {
                             tracing::warn!("[server] listen changed; it takes effect at the next restart");

@@ -74,3 +74,40 @@ async fn sighup_reloads_and_rejects_an_invalid_config() {
     let health = reqwest::get(format!("{}/readyz", d.api)).await.unwrap();
     assert_eq!(health.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_cannot_drop_auth_from_a_public_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let path = dir.path().join("guardian.toml");
+    let with_auth = format!(
+        "[server]\nlisten = \"0.0.0.0:{port}\"\n[auth]\ntokens = [ {{ token = \"ops-token-123456\", scopes = [\"read\", \"write\"] }} ]\n[store]\npath = \"g.db\"\n[[services]]\nname = \"checkout\"\n"
+    );
+    std::fs::write(&path, &with_auth).unwrap();
+    let d = common::Daemon::start(&path, &format!("127.0.0.1:{port}")).await;
+    let list = format!("{}/v1/releases", d.api);
+    assert_eq!(reqwest::get(&list).await.unwrap().status(), 401);
+
+    // The new file is valid on its own (loopback, no auth), but the socket
+    // stays on 0.0.0.0 until a restart: the reload must be refused.
+    std::fs::write(&path, config(&format!("127.0.0.1:{port}"), &["checkout"])).unwrap();
+    hup(d.pid());
+    common::wait_for(
+        "the rejection to be logged",
+        Duration::from_secs(10),
+        || async { d.log().contains("new configuration rejected").then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        reqwest::get(&list).await.unwrap().status(),
+        401,
+        "the API must stay authenticated"
+    );
+    let authed = reqwest::Client::new()
+        .get(&list)
+        .bearer_auth("ops-token-123456")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(authed.status(), 200);
+}

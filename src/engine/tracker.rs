@@ -67,9 +67,20 @@ impl SeriesTracker {
                 if s.ts <= last {
                     continue; // already judged (overlapping windows after a retry)
                 }
-                if matches!(step, Some(step) if s.ts - last > step) {
-                    // A gap: like missed rule evaluations, pending levels reset.
+                if let Some(step) = step.filter(|&step| s.ts - last > step) {
+                    // A gap: like a Prometheus alert at its first evaluation
+                    // without data, the level resolves one step after the last
+                    // sample and pending levels reset.
                     self.active_since = [None; 3];
+                    if self.level != Level::Ok {
+                        out.push(Transition {
+                            at: last + step,
+                            from: self.level,
+                            to: Level::Ok,
+                            value: f64::NAN,
+                        });
+                        self.level = Level::Ok;
+                    }
                 }
             }
             self.failures_in_a_row = if s.ok {
@@ -127,7 +138,8 @@ impl CheckTracker {
         let mut tagged: Vec<(usize, Transition)> = Vec::new();
         let mut scratch = Vec::new();
         let keys: Vec<&str> = series.iter().map(|(k, _)| k.as_str()).collect();
-        // Series that vanished fall back to ok at the window start.
+        // Series that vanished resolve one step after their last sample (or at
+        // the window start when there is no grid).
         let gone: Vec<String> = self
             .series
             .keys()
@@ -142,7 +154,10 @@ impl CheckTracker {
                 tagged.push((
                     levels.len() - 1,
                     Transition {
-                        at: window_start,
+                        at: match (t.last_ts, step) {
+                            (Some(last), Some(step)) => last + step,
+                            _ => window_start,
+                        },
                         from: t.level,
                         to: Level::Ok,
                         value: f64::NAN,
@@ -269,6 +284,44 @@ mod tests {
         assert_eq!(out.level, Level::Warning);
         let out = t.evaluate(&rule(), &series(&[(11000, 0.2)]), Some(1000), 11000);
         assert_eq!(out.level, Level::Rollback);
+    }
+
+    #[test]
+    fn a_gap_resolves_the_level_like_a_prometheus_alert() {
+        let r = Rule {
+            rollback: Some(Condition {
+                above: Some(0.05),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut t = CheckTracker::default();
+        // Breach, three missing points, breach again: fired, resolved one
+        // step after the last sample, fired again (a new page).
+        let out = t.evaluate(
+            &r,
+            &series(&[(0, 0.2), (1000, 0.2), (5000, 0.2)]),
+            Some(1000),
+            0,
+        );
+        let got: Vec<(Millis, Level)> = out.transitions.iter().map(|t| (t.at, t.to)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, Level::Rollback),
+                (2000, Level::Ok),
+                (5000, Level::Rollback)
+            ]
+        );
+        // A series that vanishes resolves one step after its last sample.
+        let out = t.evaluate(
+            &r,
+            &[("other".to_string(), vec![Sample::ok(9000, 0.0)])],
+            Some(1000),
+            6000,
+        );
+        assert_eq!(out.transitions[0].at, 6000);
+        assert_eq!(out.transitions[0].to, Level::Ok);
     }
 
     #[test]

@@ -132,7 +132,9 @@ fn judge(
     }
 }
 
-/// Template variables of a release's queries.
+/// Template variables of a release's queries, escaped for a PromQL string
+/// literal (`\\` and `"`), so a version such as `v2"} or vector(0) #` cannot
+/// rewrite the query it is substituted into.
 pub fn variables(release: &Release, service: &Service) -> BTreeMap<String, String> {
     let mut vars = service.labels.clone();
     vars.insert("service".into(), release.service.clone());
@@ -142,7 +144,24 @@ pub fn variables(release: &Release, service: &Service) -> BTreeMap<String, Strin
         "previous_version".into(),
         release.previous_version.clone().unwrap_or_default(),
     );
+    for v in vars.values_mut() {
+        *v = promql_escape(v);
+    }
     vars
+}
+
+/// Escapes a value for the inside of a double-quoted PromQL string.
+pub fn promql_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn record_transition(
@@ -155,7 +174,7 @@ fn record_transition(
     let observed = match (t.value.is_finite(), note) {
         (true, _) => format!("value {}", format_value(t.value)),
         (false, Some(n)) => format!("probe failed ({n})"),
-        (false, None) => "no value".into(),
+        (false, None) => "no data".into(),
     };
     let reason = if t.to > t.from {
         let cond = spec
@@ -185,5 +204,20 @@ fn record_transition(
     }
     if t.to == Level::Rollback && out.rollback.as_ref().is_none_or(|(at, _, _)| t.at < *at) {
         out.rollback = Some((t.at, spec.name.clone(), reason));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::promql_escape;
+
+    #[test]
+    fn values_cannot_break_out_of_a_string_literal() {
+        assert_eq!(promql_escape("v2"), "v2");
+        assert_eq!(
+            promql_escape(r#"v2"} or vector(0) #"#),
+            r#"v2\"} or vector(0) #"#
+        );
+        assert_eq!(promql_escape(r"a\b"), r"a\\b");
     }
 }
