@@ -135,9 +135,18 @@ impl Daemon {
     }
 
     /// Stops everything: cancels every task and waits for them up to the
-    /// configured grace period, logging what had to be abandoned.
+    /// configured grace period, logging what had to be abandoned. A running
+    /// rollback hook is not abandoned: it gets up to its own timeout.
     pub async fn shutdown(self) {
-        let grace = self.ctx.settings().config.server.shutdown_grace;
+        self.shutdown_notifying(&crate::systemd::Notifier::default())
+            .await
+    }
+
+    /// [`Daemon::shutdown`], telling systemd (`EXTEND_TIMEOUT_USEC`) while a
+    /// rollback hook is still finishing.
+    pub async fn shutdown_notifying(self, sd: &crate::systemd::Notifier) {
+        let settings = self.ctx.settings();
+        let grace = settings.config.server.shutdown_grace;
         self.ctx.shutdown.cancel();
         self.ctx.tasks.close();
         let waited = tokio::time::timeout(grace, async {
@@ -150,6 +159,41 @@ impl Daemon {
                 abandoned_tasks = self.ctx.tasks.len(),
                 "shutdown deadline reached; abandoning tasks (their work is redone from the store at the next start)"
             );
+        }
+        let hooks = self.guardian.rollback_tasks();
+        hooks.close();
+        if hooks.is_empty() {
+            return;
+        }
+        // A hook killed now would leave its outcome unknown (and it is never
+        // re-run): let it finish, within the longest configured hook timeout.
+        let limit = settings
+            .services
+            .iter()
+            .filter_map(|s| s.rollback.as_ref().map(|r| r.timeout))
+            .max()
+            .unwrap_or_default()
+            + std::time::Duration::from_secs(5);
+        tracing::warn!(
+            running = hooks.len(),
+            ?limit,
+            "waiting for running rollback hooks before exiting"
+        );
+        let extend = std::time::Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            sd.notify(&format!("EXTEND_TIMEOUT_USEC={}", (extend * 3).as_micros()));
+            tokio::select! {
+                _ = hooks.wait() => return,
+                _ = tokio::time::sleep(extend) => {}
+            }
+            if tokio::time::Instant::now() > deadline {
+                tracing::error!(
+                    running = hooks.len(),
+                    "rollback hooks still running at exit; they will be reported as interrupted"
+                );
+                return;
+            }
         }
     }
 }
@@ -211,7 +255,7 @@ pub async fn run(config_path: std::path::PathBuf) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down");
     sd.stopping();
-    daemon.shutdown().await;
+    daemon.shutdown_notifying(&sd).await;
     Ok(())
 }
 

@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Longest accepted service, environment or version name.
 pub const MAX_NAME_LEN: usize = 256;
@@ -59,6 +60,9 @@ pub struct Guardian {
     /// Running watch tasks: release id → (generation, cancel token).
     watches: Mutex<HashMap<String, (u64, CancellationToken)>>,
     generation: std::sync::atomic::AtomicU64,
+    /// Releases whose rollback task runs in this process.
+    rollbacks: Mutex<std::collections::HashSet<String>>,
+    rollback_tasks: TaskTracker,
     outbox: Arc<Outbox>,
     ready: AtomicBool,
 }
@@ -70,6 +74,8 @@ impl Guardian {
             ctx,
             watches: Mutex::new(HashMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
+            rollbacks: Mutex::new(Default::default()),
+            rollback_tasks: TaskTracker::new(),
             outbox,
             ready: AtomicBool::new(false),
         })
@@ -179,8 +185,29 @@ impl Guardian {
         Ok(())
     }
 
+    /// Runs a control operation to its end even if the caller goes away (a
+    /// client that disconnects, a request timeout): a store write is never
+    /// left without its follow-up (starting a watch, running a hook).
+    async fn detached<T, F>(self: &Arc<Self>, op: F) -> Result<T, ControlError>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, ControlError>> + Send + 'static,
+    {
+        self.ctx
+            .tasks
+            .spawn(op)
+            .await
+            .map_err(|e| ControlError::Internal(format!("control task failed: {e}")))?
+    }
+
     /// Registers a release and starts (or keeps) its watch.
     pub async fn register(self: &Arc<Self>, new: NewRelease) -> Result<Registered, ControlError> {
+        let me = self.clone();
+        self.detached(async move { me.register_now(new).await })
+            .await
+    }
+
+    async fn register_now(self: &Arc<Self>, new: NewRelease) -> Result<Registered, ControlError> {
         validate_name("service", &new.service)?;
         validate_name("version", &new.version)?;
         let environment = new
@@ -213,6 +240,13 @@ impl Guardian {
             }
             self.spawn_watch(&reg.release.id);
             tracing::info!(release = %reg.release.id, service = %new.service, %environment, version = %new.version, "watch started");
+        } else if reg.release.status == ReleaseStatus::Watching
+            && reg.release.next_check_at.is_some()
+            && !self.lock_watches().contains_key(&reg.release.id)
+        {
+            // A retried registration finds a watch without its task (an
+            // earlier attempt died between the write and the spawn): heal it.
+            self.spawn_watch(&reg.release.id);
         }
         Ok(reg)
     }
@@ -272,6 +306,13 @@ impl Guardian {
 
     /// Runs the rollback hook now (at most once per release, ever).
     pub async fn manual_rollback(self: &Arc<Self>, id: &str) -> Result<Release, ControlError> {
+        let me = self.clone();
+        let id = id.to_string();
+        self.detached(async move { me.manual_rollback_now(&id).await })
+            .await
+    }
+
+    async fn manual_rollback_now(self: &Arc<Self>, id: &str) -> Result<Release, ControlError> {
         let release = self.get(id).await?;
         let settings = self.ctx.settings();
         let has_hook = settings
@@ -311,6 +352,14 @@ impl Guardian {
             RollbackRequest::Requested => {
                 self.cancel_watch(id);
                 self.spawn_rollback(id);
+                self.get(id).await
+            }
+            RollbackRequest::Exists(rb)
+                if rb.state == RollbackState::Requested && self.spawn_rollback(id) =>
+            {
+                // Recorded but never started (an earlier attempt died between
+                // the write and the spawn): started now; `start_rollback`
+                // still lets exactly one caller run the hook.
                 self.get(id).await
             }
             RollbackRequest::Exists(rb) => Err(ControlError::Conflict(format!(
@@ -383,14 +432,31 @@ impl Guardian {
             .set(self.running_watches() as i64);
     }
 
-    fn spawn_rollback(self: &Arc<Self>, id: &str) {
+    /// Starts the release's rollback task unless one is already running in
+    /// this process; returns whether it started one.
+    fn spawn_rollback(self: &Arc<Self>, id: &str) -> bool {
+        if !self.lock_rollbacks().insert(id.to_string()) {
+            return false;
+        }
         let me = self.clone();
         let id = id.to_string();
-        self.ctx.tasks.spawn(async move {
+        self.rollback_tasks.spawn(async move {
             if let Err(e) = watch::execute_rollback(&me, &id).await {
                 tracing::error!(release = %id, error = %e, "rollback bookkeeping failed");
             }
+            me.lock_rollbacks().remove(&id);
         });
+        true
+    }
+
+    fn lock_rollbacks(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.rollbacks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Rollback tasks, awaited separately at shutdown: a running hook is
+    /// given its own timeout to finish rather than the shutdown grace.
+    pub fn rollback_tasks(&self) -> &TaskTracker {
+        &self.rollback_tasks
     }
 
     /// Stores the message for every notifier of the release's service whose

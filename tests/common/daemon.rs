@@ -64,6 +64,23 @@ impl Daemon {
         }
     }
 
+    /// Sends SIGTERM and waits (polling, with a deadline) for a clean exit.
+    pub async fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = self.pid().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let mut child = self.child.take().expect("daemon running");
+        let status = wait_for("the daemon to exit", timeout, || {
+            let status = child.try_wait().unwrap();
+            async move { status }
+        })
+        .await;
+        status
+    }
+
     /// The process id (to send signals).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).expect("daemon running")

@@ -11,6 +11,8 @@ use super::NotifyError;
 use crate::app::Context;
 use crate::model::{DeliveryStatus, Millis, NotificationRecord};
 use crate::telemetry::{NotificationLabels, Outcome};
+use futures_util::future::join_all;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -77,9 +79,20 @@ impl Outbox {
             if due.is_empty() {
                 return Ok(());
             }
+            // One queue per notifier, delivered side by side: a slow or
+            // black-holed receiver delays only its own messages.
+            let mut queues: BTreeMap<String, Vec<NotificationRecord>> = BTreeMap::new();
             for row in due {
-                self.deliver(row).await?;
+                queues.entry(row.notifier.clone()).or_default().push(row);
             }
+            let results = join_all(queues.into_values().map(|rows| async move {
+                for row in rows {
+                    self.deliver(row).await?;
+                }
+                Ok::<(), crate::store::StoreError>(())
+            }))
+            .await;
+            results.into_iter().collect::<Result<Vec<()>, _>>()?;
         }
     }
 
@@ -127,7 +140,9 @@ impl Outbox {
                 retry_after,
             }) if attempts < MAX_ATTEMPTS => {
                 self.count(&row.notifier, Outcome::retry);
-                let delay = retry_after.unwrap_or_else(|| backoff(attempts));
+                let delay = retry_after
+                    .unwrap_or_else(|| backoff(attempts))
+                    .min(MAX_BACKOFF);
                 tracing::warn!(notifier = %row.notifier, key = %row.key, attempts, error = %detail, "notification failed; will retry");
                 let next = now + delay.as_millis() as Millis;
                 self.ctx

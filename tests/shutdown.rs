@@ -1,0 +1,66 @@
+//! SIGTERM while a rollback hook runs: the daemon lets the hook finish
+//! (within its timeout) instead of killing it, so the outcome is known and
+//! the release ends `rolled_back`, not `rollback_failed`.
+
+mod common;
+
+use serde_json::{json, Value};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_waits_for_a_running_rollback_hook() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let hook = dir.path().join("slow-rollback.sh");
+    let marker = dir.path().join("hook-finished");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\nsleep 2\necho done > {}\n", marker.display()),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&hook).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&hook, perms).unwrap();
+    let config = dir.path().join("guardian.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{listen}\"\nshutdown_grace = \"1s\"\n[store]\npath = \"g.db\"\n\
+             [[services]]\nname = \"checkout\"\n  [services.rollback]\n  command = [\"{}\"]\n  timeout = \"30s\"\n  mode = \"manual\"\n",
+            hook.display()
+        ),
+    )
+    .unwrap();
+    let mut d = common::Daemon::start(&config, &listen).await;
+    let (code, body) = d
+        .post(
+            "/v1/releases",
+            json!({"service": "checkout", "version": "v2", "previous_version": "v1"}),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let id = body["id"].as_str().unwrap().to_string();
+    let (code, _) = d
+        .post(&format!("/v1/releases/{id}/rollback"), json!({}))
+        .await;
+    assert_eq!(code, 202);
+    let path = format!("/v1/releases/{id}");
+    common::wait_for(
+        "the hook to be running",
+        Duration::from_secs(10),
+        || async {
+            let r: Value = d.get(&path).await;
+            (r["rollback"]["state"] == "running").then_some(())
+        },
+    )
+    .await;
+
+    let status = d.terminate(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}");
+    assert!(marker.exists(), "the hook was killed by the shutdown");
+
+    let d = common::Daemon::start(&config, &listen).await;
+    let r: Value = d.get(&path).await;
+    assert_eq!(r["status"], "rolled_back", "{r}");
+    assert_eq!(r["rollback"]["state"], "succeeded");
+}
