@@ -424,6 +424,24 @@ async fn prometheus_down_is_inconclusive_not_a_rollback() {
         reasons.iter().any(|x| x.contains("prometheus")),
         "{reasons:?}"
     );
+    // The end of the watch says what could not be judged, and retried first.
+    let said =
+        |action: &str, words: &str| {
+            r["decisions"].as_array().unwrap().iter().any(|d| {
+                d["action"] == action && d["reason"].as_str().unwrap_or("").contains(words)
+            })
+        };
+    assert!(
+        said(
+            "window_ended",
+            "error_rate could not be read to its end; retrying"
+        ),
+        "{r}"
+    );
+    assert!(
+        said("verified", "but error_rate could not be judged"),
+        "{r}"
+    );
 }
 
 fn now_ms() -> i64 {

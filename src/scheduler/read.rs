@@ -105,12 +105,9 @@ impl<'a> TickSources<'a> {
                         .await
                 }
             },
-            // A tick more than one interval after the window's end is a
-            // catch-up after an outage: a live probe would judge the service
-            // outside the window.
-            SourceKind::Probe if self.now - self.window_end > self.service.cadence.last_every() => {
-                Reading::NothingNew
-            }
+            // Probes measure live, so only inside the window: not at a retry
+            // tick after it, nor at a catch-up tick long after it.
+            SourceKind::Probe if self.past_window() => Reading::NothingNew,
             SourceKind::Probe => self.probe(spec).await,
             SourceKind::Loki | SourceKind::Scrape => Reading::failed(
                 format!(
@@ -120,6 +117,14 @@ impl<'a> TickSources<'a> {
                 self.now,
             ),
         }
+    }
+
+    /// True when this tick runs after the watch window: a retry scheduled
+    /// past its end, or a (late) tick more than a minute past it.
+    fn past_window(&self) -> bool {
+        let due = self.release.next_check_at.unwrap_or(self.now);
+        let tolerance = self.service.cadence.last_every().min(60_000);
+        due > self.window_end || self.now - self.window_end > tolerance
     }
 
     async fn probe(&self, spec: &CheckSpec) -> Reading {

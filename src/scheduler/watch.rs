@@ -3,9 +3,10 @@
 
 use super::{messages, tick, Guardian};
 use crate::actions::rollback::{self, HookVars};
-use crate::config::RollbackMode;
+use crate::config::{RollbackMode, Service, SourceKind};
 use crate::model::{
-    Decision, Level, Millis, Release, ReleaseStatus, RollbackRecord, RollbackState, Severity,
+    CheckRecord, Decision, Level, Millis, Release, ReleaseStatus, RollbackRecord, RollbackState,
+    Severity,
 };
 use crate::store::{StoreError, TickApplied, TickCommit};
 use crate::telemetry::{Outcome, OutcomeLabels};
@@ -157,7 +158,29 @@ async fn tick_once(g: &Arc<Guardian>, release: &Release) -> Result<Next, StoreEr
         }
     }
 
-    let next = service.cadence.next_tick(release.started_at, now);
+    let window_end = release.started_at + service.cadence.length();
+    let mut next = service.cadence.next_tick(release.started_at, now);
+    // Range checks the window's last ticks could not read (source down):
+    // retry them for one more interval before ending the watch.
+    let unjudged = unjudged_checks(service, &commit.checks, window_end);
+    let grace_end = window_end + service.cadence.last_every();
+    if next.is_none() && !unjudged.is_empty() && now < grace_end && commit.rollback.is_none() {
+        let retry = (service.cadence.last_every() / 4).clamp(1_000, 60_000);
+        next = Some((now + retry).min(grace_end));
+        if release.next_check_at.is_none_or(|due| due <= window_end) {
+            decisions.push(Decision {
+                at: now,
+                check: None,
+                level: None,
+                action: "window_ended".into(),
+                reason: format!(
+                    "the watch window ended but {} could not be read to its end; retrying until {}",
+                    unjudged.join(", "),
+                    crate::model::rfc3339(grace_end)
+                ),
+            });
+        }
+    }
     commit.next_check_at = next;
     if next.is_none() && commit.rollback.is_none() {
         let reached = out.rollback.is_some() || reached_rollback_before(g, &release.id).await?;
@@ -171,8 +194,20 @@ async fn tick_once(g: &Arc<Guardian>, release: &Release) -> Result<Next, StoreEr
             });
         } else {
             commit.status = Some(ReleaseStatus::Verified);
-            let reason =
-                "the watch window ended and no check reached the rollback level".to_string();
+            let (reason, severity) = if unjudged.is_empty() {
+                (
+                    "the watch window ended and no check reached the rollback level".to_string(),
+                    Severity::Info,
+                )
+            } else {
+                (
+                    format!(
+                        "the watch window ended and no check reached the rollback level, but {} could not be judged to the end of the window (source unavailable): verify by hand",
+                        unjudged.join(", ")
+                    ),
+                    Severity::Warning,
+                )
+            };
             decisions.push(Decision {
                 at: now,
                 check: None,
@@ -181,12 +216,7 @@ async fn tick_once(g: &Arc<Guardian>, release: &Release) -> Result<Next, StoreEr
                 reason: reason.clone(),
             });
             messages_out.push(messages::release_event(
-                release,
-                "verified",
-                Severity::Info,
-                &reason,
-                now,
-                "verified",
+                release, "verified", severity, &reason, now, "verified",
             ));
         }
     }
@@ -229,6 +259,26 @@ async fn tick_once(g: &Arc<Guardian>, release: &Release) -> Result<Next, StoreEr
             Next::Stop
         }),
     }
+}
+
+/// Range checks whose readings stop short of the window's end (the last
+/// grid point at or before it).
+fn unjudged_checks(service: &Service, checks: &[CheckRecord], window_end: Millis) -> Vec<String> {
+    service
+        .checks
+        .iter()
+        .filter(|spec| spec.source == SourceKind::Prometheus)
+        .filter(|spec| {
+            let step = (spec.step.as_millis() as Millis).max(1);
+            let last_point = window_end.div_euclid(step) * step;
+            let until = checks
+                .iter()
+                .find(|c| c.name == spec.name)
+                .and_then(|c| c.evaluated_until);
+            until.is_none_or(|u| u < last_point)
+        })
+        .map(|spec| spec.name.clone())
+        .collect()
 }
 
 async fn reached_rollback_before(g: &Guardian, id: &str) -> Result<bool, StoreError> {
