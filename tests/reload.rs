@@ -111,3 +111,60 @@ async fn a_reload_cannot_drop_auth_from_a_public_listener() {
         .unwrap();
     assert_eq!(authed.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_that_drops_a_service_pauses_its_watches() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let path = dir.path().join("guardian.toml");
+    let cadence = "[cadence]\ntiers = [ { until = \"4s\", every = \"1s\" } ]\n";
+    std::fs::write(
+        &path,
+        format!("{}{cadence}", config(&listen, &["checkout"])),
+    )
+    .unwrap();
+    let d = common::Daemon::start(&path, &listen).await;
+    let (code, body) = d
+        .post(
+            "/v1/releases",
+            json!({"service": "checkout", "version": "v2"}),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let id = body["id"].as_str().unwrap().to_string();
+
+    // A reload with the service gone (a typo, say): the watch pauses.
+    std::fs::write(&path, format!("{}{cadence}", config(&listen, &["chekout"]))).unwrap();
+    hup(d.pid());
+    let path_id = format!("/v1/releases/{id}");
+    let decided = |action: &'static str| {
+        let d = &d;
+        let path_id = path_id.clone();
+        async move {
+            let r = d.get(&path_id).await;
+            r["decisions"]
+                .as_array()?
+                .iter()
+                .any(|x| x["action"] == action)
+                .then_some(r)
+        }
+    };
+    let r = common::wait_for("the watch to pause", Duration::from_secs(10), || {
+        decided("paused")
+    })
+    .await;
+    assert_eq!(r["status"], "watching");
+
+    // The service is back: the watch resumes and ends normally.
+    std::fs::write(
+        &path,
+        format!("{}{cadence}", config(&listen, &["checkout"])),
+    )
+    .unwrap();
+    hup(d.pid());
+    let r = common::wait_for("the watch to end verified", Duration::from_secs(20), || {
+        decided("verified")
+    })
+    .await;
+    assert_eq!(r["status"], "verified", "{r}");
+}

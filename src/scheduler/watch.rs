@@ -19,11 +19,17 @@ const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
 
 enum Next {
     Continue,
+    /// The service is not configured: look again after [`PAUSE_POLL`].
+    Pause,
     Stop,
 }
 
+/// How often a paused watch checks whether its service is configured again.
+const PAUSE_POLL: Duration = Duration::from_secs(5);
+
 /// Runs a watch until it ends, is cancelled, or leaves `watching`.
 pub async fn run(g: &Arc<Guardian>, id: &str, cancel: CancellationToken) {
+    let mut paused = false;
     loop {
         let release = match g.ctx.store.get_release(id).await {
             Ok(Some(r)) => r,
@@ -49,8 +55,13 @@ pub async fn run(g: &Arc<Guardian>, id: &str, cancel: CancellationToken) {
         if cancel.is_cancelled() {
             return;
         }
-        match tick_once(g, &release).await {
+        match tick_once(g, &release, &mut paused).await {
             Ok(Next::Continue) => {}
+            Ok(Next::Pause) => {
+                if sleep_or_cancel(&cancel, PAUSE_POLL).await {
+                    return;
+                }
+            }
             Ok(Next::Stop) => return,
             Err(e) => {
                 tracing::error!(release = %id, error = %e, "tick failed; retrying");
@@ -70,33 +81,37 @@ async fn sleep_or_cancel(cancel: &CancellationToken, d: Duration) -> bool {
     }
 }
 
-async fn tick_once(g: &Arc<Guardian>, release: &Release) -> Result<Next, StoreError> {
+async fn tick_once(
+    g: &Arc<Guardian>,
+    release: &Release,
+    paused: &mut bool,
+) -> Result<Next, StoreError> {
     let ctx = &g.ctx;
     let started = Instant::now();
     let settings = ctx.settings();
     let now = ctx.clock.now();
     let Some(service) = settings.service(&release.service, &release.environment) else {
-        let d = Decision {
-            at: now,
-            check: None,
-            level: None,
-            action: "aborted".into(),
-            reason: format!(
-                "service {:?} ({}) is no longer in the configuration; watch stopped",
-                release.service, release.environment
-            ),
-        };
-        ctx.store
-            .transition(
-                &release.id,
-                &[ReleaseStatus::Watching],
-                ReleaseStatus::Aborted,
-                &d,
-                now,
-            )
-            .await?;
-        return Ok(Next::Stop);
+        // A reload dropped (or renamed) the service. Pause rather than end the
+        // watch: a config mistake must not abort watches for good. Once the
+        // service is back, the next tick reads the whole gap.
+        if !*paused {
+            let d = Decision {
+                at: now,
+                check: None,
+                level: None,
+                action: "paused".into(),
+                reason: format!(
+                    "service {:?} ({}) is no longer in the configuration; the watch is paused until it is back (abort it if it is gone for good)",
+                    release.service, release.environment
+                ),
+            };
+            ctx.store.append_decision(&release.id, &d).await?;
+            tracing::warn!(release = %release.id, service = %release.service, "service no longer configured; watch paused");
+            *paused = true;
+        }
+        return Ok(Next::Pause);
     };
+    *paused = false;
     let previous = ctx.store.load_checks(&release.id).await?;
     let out = tick::evaluate(ctx, &settings, release, service, previous, now).await;
     let mut decisions = out.decisions;
