@@ -9,10 +9,9 @@
 //! - [`releases`] — the `/v1/releases` routes;
 //! - [`health`] — `/healthz`, `/readyz`, `/metrics`;
 //! - [`view`] — the release object every release route answers;
-//! - [`body`] — reading and parsing JSON bodies, with the 1 MiB limit;
+//! - [`body`] — reading bodies, with the 1 MiB limit;
 //! - [`auth`] — bearer tokens and scopes (`[auth]`);
 //! - [`error`] — [`ApiError`], the statuses and `{"error": "..."}` bodies;
-//! - [`redact`] — keeping the configuration's secrets out of answers;
 //! - [`trace`] — the per-request span and log.
 //!
 //! Every request, from the outside in: request log → overload and timeout
@@ -23,7 +22,6 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod health;
-pub mod redact;
 pub mod releases;
 pub mod trace;
 pub mod view;

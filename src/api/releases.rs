@@ -7,8 +7,8 @@
 
 use super::body;
 use super::error::ApiError;
-use super::redact::Redactor;
 use super::view::ReleaseView;
+use crate::config::Redactor;
 use crate::intake::native::Native;
 use crate::intake::{Intake, IntakeError, IntakeFormat};
 use crate::model::ReleaseStatus;

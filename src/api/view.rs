@@ -6,7 +6,7 @@
 //! filled from elsewhere (a notifier's last error, the hook's output) goes
 //! through a [`Redactor`] first.
 
-use super::redact::Redactor;
+use crate::config::Redactor;
 use crate::model::{
     rfc3339, CheckRecord, CheckState, Decision, DeliveryStatus, Level, NotificationRecord,
     ReleaseStatus, RollbackRecord, RollbackState, Severity,
@@ -108,7 +108,10 @@ impl ReleaseView {
             superseded_by: release.superseded_by,
             annotations: release.annotations,
             checks: checks.into_iter().map(CheckView::from).collect(),
-            decisions: decisions.into_iter().map(DecisionView::from).collect(),
+            decisions: decisions
+                .into_iter()
+                .map(|d| DecisionView::new(d, redactor))
+                .collect(),
             notifications: notifications
                 .into_iter()
                 .map(|n| NotificationView::new(n, redactor))
@@ -131,14 +134,15 @@ impl From<CheckRecord> for CheckView {
     }
 }
 
-impl From<Decision> for DecisionView {
-    fn from(d: Decision) -> Self {
+impl DecisionView {
+    /// A reason may quote a hook's output or a receiver's error: redacted.
+    fn new(d: Decision, redactor: &Redactor) -> Self {
         Self {
             at: rfc3339(d.at),
             check: d.check,
             level: d.level,
             action: d.action,
-            reason: d.reason,
+            reason: redactor.redact(&d.reason),
         }
     }
 }

@@ -12,6 +12,7 @@ mod duration;
 mod env;
 pub mod load;
 pub mod locate;
+pub mod redact;
 pub mod rules;
 mod secret;
 mod settings;
@@ -19,6 +20,7 @@ mod validate;
 
 pub use duration::{deserialize_duration, deserialize_opt_duration};
 pub use load::{load, load_str, ConfigError, ConfigErrors};
+pub use redact::Redactor;
 pub use secret::Secret;
 pub use settings::{ApiToken, CheckSpec, NotifierSettings, Service, Settings, SourceKind};
 

@@ -2,7 +2,7 @@
 //! it is sent (a notifier's last error may quote the webhook URL it failed
 //! to reach; a hook may print a token).
 
-use crate::config::{NotifierSettings, Settings};
+use super::{NotifierSettings, Settings};
 
 /// Secrets shorter than this are not searched for: they would match
 /// ordinary text and such a short secret is no secret anyway.
@@ -29,7 +29,7 @@ impl Redactor {
     }
 
     /// Every secret the settings hold: notifier URLs and keys, API tokens,
-    /// the Prometheus bearer token.
+    /// the Prometheus bearer token, and the values of rollback hooks' `env`.
     pub fn from_settings(settings: &Settings) -> Self {
         let notifiers = settings.notifiers.values().map(|n| match n {
             NotifierSettings::Slack { webhook_url, .. } => webhook_url.expose().to_string(),
@@ -43,7 +43,13 @@ impl Redactor {
             .as_ref()
             .and_then(|p| p.bearer_token.as_ref())
             .map(|s| s.expose().to_string());
-        Self::new(notifiers.chain(tokens).chain(prometheus))
+        // Values handed to rollback hooks (often credentials for the tool).
+        let hook_env = settings
+            .services
+            .iter()
+            .filter_map(|s| s.rollback.as_ref())
+            .flat_map(|r| r.env.values().cloned());
+        Self::new(notifiers.chain(tokens).chain(prometheus).chain(hook_env))
     }
 
     pub fn redact(&self, text: &str) -> String {
