@@ -275,9 +275,15 @@ pub struct Decision {
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
     Pending,
+    /// Delivered. Final.
     Sent,
+    /// Given up after the last attempt. Final.
     Failed,
+    /// Never sent because the release was acknowledged while the row was
+    /// still pending. Final.
+    Suppressed,
 }
 
 impl DeliveryStatus {
@@ -286,11 +292,12 @@ impl DeliveryStatus {
             Self::Pending => "pending",
             Self::Sent => "sent",
             Self::Failed => "failed",
+            Self::Suppressed => "suppressed",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pending, Self::Sent, Self::Failed]
+        [Self::Pending, Self::Sent, Self::Failed, Self::Suppressed]
             .into_iter()
             .find(|x| x.as_str() == s)
     }

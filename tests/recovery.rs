@@ -210,7 +210,17 @@ async fn a_hook_interrupted_by_a_crash_is_never_run_again() {
     // The previous run: rollback requested and the hook started, then kill -9.
     let store = SqliteStore::open(&s.store_path).unwrap();
     requested_rollback(&store, "r-crash", "error_rate entered rollback").await;
-    assert!(store.start_rollback("r-crash", 1_600).await.unwrap());
+    let started = Decision {
+        at: 1_600,
+        check: None,
+        level: None,
+        action: "rollback_started".into(),
+        reason: "test".into(),
+    };
+    assert!(store
+        .start_rollback("r-crash", 1_600, &started, &[])
+        .await
+        .unwrap());
     drop(store);
 
     let (_g, store) = guardian(s).await;

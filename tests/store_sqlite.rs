@@ -40,6 +40,13 @@ impl Db {
     }
 }
 
+/// One integer read through a raw connection (counts of rows).
+fn count(db: &Db, sql: &str) -> i64 {
+    db.raw()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
 fn db() -> Db {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteStore::open(&dir.path().join("guardian.db")).expect("open");
@@ -83,6 +90,11 @@ fn decision(at: Millis, action: &str) -> Decision {
         action: action.into(),
         reason: format!("{action} at {at}"),
     }
+}
+
+/// The decision a rollback start records.
+fn started(at: Millis) -> Decision {
+    decision(at, "rollback_started")
 }
 
 fn check(name: &str, state: CheckState, value: Option<f64>, at: Millis) -> CheckRecord {
@@ -809,6 +821,118 @@ async fn due_mark_and_next_due_drive_delivery() {
         .is_err());
 }
 
+#[tokio::test]
+async fn ack_suppresses_pending_pages_only() {
+    assert_eq!(DeliveryStatus::Suppressed.as_str(), "suppressed");
+    assert_eq!(
+        DeliveryStatus::parse("suppressed"),
+        Some(DeliveryStatus::Suppressed)
+    );
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    register(s, "payments", "v1", "p1", 1_000).await;
+    s.enqueue(&[
+        notification("a", "r1", 100, 100),
+        notification("b", "r1", 110, 5_000),
+        notification("c", "r1", 120, 120),
+        notification("d", "r1", 130, 130),
+        notification("x", "p1", 140, 140),
+    ])
+    .await
+    .unwrap();
+    s.mark_notification("c", DeliveryStatus::Sent, 1, None, 150, Some(150))
+        .await
+        .unwrap();
+    s.mark_notification("d", DeliveryStatus::Failed, 5, Some("gave up"), 160, None)
+        .await
+        .unwrap();
+    // One retry already counted on `a`: the ack keeps the count.
+    s.mark_notification("a", DeliveryStatus::Pending, 1, Some("HTTP 503"), 200, None)
+        .await
+        .unwrap();
+
+    s.ack("r1", &decision(2_000, "acked"))
+        .await
+        .unwrap()
+        .unwrap();
+
+    let rows = s
+        .release_details("r1")
+        .await
+        .unwrap()
+        .unwrap()
+        .notifications;
+    let row = |key: &str| rows.iter().find(|n| n.key == key).unwrap().clone();
+    for (key, attempts) in [("a", 1), ("b", 0)] {
+        let n = row(key);
+        assert_eq!(n.status, DeliveryStatus::Suppressed, "{key}");
+        assert_eq!(
+            n.last_error.as_deref(),
+            Some("suppressed: the release was acknowledged"),
+            "{key}"
+        );
+        assert_eq!((n.attempts, n.sent_at), (attempts, None), "{key}");
+    }
+    let c = row("c");
+    assert_eq!(
+        (c.status, c.last_error, c.sent_at),
+        (DeliveryStatus::Sent, None, Some(150))
+    );
+    let d = row("d");
+    assert_eq!(
+        (d.status, d.last_error.as_deref()),
+        (DeliveryStatus::Failed, Some("gave up"))
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM notifications WHERE status = 'suppressed'"
+        ),
+        2
+    );
+
+    // Another release's pages are still due; the acked release's are not.
+    let keys = |rows: Vec<NotificationRecord>| rows.into_iter().map(|n| n.key).collect::<Vec<_>>();
+    assert_eq!(keys(s.due_notifications(10_000, 10).await.unwrap()), ["x"]);
+    assert_eq!(s.next_notification_due().await.unwrap(), Some(140));
+
+    // Re-enqueuing a suppressed key changes nothing; a new key is stored
+    // (not filtering pages of an acked release is the caller's job).
+    assert_eq!(
+        s.enqueue(&[notification("a", "r1", 3_000, 3_000)])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.enqueue(&[notification("e", "r1", 3_000, 3_000)])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        keys(s.due_notifications(10_000, 10).await.unwrap()),
+        ["x", "e"]
+    );
+
+    // Suppressed rows read back after a reopen.
+    let db = db.reopen();
+    let rows = db
+        .store
+        .release_details("r1")
+        .await
+        .unwrap()
+        .unwrap()
+        .notifications;
+    assert_eq!(
+        rows.iter()
+            .filter(|n| n.status == DeliveryStatus::Suppressed)
+            .count(),
+        2
+    );
+}
+
 // ---- rollbacks ------------------------------------------------------------------
 
 #[tokio::test]
@@ -919,7 +1043,9 @@ async fn only_the_first_start_rollback_wins() {
     let s = &db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     assert!(
-        !s.start_rollback("r1", 1_500).await.unwrap(),
+        !s.start_rollback("r1", 1_500, &started(1_500), &[])
+            .await
+            .unwrap(),
         "no rollback yet"
     );
     s.request_rollback(
@@ -929,14 +1055,24 @@ async fn only_the_first_start_rollback_wins() {
     )
     .await
     .unwrap();
-    assert!(s.start_rollback("r1", 3_000).await.unwrap());
-    assert!(!s.start_rollback("r1", 4_000).await.unwrap());
+    assert!(s
+        .start_rollback("r1", 3_000, &started(3_000), &[])
+        .await
+        .unwrap());
+    assert!(!s
+        .start_rollback("r1", 4_000, &started(4_000), &[])
+        .await
+        .unwrap());
     let rb = s.get_rollback("r1").await.unwrap().unwrap();
     assert_eq!(rb.state, RollbackState::Running);
     assert_eq!(rb.started_at, Some(3_000));
     // Still not after a restart.
     let db = db.reopen();
-    assert!(!db.store.start_rollback("r1", 5_000).await.unwrap());
+    assert!(!db
+        .store
+        .start_rollback("r1", 5_000, &started(5_000), &[])
+        .await
+        .unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -958,7 +1094,10 @@ async fn concurrent_start_rollback_has_exactly_one_winner() {
             let id = format!("r{}", n % 5);
             (
                 id.clone(),
-                store.start_rollback(&id, 3_000 + n).await.unwrap(),
+                store
+                    .start_rollback(&id, 3_000 + n, &started(3_000 + n), &[])
+                    .await
+                    .unwrap(),
             )
         }));
     }
@@ -969,6 +1108,17 @@ async fn concurrent_start_rollback_has_exactly_one_winner() {
     }
     assert_eq!(wins.len(), 5);
     assert!(wins.values().all(|&w| w == 1), "{wins:?}");
+    // Only the winners wrote their decision.
+    for i in 0..5 {
+        let id = format!("r{i}");
+        let d = store.release_details(&id).await.unwrap().unwrap();
+        let started = d
+            .decisions
+            .iter()
+            .filter(|d| d.action == "rollback_started")
+            .count();
+        assert_eq!(started, 1, "{id}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -988,7 +1138,12 @@ async fn concurrent_start_rollback_across_connections_has_one_winner() {
     for n in 0..32 {
         let store = stores[n % stores.len()].clone();
         tasks.push(tokio::spawn(async move {
-            store.start_rollback("r1", 3_000).await.unwrap()
+            // Each caller brings its own page: only the winner's is stored.
+            let page = notification(&format!("start-{n}"), "r1", 3_000, 3_000);
+            store
+                .start_rollback("r1", 3_000, &started(3_000), &[page])
+                .await
+                .unwrap()
         }));
     }
     let mut winners = 0;
@@ -996,6 +1151,14 @@ async fn concurrent_start_rollback_across_connections_has_one_winner() {
         winners += usize::from(t.await.unwrap());
     }
     assert_eq!(winners, 1);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM decisions WHERE action = 'rollback_started'"
+        ),
+        1
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM notifications"), 1);
 }
 
 #[tokio::test]
@@ -1034,13 +1197,17 @@ async fn finish_rollback_records_the_outcome_and_the_status() {
         )
         .await
         .unwrap();
-        assert!(s.start_rollback(id, 3_000).await.unwrap());
+        assert!(s
+            .start_rollback(id, 3_000, &started(3_000), &[])
+            .await
+            .unwrap());
         s.finish_rollback(
             id,
             state,
             exit,
             Some("hook output"),
             &decision(4_000, action),
+            &[],
             4_000,
         )
         .await
@@ -1055,7 +1222,10 @@ async fn finish_rollback_records_the_outcome_and_the_status() {
         assert_eq!(rb.output.as_deref(), Some("hook output"));
         assert_eq!((rb.started_at, rb.finished_at), (Some(3_000), Some(4_000)));
         assert_eq!(d.decisions.last().unwrap().action, action);
-        assert!(!s.start_rollback(id, 5_000).await.unwrap());
+        assert!(!s
+            .start_rollback(id, 5_000, &started(5_000), &[])
+            .await
+            .unwrap());
     }
     let mut counts = s.count_by_status().await.unwrap();
     counts.sort_by_key(|(st, _)| st.as_str());
@@ -1076,13 +1246,16 @@ async fn a_second_outcome_does_not_overwrite_the_first() {
     s.request_rollback("r1", &rollback_record(2_000, "auto"), &decision(2_000, "x"))
         .await
         .unwrap();
-    s.start_rollback("r1", 3_000).await.unwrap();
+    s.start_rollback("r1", 3_000, &started(3_000), &[])
+        .await
+        .unwrap();
     s.finish_rollback(
         "r1",
         RollbackState::Succeeded,
         Some(0),
         Some("done"),
         &decision(4_000, "rolled_back"),
+        &[],
         4_000,
     )
     .await
@@ -1094,6 +1267,7 @@ async fn a_second_outcome_does_not_overwrite_the_first() {
         None,
         None,
         &decision(9_000, "rollback_failed"),
+        &[],
         9_000,
     )
     .await
@@ -1109,6 +1283,7 @@ async fn a_second_outcome_does_not_overwrite_the_first() {
             None,
             None,
             &decision(1, "x"),
+            &[],
             1
         )
         .await
@@ -1121,10 +1296,317 @@ async fn a_second_outcome_does_not_overwrite_the_first() {
             None,
             None,
             &decision(1, "x"),
+            &[],
             1
         )
         .await
         .is_err());
+}
+
+#[tokio::test]
+async fn start_rollback_writes_the_winners_decision_and_pages_only() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    let decisions = |db: &Db| count(db, "SELECT COUNT(*) FROM decisions WHERE release_id = 'r1'");
+    let pages = |db: &Db| count(db, "SELECT COUNT(*) FROM notifications");
+
+    // No rollback row: nobody wins, nothing is written.
+    assert!(!s
+        .start_rollback(
+            "r1",
+            1_500,
+            &started(1_500),
+            &[notification("early", "r1", 1_500, 1_500)]
+        )
+        .await
+        .unwrap());
+    assert_eq!((decisions(&db), pages(&db)), (0, 0));
+
+    s.request_rollback(
+        "r1",
+        &rollback_record(2_000, "auto"),
+        &decision(2_000, "rollback_requested"),
+    )
+    .await
+    .unwrap();
+    // A page already in the outbox under the same key is kept as it was.
+    let mut existing = notification("rb-dup", "r1", 2_500, 2_500);
+    existing.notifier = "webhook".into();
+    s.enqueue(std::slice::from_ref(&existing)).await.unwrap();
+    assert_eq!((decisions(&db), pages(&db)), (1, 1));
+
+    let winner_pages = [
+        notification("rb-start", "r1", 3_000, 3_000),
+        notification("rb-dup", "r1", 3_000, 3_000),
+    ];
+    assert!(s
+        .start_rollback("r1", 3_000, &started(3_000), &winner_pages)
+        .await
+        .unwrap());
+    let d = s.release_details("r1").await.unwrap().unwrap();
+    assert_eq!(
+        d.decisions,
+        [decision(2_000, "rollback_requested"), started(3_000)]
+    );
+    let keys: Vec<&str> = d.notifications.iter().map(|n| n.key.as_str()).collect();
+    assert_eq!(keys, ["rb-dup", "rb-start"]);
+    assert_eq!(d.notifications[0], existing);
+    assert_eq!(d.notifications[1], winner_pages[0]);
+    assert_eq!(d.rollback.as_ref().unwrap().state, RollbackState::Running);
+
+    // The loser writes neither its decision nor its pages.
+    assert!(!s
+        .start_rollback(
+            "r1",
+            4_000,
+            &started(4_000),
+            &[notification("rb-start-again", "r1", 4_000, 4_000)]
+        )
+        .await
+        .unwrap());
+    assert_eq!((decisions(&db), pages(&db)), (2, 2));
+    assert_eq!(s.release_details("r1").await.unwrap().unwrap(), d);
+}
+
+#[tokio::test]
+async fn a_failing_start_rollback_leaves_the_rollback_requested() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    s.request_rollback(
+        "r1",
+        &rollback_record(2_000, "auto"),
+        &decision(2_000, "rollback_requested"),
+    )
+    .await
+    .unwrap();
+    let before = s.release_details("r1").await.unwrap().unwrap();
+    // The second page names a release that does not exist: its foreign key
+    // fails, and the whole start (move, decision, first page) is undone.
+    let pages = [
+        notification("rb-start", "r1", 3_000, 3_000),
+        notification("ghost", "no-such-release", 3_000, 3_000),
+    ];
+    assert!(s
+        .start_rollback("r1", 3_000, &started(3_000), &pages)
+        .await
+        .is_err());
+    assert_eq!(s.release_details("r1").await.unwrap().unwrap(), before);
+    assert_eq!(
+        s.get_rollback("r1").await.unwrap().unwrap().state,
+        RollbackState::Requested
+    );
+    // So the start can be retried, and then wins.
+    assert!(s
+        .start_rollback("r1", 3_100, &started(3_100), &pages[..1])
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn finish_rollback_writes_its_pages_with_the_outcome_once() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    s.request_rollback("r1", &rollback_record(2_000, "auto"), &decision(2_000, "x"))
+        .await
+        .unwrap();
+    assert!(s
+        .start_rollback("r1", 3_000, &started(3_000), &[])
+        .await
+        .unwrap());
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM notifications"), 0);
+    let done = [
+        notification("rb-done-slack", "r1", 4_000, 4_000),
+        notification("rb-done-hook", "r1", 4_000, 4_000),
+    ];
+    s.finish_rollback(
+        "r1",
+        RollbackState::Succeeded,
+        Some(0),
+        Some("ok"),
+        &decision(4_000, "rolled_back"),
+        &done,
+        4_000,
+    )
+    .await
+    .unwrap();
+    let after = s.release_details("r1").await.unwrap().unwrap();
+    assert_eq!(after.release.status, ReleaseStatus::RolledBack);
+    assert_eq!(after.notifications.len(), 2);
+    for n in &done {
+        assert!(after.notifications.contains(n), "{}", n.key);
+    }
+    assert_eq!(after.decisions.last().unwrap().action, "rolled_back");
+
+    // A second outcome inserts nothing: no decision, no page.
+    s.finish_rollback(
+        "r1",
+        RollbackState::Interrupted,
+        None,
+        None,
+        &decision(9_000, "rollback_failed"),
+        &[notification("rb-late", "r1", 9_000, 9_000)],
+        9_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM notifications"), 2);
+    assert_eq!(s.release_details("r1").await.unwrap().unwrap(), after);
+}
+
+#[tokio::test]
+async fn a_failing_finish_rollback_changes_nothing() {
+    let db = db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    s.request_rollback("r1", &rollback_record(2_000, "auto"), &decision(2_000, "x"))
+        .await
+        .unwrap();
+    assert!(s
+        .start_rollback("r1", 3_000, &started(3_000), &[])
+        .await
+        .unwrap());
+    let before = s.release_details("r1").await.unwrap().unwrap();
+    // The good page comes first, so only a rolled-back transaction can undo it.
+    let pages = [
+        notification("rb-done", "r1", 4_000, 4_000),
+        notification("ghost", "no-such-release", 4_000, 4_000),
+    ];
+    let err = s
+        .finish_rollback(
+            "r1",
+            RollbackState::Succeeded,
+            Some(0),
+            Some("ok"),
+            &decision(4_000, "rolled_back"),
+            &pages,
+            4_000,
+        )
+        .await
+        .expect_err("the foreign key must fail");
+    assert!(matches!(err, StoreError::Backend(_)), "{err}");
+    let after = s.release_details("r1").await.unwrap().unwrap();
+    assert_eq!(after, before);
+    assert_eq!(after.release.status, ReleaseStatus::RollingBack);
+    assert_eq!(after.release.ended_at, None);
+    let rb = after.rollback.unwrap();
+    assert_eq!((rb.state, rb.finished_at), (RollbackState::Running, None));
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM notifications"), 0);
+
+    // The outcome can still be recorded afterwards.
+    s.finish_rollback(
+        "r1",
+        RollbackState::Succeeded,
+        Some(0),
+        Some("ok"),
+        &decision(4_100, "rolled_back"),
+        &pages[..1],
+        4_100,
+    )
+    .await
+    .unwrap();
+    let d = s.release_details("r1").await.unwrap().unwrap();
+    assert_eq!(d.release.status, ReleaseStatus::RolledBack);
+    assert_eq!(d.notifications, pages[..1]);
+}
+
+#[tokio::test]
+async fn request_rollback_refuses_a_release_that_is_no_longer_live() {
+    let db = db();
+    let s = &db.store;
+    let verify = |id: &'static str, at: Millis| async move {
+        let mut t = tick(at);
+        t.status = Some(ReleaseStatus::Verified);
+        s.commit_tick(id, &t).await.unwrap();
+    };
+    register(s, "checkout", "v1", "c1", 1_000).await;
+    verify("c1", 1_500).await;
+    // c2 is superseded by c3 (it was still watching); c1, verified, is not.
+    register(s, "checkout", "v2", "c2", 2_000).await;
+    register(s, "checkout", "v3", "c3", 3_000).await;
+    // Later releases elsewhere do not make c3 older.
+    register(s, "payments", "v8", "p8", 4_000).await;
+    s.register_release(
+        &new_release("checkout", "v9"),
+        "staging",
+        "st",
+        4_000,
+        5_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(release(s, "c1").await.status, ReleaseStatus::Verified);
+    assert_eq!(release(s, "c2").await.status, ReleaseStatus::Superseded);
+
+    let not_latest = RollbackRequest::NotLatest {
+        latest_id: "c3".into(),
+        latest_version: "v3".into(),
+    };
+    for id in ["c1", "c2"] {
+        let before = s.release_details(id).await.unwrap().unwrap();
+        assert_eq!(
+            s.request_rollback(
+                id,
+                &rollback_record(6_000, "manual"),
+                &decision(6_000, "rollback_requested")
+            )
+            .await
+            .unwrap(),
+            not_latest,
+            "{id}"
+        );
+        assert_eq!(
+            s.release_details(id).await.unwrap().unwrap(),
+            before,
+            "{id}"
+        );
+        assert_eq!(s.get_rollback(id).await.unwrap(), None, "{id}");
+    }
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM rollbacks"), 0);
+
+    // The latest release can still be rolled back.
+    assert_eq!(
+        s.request_rollback(
+            "c3",
+            &rollback_record(6_000, "manual"),
+            &decision(6_000, "rollback_requested")
+        )
+        .await
+        .unwrap(),
+        RollbackRequest::Requested
+    );
+    assert_eq!(release(s, "c3").await.status, ReleaseStatus::RollingBack);
+
+    // An existing rollback is reported as such even once a newer release exists.
+    let rec = s.get_rollback("c3").await.unwrap().unwrap();
+    register(s, "checkout", "v4", "c4", 7_000).await;
+    assert_eq!(
+        s.request_rollback(
+            "c3",
+            &rollback_record(8_000, "manual"),
+            &decision(8_000, "x")
+        )
+        .await
+        .unwrap(),
+        RollbackRequest::Exists(rec)
+    );
+    // And re-deploying an old version makes that new release the latest.
+    register(s, "checkout", "v1", "c5", 9_000).await;
+    assert_eq!(
+        s.request_rollback(
+            "c4",
+            &rollback_record(9_500, "manual"),
+            &decision(9_500, "x")
+        )
+        .await
+        .unwrap(),
+        RollbackRequest::NotLatest {
+            latest_id: "c5".into(),
+            latest_version: "v1".into(),
+        }
+    );
 }
 
 // ---- queries --------------------------------------------------------------------
@@ -1344,7 +1826,10 @@ async fn unknown_enum_values_are_corrupt_rows_not_panics() {
         .unwrap();
     assert_corrupt(s.get_rollback("r1").await, "exploded");
     // start_rollback does not read the row, and must not treat it as requested.
-    assert!(!s.start_rollback("r1", 4_000).await.unwrap());
+    assert!(!s
+        .start_rollback("r1", 4_000, &started(4_000), &[])
+        .await
+        .unwrap());
     raw.execute("UPDATE rollbacks SET state = 'requested'", [])
         .unwrap();
 

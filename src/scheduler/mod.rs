@@ -162,6 +162,7 @@ impl Guardian {
                         None,
                         None,
                         &decision,
+                        &[],
                         now,
                     )
                     .await?;
@@ -368,6 +369,13 @@ impl Guardian {
             ))),
             RollbackRequest::NotAllowed(status) => Err(ControlError::Conflict(format!(
                 "release {id} is {status}; it cannot be rolled back"
+            ))),
+            RollbackRequest::NotLatest {
+                latest_id,
+                latest_version,
+            } => Err(ControlError::Conflict(format!(
+                "release {id} is not the latest of its service: version {latest_version} \
+                 (release {latest_id}) was deployed after it; rolling back {id} would undo it"
             ))),
             RollbackRequest::NotFound => Err(ControlError::NotFound(id.to_string())),
         }

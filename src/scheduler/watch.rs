@@ -319,28 +319,39 @@ pub async fn execute_rollback(g: &Arc<Guardian>, id: &str) -> Result<(), StoreEr
         .service(&release.service, &release.environment)
         .and_then(|s| s.rollback.clone());
     let now = ctx.clock.now();
-    // Only the caller that moves the rollback from requested to running may
-    // act on it, whether it runs the hook or records that it cannot.
-    if !ctx.store.start_rollback(id, now).await? {
-        return Ok(());
-    }
-    let Some(hook) = hook else {
-        let reason = "no rollback hook is configured for this service any more".to_string();
-        finish(g, &release, RollbackState::Failed, None, None, reason, now).await?;
-        return Ok(());
-    };
+    const NO_HOOK: &str = "no rollback hook is configured for this service any more";
     let started = Decision {
         at: now,
         check: None,
         level: Some(Level::Rollback),
         action: "rollback_started".into(),
-        reason: format!(
-            "running the rollback hook {:?}: {}",
-            hook.command.first().map(String::as_str).unwrap_or(""),
-            record.reason
-        ),
+        reason: match &hook {
+            Some(hook) => format!(
+                "running the rollback hook {:?}: {}",
+                hook.command.first().map(String::as_str).unwrap_or(""),
+                record.reason
+            ),
+            None => format!("cannot run the rollback: {NO_HOOK}"),
+        },
     };
-    ctx.store.append_decision(id, &started).await?;
+    // Only the caller that moves the rollback from requested to running may
+    // act on it, whether it runs the hook or records that it cannot.
+    if !ctx.store.start_rollback(id, now, &started, &[]).await? {
+        return Ok(());
+    }
+    let Some(hook) = hook else {
+        finish(
+            g,
+            &release,
+            RollbackState::Failed,
+            None,
+            None,
+            NO_HOOK.to_string(),
+            now,
+        )
+        .await?;
+        return Ok(());
+    };
     g.enqueue(
         &release,
         messages::release_event(
@@ -424,7 +435,7 @@ async fn finish(
     };
     g.ctx
         .store
-        .finish_rollback(&release.id, state, exit_code, output, &decision, now)
+        .finish_rollback(&release.id, state, exit_code, output, &decision, &[], now)
         .await?;
     g.ctx
         .telemetry

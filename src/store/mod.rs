@@ -13,7 +13,18 @@
 //! - outbox rows are keyed by a stable dedup key: enqueuing the same event
 //!   twice keeps one row, so a redone tick never pages twice;
 //! - a release has at most one rollback row, and only the caller that moves
-//!   it from `requested` to `running` ([`Store::start_rollback`]) runs the hook.
+//!   it from `requested` to `running` ([`Store::start_rollback`]) runs the hook;
+//! - starting and finishing a rollback are each atomic with their bookkeeping:
+//!   [`Store::start_rollback`] writes the move to `running`, its decision and
+//!   its pages in one transaction (only for the winner), and
+//!   [`Store::finish_rollback`] writes the outcome, the release's final status,
+//!   its decision and its pages in one transaction, so a crash never leaves a
+//!   started or finished rollback without its timeline entry and page;
+//! - only the latest release of a (service, environment) can be rolled back
+//!   by hand ([`Store::request_rollback`]): rolling back an older one would
+//!   undo the newer deploy;
+//! - acknowledging a release ([`Store::ack`]) suppresses its queued pages in
+//!   the same transaction, so none of them is sent afterwards.
 
 pub mod sqlite;
 
@@ -100,6 +111,13 @@ pub enum RollbackRequest {
     Exists(RollbackRecord),
     /// The release is in a status that cannot roll back (e.g. aborted).
     NotAllowed(ReleaseStatus),
+    /// A newer release of the same (service, environment) exists: the
+    /// requested one is no longer what runs, and rolling it back would undo
+    /// the newer deploy. Nothing changed; these name the newest release.
+    NotLatest {
+        latest_id: String,
+        latest_version: String,
+    },
     NotFound,
 }
 
@@ -151,6 +169,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Release>, StoreError>;
 
     /// Sets `acked` and appends the decision; `None` if no such release.
+    /// In the same transaction every `pending` outbox row of the release
+    /// becomes [`DeliveryStatus::Suppressed`] (with `last_error` saying why),
+    /// so no queued page is sent after the ack; rows already `sent` or
+    /// `failed` are left alone. Rows enqueued later are stored as usual: the
+    /// caller decides not to page an acknowledged release.
     async fn ack(
         &self,
         release_id: &str,
@@ -166,7 +189,8 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts outbox rows, ignoring keys that exist. Returns how many were new.
     async fn enqueue(&self, records: &[NotificationRecord]) -> Result<usize, StoreError>;
 
-    /// `pending` rows whose `next_attempt_at <= now`, oldest first.
+    /// `pending` rows whose `next_attempt_at <= now`, oldest first (never a
+    /// final `sent`, `failed` or `suppressed` row).
     async fn due_notifications(
         &self,
         now: Millis,
@@ -188,7 +212,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Requests a rollback outside a tick (manual): allowed from `watching`
-    /// (and `verified`); sets `rolling_back`, appends the decision.
+    /// (and `verified`) for the latest release of its (service, environment);
+    /// sets `rolling_back`, appends the decision. Refusals change nothing and
+    /// are checked in this order: [`RollbackRequest::NotFound`],
+    /// [`RollbackRequest::Exists`] (any rollback row, whatever its state),
+    /// [`RollbackRequest::NotLatest`] (a release of the same service and
+    /// environment was registered after this one), then
+    /// [`RollbackRequest::NotAllowed`] (the status).
     async fn request_rollback(
         &self,
         release_id: &str,
@@ -196,12 +226,25 @@ pub trait Store: Send + Sync + 'static {
         decision: &Decision,
     ) -> Result<RollbackRequest, StoreError>;
 
-    /// Moves the rollback from `requested` to `running`. True only for the one
-    /// caller that made the move: only that caller may run the hook.
-    async fn start_rollback(&self, release_id: &str, now: Millis) -> Result<bool, StoreError>;
+    /// Moves the rollback from `requested` to `running` (`started_at = now`).
+    /// True only for the one caller that made the move: only that caller may
+    /// run the hook. In the same transaction, and only for that caller, the
+    /// decision is appended and the outbox rows are inserted (existing keys
+    /// ignored, as in [`Store::commit_tick`]); a caller that gets `false`
+    /// wrote nothing.
+    async fn start_rollback(
+        &self,
+        release_id: &str,
+        now: Millis,
+        decision: &Decision,
+        notifications: &[NotificationRecord],
+    ) -> Result<bool, StoreError>;
 
     /// Records the hook's outcome (`succeeded`, `failed` or `interrupted`) and
-    /// moves the release to `rolled_back` / `rollback_failed`, with a decision.
+    /// moves the release to `rolled_back` / `rollback_failed`, with a decision
+    /// and the outbox rows announcing it (existing keys ignored), all in one
+    /// transaction. The first outcome is kept: finishing a rollback that
+    /// already has one writes nothing, not the decision nor the rows.
     #[allow(clippy::too_many_arguments)]
     async fn finish_rollback(
         &self,
@@ -210,6 +253,7 @@ pub trait Store: Send + Sync + 'static {
         exit_code: Option<i32>,
         output: Option<&str>,
         decision: &Decision,
+        notifications: &[NotificationRecord],
         now: Millis,
     ) -> Result<(), StoreError>;
 

@@ -16,7 +16,10 @@
 //!   `INSERT OR IGNORE`: the same event enqueued twice keeps one row;
 //! - `rollbacks.release_id` is the primary key: a release has at most one
 //!   rollback row, and `start_rollback` moves it `requested → running` with a
-//!   conditional `UPDATE`, so exactly one caller wins;
+//!   conditional `UPDATE`, so exactly one caller wins (and only the winner
+//!   writes the decision and outbox rows, in the same transaction);
+//! - every table's `release_id` references `releases (id)` with foreign keys
+//!   on, so a row naming a missing release fails its whole transaction;
 //! - `releases.seq` orders releases by registration, so "latest" and "newest
 //!   first" are well defined even when timestamps are equal.
 
@@ -299,15 +302,28 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn start_rollback(&self, release_id: &str, now: Millis) -> Result<bool, StoreError> {
-        let id = release_id.to_owned();
-        self.write(move |tx| ops::start_rollback(tx, &id, now))
+    /// Each outbox row's release is `message.release_id`, which must exist.
+    async fn start_rollback(
+        &self,
+        release_id: &str,
+        now: Millis,
+        decision: &Decision,
+        notifications: &[NotificationRecord],
+    ) -> Result<bool, StoreError> {
+        let (id, decision, notifications) = (
+            release_id.to_owned(),
+            decision.clone(),
+            notifications.to_vec(),
+        );
+        self.write(move |tx| ops::start_rollback(tx, &id, now, &decision, &notifications))
             .await
     }
 
     /// Records the outcome once: a rollback already `succeeded`, `failed` or
     /// `interrupted` keeps its first outcome (a warning is logged). Errors if
-    /// the release has no rollback or `state` is not an outcome.
+    /// the release has no rollback or `state` is not an outcome, and then
+    /// (like any failed statement, e.g. an outbox row naming a missing
+    /// release) nothing is written.
     async fn finish_rollback(
         &self,
         release_id: &str,
@@ -315,16 +331,21 @@ impl Store for SqliteStore {
         exit_code: Option<i32>,
         output: Option<&str>,
         decision: &Decision,
+        notifications: &[NotificationRecord],
         now: Millis,
     ) -> Result<(), StoreError> {
-        let (id, decision) = (release_id.to_owned(), decision.clone());
+        let (id, decision, notifications) = (
+            release_id.to_owned(),
+            decision.clone(),
+            notifications.to_vec(),
+        );
         let outcome = ops::Outcome {
             state,
             exit_code,
             output: output.map(str::to_owned),
             now,
         };
-        self.write(move |tx| ops::finish_rollback(tx, &id, &outcome, &decision))
+        self.write(move |tx| ops::finish_rollback(tx, &id, &outcome, &decision, &notifications))
             .await
     }
 

@@ -19,6 +19,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 const DEFAULT_LIST_LIMIT: usize = 100;
 /// Upper bound of `list_releases`' limit.
 const MAX_LIST_LIMIT: usize = 1000;
+/// `last_error` of the pending outbox rows an ack suppresses.
+const ACK_SUPPRESSED: &str = "suppressed: the release was acknowledged";
 
 // ---- statements shared by several methods --------------------------------
 
@@ -322,6 +324,12 @@ pub(super) fn request_rollback(
     if let Some(existing) = rollback(tx, release_id)? {
         return Ok(RollbackRequest::Exists(existing));
     }
+    if let Some((latest_id, latest_version)) = newer_release(tx, release_id)? {
+        return Ok(RollbackRequest::NotLatest {
+            latest_id,
+            latest_version,
+        });
+    }
     if !matches!(status, ReleaseStatus::Watching | ReleaseStatus::Verified) {
         return Ok(RollbackRequest::NotAllowed(status));
     }
@@ -331,11 +339,31 @@ pub(super) fn request_rollback(
     Ok(RollbackRequest::Requested)
 }
 
+/// The newest release (id, version) of the same (service, environment) as
+/// `release_id`, if one was registered after it.
+fn newer_release(
+    conn: &Connection,
+    release_id: &str,
+) -> Result<Option<(String, String)>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT newer.id, newer.version FROM releases AS this
+             JOIN releases AS newer
+               ON newer.service = this.service AND newer.environment = this.environment
+                  AND newer.seq > this.seq
+             WHERE this.id = ?1
+             ORDER BY newer.seq DESC LIMIT 1",
+        )?
+        .query_row([release_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
 pub(super) fn finish_rollback(
     tx: &Transaction<'_>,
     release_id: &str,
     outcome: &Outcome,
     decision: &Decision,
+    notifications: &[NotificationRecord],
 ) -> Result<(), StoreError> {
     let release_status = match outcome.state {
         RollbackState::Succeeded => ReleaseStatus::RolledBack,
@@ -377,7 +405,9 @@ pub(super) fn finish_rollback(
         outcome.now
     ])?;
     set_status(tx, release_id, release_status, outcome.now)?;
-    insert_decision(tx, release_id, decision)
+    insert_decision(tx, release_id, decision)?;
+    insert_notifications(tx, notifications)?;
+    Ok(())
 }
 
 /// The owned arguments of `finish_rollback`.
@@ -484,6 +514,16 @@ pub(super) fn ack(
         return Ok(None);
     }
     insert_decision(tx, release_id, decision)?;
+    tx.prepare_cached(
+        "UPDATE notifications SET status = ?2, last_error = ?3
+         WHERE release_id = ?1 AND status = ?4",
+    )?
+    .execute(params![
+        release_id,
+        DeliveryStatus::Suppressed.as_str(),
+        ACK_SUPPRESSED,
+        DeliveryStatus::Pending.as_str()
+    ])?;
     release(tx, release_id)
 }
 
@@ -571,11 +611,14 @@ pub(super) fn mark_notification(
 }
 
 /// The exactly-once gate: only the caller whose `UPDATE` moves the row from
-/// `requested` to `running` gets `true`.
+/// `requested` to `running` gets `true`, and only it writes the decision and
+/// the outbox rows.
 pub(super) fn start_rollback(
     tx: &Transaction<'_>,
     release_id: &str,
     now: Millis,
+    decision: &Decision,
+    notifications: &[NotificationRecord],
 ) -> Result<bool, StoreError> {
     let changed = tx
         .prepare_cached(
@@ -588,7 +631,12 @@ pub(super) fn start_rollback(
             RollbackState::Running.as_str(),
             RollbackState::Requested.as_str()
         ])?;
-    Ok(changed == 1)
+    if changed != 1 {
+        return Ok(false);
+    }
+    insert_decision(tx, release_id, decision)?;
+    insert_notifications(tx, notifications)?;
+    Ok(true)
 }
 
 pub(super) fn count_by_status(
