@@ -324,3 +324,49 @@ async fn a_watch_whose_window_passed_while_down_ends_without_judging_the_present
         "a probe taken an hour after the window must not roll the release back"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hook_printing_a_secret_is_redacted_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = common::free_port();
+    let script = dir.path().join("leaky.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"curl: cannot use token $DEPLOY_TOKEN\"\nexit 3\n",
+    )
+    .unwrap();
+    let mut p = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut p, 0o755);
+    std::fs::set_permissions(&script, p).unwrap();
+    let mut s = settings(dir.path(), &format!("http://127.0.0.1:{closed}/"), &script);
+    let secret = "tok-5ecret-value-42";
+    s.services[0]
+        .rollback
+        .as_mut()
+        .unwrap()
+        .env
+        .insert("DEPLOY_TOKEN".into(), secret.into());
+    let (g, store) = guardian(s).await;
+    let id = g.register(new_release()).await.unwrap().release.id;
+    status_becomes(&store, &id, "rollback_failed").await;
+    let d = store.release_details(&id).await.unwrap().unwrap();
+    let rb = d.rollback.unwrap();
+    assert_eq!(rb.exit_code, Some(3));
+    let output = rb.output.unwrap();
+    assert!(output.contains("cannot use token <redacted>"), "{output}");
+    let failed = d
+        .decisions
+        .iter()
+        .find(|x| x.action == "rollback_failed")
+        .unwrap();
+    assert!(
+        failed.reason.contains("exited with status 3"),
+        "{}",
+        failed.reason
+    );
+    let everything = format!("{output} {:?}", d.decisions);
+    assert!(
+        !everything.contains(secret),
+        "the secret leaked: {everything}"
+    );
+}

@@ -154,23 +154,6 @@ impl Guardian {
                     action: "rollback_failed".into(),
                     reason: reason.clone(),
                 };
-                self.ctx
-                    .store
-                    .finish_rollback(
-                        &release.id,
-                        RollbackState::Interrupted,
-                        None,
-                        None,
-                        &decision,
-                        &[],
-                        now,
-                    )
-                    .await?;
-                self.ctx
-                    .telemetry
-                    .rollbacks
-                    .get_or_create(&outcome(crate::telemetry::Outcome::interrupted))
-                    .inc();
                 let msg = messages::release_event(
                     release,
                     "rollback_failed",
@@ -179,7 +162,24 @@ impl Guardian {
                     now,
                     "rollback/finished",
                 );
-                self.enqueue(release, msg).await?;
+                let pages = messages::records_for(&self.ctx.settings(), release, &msg, now);
+                self.ctx
+                    .store
+                    .finish_rollback(
+                        &release.id,
+                        RollbackState::Interrupted,
+                        None,
+                        None,
+                        &decision,
+                        &pages,
+                        now,
+                    )
+                    .await?;
+                self.ctx
+                    .telemetry
+                    .rollbacks
+                    .get_or_create(&outcome(crate::telemetry::Outcome::interrupted))
+                    .inc();
             }
             _ => {}
         }
@@ -465,22 +465,6 @@ impl Guardian {
     /// given its own timeout to finish rather than the shutdown grace.
     pub fn rollback_tasks(&self) -> &TaskTracker {
         &self.rollback_tasks
-    }
-
-    /// Stores the message for every notifier of the release's service whose
-    /// `min_severity` it meets, unless the release was acked, and wakes the outbox.
-    async fn enqueue(
-        &self,
-        release: &Release,
-        msg: crate::model::Message,
-    ) -> Result<(), ControlError> {
-        let settings = self.ctx.settings();
-        let records = messages::records_for(&settings, release, &msg, self.ctx.clock.now());
-        if !records.is_empty() {
-            self.ctx.store.enqueue(&records).await?;
-            self.outbox.wake();
-        }
-        Ok(())
     }
 }
 

@@ -305,7 +305,9 @@ async fn reached_rollback_before(g: &Guardian, id: &str) -> Result<bool, StoreEr
 }
 
 /// Runs the release's rollback hook if this caller wins the
-/// `requested → running` move; records the outcome. Never runs twice.
+/// `requested → running` move; records the outcome. Never runs twice. The
+/// start and the outcome are each written in one transaction together with
+/// their decision and pages, so a crash cannot lose a rollback page.
 pub async fn execute_rollback(g: &Arc<Guardian>, id: &str) -> Result<(), StoreError> {
     let ctx = &g.ctx;
     let Some(release) = ctx.store.get_release(id).await? else {
@@ -334,13 +336,34 @@ pub async fn execute_rollback(g: &Arc<Guardian>, id: &str) -> Result<(), StoreEr
             None => format!("cannot run the rollback: {NO_HOOK}"),
         },
     };
+    let page = messages::release_event(
+        &release,
+        "rollback_started",
+        Severity::Critical,
+        &format!(
+            "rolling back {} to {}: {}",
+            release.version,
+            release
+                .previous_version
+                .as_deref()
+                .unwrap_or("the previous version"),
+            record.reason
+        ),
+        now,
+        "rollback/started",
+    );
+    let pages = match hook {
+        Some(_) => messages::records_for(&settings, &release, &page, now),
+        None => Vec::new(),
+    };
     // Only the caller that moves the rollback from requested to running may
     // act on it, whether it runs the hook or records that it cannot.
-    if !ctx.store.start_rollback(id, now, &started, &[]).await? {
+    if !ctx.store.start_rollback(id, now, &started, &pages).await? {
         return Ok(());
     }
+    g.outbox.wake();
     let Some(hook) = hook else {
-        finish(
+        return finish(
             g,
             &release,
             RollbackState::Failed,
@@ -349,30 +372,8 @@ pub async fn execute_rollback(g: &Arc<Guardian>, id: &str) -> Result<(), StoreEr
             NO_HOOK.to_string(),
             now,
         )
-        .await?;
-        return Ok(());
+        .await;
     };
-    g.enqueue(
-        &release,
-        messages::release_event(
-            &release,
-            "rollback_started",
-            Severity::Critical,
-            &format!(
-                "rolling back {} to {}: {}",
-                release.version,
-                release
-                    .previous_version
-                    .as_deref()
-                    .unwrap_or("the previous version"),
-                record.reason
-            ),
-            now,
-            "rollback/started",
-        ),
-    )
-    .await
-    .map_err(|e| StoreError::Backend(e.to_string()))?;
     tracing::warn!(release = %id, service = %release.service, reason = %record.reason, "rollback hook starting");
     let vars = HookVars {
         release_id: release.id.clone(),
@@ -384,6 +385,9 @@ pub async fn execute_rollback(g: &Arc<Guardian>, id: &str) -> Result<(), StoreEr
     };
     let run = rollback::run_hook(&hook, &vars).await;
     let done = ctx.clock.now();
+    // The hook's output may quote credentials: redacted before it is kept,
+    // sent or logged anywhere.
+    let redactor = crate::config::Redactor::from_settings(&settings);
     let (state, reason) = if run.succeeded() {
         (
             RollbackState::Succeeded,
@@ -400,21 +404,27 @@ pub async fn execute_rollback(g: &Arc<Guardian>, id: &str) -> Result<(), StoreEr
     } else {
         (
             RollbackState::Failed,
-            format!("rollback hook failed: {}", run.describe()),
+            format!("rollback hook failed: {}", redactor.redact(&run.describe())),
         )
     };
+    let output = redactor.redact(&run.output);
     finish(
         g,
         &release,
         state,
         run.exit_code,
-        Some(run.output.as_str()),
+        Some(output.as_str()),
         reason,
         done,
     )
     .await
 }
 
+/// Attempts at recording a rollback's outcome before giving up (the hook
+/// has run: losing its outcome would report it as interrupted).
+const FINISH_ATTEMPTS: u32 = 10;
+
+/// Records the outcome with its decision and page, retrying store errors.
 async fn finish(
     g: &Arc<Guardian>,
     release: &Release,
@@ -433,32 +443,50 @@ async fn finish(
         action: action.into(),
         reason: reason.clone(),
     };
-    g.ctx
-        .store
-        .finish_rollback(&release.id, state, exit_code, output, &decision, &[], now)
-        .await?;
-    g.ctx
-        .telemetry
-        .rollbacks
-        .get_or_create(&OutcomeLabels {
-            outcome: if ok {
-                Outcome::succeeded
-            } else {
-                Outcome::failed
-            },
-        })
-        .inc();
     let severity = if ok {
         Severity::Warning
     } else {
         Severity::Critical
     };
-    g.enqueue(
-        release,
-        messages::release_event(release, action, severity, &reason, now, "rollback/finished"),
-    )
-    .await
-    .map_err(|e| StoreError::Backend(e.to_string()))?;
+    let page =
+        messages::release_event(release, action, severity, &reason, now, "rollback/finished");
+    let pages = messages::records_for(&g.ctx.settings(), release, &page, now);
+    let mut attempt = 1;
+    loop {
+        match g
+            .ctx
+            .store
+            .finish_rollback(
+                &release.id,
+                state,
+                exit_code,
+                output,
+                &decision,
+                &pages,
+                now,
+            )
+            .await
+        {
+            Ok(()) => break,
+            Err(e) if attempt < FINISH_ATTEMPTS => {
+                tracing::error!(release = %release.id, attempt, error = %e, "cannot record the rollback outcome; retrying");
+                tokio::time::sleep(crate::actions::notify::outbox::backoff(attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    g.outbox.wake();
+    let outcome = if ok {
+        Outcome::succeeded
+    } else {
+        Outcome::failed
+    };
+    g.ctx
+        .telemetry
+        .rollbacks
+        .get_or_create(&OutcomeLabels { outcome })
+        .inc();
     tracing::warn!(release = %release.id, outcome = action, %reason, "rollback finished");
     Ok(())
 }
