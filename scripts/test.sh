@@ -24,6 +24,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+echo "==> cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
 echo "==> tests"
 if cargo nextest --version >/dev/null 2>&1; then
     # (nextest skips doctests; the crate has none.)

@@ -73,7 +73,7 @@ impl HookRun {
         self.exit_code == Some(0) && !self.timed_out && self.error.is_none()
     }
 
-    /// What happened, in one sentence: "exited with status 3: <last line>",
+    /// What happened, in one sentence: "exited with status 3: LAST LINE",
     /// "timed out after 5m and was killed", "killed by signal 9", "cannot start ...".
     pub fn describe(&self) -> String {
         if let Some(error) = &self.error {

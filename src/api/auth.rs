@@ -2,7 +2,7 @@
 //!
 //! Without configured tokens the API is open (the daemon then listens on
 //! loopback only). With tokens, every route except the open ones
-//! ([`is_open`]) needs `Authorization: Bearer TOKEN`: GET and HEAD need the
+//! (`is_open`) needs `Authorization: Bearer TOKEN`: GET and HEAD need the
 //! `read` scope, every other method `write`. A missing or unknown token is a
 //! 401 with `WWW-Authenticate: Bearer`; a known token without the scope, 403.
 //!

@@ -2,7 +2,7 @@
 //! its `{"error": "..."}` body.
 //!
 //! Internal errors are answered `500 {"error":"internal error"}`; their detail
-//! rides along in a response extension ([`InternalDetail`]) that the request
+//! rides along in a response extension (`InternalDetail`) that the request
 //! log ([`super::trace`]) takes out and logs once, so it never reaches the
 //! client and is never logged twice.
 

@@ -1,6 +1,6 @@
 //! The request log: one tracing span per request (method, path, status,
 //! latency) and one event when it ends. Internal errors are logged here,
-//! once, with their detail ([`InternalDetail`]); nothing else about a request
+//! once, with their detail (`InternalDetail`); nothing else about a request
 //! is logged — no headers (so never `Authorization`), no query, no body.
 
 use super::error::InternalDetail;
