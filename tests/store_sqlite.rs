@@ -768,17 +768,20 @@ async fn due_mark_and_next_due_drive_delivery() {
     assert_eq!(s.next_notification_due().await.unwrap(), Some(100));
     let keys = |rows: Vec<NotificationRecord>| rows.into_iter().map(|n| n.key).collect::<Vec<_>>();
     assert_eq!(
-        keys(s.due_notifications(99, 10).await.unwrap()),
+        keys(s.due_notifications(99, 10, None).await.unwrap()),
         Vec::<String>::new()
     );
-    assert_eq!(keys(s.due_notifications(150, 10).await.unwrap()), ["b"]);
+    assert_eq!(
+        keys(s.due_notifications(150, 10, None).await.unwrap()),
+        ["b"]
+    );
     // Oldest first: created_at, then key.
     assert_eq!(
-        keys(s.due_notifications(1_000, 10).await.unwrap()),
+        keys(s.due_notifications(1_000, 10, None).await.unwrap()),
         ["c", "a", "b"]
     );
     assert_eq!(
-        keys(s.due_notifications(1_000, 2).await.unwrap()),
+        keys(s.due_notifications(1_000, 2, None).await.unwrap()),
         ["c", "a"]
     );
 
@@ -789,14 +792,17 @@ async fn due_mark_and_next_due_drive_delivery() {
     s.mark_notification("a", DeliveryStatus::Pending, 1, Some("HTTP 503"), 500, None)
         .await
         .unwrap();
-    assert_eq!(keys(s.due_notifications(400, 10).await.unwrap()), ["c"]);
+    assert_eq!(
+        keys(s.due_notifications(400, 10, None).await.unwrap()),
+        ["c"]
+    );
     assert_eq!(s.next_notification_due().await.unwrap(), Some(300));
     s.mark_notification("c", DeliveryStatus::Failed, 5, Some("gave up"), 400, None)
         .await
         .unwrap();
     assert_eq!(s.next_notification_due().await.unwrap(), Some(500));
 
-    let retried = s.due_notifications(500, 10).await.unwrap();
+    let retried = s.due_notifications(500, 10, None).await.unwrap();
     assert_eq!(retried.len(), 1);
     assert_eq!(retried[0].key, "a");
     assert_eq!(retried[0].attempts, 1);
@@ -894,7 +900,10 @@ async fn ack_suppresses_pending_pages_only() {
 
     // Another release's pages are still due; the acked release's are not.
     let keys = |rows: Vec<NotificationRecord>| rows.into_iter().map(|n| n.key).collect::<Vec<_>>();
-    assert_eq!(keys(s.due_notifications(10_000, 10).await.unwrap()), ["x"]);
+    assert_eq!(
+        keys(s.due_notifications(10_000, 10, None).await.unwrap()),
+        ["x"]
+    );
     assert_eq!(s.next_notification_due().await.unwrap(), Some(140));
 
     // Re-enqueuing a suppressed key changes nothing; a new key is stored
@@ -912,7 +921,7 @@ async fn ack_suppresses_pending_pages_only() {
         1
     );
     assert_eq!(
-        keys(s.due_notifications(10_000, 10).await.unwrap()),
+        keys(s.due_notifications(10_000, 10, None).await.unwrap()),
         ["x", "e"]
     );
 
@@ -1813,11 +1822,11 @@ async fn unknown_enum_values_are_corrupt_rows_not_panics() {
         [],
     )
     .unwrap();
-    assert_corrupt(s.due_notifications(10_000, 10).await, "out of range");
+    assert_corrupt(s.due_notifications(10_000, 10, None).await, "out of range");
     raw.execute("UPDATE notifications SET attempts = 0, message = '[]'", [])
         .unwrap();
     assert_corrupt(
-        s.due_notifications(10_000, 10).await,
+        s.due_notifications(10_000, 10, None).await,
         "notifications.message",
     );
 

@@ -186,21 +186,27 @@ pub trait Store: Send + Sync + 'static {
         decision: &Decision,
     ) -> Result<(), StoreError>;
 
-    /// Inserts outbox rows, ignoring keys that exist. Returns how many were new.
+    /// Inserts outbox rows, ignoring keys that exist. Returns how many were
+    /// new. Rows for a release that is acked (read in the same transaction)
+    /// are stored `suppressed`, never `pending`; `commit_tick`,
+    /// `start_rollback` and `finish_rollback` insert their rows the same way.
     async fn enqueue(&self, records: &[NotificationRecord]) -> Result<usize, StoreError>;
 
     /// `pending` rows whose `next_attempt_at <= now`, oldest first (never a
-    /// final `sent`, `failed` or `suppressed` row).
+    /// final `sent`, `failed` or `suppressed` row), of one notifier or of all.
     async fn due_notifications(
         &self,
         now: Millis,
         limit: usize,
+        notifier: Option<&str>,
     ) -> Result<Vec<NotificationRecord>, StoreError>;
 
     /// Earliest `next_attempt_at` of any pending row.
     async fn next_notification_due(&self) -> Result<Option<Millis>, StoreError>;
 
-    /// Records a delivery attempt's result.
+    /// Records a delivery attempt's result — only on a row that is still
+    /// `pending`: a row suppressed by an ack while it was being sent stays
+    /// `suppressed` (no error).
     async fn mark_notification(
         &self,
         key: &str,

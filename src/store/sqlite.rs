@@ -260,8 +260,10 @@ impl Store for SqliteStore {
         &self,
         now: Millis,
         limit: usize,
+        notifier: Option<&str>,
     ) -> Result<Vec<NotificationRecord>, StoreError> {
-        self.read(move |tx| ops::due_notifications(tx, now, limit))
+        let notifier = notifier.map(str::to_string);
+        self.read(move |tx| ops::due_notifications(tx, now, limit, notifier.as_deref()))
             .await
     }
 

@@ -85,16 +85,29 @@ fn insert_notifications(
              attempts, last_error, created_at, sent_at, next_attempt_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
+    let mut acked = conn.prepare_cached("SELECT acked FROM releases WHERE id = ?1")?;
     let mut inserted = 0;
     for n in records {
+        // An ack silences the release: a page decided from an older copy of
+        // the release (a long hook run, a tick in flight) is kept, suppressed.
+        let silenced = n.status == DeliveryStatus::Pending
+            && acked
+                .query_row(params![n.message.release_id], |r| r.get::<_, bool>(0))
+                .optional()?
+                .unwrap_or(false);
+        let (status, last_error) = if silenced {
+            (DeliveryStatus::Suppressed, Some(ACK_SUPPRESSED.to_string()))
+        } else {
+            (n.status, n.last_error.clone())
+        };
         inserted += stmt.execute(params![
             n.key,
             n.message.release_id,
             n.notifier,
             rows::to_json(&n.message, "notifications.message")?,
-            n.status.as_str(),
+            status.as_str(),
             n.attempts,
-            n.last_error,
+            last_error,
             n.created_at,
             n.sent_at,
             n.next_attempt_at
@@ -551,17 +564,18 @@ pub(super) fn due_notifications(
     tx: &Transaction<'_>,
     now: Millis,
     limit: usize,
+    notifier: Option<&str>,
 ) -> Result<Vec<NotificationRecord>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let sql = format!(
         "SELECT {NOTIFICATION_COLUMNS} FROM notifications
-         WHERE status = ?1 AND next_attempt_at <= ?2
+         WHERE status = ?1 AND next_attempt_at <= ?2 AND (?4 IS NULL OR notifier = ?4)
          ORDER BY created_at, key LIMIT ?3"
     );
     let out = tx
         .prepare_cached(&sql)?
         .query_map(
-            params![DeliveryStatus::Pending.as_str(), now, limit],
+            params![DeliveryStatus::Pending.as_str(), now, limit, notifier],
             rows::notification,
         )?
         .collect::<Result<_, _>>()?;
@@ -592,7 +606,7 @@ pub(super) fn mark_notification(
         .prepare_cached(
             "UPDATE notifications SET status = ?2, attempts = ?3, last_error = ?4,
                  next_attempt_at = ?5, sent_at = ?6
-             WHERE key = ?1",
+             WHERE key = ?1 AND status = 'pending'",
         )?
         .execute(params![
             key,
@@ -603,9 +617,15 @@ pub(super) fn mark_notification(
             d.sent_at
         ])?;
     if changed == 0 {
-        return Err(StoreError::Backend(format!(
-            "cannot mark notification {key:?}: no such outbox row"
-        )));
+        // No longer pending (suppressed by an ack meanwhile): leave it so.
+        let exists: bool = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM notifications WHERE key = ?1)")?
+            .query_row(params![key], |r| r.get(0))?;
+        if !exists {
+            return Err(StoreError::Backend(format!(
+                "cannot mark notification {key:?}: no such outbox row"
+            )));
+        }
     }
     Ok(())
 }

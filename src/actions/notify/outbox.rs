@@ -12,24 +12,30 @@ use crate::app::Context;
 use crate::model::{DeliveryStatus, Millis, NotificationRecord};
 use crate::telemetry::{NotificationLabels, Outcome};
 use futures_util::future::join_all;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// Delivery attempts before a notification is marked `failed`.
-pub const MAX_ATTEMPTS: u32 = 8;
+/// How long temporary failures are retried before a notification is marked
+/// `failed`: long enough to ride out a receiver's incident.
+pub const MAX_RETRY_AGE: Duration = Duration::from_secs(24 * 3600);
 /// First retry delay; doubles per attempt up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often the outbox looks at the store even without a wake-up.
 const IDLE_POLL: Duration = Duration::from_secs(5);
-/// Rows taken per pass.
-const BATCH: usize = 64;
+/// Shortest pause of the dispatch loop (when rows are due but their
+/// notifier's worker is still busy).
+const MIN_POLL: Duration = Duration::from_millis(50);
+/// Rows a worker takes per query.
+const BATCH: usize = 16;
 
 pub struct Outbox {
     ctx: Arc<Context>,
     wake: Notify,
+    /// Notifiers whose delivery worker is running.
+    busy: Mutex<HashSet<String>>,
 }
 
 impl Outbox {
@@ -37,6 +43,7 @@ impl Outbox {
         Arc::new(Self {
             ctx,
             wake: Notify::new(),
+            busy: Mutex::new(HashSet::new()),
         })
     }
 
@@ -51,11 +58,14 @@ impl Outbox {
         self.ctx.tasks.spawn(async move { me.run().await });
     }
 
-    async fn run(&self) {
+    /// The dispatch loop: one delivery worker per notifier, so a slow or
+    /// black-holed receiver delays only its own messages.
+    async fn run(self: Arc<Self>) {
         let cancel = self.ctx.shutdown.clone();
         loop {
-            if let Err(e) = self.deliver_due().await {
-                tracing::error!(error = %e, "outbox pass failed");
+            self.dispatch();
+            if let Err(e) = self.sweep_orphans().await {
+                tracing::error!(error = %e, "outbox sweep failed");
             }
             let wait = match self.ctx.store.next_notification_due().await {
                 Ok(Some(due)) => Duration::from_millis(
@@ -66,34 +76,82 @@ impl Outbox {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(wait.max(MIN_POLL)) => {}
             }
         }
     }
 
-    /// Delivers every due row once. Public for tests and for shutdown flushes.
-    pub async fn deliver_due(&self) -> Result<(), crate::store::StoreError> {
-        loop {
-            let now = self.ctx.clock.now();
-            let due = self.ctx.store.due_notifications(now, BATCH).await?;
-            if due.is_empty() {
-                return Ok(());
+    fn lock_busy(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.busy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a worker for every configured notifier that has none running.
+    fn dispatch(self: &Arc<Self>) {
+        for name in self.ctx.settings().notifiers.keys() {
+            if self.lock_busy().insert(name.clone()) {
+                let me = self.clone();
+                let name = name.clone();
+                self.ctx.tasks.spawn(async move { me.worker(name).await });
             }
-            // One queue per notifier, delivered side by side: a slow or
-            // black-holed receiver delays only its own messages.
-            let mut queues: BTreeMap<String, Vec<NotificationRecord>> = BTreeMap::new();
-            for row in due {
-                queues.entry(row.notifier.clone()).or_default().push(row);
-            }
-            let results = join_all(queues.into_values().map(|rows| async move {
-                for row in rows {
-                    self.deliver(row).await?;
-                }
-                Ok::<(), crate::store::StoreError>(())
-            }))
-            .await;
-            results.into_iter().collect::<Result<Vec<()>, _>>()?;
         }
+    }
+
+    /// Delivers one notifier's due rows until none is left.
+    async fn worker(self: Arc<Self>, notifier: String) {
+        while !self.ctx.shutdown.is_cancelled() {
+            let now = self.ctx.clock.now();
+            match self
+                .ctx
+                .store
+                .due_notifications(now, BATCH, Some(&notifier))
+                .await
+            {
+                Ok(rows) if rows.is_empty() => break,
+                Ok(rows) => {
+                    for row in rows {
+                        if let Err(e) = self.deliver(row).await {
+                            tracing::error!(%notifier, error = %e, "outbox delivery bookkeeping failed");
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(%notifier, error = %e, "outbox query failed");
+                    break;
+                }
+            }
+        }
+        self.lock_busy().remove(&notifier);
+        // Rows may have arrived while this worker was finishing.
+        self.wake();
+    }
+
+    /// Due rows of notifiers that are no longer configured fail for good.
+    async fn sweep_orphans(&self) -> Result<(), crate::store::StoreError> {
+        let settings = self.ctx.settings();
+        let now = self.ctx.clock.now();
+        for row in self.ctx.store.due_notifications(now, 256, None).await? {
+            if !settings.notifiers.contains_key(&row.notifier) {
+                self.deliver(row).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers every due row once, all notifiers side by side, and returns
+    /// when none is due (for tests and one-shot flushes).
+    pub async fn deliver_due(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
+        let names: Vec<String> = self.ctx.settings().notifiers.keys().cloned().collect();
+        join_all(names.into_iter().map(|n| {
+            let me = self.clone();
+            async move {
+                if me.lock_busy().insert(n.clone()) {
+                    me.worker(n).await;
+                }
+            }
+        }))
+        .await;
+        self.sweep_orphans().await
     }
 
     async fn deliver(&self, row: NotificationRecord) -> Result<(), crate::store::StoreError> {
@@ -138,7 +196,7 @@ impl Outbox {
             Err(NotifyError::Temporary {
                 detail,
                 retry_after,
-            }) if attempts < MAX_ATTEMPTS => {
+            }) if now - row.created_at < MAX_RETRY_AGE.as_millis() as Millis => {
                 self.count(&row.notifier, Outcome::retry);
                 let delay = retry_after
                     .unwrap_or_else(|| backoff(attempts))
