@@ -158,6 +158,18 @@ async fn register(d: &Daemon) -> String {
         )
         .await;
     assert_eq!(code, 201, "{body}");
+    // Before the first tick every configured check is visible as pending.
+    let states: Vec<(&str, &str)> = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [("error_rate", "pending"), ("live", "pending")],
+        "{body}"
+    );
     body["id"].as_str().unwrap().to_string()
 }
 

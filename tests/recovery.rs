@@ -370,3 +370,32 @@ async fn a_hook_printing_a_secret_is_redacted_everywhere() {
         "the secret leaked: {everything}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pending_rollback_never_undoes_a_newer_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let (script, log) = hook(dir.path());
+    let s = settings(dir.path(), "http://127.0.0.1:9/", &script);
+    let store = SqliteStore::open(&s.store_path).unwrap();
+    requested_rollback(&store, "r-v2", "error_rate entered rollback").await;
+    // While the daemon was down, v3 was deployed (a fix-forward).
+    let v3 = NewRelease {
+        version: "v3".into(),
+        ..new_release()
+    };
+    store
+        .register_release(&v3, "production", "r-v3", 5_000, 6_000)
+        .await
+        .unwrap();
+    drop(store);
+    let (_g, store) = guardian(s).await;
+    status_becomes(&store, "r-v2", "rollback_failed").await;
+    let d = store.release_details("r-v2").await.unwrap().unwrap();
+    assert!(
+        d.decisions.iter().any(|x| x.action == "rollback_failed"
+            && x.reason.contains("v3 (r-v3) was deployed after v2")),
+        "{:?}",
+        d.decisions
+    );
+    assert!(!log.exists(), "the hook must not undo v3");
+}

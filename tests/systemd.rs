@@ -81,6 +81,8 @@ fn the_unit_is_notify_with_watchdog_state_and_hardening() {
         "DynamicUser=yes",
         "CapabilityBoundingSet=",
         "SystemCallFilter=@system-service",
+        // A stop must not SIGTERM a running rollback hook with the daemon.
+        "KillMode=mixed",
     ] {
         assert!(
             text.lines().any(|l| l.starts_with(line)),

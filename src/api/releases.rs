@@ -9,10 +9,12 @@ use super::body;
 use super::error::ApiError;
 use super::view::ReleaseView;
 use crate::config::Redactor;
+use crate::config::Settings;
 use crate::intake::native::Native;
 use crate::intake::{Intake, IntakeError, IntakeFormat};
-use crate::model::ReleaseStatus;
+use crate::model::{CheckRecord, CheckState, Level, ReleaseStatus};
 use crate::scheduler::Guardian;
+use crate::store::ReleaseDetails;
 use crate::store::ReleaseFilter;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
@@ -132,13 +134,17 @@ pub(crate) async fn list(
     let filter = params.into_filter()?;
     let ctx = guardian.context();
     let releases = ctx.store.list_releases(&filter).await?;
-    let redactor = Redactor::from_settings(&ctx.settings());
+    let settings = ctx.settings();
+    let redactor = Redactor::from_settings(&settings);
     let mut views = Vec::with_capacity(releases.len());
     for release in releases {
         // Releases are never deleted; a missing one would be a store bug,
         // and is skipped rather than failing the whole list.
         match ctx.store.release_details(&release.id).await? {
-            Some(details) => views.push(ReleaseView::new(details, &redactor)),
+            Some(details) => views.push(ReleaseView::new(
+                with_pending(details, &settings),
+                &redactor,
+            )),
             None => tracing::warn!(release = %release.id, "listed release has no details"),
         }
     }
@@ -191,10 +197,38 @@ async fn release_view(guardian: &Guardian, id: &str) -> Result<ReleaseView, ApiE
         .release_details(id)
         .await?
         .ok_or_else(|| ApiError::release_not_found(id))?;
+    let settings = ctx.settings();
     Ok(ReleaseView::new(
-        details,
-        &Redactor::from_settings(&ctx.settings()),
+        with_pending(details, &settings),
+        &Redactor::from_settings(&settings),
     ))
+}
+
+/// Adds the service's configured checks that have no result yet as
+/// `pending` (before a watch's first tick, or after a reload added checks).
+fn with_pending(mut details: ReleaseDetails, settings: &Settings) -> ReleaseDetails {
+    let r = &details.release;
+    if r.status.is_terminal() {
+        return details;
+    }
+    let Some(service) = settings.service(&r.service, &r.environment) else {
+        return details;
+    };
+    let started_at = r.started_at;
+    for spec in &service.checks {
+        if !details.checks.iter().any(|c| c.name == spec.name) {
+            details.checks.push(CheckRecord {
+                name: spec.name.clone(),
+                state: CheckState::Pending,
+                level: Level::Ok,
+                value: None,
+                tracker: serde_json::Value::Null,
+                evaluated_until: None,
+                updated_at: started_at,
+            });
+        }
+    }
+    details
 }
 
 /// The `{id}` of a release route. Any id is accepted and looked up; one that

@@ -184,15 +184,26 @@ impl CheckTracker {
         tagged.sort_by_key(|(_, t)| t.at);
         let mut transitions = Vec::new();
         let mut current = self.level;
-        for (idx, tr) in tagged {
-            levels[idx] = tr.to;
+        // All changes at one instant are applied together: one series handing
+        // a level over to another at the same step is no change of the check.
+        for group in tagged.chunk_by(|a, b| a.1.at == b.1.at) {
+            for (idx, tr) in group {
+                levels[*idx] = tr.to;
+            }
             let worst = levels.iter().copied().max().unwrap_or(Level::Ok);
             if worst != current {
+                // The value of the series that set the new worst level.
+                let value = group
+                    .iter()
+                    .rev()
+                    .find(|(_, t)| t.to == worst)
+                    .map_or(f64::NAN, |(_, t)| t.value);
+                let at = group[0].1.at;
                 transitions.push(Transition {
-                    at: tr.at,
+                    at,
                     from: current,
                     to: worst,
-                    value: tr.value,
+                    value,
                 });
                 current = worst;
             }
@@ -322,6 +333,35 @@ mod tests {
         );
         assert_eq!(out.transitions[0].at, 6000);
         assert_eq!(out.transitions[0].to, Level::Ok);
+    }
+
+    #[test]
+    fn a_handover_between_series_at_one_instant_is_no_change() {
+        let r = Rule {
+            critical: Some(Condition {
+                above: Some(0.5),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut t = CheckTracker::default();
+        let both = vec![
+            (
+                "a".to_string(),
+                vec![Sample::ok(0, 0.9), Sample::ok(1000, 0.0)],
+            ),
+            (
+                "b".to_string(),
+                vec![Sample::ok(0, 0.0), Sample::ok(1000, 0.9)],
+            ),
+        ];
+        let out = t.evaluate(&r, &both, Some(1000), 0);
+        let got: Vec<(Millis, Level)> = out.transitions.iter().map(|t| (t.at, t.to)).collect();
+        assert_eq!(
+            got,
+            vec![(0, Level::Critical)],
+            "no recovery and re-page at 1000"
+        );
     }
 
     #[test]

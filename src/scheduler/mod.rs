@@ -449,8 +449,18 @@ impl Guardian {
         let me = self.clone();
         let id = id.to_string();
         self.rollback_tasks.spawn(async move {
-            if let Err(e) = watch::execute_rollback(&me, &id).await {
-                tracing::error!(release = %id, error = %e, "rollback bookkeeping failed");
+            // A store error before the hook starts must not strand the
+            // release in `rolling_back`: retry (safe: `start_rollback` lets
+            // exactly one attempt run the hook) until it goes through.
+            let mut attempt = 1;
+            while let Err(e) = watch::execute_rollback(&me, &id).await {
+                tracing::error!(release = %id, attempt, error = %e, "rollback bookkeeping failed; retrying");
+                let pause = crate::actions::notify::outbox::backoff(attempt).min(std::time::Duration::from_secs(60));
+                tokio::select! {
+                    _ = me.ctx.shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                attempt += 1;
             }
             me.lock_rollbacks().remove(&id);
         });

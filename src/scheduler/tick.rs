@@ -14,15 +14,23 @@ use crate::telemetry::StateLabels;
 use futures_util::future::join_all;
 use std::collections::{BTreeMap, HashMap};
 
+/// The transition that reached the rollback level.
+#[derive(Debug, Clone)]
+pub struct RollbackTrigger {
+    pub at: Millis,
+    pub check: String,
+    pub value: f64,
+    pub reason: String,
+}
+
 /// What a tick produced.
 #[derive(Debug, Default)]
 pub struct TickOutput {
     pub checks: Vec<CheckRecord>,
     pub decisions: Vec<Decision>,
     pub messages: Vec<Message>,
-    /// The first transition into the rollback level during this tick, if any:
-    /// (instant, check, reason).
-    pub rollback: Option<(Millis, String, String)>,
+    /// The first transition into the rollback level during this tick, if any.
+    pub rollback: Option<RollbackTrigger>,
 }
 
 /// Evaluates every check of `service` for `release` at `now`. Sources are
@@ -202,8 +210,13 @@ fn record_transition(
             release, &spec.name, t.to, t.value, &reason, t.at,
         ));
     }
-    if t.to == Level::Rollback && out.rollback.as_ref().is_none_or(|(at, _, _)| t.at < *at) {
-        out.rollback = Some((t.at, spec.name.clone(), reason));
+    if t.to == Level::Rollback && out.rollback.as_ref().is_none_or(|r| t.at < r.at) {
+        out.rollback = Some(RollbackTrigger {
+            at: t.at,
+            check: spec.name.clone(),
+            value: t.value,
+            reason,
+        });
     }
 }
 

@@ -5,8 +5,8 @@ use super::{messages, tick, Guardian};
 use crate::actions::rollback::{self, HookVars};
 use crate::config::{RollbackMode, Service, SourceKind};
 use crate::model::{
-    CheckRecord, Decision, Level, Millis, Release, ReleaseStatus, RollbackRecord, RollbackState,
-    Severity,
+    CheckRecord, CheckState, Decision, Level, Millis, Release, ReleaseStatus, RollbackRecord,
+    RollbackState, Severity,
 };
 use crate::store::{StoreError, TickApplied, TickCommit};
 use crate::telemetry::{Outcome, OutcomeLabels};
@@ -122,7 +122,13 @@ async fn tick_once(
         ..Default::default()
     };
 
-    if let Some((at, check, reason)) = &out.rollback {
+    if let Some(tick::RollbackTrigger {
+        at,
+        check,
+        value,
+        reason,
+    }) = &out.rollback
+    {
         match service.rollback.as_ref().map(|r| r.mode) {
             Some(RollbackMode::Auto) => {
                 commit.rollback = Some(RollbackRecord {
@@ -152,14 +158,18 @@ async fn tick_once(
                     action: "rollback_recommended".into(),
                     reason: why.clone(),
                 });
-                messages_out.push(messages::release_event(
+                let mut msg = messages::release_event(
                     release,
                     "rollback_recommended",
                     Severity::Critical,
                     &why,
                     *at,
                     &format!("rollback/recommended/{at}"),
-                ));
+                );
+                msg.check = Some(check.clone());
+                msg.level = Some(Level::Rollback);
+                msg.value = value.is_finite().then_some(*value);
+                messages_out.push(msg);
             }
             None => {
                 decisions.push(Decision {
@@ -209,6 +219,14 @@ async fn tick_once(
             });
         } else {
             commit.status = Some(ReleaseStatus::Verified);
+            // Also name checks that ended inconclusive (e.g. a query that
+            // returned no data all along): they were read, but not judged.
+            let mut unjudged = unjudged.clone();
+            for c in &commit.checks {
+                if c.state == CheckState::Inconclusive && !unjudged.contains(&c.name) {
+                    unjudged.push(c.name.clone());
+                }
+            }
             let (reason, severity) = if unjudged.is_empty() {
                 (
                     "the watch window ended and no check reached the rollback level".to_string(),
@@ -322,21 +340,36 @@ pub async fn execute_rollback(g: &Arc<Guardian>, id: &str) -> Result<(), StoreEr
         .and_then(|s| s.rollback.clone());
     let now = ctx.clock.now();
     const NO_HOOK: &str = "no rollback hook is configured for this service any more";
+    // A newer release of the service may have been deployed since the
+    // rollback was decided (e.g. a fix-forward while the daemon was down):
+    // running the hook now would undo it.
+    let newer = newer_release(g, &release).await?;
+    let blocked = match (&hook, &newer) {
+        (None, _) => Some(NO_HOOK.to_string()),
+        (Some(_), Some(n)) => Some(format!(
+            "{} ({}) was deployed after {}; rolling back now would undo it",
+            n.version, n.id, release.version
+        )),
+        _ => None,
+    };
     let started = Decision {
         at: now,
         check: None,
         level: Some(Level::Rollback),
         action: "rollback_started".into(),
-        reason: match &hook {
-            Some(hook) => format!(
+        reason: match (&hook, &blocked) {
+            (Some(hook), None) => format!(
                 "running the rollback hook {:?}: {}",
                 hook.command.first().map(String::as_str).unwrap_or(""),
                 record.reason
             ),
-            None => format!("cannot run the rollback: {NO_HOOK}"),
+            _ => format!(
+                "cannot run the rollback: {}",
+                blocked.as_deref().unwrap_or(NO_HOOK)
+            ),
         },
     };
-    let page = messages::release_event(
+    let mut page = messages::release_event(
         &release,
         "rollback_started",
         Severity::Critical,
@@ -352,9 +385,10 @@ pub async fn execute_rollback(g: &Arc<Guardian>, id: &str) -> Result<(), StoreEr
         now,
         "rollback/started",
     );
-    let pages = match hook {
-        Some(_) => messages::records_for(&settings, &release, &page, now),
-        None => Vec::new(),
+    page.level = Some(Level::Rollback);
+    let pages = match blocked {
+        None => messages::records_for(&settings, &release, &page, now),
+        Some(_) => Vec::new(),
     };
     // Only the caller that moves the rollback from requested to running may
     // act on it, whether it runs the hook or records that it cannot.
@@ -362,17 +396,9 @@ pub async fn execute_rollback(g: &Arc<Guardian>, id: &str) -> Result<(), StoreEr
         return Ok(());
     }
     g.outbox.wake();
-    let Some(hook) = hook else {
-        return finish(
-            g,
-            &release,
-            RollbackState::Failed,
-            None,
-            None,
-            NO_HOOK.to_string(),
-            now,
-        )
-        .await;
+    let (Some(hook), None) = (hook, blocked.as_ref()) else {
+        let why = blocked.unwrap_or_default();
+        return finish(g, &release, RollbackState::Failed, None, None, why, now).await;
     };
     tracing::warn!(release = %id, service = %release.service, reason = %record.reason, "rollback hook starting");
     let vars = HookVars {
@@ -418,6 +444,19 @@ pub async fn execute_rollback(g: &Arc<Guardian>, id: &str) -> Result<(), StoreEr
         done,
     )
     .await
+}
+
+/// The latest release of the same service and environment, if it is not
+/// this one.
+async fn newer_release(g: &Guardian, release: &Release) -> Result<Option<Release>, StoreError> {
+    let filter = crate::store::ReleaseFilter {
+        service: Some(release.service.clone()),
+        environment: Some(release.environment.clone()),
+        status: None,
+        limit: 1,
+    };
+    let latest = g.ctx.store.list_releases(&filter).await?.into_iter().next();
+    Ok(latest.filter(|l| l.id != release.id))
 }
 
 /// Attempts at recording a rollback's outcome before giving up (the hook
