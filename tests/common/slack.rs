@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 struct Inbox {
     messages: Vec<serde_json::Value>,
     violations: Vec<String>,
+    /// Answer 503 to everything (Slack down).
+    failing: bool,
 }
 
 pub struct SlackReceiver {
@@ -51,6 +53,11 @@ impl SlackReceiver {
             .iter()
             .map(|m| m["text"].as_str().unwrap_or_default().to_string())
             .collect()
+    }
+
+    /// Makes the receiver answer 503 (true) or work again (false).
+    pub fn set_failing(&self, failing: bool) {
+        self.inbox.lock().unwrap().failing = failing;
     }
 
     /// Shape violations seen (must stay empty).
@@ -113,6 +120,9 @@ async fn receive(
 ) -> (StatusCode, &'static str) {
     let parsed: Result<serde_json::Value, _> = serde_json::from_str(&body);
     let mut g = inbox.lock().unwrap();
+    if g.failing {
+        return (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    }
     match parsed
         .map_err(|e| e.to_string())
         .and_then(|v| check_shape(&v).map(|_| v))
