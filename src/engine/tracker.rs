@@ -137,15 +137,32 @@ impl CheckTracker {
         // Per-series transitions, tagged with the series they belong to.
         let mut tagged: Vec<(usize, Transition)> = Vec::new();
         let mut scratch = Vec::new();
-        let keys: Vec<&str> = series.iter().map(|(k, _)| k.as_str()).collect();
         // Series that vanished resolve one step after their last sample (or at
-        // the window start when there is no grid).
+        // the window start when there is no grid). (No allocation in the
+        // common case where every known series is still there.)
         let gone: Vec<String> = self
             .series
             .keys()
-            .filter(|k| !keys.contains(&k.as_str()))
+            .filter(|k| !series.iter().any(|(s, _)| s == *k))
             .cloned()
             .collect();
+        // Fast path, the common case: one series that the check already
+        // follows. Its transitions are the check's, with no replay to do.
+        if let ([(key, samples)], true) = (series, gone.is_empty()) {
+            if self.series.is_empty() {
+                self.series.insert(key.clone(), SeriesTracker::default());
+            }
+            if let Some(t) = self.series.get_mut(key).filter(|t| t.level == self.level) {
+                let mut transitions = Vec::new();
+                t.run(rule, samples, step, &mut transitions);
+                self.level = t.level;
+                return Outcome {
+                    level: t.level,
+                    value: t.last_value,
+                    transitions,
+                };
+            }
+        }
         let mut levels: Vec<Level> = Vec::with_capacity(series.len() + gone.len());
         for key in &gone {
             let t = self.series.remove(key).unwrap_or_default();
@@ -167,7 +184,10 @@ impl CheckTracker {
         }
         let mut worst_value: Option<(Level, f64)> = None;
         for (key, samples) in series {
-            let t = self.series.entry(key.clone()).or_default();
+            let t = match self.series.get_mut(key) {
+                Some(t) => t,
+                None => self.series.entry(key.clone()).or_default(),
+            };
             levels.push(t.level);
             let idx = levels.len() - 1;
             scratch.clear();
