@@ -64,10 +64,6 @@ impl Notifier {
     pub fn watchdog(&self) {
         self.notify("WATCHDOG=1");
     }
-
-    pub fn status(&self, status: &str) {
-        self.notify(&format!("STATUS={status}"));
-    }
 }
 
 fn send(path: &str, state: &str) -> std::io::Result<()> {

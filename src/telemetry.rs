@@ -182,13 +182,6 @@ impl Telemetry {
         }
     }
 
-    /// The recorded latency quantile of a probe, if it has run.
-    pub fn probe_quantile(&self, probe: &str, q: f64) -> Option<Duration> {
-        let map = self.probe_hdr.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(probe)
-            .map(|h| Duration::from_micros(h.value_at_quantile(q)))
-    }
-
     /// The metrics in Prometheus text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();

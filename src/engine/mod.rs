@@ -32,14 +32,6 @@ impl Outcome {
     pub fn state(&self) -> CheckState {
         CheckState::from(self.level)
     }
-
-    /// The highest level reached during the interval (including the start level).
-    pub fn peak(&self, start: Level) -> Level {
-        self.transitions
-            .iter()
-            .map(|t| t.to)
-            .fold(start.max(self.level), Level::max)
-    }
 }
 
 /// Evaluates a batch of series for one check and advances its tracker.
