@@ -198,13 +198,17 @@ impl Daemon {
     }
 }
 
+/// `run` refused to start on an invalid configuration (exit 64).
+#[derive(Debug, thiserror::Error)]
+#[error("Invalid configuration:\n{0}")]
+pub struct InvalidConfig(pub crate::config::ConfigErrors);
+
 /// `release-guardian run`: the daemon under systemd or in a terminal, until
 /// SIGTERM / SIGINT; SIGHUP reloads config and rules.
 pub async fn run(config_path: std::path::PathBuf) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let sd = crate::systemd::Notifier::from_env();
-    let settings = crate::config::load(&config_path)
-        .map_err(|e| anyhow::anyhow!("Invalid configuration:\n{e}"))?;
+    let settings = crate::config::load(&config_path).map_err(InvalidConfig)?;
     for w in &settings.warnings {
         tracing::warn!(warning = %w, "config");
     }

@@ -62,7 +62,7 @@ pub fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("release-guardian: {e:#}");
                     // 64 (EX_USAGE) for configuration errors, like linkerd.
-                    if e.to_string().starts_with("Invalid configuration") {
+                    if e.is::<crate::app::InvalidConfig>() {
                         ExitCode::from(64)
                     } else {
                         ExitCode::FAILURE
