@@ -1,78 +1,10 @@
-//! The daemon's context (config, store, clock, telemetry, HTTP client,
-//! shutdown) built once and handed to every component, and `run`.
+//! The daemon: [`Daemon::start`] opens the store, builds the [`Context`],
+//! recovers the watches and serves the API; [`run`] is `release-guardian
+//! run` (signals, SIGHUP reload, systemd notifications, graceful shutdown).
 
-use crate::clock::Clock;
 use crate::config::Settings;
-use crate::store::Store;
-use crate::telemetry::Telemetry;
-use std::sync::{Arc, RwLock};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
-/// Source requests (queries and probes) in flight at once, across all watches.
-pub const MAX_SOURCE_REQUESTS: usize = 64;
-
-/// Shared by every component; no globals.
-pub struct Context {
-    settings: RwLock<Arc<Settings>>,
-    pub store: Arc<dyn Store>,
-    pub clock: Arc<dyn Clock>,
-    pub telemetry: Arc<Telemetry>,
-    /// Pooled HTTP client for queries to sources (timeouts per request).
-    pub http: reqwest::Client,
-    /// Client for probes: follows at most 5 redirects.
-    pub probe_http: reqwest::Client,
-    /// Client for notifiers: never follows redirects (a redirected POST would
-    /// turn into a GET and a lost message would look delivered).
-    pub notify_http: reqwest::Client,
-    /// Bounds the source requests (queries and probes) in flight across all
-    /// watches, so a thousand watches ticking together do not flood Prometheus.
-    pub source_permits: Arc<tokio::sync::Semaphore>,
-    /// Cancelled at shutdown; every task's token is a child of it.
-    pub shutdown: CancellationToken,
-    /// Every spawned task, awaited (with a deadline) at shutdown.
-    pub tasks: TaskTracker,
-}
-
-impl Context {
-    pub fn new(settings: Settings, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Arc<Self> {
-        let client = |redirect: reqwest::redirect::Policy| {
-            reqwest::Client::builder()
-                .user_agent(concat!("release-guardian/", env!("CARGO_PKG_VERSION")))
-                .pool_idle_timeout(std::time::Duration::from_secs(30))
-                .redirect(redirect)
-                .build()
-                .expect("a TLS backend is compiled in")
-        };
-        let http = client(reqwest::redirect::Policy::limited(10));
-        let notify_http = client(reqwest::redirect::Policy::none());
-        Arc::new(Self {
-            settings: RwLock::new(Arc::new(settings)),
-            store,
-            clock,
-            telemetry: Arc::new(Telemetry::new()),
-            http,
-            probe_http: crate::sources::probe::probe_client(),
-            notify_http,
-            source_permits: Arc::new(tokio::sync::Semaphore::new(MAX_SOURCE_REQUESTS)),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-        })
-    }
-
-    /// The configuration in force now (a reload swaps it atomically).
-    pub fn settings(&self) -> Arc<Settings> {
-        self.settings
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Swaps in a new, already validated configuration.
-    pub fn replace_settings(&self, settings: Settings) {
-        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
-    }
-}
+use crate::context::Context;
+use std::sync::Arc;
 
 /// A running daemon: store opened, watches recovered, API serving.
 pub struct Daemon {
@@ -118,7 +50,7 @@ impl Daemon {
             .start()
             .await
             .map_err(|e| anyhow::anyhow!("cannot resume watches: {e:?}"))?;
-        let router = crate::api::router(guardian.clone());
+        let router = crate::api::router(crate::api::ApiState::new(guardian.clone(), ctx.clone()));
         let shutdown = ctx.shutdown.clone();
         let server = tokio::spawn(async move {
             if let Err(e) = crate::api::serve(listener, router, shutdown).await {

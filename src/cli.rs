@@ -55,7 +55,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => {
-            init_tracing();
+            crate::telemetry::init_tracing();
             let path = config_path(config);
             match runtime().block_on(crate::app::run(path)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -93,20 +93,6 @@ fn config_path(given: Option<PathBuf>) -> PathBuf {
             PathBuf::from("/etc/release-guardian/guardian.toml")
         }
     })
-}
-
-/// Logs to stderr: JSON when `RG_LOG_FORMAT=json`, level from `RUST_LOG` (default info).
-pub fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if std::env::var("RG_LOG_FORMAT").is_ok_and(|v| v == "json") {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
 }
 
 fn check(path: &Path) -> ExitCode {

@@ -6,7 +6,7 @@
 //!   `/healthz`, `/readyz`, `/metrics`); [`intake`] — the formats in which
 //!   deploy tools announce a release, one per file behind one trait.
 //! - [`scheduler`] — the [`scheduler::Guardian`]: one durable watch per
-//!   release on a tiered [`scheduler::Cadence`], ticks, decisions, recovery
+//!   release on a tiered [`config::Cadence`], ticks, decisions, recovery
 //!   after a restart.
 //! - [`sources`] — where samples come from: Prometheus range queries, live
 //!   HTTP probes.
@@ -16,7 +16,7 @@
 //! - [`store`] — durable state behind the [`store::Store`] trait (SQLite).
 //! - [`config`] — the TOML config and YAML rule packs, validated with
 //!   `FILE:LINE:COL` errors.
-//! - [`app`] — builds the [`app::Context`] and runs the daemon; [`cli`] the
+//! - [`context`] — the [`context::Context`] every component is handed; [`app`] runs the daemon; [`cli`] the
 //!   command line; [`demo`] the self-contained demo; [`systemd`] readiness
 //!   and watchdog notifications; [`telemetry`] the daemon's own metrics;
 //!   [`report`] renders release objects for people.
@@ -29,13 +29,16 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod context;
 pub mod demo;
 pub mod engine;
 pub mod intake;
 pub mod model;
 pub mod report;
 pub mod scheduler;
+pub mod section;
 pub mod sources;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;
+pub mod transport;

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// Longest accepted service, environment or version name.
+pub const MAX_NAME_LEN: usize = 256;
+
 /// Milliseconds since the Unix epoch (UTC).
 pub type Millis = i64;
 

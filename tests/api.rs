@@ -6,13 +6,14 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use release_guardian::api::{router, serve, MAX_BODY_BYTES};
-use release_guardian::app::Context;
 use release_guardian::clock::SystemClock;
+use release_guardian::config::Cadence;
 use release_guardian::config::{
     ApiToken, Config, RollbackConfig, RollbackMode, Scope, Secret, Service, Settings, TierConfig,
 };
+use release_guardian::context::Context;
 use release_guardian::model::ReleaseStatus;
-use release_guardian::scheduler::{Cadence, Guardian};
+use release_guardian::scheduler::Guardian;
 use release_guardian::store::sqlite::SqliteStore;
 use release_guardian::store::Store;
 use serde_json::{json, Value};
@@ -110,7 +111,10 @@ impl Harness {
         if start {
             guardian.start().await.expect("guardian starts");
         }
-        let app = router(guardian.clone());
+        let app = router(release_guardian::api::ApiState::new(
+            guardian.clone(),
+            guardian.context().clone(),
+        ));
         Self { dir, guardian, app }
     }
 

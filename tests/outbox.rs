@@ -6,13 +6,14 @@ mod common;
 
 use axum::http::StatusCode;
 use axum::routing::post;
-use release_guardian::actions::notify::outbox::{Outbox, MAX_BACKOFF};
-use release_guardian::app::Context;
+use release_guardian::actions::notify::outbox::Outbox;
 use release_guardian::clock::{Clock, SystemClock};
 use release_guardian::config::{Config, NotifierSettings, Secret, Settings};
+use release_guardian::context::Context;
 use release_guardian::model::{DeliveryStatus, Message, NewRelease, NotificationRecord, Severity};
 use release_guardian::store::sqlite::SqliteStore;
 use release_guardian::store::Store;
+use release_guardian::transport::MAX_BACKOFF;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -3,15 +3,16 @@
 
 mod common;
 
-use release_guardian::app::Context;
 use release_guardian::clock::SystemClock;
+use release_guardian::config::Cadence;
 use release_guardian::config::{
     CadenceConfig, CheckSpec, Config, ProbeConfig, RollbackConfig, RollbackMode, Service, Settings,
     SourceKind, TierConfig,
 };
+use release_guardian::context::Context;
 use release_guardian::engine::{Condition, Rule};
 use release_guardian::model::{Decision, NewRelease, RollbackRecord, RollbackState};
-use release_guardian::scheduler::{Cadence, Guardian};
+use release_guardian::scheduler::Guardian;
 use release_guardian::store::sqlite::SqliteStore;
 use release_guardian::store::{RollbackRequest, Store};
 use std::path::{Path, PathBuf};

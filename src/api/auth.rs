@@ -11,13 +11,12 @@
 //! configured token (no early exit on a match).
 
 use super::error::ApiError;
+use super::ApiState;
 use crate::config::{ApiToken, Scope};
-use crate::scheduler::Guardian;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::sync::Arc;
 use subtle::{Choice, ConstantTimeEq};
 
 /// Routes that never need a token: probes and the scrape endpoint.
@@ -25,14 +24,14 @@ const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 /// Middleware: lets a request through or answers 401/403.
 pub(crate) async fn require_token(
-    State(guardian): State<Arc<Guardian>>,
+    State(ApiState { ctx, .. }): State<ApiState>,
     request: Request,
     next: Next,
 ) -> Response {
     if is_open(request.uri().path()) {
         return next.run(request).await;
     }
-    let settings = guardian.context().settings();
+    let settings = ctx.settings();
     if settings.tokens.is_empty() {
         return next.run(request).await;
     }

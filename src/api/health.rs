@@ -3,14 +3,13 @@
 //! own metrics in the Prometheus text format, plus release counts by status).
 
 use super::error::ApiError;
+use super::ApiState;
 use crate::model::ReleaseStatus;
-use crate::scheduler::Guardian;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How long `/readyz` waits for the store before answering 503.
@@ -33,11 +32,11 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
 
 /// `GET /readyz`: 200 once every watch is recovered and the store answers;
 /// 503 otherwise.
-pub(crate) async fn readyz(State(guardian): State<Arc<Guardian>>) -> Response {
+pub(crate) async fn readyz(State(ApiState { guardian, ctx }): State<ApiState>) -> Response {
     if !guardian.is_ready() {
         return not_ready("watches are still being recovered");
     }
-    let store = &guardian.context().store;
+    let store = &ctx.store;
     match tokio::time::timeout(READY_STORE_TIMEOUT, store.count_by_status()).await {
         Ok(Ok(_)) => Json(serde_json::json!({ "status": "ready" })).into_response(),
         Ok(Err(e)) => {
@@ -64,8 +63,10 @@ fn not_ready(reason: &str) -> Response {
 /// `rg_releases{status="..."}` gauge per status (0 included, so every series
 /// exists from the start). If the store fails, the gauges are left out and
 /// the rest is still served.
-pub(crate) async fn metrics(State(guardian): State<Arc<Guardian>>, headers: HeaderMap) -> Response {
-    let ctx = guardian.context();
+pub(crate) async fn metrics(
+    State(ApiState { ctx, .. }): State<ApiState>,
+    headers: HeaderMap,
+) -> Response {
     let mut text = ctx.telemetry.encode();
     match ctx.store.count_by_status().await {
         Ok(counts) => {

@@ -30,6 +30,7 @@ pub use body::MAX_BODY_BYTES;
 pub use error::ApiError;
 pub use view::ReleaseView;
 
+use crate::context::Context;
 use crate::scheduler::Guardian;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
@@ -50,8 +51,22 @@ pub const MAX_CONCURRENT_REQUESTS: usize = 1024;
 /// Longest a request may take, reading its body included; then 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What every route is handed: the guardian (control operations) and the
+/// daemon's context (settings, store, telemetry).
+#[derive(Clone)]
+pub struct ApiState {
+    pub guardian: Arc<Guardian>,
+    pub ctx: Arc<Context>,
+}
+
+impl ApiState {
+    pub fn new(guardian: Arc<Guardian>, ctx: Arc<Context>) -> Self {
+        Self { guardian, ctx }
+    }
+}
+
 /// The whole API, ready to serve (or to drive with `oneshot` in tests).
-pub fn router(guardian: Arc<Guardian>) -> Router {
+pub fn router(state: ApiState) -> Router {
     // `Router::layer` wraps every route separately, so the concurrency limit
     // must be the global kind: one semaphore shared by all routes.
     let overload = ServiceBuilder::new()
@@ -72,12 +87,12 @@ pub fn router(guardian: Arc<Guardian>) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
-            guardian.clone(),
+            state.clone(),
             auth::require_token,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(overload)
-        .with_state(guardian)
+        .with_state(state)
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops

@@ -8,12 +8,13 @@
 use super::body;
 use super::error::ApiError;
 use super::view::ReleaseView;
+use super::ApiState;
 use crate::config::Redactor;
 use crate::config::Settings;
+use crate::context::Context;
 use crate::intake::native::Native;
 use crate::intake::{Intake, IntakeError, IntakeFormat};
 use crate::model::{CheckRecord, CheckState, Level, ReleaseStatus};
-use crate::scheduler::Guardian;
 use crate::store::ReleaseDetails;
 use crate::store::ReleaseFilter;
 use axum::extract::rejection::QueryRejection;
@@ -23,7 +24,6 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use std::sync::Arc;
 
 /// Largest `limit` a list accepts; the default is the store's (100).
 pub const MAX_LIST_LIMIT: usize = 1000;
@@ -31,7 +31,7 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 /// `POST /v1/releases`: 201 + `Location` for a new release, 200 with the
 /// existing one when the same (service, environment, version) is the latest.
 pub(crate) async fn create(
-    State(guardian): State<Arc<Guardian>>,
+    State(ApiState { guardian, ctx }): State<ApiState>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
@@ -51,7 +51,7 @@ pub(crate) async fn create(
         }
     };
     let registered = guardian.register(new).await?;
-    let view = release_view(&guardian, &registered.release.id).await?;
+    let view = release_view(&ctx, &registered.release.id).await?;
     if !registered.created {
         return Ok((StatusCode::OK, Json(view)).into_response());
     }
@@ -125,14 +125,13 @@ impl ListParams {
 
 /// `GET /v1/releases`: an array of release objects, newest first.
 pub(crate) async fn list(
-    State(guardian): State<Arc<Guardian>>,
+    State(ApiState { ctx, .. }): State<ApiState>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Vec<ReleaseView>>, ApiError> {
     let Query(params) = params.map_err(|e| {
         ApiError::BadRequest(format!("invalid query parameters: {}", e.body_text()))
     })?;
     let filter = params.into_filter()?;
-    let ctx = guardian.context();
     let releases = ctx.store.list_releases(&filter).await?;
     let settings = ctx.settings();
     let redactor = Redactor::from_settings(&settings);
@@ -153,45 +152,44 @@ pub(crate) async fn list(
 
 /// `GET /v1/releases/{id}`.
 pub(crate) async fn show(
-    State(guardian): State<Arc<Guardian>>,
+    State(ApiState { ctx, .. }): State<ApiState>,
     ReleaseId(id): ReleaseId,
 ) -> Result<Json<ReleaseView>, ApiError> {
-    Ok(Json(release_view(&guardian, &id).await?))
+    Ok(Json(release_view(&ctx, &id).await?))
 }
 
 /// `POST /v1/releases/{id}/rollback`: 202, the hook runs in the background.
 pub(crate) async fn rollback(
-    State(guardian): State<Arc<Guardian>>,
+    State(ApiState { guardian, ctx }): State<ApiState>,
     ReleaseId(id): ReleaseId,
 ) -> Result<(StatusCode, Json<ReleaseView>), ApiError> {
     let release = guardian.manual_rollback(&id).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(release_view(&guardian, &release.id).await?),
+        Json(release_view(&ctx, &release.id).await?),
     ))
 }
 
 /// `POST /v1/releases/{id}/abort`.
 pub(crate) async fn abort(
-    State(guardian): State<Arc<Guardian>>,
+    State(ApiState { guardian, ctx }): State<ApiState>,
     ReleaseId(id): ReleaseId,
 ) -> Result<Json<ReleaseView>, ApiError> {
     let release = guardian.abort(&id).await?;
-    Ok(Json(release_view(&guardian, &release.id).await?))
+    Ok(Json(release_view(&ctx, &release.id).await?))
 }
 
 /// `POST /v1/releases/{id}/ack`: no further pages for this release.
 pub(crate) async fn ack(
-    State(guardian): State<Arc<Guardian>>,
+    State(ApiState { guardian, ctx }): State<ApiState>,
     ReleaseId(id): ReleaseId,
 ) -> Result<Json<ReleaseView>, ApiError> {
     let release = guardian.ack(&id).await?;
-    Ok(Json(release_view(&guardian, &release.id).await?))
+    Ok(Json(release_view(&ctx, &release.id).await?))
 }
 
 /// The release object of `id`, or 404.
-async fn release_view(guardian: &Guardian, id: &str) -> Result<ReleaseView, ApiError> {
-    let ctx = guardian.context();
+async fn release_view(ctx: &Context, id: &str) -> Result<ReleaseView, ApiError> {
     let details = ctx
         .store
         .release_details(id)

@@ -14,21 +14,11 @@
 //! `["a", "b"]`, `"quoted"`), else taken as a plain string
 //! (`127.0.0.1:9000`, `5m`).
 
-use super::locate::{KeyPath, Seg};
+use crate::section::KeyPath;
+pub use crate::section::Override;
 use config::Source;
 use std::collections::HashMap;
 use toml_edit::{Item, Table, TableLike, Value};
-
-/// One applied override: the path it set and the variable that set it.
-#[derive(Debug, Clone)]
-pub struct Override {
-    pub path: KeyPath,
-    pub var: String,
-    /// The text as given, when it was taken as a non-string TOML value
-    /// (`123`, `true`): if that type does not fit the key, the loader
-    /// falls back to the text as a string.
-    pub raw: Option<String>,
-}
 
 /// An override that could not be applied.
 #[derive(Debug, Clone)]
@@ -169,20 +159,6 @@ fn index(seg: &str, path: &KeyPath) -> Result<usize, String> {
     seg.parse().map_err(|_| {
         format!("`{path}` is an array; the next segment must be an index, not `{seg}`")
     })
-}
-
-/// Replaces the value at `rel` (a path inside `v`) with `new`; false if absent.
-pub fn replace_at(v: &mut Value, rel: &[Seg], new: Value) -> bool {
-    let Some((first, rest)) = rel.split_first() else {
-        *v = new;
-        return true;
-    };
-    let next = match (first, v) {
-        (Seg::Key(k), Value::InlineTable(t)) => t.get_mut(k),
-        (Seg::Index(i), Value::Array(a)) => a.get_mut(*i),
-        _ => None,
-    };
-    next.is_some_and(|n| replace_at(n, rest, new))
 }
 
 fn implicit_table() -> Table {

@@ -13,61 +13,19 @@
 //! ([`super::locate`]), or at `env:RG__X__Y:1:1` when an environment variable
 //! provided it.
 
-use super::env::{self, Override};
-use super::locate::{KeyPath, TomlLocator};
+use super::env;
 use super::{
     deserialize_duration, AuthConfig, CadenceConfig, Config, NotifierConfig, Secret, ServerConfig,
     ServiceConfig, Settings, SourcesConfig, StoreConfig, DEFAULT_NOTIFY_TIMEOUT,
 };
 use crate::model::Severity;
-use serde::de::{DeserializeOwned, IntoDeserializer};
+use crate::section::{
+    section, value, ConfigError, ConfigErrors, Finish, KeyPath, Locator, Report, TomlLocator,
+};
 use serde::Deserialize;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml_edit::{ImDocument, Item, Table, Value};
-
-/// One problem, located where the offending key stands.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub line: usize,
-    pub col: usize,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file.display(),
-            self.line,
-            self.col,
-            self.message
-        )
-    }
-}
-
-/// Every error found (never empty when returned as an error).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ConfigErrors {
-    pub errors: Vec<ConfigError>,
-}
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.errors.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
 
 /// Loads and validates `path`, with environment overrides from the process.
 pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
@@ -94,9 +52,9 @@ pub fn load_str(
     env: &[(String, String)],
 ) -> Result<Settings, ConfigErrors> {
     let doc = ImDocument::parse(text.to_string()).map_err(|e| {
-        let (line, col) = e
-            .span()
-            .map_or((1, 1), |s| super::locate::offset_to_position(text, s.start));
+        let (line, col) = e.span().map_or((1, 1), |s| {
+            crate::section::locate::offset_to_position(text, s.start)
+        });
         ConfigErrors {
             errors: vec![ConfigError {
                 file: path.to_path_buf(),
@@ -108,11 +66,7 @@ pub fn load_str(
     })?;
     let mut root = doc.as_table().clone();
     let (overrides, env_errors) = env::apply(&mut root, env);
-    let locator = Locator {
-        file: path,
-        toml: TomlLocator::new(&doc),
-        overrides,
-    };
+    let locator = Locator::new(path, TomlLocator::new(&doc), overrides);
     let mut report = Report::new(&locator);
     for e in env_errors {
         report.errors.push(ConfigError {
@@ -136,126 +90,19 @@ fn one_line(msg: &str) -> String {
         .join("; ")
 }
 
-/// Finds where a key path stands: in the file, or in the environment
-/// variable that provided it.
-pub(super) struct Locator<'a> {
-    file: &'a Path,
-    toml: TomlLocator<'a>,
-    pub(super) overrides: Vec<Override>,
-}
-
-impl Locator<'_> {
-    /// `(file, line, col)` of `path`.
-    pub(super) fn at(&self, path: &KeyPath) -> (PathBuf, usize, usize) {
-        // An override that provided `path` or one of its ancestors owns it.
-        let owner = self
-            .overrides
-            .iter()
-            .filter(|o| path.starts_with(&o.path))
-            .max_by_key(|o| o.path.0.len());
-        // A path the file does not have, under which an override set something.
-        let owner = owner.or_else(|| {
-            (!self.toml.contains(path))
-                .then(|| self.overrides.iter().find(|o| o.path.starts_with(path)))
-                .flatten()
-        });
-        if let Some(o) = owner {
-            return (PathBuf::from(format!("env:{}", o.var)), 1, 1);
-        }
-        let (line, col) = self.toml.locate(path).unwrap_or((1, 1));
-        (self.file.to_path_buf(), line, col)
-    }
-
-    /// `FILE:LINE:COL` of `path`, for messages that point elsewhere.
-    pub(super) fn describe(&self, path: &KeyPath) -> String {
-        let (file, line, col) = self.at(path);
-        format!("{}:{line}:{col}", file.display())
-    }
-}
-
-/// Collects errors and warnings while loading.
-pub(super) struct Report<'a> {
-    pub(super) locator: &'a Locator<'a>,
-    pub(super) errors: Vec<ConfigError>,
-    pub(super) warnings: Vec<String>,
-}
-
-impl<'a> Report<'a> {
-    fn new(locator: &'a Locator<'a>) -> Self {
-        Self {
-            locator,
-            errors: Vec::new(),
-            warnings: Vec::new(),
-        }
-    }
-
-    /// An error located at `path` of the config.
-    pub(super) fn error(&mut self, path: &KeyPath, message: impl Into<String>) {
-        let (file, line, col) = self.locator.at(path);
-        self.errors.push(ConfigError {
-            file,
-            line,
-            col,
-            message: message.into(),
-        });
-    }
-
-    /// A warning located at `path` of the config.
-    pub(super) fn warn(&mut self, path: &KeyPath, message: impl fmt::Display) {
-        let at = self.locator.describe(path);
-        self.warnings.push(format!("{at}: {message}"));
-    }
-
-    fn finish(mut self, settings: Settings) -> Result<Settings, ConfigErrors> {
-        if self.errors.is_empty() {
-            let mut settings = settings;
-            dedup(&mut self.warnings);
-            settings.warnings = self.warnings;
-            return Ok(settings);
-        }
-        dedup(&mut self.errors);
-        // The config file first, then other files in order of first
-        // appearance (rule packs, `env:` variables); by position within each.
-        let mut files: Vec<PathBuf> = vec![self.locator.file.to_path_buf()];
-        for e in &self.errors {
-            if !files.contains(&e.file) {
-                files.push(e.file.clone());
-            }
-        }
-        self.errors.sort_by_key(|e| {
-            let f = files.iter().position(|f| *f == e.file).unwrap_or(0);
-            (f, e.line, e.col)
-        });
-        Err(ConfigErrors {
-            errors: self.errors,
-        })
-    }
-}
-
-/// Removes repeats (a pack used by two services reports its errors once).
-fn dedup<T: PartialEq + Clone>(v: &mut Vec<T>) {
-    let mut out: Vec<T> = Vec::with_capacity(v.len());
-    for x in v.drain(..) {
-        if !out.contains(&x) {
-            out.push(x);
-        }
-    }
-    *v = out;
-}
-
 /// The sections that deserialized, and what is known of those that did not.
-pub(super) struct Parsed {
+pub struct Parsed {
     /// Every section that deserialized; a failed one keeps its default.
-    pub(super) config: Config,
+    pub config: Config,
     /// `[server]` failed: skip checks that depend on it.
-    pub(super) server_failed: bool,
+    pub server_failed: bool,
     /// `[auth]` was written but failed: treat the API as authenticated.
-    pub(super) auth_failed: bool,
-    pub(super) cadence_failed: bool,
+    pub auth_failed: bool,
+    pub cadence_failed: bool,
     /// Each service that deserialized, with its index in `services`.
-    pub(super) services: Vec<(usize, ServiceConfig)>,
+    pub services: Vec<(usize, ServiceConfig)>,
     /// Every name under `[notifiers]`, whether it deserialized or not.
-    pub(super) notifier_names: Vec<String>,
+    pub notifier_names: Vec<String>,
 }
 
 const SECTIONS: [&str; 7] = [
@@ -347,87 +194,6 @@ fn elements(item: &Item) -> Option<Vec<Value>> {
     match item.clone().into_value() {
         Ok(Value::Array(a)) => Some(a.into_iter().collect()),
         _ => None,
-    }
-}
-
-/// Deserializes one section at `path`, reporting its first error there.
-fn section<T: DeserializeOwned>(item: &Item, path: &KeyPath, report: &mut Report<'_>) -> Option<T> {
-    match item.clone().into_value() {
-        Ok(v) => value(v, path, report),
-        Err(_) => {
-            report.error(path, "empty value");
-            None
-        }
-    }
-}
-
-/// Deserializes `v`, found at `path`, reporting its first error there.
-///
-/// An environment value taken as a number or boolean whose key wants a
-/// string is retried as the string it was given (`RG__..__TOKEN=1234`).
-fn value<T: DeserializeOwned>(mut v: Value, path: &KeyPath, report: &mut Report<'_>) -> Option<T> {
-    // The errors of values retried as strings: reported if the string fails too.
-    let mut originals: Vec<(KeyPath, String)> = Vec::new();
-    loop {
-        let e = match serde_path_to_error::deserialize::<_, T>(v.clone().into_deserializer()) {
-            Ok(t) => return Some(t),
-            Err(e) => e,
-        };
-        let at = path.join(&KeyPath::from_serde(e.path()));
-        let message = humanize(e.inner().message());
-        if let Some((_, first)) = originals.iter().find(|(p, _)| *p == at) {
-            report.error(&at, redact(&at, first));
-            return None;
-        }
-        let fallback = report
-            .locator
-            .overrides
-            .iter()
-            .find(|o| o.raw.is_some() && o.path == at && at.starts_with(path));
-        if let Some(o) = fallback.filter(|_| message.starts_with("invalid type")) {
-            let rel = &o.path.0[path.0.len()..];
-            let raw = o.raw.clone().unwrap_or_default();
-            if env::replace_at(&mut v, rel, Value::from(raw)) {
-                originals.push((at, message));
-                continue;
-            }
-        }
-        report.error(&at, redact(&at, &message));
-        return None;
-    }
-}
-
-/// serde names the Rust type it wanted ("expected struct ServerConfig");
-/// the user wrote TOML, so say "a table".
-fn humanize(message: &str) -> String {
-    match message.find("expected struct ") {
-        Some(i) => format!("{}expected a table", &message[..i]),
-        None => message.to_string(),
-    }
-}
-
-/// Keys whose values are secrets (inline forms of the `*_file` keys).
-const SECRET_KEYS: [&str; 5] = [
-    "token",
-    "webhook_url",
-    "bearer_token",
-    "routing_key",
-    "smtp_url",
-];
-
-/// serde quotes the offending value ("invalid type: integer `1234`"); not
-/// when the value is a secret.
-fn redact(path: &KeyPath, message: &str) -> String {
-    let last = match path.0.last() {
-        Some(super::locate::Seg::Key(k)) => k.as_str(),
-        _ => return message.to_string(),
-    };
-    let is_notifier =
-        matches!(path.0.first(), Some(super::locate::Seg::Key(k)) if k == "notifiers");
-    if SECRET_KEYS.contains(&last) || (is_notifier && last == "url") {
-        format!("invalid `{last}`: expected a string (the value is a secret and is not shown)")
-    } else {
-        message.to_string()
     }
 }
 
@@ -533,4 +299,10 @@ struct WebhookFields {
 
 fn notify_timeout() -> Duration {
     DEFAULT_NOTIFY_TIMEOUT
+}
+
+impl Finish for Settings {
+    fn set_warnings(&mut self, warnings: Vec<String>) {
+        self.warnings = warnings;
+    }
 }

@@ -8,20 +8,20 @@
 //! everywhere, so a misspelt key is an error, not a silent default). The
 //! validated, ready-to-run form is [`Settings`].
 
-mod duration;
+mod cadence;
 mod env;
 pub mod load;
-pub mod locate;
 pub mod redact;
 pub mod rules;
-mod secret;
 mod settings;
 mod validate;
 
-pub use duration::{deserialize_duration, deserialize_opt_duration};
-pub use load::{load, load_str, ConfigError, ConfigErrors};
+pub use crate::section::{
+    deserialize_duration, deserialize_opt_duration, ConfigError, ConfigErrors, Secret,
+};
+pub use cadence::Cadence;
+pub use load::{load, load_str};
 pub use redact::Redactor;
-pub use secret::Secret;
 pub use settings::{ApiToken, CheckSpec, NotifierSettings, Service, Settings, SourceKind};
 
 use crate::model::Severity;

@@ -10,10 +10,10 @@
 //! Every error is `PACKFILE:LINE:COL: message`, located at the offending key
 //! through a [`YamlLocator`]; a YAML syntax error uses serde_yaml's location.
 
-use super::load::ConfigError;
-use super::locate::{KeyPath, YamlLocator};
-use super::{deserialize_opt_duration, CheckSpec, ProbeConfig, SourceKind, DEFAULT_STEP};
+use super::{CheckSpec, ProbeConfig, SourceKind, DEFAULT_STEP};
 use crate::engine::{Condition, Rule};
+use crate::section::locate::YamlLocator;
+use crate::section::{deserialize_opt_duration, ConfigError, KeyPath};
 use crate::sources::template::{unknown_variables, BUILTIN_VARIABLES};
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -1,9 +1,9 @@
 //! The validated, ready-to-run form of the configuration.
 
+use super::Cadence;
 use super::{Config, ProbeConfig, RollbackConfig, Scope, Secret};
 use crate::engine::Rule;
 use crate::model::Severity;
-use crate::scheduler::Cadence;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;

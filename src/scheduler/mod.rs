@@ -6,17 +6,14 @@
 //! Control operations (register, abort, ack, manual rollback) go through
 //! the Guardian so that the store and the running tasks never disagree.
 
-mod cadence;
 mod messages;
 mod read;
 mod tick;
 mod watch;
 
-pub use cadence::Cadence;
-
 use crate::actions::notify::outbox::Outbox;
-use crate::app::Context;
 use crate::config::RollbackMode;
+use crate::context::Context;
 use crate::model::{
     Decision, Millis, NewRelease, Release, ReleaseStatus, RollbackRecord, RollbackState,
 };
@@ -27,8 +24,7 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Longest accepted service, environment or version name.
-pub const MAX_NAME_LEN: usize = 256;
+use crate::model::MAX_NAME_LEN;
 
 /// Why a control operation was refused. The API maps each to a status.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -455,7 +451,7 @@ impl Guardian {
             let mut attempt = 1;
             while let Err(e) = watch::execute_rollback(&me, &id).await {
                 tracing::error!(release = %id, attempt, error = %e, "rollback bookkeeping failed; retrying");
-                let pause = crate::actions::notify::outbox::backoff(attempt).min(std::time::Duration::from_secs(60));
+                let pause = crate::transport::backoff(attempt).min(std::time::Duration::from_secs(60));
                 tokio::select! {
                     _ = me.ctx.shutdown.cancelled() => break,
                     _ = tokio::time::sleep(pause) => {}

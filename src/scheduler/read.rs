@@ -2,8 +2,8 @@
 //! its step grid (in chunks Prometheus accepts), or one live probe.
 
 use super::tick::variables;
-use crate::app::Context;
 use crate::config::{CheckSpec, Service, Settings, SourceKind};
+use crate::context::Context;
 use crate::engine::Sample;
 use crate::model::{Millis, Release};
 use crate::sources::probe::Prober;

@@ -4,8 +4,8 @@
 
 use super::messages;
 use super::read::{Reading, TickSources};
-use crate::app::Context;
 use crate::config::{CheckSpec, Service, Settings};
+use crate::context::Context;
 use crate::engine::{self, CheckTracker, Transition};
 use crate::model::{
     format_value, CheckRecord, CheckState, Decision, Level, Message, Millis, Release,

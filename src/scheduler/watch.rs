@@ -509,7 +509,7 @@ async fn finish(
             Ok(()) => break,
             Err(e) if attempt < FINISH_ATTEMPTS => {
                 tracing::error!(release = %release.id, attempt, error = %e, "cannot record the rollback outcome; retrying");
-                tokio::time::sleep(crate::actions::notify::outbox::backoff(attempt)).await;
+                tokio::time::sleep(crate::transport::backoff(attempt)).await;
                 attempt += 1;
             }
             Err(e) => return Err(e),

@@ -1,6 +1,5 @@
-//! HTTP probes of a service's endpoints, and the compact wording of a failed
-//! HTTP exchange that every outbound client here (prober, Prometheus source,
-//! notifiers) shares: "timed out after 2s", "connection refused".
+//! HTTP probes of a service's endpoints. A failed exchange is worded by
+//! [`crate::transport::describe_transport_error`].
 //!
 //! A probe is one `GET` with the probe's own timeout over the shared, pooled
 //! client; its latency is measured on the monotonic clock up to the end of
@@ -12,8 +11,8 @@
 
 use super::ProbeResult;
 use crate::config::ProbeConfig;
-use std::error::Error as _;
-use std::time::{Duration, Instant};
+use crate::transport::describe_transport_error;
+use std::time::Instant;
 
 /// Redirects a probe follows before it fails with "too many redirects".
 pub const MAX_REDIRECTS: usize = 5;
@@ -23,12 +22,7 @@ pub const MAX_PROBE_BODY: usize = 1024 * 1024;
 
 /// Builds a pooled client fit for probes: at most [`MAX_REDIRECTS`] redirects.
 pub fn probe_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .user_agent(concat!("release-guardian/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()
-        .unwrap_or_default()
+    crate::transport::client(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
 }
 
 /// Probes endpoints over one shared client; cheap to build and to call.
@@ -97,59 +91,6 @@ fn judge_status(status: u16, expect: Option<u16>) -> (bool, Option<String>) {
         Some(want) => (false, Some(format!("HTTP {status}, expected {want}"))),
         None if (200..300).contains(&status) => (true, None),
         None => (false, Some(format!("HTTP {status}, expected 2xx"))),
-    }
-}
-
-/// Describes a failed HTTP exchange in a few words, never with its URL:
-/// "timed out after 2s", "connection refused", "too many redirects", else
-/// the innermost cause ("dns error: ...", "connection closed before message completed").
-pub fn describe_transport_error(err: &reqwest::Error, timeout: Duration) -> String {
-    if err.is_timeout() {
-        return format!("timed out after {}", humantime::format_duration(timeout));
-    }
-    if err.is_redirect() {
-        return "too many redirects".into();
-    }
-    if err.is_builder() {
-        return "invalid request (check the URL)".into();
-    }
-    let mut innermost: Option<String> = None;
-    let mut cause = err.source();
-    while let Some(e) = cause {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as K;
-            match io.kind() {
-                K::ConnectionRefused => return "connection refused".into(),
-                K::ConnectionReset => return "connection reset by peer".into(),
-                K::TimedOut => {
-                    return format!("timed out after {}", humantime::format_duration(timeout))
-                }
-                _ => {}
-            }
-        }
-        innermost = Some(e.to_string());
-        cause = e.source();
-    }
-    let outer = error_kind(err);
-    match innermost {
-        Some(inner) => format!("{outer}: {inner}"),
-        None => outer.to_string(),
-    }
-}
-
-/// What stage of the exchange failed, in words (reqwest's own `Display`
-/// would name the URL, which may be a secret).
-fn error_kind(err: &reqwest::Error) -> &'static str {
-    if err.is_connect() {
-        "cannot connect"
-    } else if err.is_body() {
-        "error reading the body"
-    } else if err.is_decode() {
-        "error decoding the body"
-    } else if err.is_request() {
-        "error sending the request"
-    } else {
-        "HTTP error"
     }
 }
 

@@ -106,7 +106,7 @@ impl PrometheusSource {
         }
         let unreachable = |e: reqwest::Error| SourceError::Unreachable {
             source_name: SOURCE,
-            detail: super::probe::describe_transport_error(&e, self.timeout),
+            detail: crate::transport::describe_transport_error(&e, self.timeout),
         };
         let mut response = request.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();

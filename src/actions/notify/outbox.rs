@@ -8,9 +8,10 @@
 //! `dedup_key`, a webhook's consumer) can drop such a repeat.
 
 use super::NotifyError;
-use crate::app::Context;
+use crate::context::Context;
 use crate::model::{DeliveryStatus, Millis, NotificationRecord};
 use crate::telemetry::{NotificationLabels, Outcome};
+use crate::transport::{backoff, MAX_BACKOFF};
 use futures_util::future::join_all;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -20,9 +21,6 @@ use tokio::sync::Notify;
 /// How long temporary failures are retried before a notification is marked
 /// `failed`: long enough to ride out a receiver's incident.
 pub const MAX_RETRY_AGE: Duration = Duration::from_secs(24 * 3600);
-/// First retry delay; doubles per attempt up to [`MAX_BACKOFF`].
-pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often the outbox looks at the store even without a wake-up.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// Shortest pause of the dispatch loop (when rows are due but their
@@ -242,26 +240,5 @@ impl Outbox {
                 outcome,
             })
             .inc();
-    }
-}
-
-/// Delay before attempt `attempts + 1`.
-pub fn backoff(attempts: u32) -> Duration {
-    let factor = 1u32
-        .checked_shl(attempts.saturating_sub(1))
-        .unwrap_or(u32::MAX);
-    FIRST_BACKOFF.saturating_mul(factor).min(MAX_BACKOFF)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        assert_eq!(backoff(1), Duration::from_secs(1));
-        assert_eq!(backoff(2), Duration::from_secs(2));
-        assert_eq!(backoff(4), Duration::from_secs(8));
-        assert_eq!(backoff(40), MAX_BACKOFF);
     }
 }

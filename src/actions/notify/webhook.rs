@@ -146,7 +146,7 @@ pub(super) async fn post_json(
         detail: redact(
             &format!(
                 "cannot reach {who}: {}",
-                crate::sources::probe::describe_transport_error(&e, timeout)
+                crate::transport::describe_transport_error(&e, timeout)
             ),
             url,
         ),

@@ -10,13 +10,12 @@
 
 mod services;
 
-use super::load::{Parsed, Report};
-use super::locate::KeyPath;
+use super::load::Parsed;
+use super::Cadence;
 use super::{
-    ApiToken, CadenceConfig, Config, NotifierConfig, NotifierSettings, Secret, Settings,
-    DEFAULT_STORE_PATH,
+    ApiToken, CadenceConfig, Config, NotifierConfig, NotifierSettings, Settings, DEFAULT_STORE_PATH,
 };
-use crate::scheduler::Cadence;
+use crate::section::{http_url, one_secret, read_secret, secret_url, KeyPath, Report};
 use services::{build_services, ServiceContext};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -68,76 +67,6 @@ pub(super) fn validate(
         notifiers,
         tokens,
         warnings: Vec::new(),
-    }
-}
-
-/// Reads a `*_file` secret (relative to the config's directory).
-fn read_secret(
-    file: &Path,
-    base: &Path,
-    at: &KeyPath,
-    key: &str,
-    report: &mut Report<'_>,
-) -> Option<Secret> {
-    let path = base.join(file);
-    match Secret::from_file(&path) {
-        Ok(s) if s.expose().trim().is_empty() => {
-            report.error(at, format!("`{key}` {} is empty", path.display()));
-            None
-        }
-        Ok(s) => Some(s),
-        Err(e) => {
-            report.error(at, format!("cannot read `{key}` {}: {e}", path.display()));
-            None
-        }
-    }
-}
-
-/// One secret given inline (`key`) or as a file (`key_file`): exactly one.
-/// Returns it with the path of the key that gave it.
-fn one_secret(
-    inline: Option<&Secret>,
-    file: Option<&PathBuf>,
-    key: &str,
-    at: &KeyPath,
-    what: &str,
-    base: &Path,
-    report: &mut Report<'_>,
-) -> Option<(Secret, KeyPath)> {
-    let file_key = format!("{key}_file");
-    match (inline, file) {
-        (Some(_), Some(_)) => {
-            report.error(
-                &at.key(&file_key),
-                format!("set one of `{key}` or `{file_key}`, not both"),
-            );
-            None
-        }
-        (None, None) => {
-            report.error(at, format!("{what} needs `{key}` or `{file_key}`"));
-            None
-        }
-        (Some(s), None) => {
-            if s.expose().trim().is_empty() {
-                report.error(&at.key(key), format!("`{key}` is empty"));
-                return None;
-            }
-            Some((s.clone(), at.key(key)))
-        }
-        (None, Some(f)) => {
-            let p = at.key(&file_key);
-            read_secret(f, base, &p, &file_key, report).map(|s| (s, p))
-        }
-    }
-}
-
-/// An absolute `http://` or `https://` URL; the message never quotes `s`.
-pub(super) fn http_url(s: &str) -> Result<reqwest::Url, String> {
-    let url = reqwest::Url::parse(s).map_err(|e| e.to_string())?;
-    match url.scheme() {
-        "http" | "https" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
-        "http" | "https" => Err("no host".into()),
-        other => Err(format!("scheme `{other}` is not http or https")),
     }
 }
 
@@ -347,18 +276,4 @@ fn notifiers(
         }
     }
     out
-}
-
-/// Checks a URL that is a secret; the message says what is wrong, never what it is.
-fn secret_url(s: &Secret, at: &KeyPath, what: &str, report: &mut Report<'_>) -> Option<()> {
-    match http_url(s.expose()) {
-        Ok(_) => Some(()),
-        Err(e) => {
-            report.error(
-                at,
-                format!("the {what} is not an http(s) URL ({e}); the value is a secret and is not shown"),
-            );
-            None
-        }
-    }
 }

@@ -3,12 +3,12 @@
 //! compiled per service) and the warnings `check` prints for a service that
 //! watches little or nothing.
 
-use super::{cadence, http_url};
-use crate::config::load::Report;
-use crate::config::locate::KeyPath;
+use super::cadence;
 use crate::config::rules::{self, RulePack, ServiceScope};
+use crate::config::Cadence;
 use crate::config::{CheckSpec, Service, ServiceConfig, SourceKind};
-use crate::scheduler::{Cadence, MAX_NAME_LEN};
+use crate::model::MAX_NAME_LEN;
+use crate::section::{http_url, KeyPath, Report};
 use crate::sources::template::BUILTIN_VARIABLES;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! The tiered cadence: when a watch ticks, and when it ends.
 
-use crate::config::{CadenceConfig, TierConfig};
+use super::{CadenceConfig, TierConfig};
 use crate::model::Millis;
 
 /// Tiers of `(until, every)` measured from the release's start, validated:

@@ -1,0 +1,69 @@
+//! The daemon's [`Context`]: the configuration in force, the store, the
+//! clock, telemetry, the HTTP clients, the shutdown token and task tracker —
+//! built once at start and handed to every component (no globals).
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::store::Store;
+use crate::telemetry::Telemetry;
+use std::sync::{Arc, RwLock};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Source requests (queries and probes) in flight at once, across all watches.
+pub const MAX_SOURCE_REQUESTS: usize = 64;
+
+/// Shared by every component; no globals.
+pub struct Context {
+    settings: RwLock<Arc<Settings>>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub telemetry: Arc<Telemetry>,
+    /// Pooled HTTP client for queries to sources (timeouts per request).
+    pub http: reqwest::Client,
+    /// Client for probes: follows at most 5 redirects.
+    pub probe_http: reqwest::Client,
+    /// Client for notifiers: never follows redirects (a redirected POST would
+    /// turn into a GET and a lost message would look delivered).
+    pub notify_http: reqwest::Client,
+    /// Bounds the source requests (queries and probes) in flight across all
+    /// watches, so a thousand watches ticking together do not flood Prometheus.
+    pub source_permits: Arc<tokio::sync::Semaphore>,
+    /// Cancelled at shutdown; every task's token is a child of it.
+    pub shutdown: CancellationToken,
+    /// Every spawned task, awaited (with a deadline) at shutdown.
+    pub tasks: TaskTracker,
+}
+
+impl Context {
+    pub fn new(settings: Settings, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Arc<Self> {
+        use crate::transport::client;
+        let http = client(reqwest::redirect::Policy::limited(10));
+        let notify_http = client(reqwest::redirect::Policy::none());
+        Arc::new(Self {
+            settings: RwLock::new(Arc::new(settings)),
+            store,
+            clock,
+            telemetry: Arc::new(Telemetry::new()),
+            http,
+            probe_http: crate::sources::probe::probe_client(),
+            notify_http,
+            source_permits: Arc::new(tokio::sync::Semaphore::new(MAX_SOURCE_REQUESTS)),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    /// The configuration in force now (a reload swaps it atomically).
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Swaps in a new, already validated configuration.
+    pub fn replace_settings(&self, settings: Settings) {
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
+    }
+}

@@ -1,0 +1,386 @@
+//! What every configuration section is built from and checked with, for
+//! the config file's own sections and for the sections each kind (source,
+//! notifier, store backend) owns: located errors (`FILE:LINE:COL`), the
+//! [`Report`] that collects every error of a load at once, key paths and
+//! their location in TOML and YAML text ([`locate`]), [`Secret`]s,
+//! humantime durations, and URL checks.
+//!
+//! It knows nothing of the guardian's sections: `config` assembles the file
+//! from them, and each kind's file deserializes and checks its own with
+//! [`Section`].
+
+mod duration;
+pub mod locate;
+mod secret;
+
+pub use duration::{deserialize_duration, deserialize_opt_duration, parse as parse_duration};
+pub use locate::{KeyPath, Seg, TomlLocator};
+pub use secret::Secret;
+
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use toml_edit::{Item, Value};
+
+/// An environment variable that set a key of the config (`RG__X__Y`).
+#[derive(Debug, Clone)]
+pub struct Override {
+    pub path: KeyPath,
+    pub var: String,
+    /// The text as given, when it was taken as a non-string TOML value
+    /// (`123`, `true`): if that type does not fit the key, the loader
+    /// falls back to the text as a string.
+    pub raw: Option<String>,
+}
+
+/// Replaces the value at `rel` (a path inside `v`) with `new`; false if absent.
+fn replace_at(v: &mut Value, rel: &[Seg], new: Value) -> bool {
+    let Some((first, rest)) = rel.split_first() else {
+        *v = new;
+        return true;
+    };
+    let next = match (first, v) {
+        (Seg::Key(k), Value::InlineTable(t)) => t.get_mut(k),
+        (Seg::Index(i), Value::Array(a)) => a.get_mut(*i),
+        _ => None,
+    };
+    next.is_some_and(|n| replace_at(n, rest, new))
+}
+
+/// What [`Report::finish`] hands its warnings to.
+pub trait Finish {
+    fn set_warnings(&mut self, warnings: Vec<String>);
+}
+
+/// One problem, located where the offending key stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.col,
+            self.message
+        )
+    }
+}
+
+/// Every error found (never empty when returned as an error).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConfigErrors {
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Finds where a key path stands: in the file, or in the environment
+/// variable that provided it.
+pub struct Locator<'a> {
+    file: &'a Path,
+    toml: TomlLocator<'a>,
+    pub overrides: Vec<Override>,
+}
+
+impl<'a> Locator<'a> {
+    /// Locates paths of `toml` (the text of `file`), or in the variable of
+    /// the override that set them.
+    pub fn new(file: &'a Path, toml: TomlLocator<'a>, overrides: Vec<Override>) -> Self {
+        Self {
+            file,
+            toml,
+            overrides,
+        }
+    }
+
+    /// `(file, line, col)` of `path`.
+    pub fn at(&self, path: &KeyPath) -> (PathBuf, usize, usize) {
+        // An override that provided `path` or one of its ancestors owns it.
+        let owner = self
+            .overrides
+            .iter()
+            .filter(|o| path.starts_with(&o.path))
+            .max_by_key(|o| o.path.0.len());
+        // A path the file does not have, under which an override set something.
+        let owner = owner.or_else(|| {
+            (!self.toml.contains(path))
+                .then(|| self.overrides.iter().find(|o| o.path.starts_with(path)))
+                .flatten()
+        });
+        if let Some(o) = owner {
+            return (PathBuf::from(format!("env:{}", o.var)), 1, 1);
+        }
+        let (line, col) = self.toml.locate(path).unwrap_or((1, 1));
+        (self.file.to_path_buf(), line, col)
+    }
+
+    /// `FILE:LINE:COL` of `path`, for messages that point elsewhere.
+    pub fn describe(&self, path: &KeyPath) -> String {
+        let (file, line, col) = self.at(path);
+        format!("{}:{line}:{col}", file.display())
+    }
+}
+
+/// Collects errors and warnings while loading.
+pub struct Report<'a> {
+    pub locator: &'a Locator<'a>,
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<String>,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(locator: &'a Locator<'a>) -> Self {
+        Self {
+            locator,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// An error located at `path` of the config.
+    pub fn error(&mut self, path: &KeyPath, message: impl Into<String>) {
+        let (file, line, col) = self.locator.at(path);
+        self.errors.push(ConfigError {
+            file,
+            line,
+            col,
+            message: message.into(),
+        });
+    }
+
+    /// A warning located at `path` of the config.
+    pub fn warn(&mut self, path: &KeyPath, message: impl fmt::Display) {
+        let at = self.locator.describe(path);
+        self.warnings.push(format!("{at}: {message}"));
+    }
+
+    /// The settings when no error was reported, else every error sorted by
+    /// file (the config file first) and position.
+    pub fn finish<S: Finish>(mut self, settings: S) -> Result<S, ConfigErrors> {
+        if self.errors.is_empty() {
+            let mut settings = settings;
+            dedup(&mut self.warnings);
+            settings.set_warnings(self.warnings);
+            return Ok(settings);
+        }
+        dedup(&mut self.errors);
+        // The config file first, then other files in order of first
+        // appearance (rule packs, `env:` variables); by position within each.
+        let mut files: Vec<PathBuf> = vec![self.locator.file.to_path_buf()];
+        for e in &self.errors {
+            if !files.contains(&e.file) {
+                files.push(e.file.clone());
+            }
+        }
+        self.errors.sort_by_key(|e| {
+            let f = files.iter().position(|f| *f == e.file).unwrap_or(0);
+            (f, e.line, e.col)
+        });
+        Err(ConfigErrors {
+            errors: self.errors,
+        })
+    }
+}
+
+/// Removes repeats (a pack used by two services reports its errors once).
+fn dedup<T: PartialEq + Clone>(v: &mut Vec<T>) {
+    let mut out: Vec<T> = Vec::with_capacity(v.len());
+    for x in v.drain(..) {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    *v = out;
+}
+
+/// Deserializes one section at `path`, reporting its first error there.
+pub fn section<T: DeserializeOwned>(
+    item: &Item,
+    path: &KeyPath,
+    report: &mut Report<'_>,
+) -> Option<T> {
+    match item.clone().into_value() {
+        Ok(v) => value(v, path, report),
+        Err(_) => {
+            report.error(path, "empty value");
+            None
+        }
+    }
+}
+
+/// Deserializes `v`, found at `path`, reporting its first error there.
+///
+/// An environment value taken as a number or boolean whose key wants a
+/// string is retried as the string it was given (`RG__..__TOKEN=1234`).
+pub fn value<T: DeserializeOwned>(
+    mut v: Value,
+    path: &KeyPath,
+    report: &mut Report<'_>,
+) -> Option<T> {
+    // The errors of values retried as strings: reported if the string fails too.
+    let mut originals: Vec<(KeyPath, String)> = Vec::new();
+    loop {
+        let e = match serde_path_to_error::deserialize::<_, T>(v.clone().into_deserializer()) {
+            Ok(t) => return Some(t),
+            Err(e) => e,
+        };
+        let at = path.join(&KeyPath::from_serde(e.path()));
+        let message = humanize(e.inner().message());
+        if let Some((_, first)) = originals.iter().find(|(p, _)| *p == at) {
+            report.error(&at, redact(&at, first));
+            return None;
+        }
+        let fallback = report
+            .locator
+            .overrides
+            .iter()
+            .find(|o| o.raw.is_some() && o.path == at && at.starts_with(path));
+        if let Some(o) = fallback.filter(|_| message.starts_with("invalid type")) {
+            let rel = &o.path.0[path.0.len()..];
+            let raw = o.raw.clone().unwrap_or_default();
+            if replace_at(&mut v, rel, Value::from(raw)) {
+                originals.push((at, message));
+                continue;
+            }
+        }
+        report.error(&at, redact(&at, &message));
+        return None;
+    }
+}
+
+/// serde names the Rust type it wanted ("expected struct ServerConfig");
+/// the user wrote TOML, so say "a table".
+fn humanize(message: &str) -> String {
+    match message.find("expected struct ") {
+        Some(i) => format!("{}expected a table", &message[..i]),
+        None => message.to_string(),
+    }
+}
+
+/// Keys whose values are secrets (inline forms of the `*_file` keys).
+const SECRET_KEYS: [&str; 5] = [
+    "token",
+    "webhook_url",
+    "bearer_token",
+    "routing_key",
+    "smtp_url",
+];
+
+/// serde quotes the offending value ("invalid type: integer `1234`"); not
+/// when the value is a secret.
+fn redact(path: &KeyPath, message: &str) -> String {
+    let last = match path.0.last() {
+        Some(locate::Seg::Key(k)) => k.as_str(),
+        _ => return message.to_string(),
+    };
+    let is_notifier = matches!(path.0.first(), Some(locate::Seg::Key(k)) if k == "notifiers");
+    if SECRET_KEYS.contains(&last) || (is_notifier && last == "url") {
+        format!("invalid `{last}`: expected a string (the value is a secret and is not shown)")
+    } else {
+        message.to_string()
+    }
+}
+
+/// Reads a `*_file` secret (relative to the config's directory).
+pub fn read_secret(
+    file: &Path,
+    base: &Path,
+    at: &KeyPath,
+    key: &str,
+    report: &mut Report<'_>,
+) -> Option<Secret> {
+    let path = base.join(file);
+    match Secret::from_file(&path) {
+        Ok(s) if s.expose().trim().is_empty() => {
+            report.error(at, format!("`{key}` {} is empty", path.display()));
+            None
+        }
+        Ok(s) => Some(s),
+        Err(e) => {
+            report.error(at, format!("cannot read `{key}` {}: {e}", path.display()));
+            None
+        }
+    }
+}
+
+/// One secret given inline (`key`) or as a file (`key_file`): exactly one.
+/// Returns it with the path of the key that gave it.
+pub fn one_secret(
+    inline: Option<&Secret>,
+    file: Option<&PathBuf>,
+    key: &str,
+    at: &KeyPath,
+    what: &str,
+    base: &Path,
+    report: &mut Report<'_>,
+) -> Option<(Secret, KeyPath)> {
+    let file_key = format!("{key}_file");
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            report.error(
+                &at.key(&file_key),
+                format!("set one of `{key}` or `{file_key}`, not both"),
+            );
+            None
+        }
+        (None, None) => {
+            report.error(at, format!("{what} needs `{key}` or `{file_key}`"));
+            None
+        }
+        (Some(s), None) => {
+            if s.expose().trim().is_empty() {
+                report.error(&at.key(key), format!("`{key}` is empty"));
+                return None;
+            }
+            Some((s.clone(), at.key(key)))
+        }
+        (None, Some(f)) => {
+            let p = at.key(&file_key);
+            read_secret(f, base, &p, &file_key, report).map(|s| (s, p))
+        }
+    }
+}
+
+/// An absolute `http://` or `https://` URL; the message never quotes `s`.
+pub fn http_url(s: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(s).map_err(|e| e.to_string())?;
+    match url.scheme() {
+        "http" | "https" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
+        "http" | "https" => Err("no host".into()),
+        other => Err(format!("scheme `{other}` is not http or https")),
+    }
+}
+
+/// Checks a URL that is a secret; the message says what is wrong, never what it is.
+pub fn secret_url(s: &Secret, at: &KeyPath, what: &str, report: &mut Report<'_>) -> Option<()> {
+    match http_url(s.expose()) {
+        Ok(_) => Some(()),
+        Err(e) => {
+            report.error(
+                at,
+                format!("the {what} is not an http(s) URL ({e}); the value is a secret and is not shown"),
+            );
+            None
+        }
+    }
+}
