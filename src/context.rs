@@ -2,11 +2,14 @@
 //! clock, telemetry, the HTTP clients, the shutdown token and task tracker —
 //! built once at start and handed to every component (no globals).
 
+use crate::actions::notify::outbox::OutboxParts;
+use crate::actions::notify::{BuildContext, Notifiers};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 use std::sync::{Arc, RwLock};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -26,6 +29,8 @@ pub struct Context {
     /// Client for notifiers: never follows redirects (a redirected POST would
     /// turn into a GET and a lost message would look delivered).
     pub notify_http: reqwest::Client,
+    /// The notifiers of the settings in force, built once per (re)load.
+    notifiers: watch::Sender<Arc<Notifiers>>,
     /// Bounds the source requests (queries and probes) in flight across all
     /// watches, so a thousand watches ticking together do not flood Prometheus.
     pub source_permits: Arc<tokio::sync::Semaphore>,
@@ -40,7 +45,14 @@ impl Context {
         use crate::transport::client;
         let http = client(reqwest::redirect::Policy::limited(10));
         let notify_http = client(reqwest::redirect::Policy::none());
+        let notifiers = Notifiers::build(
+            &settings.notifiers,
+            &BuildContext {
+                http: notify_http.clone(),
+            },
+        );
         Arc::new(Self {
+            notifiers: watch::Sender::new(Arc::new(notifiers)),
             settings: RwLock::new(Arc::new(settings)),
             store,
             clock,
@@ -62,8 +74,28 @@ impl Context {
             .clone()
     }
 
-    /// Swaps in a new, already validated configuration.
+    /// Swaps in a new, already validated configuration, with the components
+    /// built from it (in place before the settings that name them).
     pub fn replace_settings(&self, settings: Settings) {
+        let notifiers = Notifiers::build(
+            &settings.notifiers,
+            &BuildContext {
+                http: self.notify_http.clone(),
+            },
+        );
+        self.notifiers.send_replace(Arc::new(notifiers));
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
+    }
+
+    /// What the notification outbox works with.
+    pub fn outbox_parts(&self) -> OutboxParts {
+        OutboxParts {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            telemetry: self.telemetry.clone(),
+            notifiers: self.notifiers.subscribe(),
+            shutdown: self.shutdown.clone(),
+            tasks: self.tasks.clone(),
+        }
     }
 }

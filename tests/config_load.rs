@@ -118,14 +118,12 @@ fn the_design_example_loads() {
     assert_eq!(live.rule.critical.unwrap().failures, Some(2));
 
     assert_eq!(s.notifiers.len(), 2);
-    match &s.notifiers["oncall-slack"] {
-        release_guardian::config::NotifierSettings::Slack { webhook_url, .. } => {
-            assert_eq!(webhook_url.expose(), SLACK_URL)
-        }
-        other => panic!("{other:?}"),
-    }
+    let slack = &s.notifiers["oncall-slack"];
+    assert_eq!(slack.kind, "slack");
+    let secrets: Vec<&str> = slack.config.secrets().iter().map(|s| s.expose()).collect();
+    assert_eq!(secrets, [SLACK_URL]);
     assert_eq!(
-        s.notifiers["pager"].min_severity(),
+        s.notifiers["pager"].min_severity,
         release_guardian::model::Severity::Critical
     );
     // Loki is configured but not available yet: a warning, not an error.

@@ -15,16 +15,17 @@
 
 use super::env;
 use super::{
-    deserialize_duration, AuthConfig, CadenceConfig, Config, NotifierConfig, Secret, ServerConfig,
-    ServiceConfig, Settings, SourcesConfig, StoreConfig, DEFAULT_NOTIFY_TIMEOUT,
+    AuthConfig, CadenceConfig, Config, ServerConfig, ServiceConfig, Settings, SourcesConfig,
+    StoreConfig,
 };
+use crate::actions::notify::{self, NotifierSpec};
 use crate::model::Severity;
 use crate::section::{
-    section, value, ConfigError, ConfigErrors, Finish, KeyPath, Locator, Report, TomlLocator,
+    section, value, ConfigError, ConfigErrors, Finish, KeyPath, Locator, Report, Section,
+    TomlLocator,
 };
-use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use toml_edit::{ImDocument, Item, Table, Value};
 
 /// Loads and validates `path`, with environment overrides from the process.
@@ -76,7 +77,8 @@ pub fn load_str(
             message: e.message,
         });
     }
-    let parsed = deserialize_sections(&root, &mut report);
+    let base = path.parent().unwrap_or(Path::new(""));
+    let parsed = deserialize_sections(&root, base, &mut report);
     let settings = super::validate::validate(parsed, &mut report, path, env);
     report.finish(settings)
 }
@@ -103,6 +105,8 @@ pub struct Parsed {
     pub services: Vec<(usize, ServiceConfig)>,
     /// Every name under `[notifiers]`, whether it deserialized or not.
     pub notifier_names: Vec<String>,
+    /// Every notifier that deserialized and passed its kind's checks.
+    pub notifiers: BTreeMap<String, NotifierSpec>,
 }
 
 const SECTIONS: [&str; 7] = [
@@ -115,7 +119,7 @@ const SECTIONS: [&str; 7] = [
     "notifiers",
 ];
 
-fn deserialize_sections(root: &Table, report: &mut Report<'_>) -> Parsed {
+fn deserialize_sections(root: &Table, base: &Path, report: &mut Report<'_>) -> Parsed {
     let mut parsed = Parsed {
         config: Config::default(),
         server_failed: false,
@@ -123,6 +127,7 @@ fn deserialize_sections(root: &Table, report: &mut Report<'_>) -> Parsed {
         cadence_failed: false,
         services: Vec::new(),
         notifier_names: Vec::new(),
+        notifiers: BTreeMap::new(),
     };
     let top = KeyPath::root();
     for (key, item) in root.iter() {
@@ -172,8 +177,8 @@ fn deserialize_sections(root: &Table, report: &mut Report<'_>) -> Parsed {
                 };
                 for (name, n) in table.iter() {
                     parsed.notifier_names.push(name.to_string());
-                    if let Some(cfg) = notifier(name, n, &path.key(name), report) {
-                        parsed.config.notifiers.insert(name.to_string(), cfg);
+                    if let Some(spec) = notifier(name, n, &path.key(name), base, report) {
+                        parsed.notifiers.insert(name.to_string(), spec);
                     }
                 }
             }
@@ -197,32 +202,34 @@ fn elements(item: &Item) -> Option<Vec<Value>> {
     }
 }
 
-/// Notifier kinds this version runs.
-const NOTIFIER_KINDS: [&str; 2] = ["slack", "webhook"];
-/// Notifier kinds of the contract that later versions add.
-const PLANNED_NOTIFIER_KINDS: [&str; 3] = ["email", "pagerduty", "alertmanager"];
-
 /// One `[notifiers.NAME]`. `kind` is looked at first, so that a planned or
-/// unknown kind is reported at `kind`; the other fields are deserialized
-/// into the kind's own struct below (serde's internally tagged
-/// [`NotifierConfig`] would lose the key path of an error) and then moved
-/// into the [`NotifierConfig`] variant.
+/// unknown kind is reported at `kind`; `min_severity`, which every notifier
+/// has, is read here; the other fields go to the kind's own file (the
+/// registry in [`crate::actions::notify`]).
 fn notifier(
     name: &str,
     item: &Item,
     path: &KeyPath,
+    base: &Path,
     report: &mut Report<'_>,
-) -> Option<NotifierConfig> {
+) -> Option<NotifierSpec> {
     let Ok(Value::InlineTable(table)) = item.clone().into_value() else {
         report.error(path, format!("notifier `{name}` must be a table"));
         return None;
+    };
+    let names = || {
+        notify::KINDS
+            .iter()
+            .map(|k| k.name)
+            .collect::<Vec<_>>()
+            .join(" or ")
     };
     let kind_path = path.key("kind");
     let kind = match table.get("kind") {
         None => {
             report.error(
                 path,
-                format!("notifier `{name}` needs a `kind`: slack or webhook"),
+                format!("notifier `{name}` needs a `kind`: {}", names()),
             );
             return None;
         }
@@ -234,71 +241,37 @@ fn notifier(
             }
         },
     };
-    if PLANNED_NOTIFIER_KINDS.contains(&kind.as_str()) {
-        report.error(
-            &kind_path,
-            format!("notifier kind `{kind}` is not available in this version (planned)"),
-        );
-        return None;
-    }
-    if !NOTIFIER_KINDS.contains(&kind.as_str()) {
-        report.error(
-            &kind_path,
+    let Some(registered) = notify::kind(&kind) else {
+        let message = if notify::PLANNED.contains(&kind.as_str()) {
+            format!("notifier kind `{kind}` is not available in this version (planned)")
+        } else {
             format!(
-                "unknown notifier kind `{kind}`; expected slack or webhook ({} are planned)",
-                PLANNED_NOTIFIER_KINDS.join(", ")
-            ),
-        );
+                "unknown notifier kind `{kind}`; expected {} ({} are planned)",
+                names(),
+                notify::PLANNED.join(", ")
+            )
+        };
+        report.error(&kind_path, message);
         return None;
-    }
+    };
     let mut fields = table;
     fields.remove("kind");
-    let fields = Value::InlineTable(fields);
-    if kind == "slack" {
-        let f: SlackFields = value(fields, path, report)?;
-        Some(NotifierConfig::Slack {
-            webhook_url: f.webhook_url,
-            webhook_url_file: f.webhook_url_file,
-            min_severity: f.min_severity,
-            timeout: f.timeout,
-        })
-    } else {
-        let f: WebhookFields = value(fields, path, report)?;
-        Some(NotifierConfig::Webhook {
-            url: f.url,
-            min_severity: f.min_severity,
-            timeout: f.timeout,
-        })
-    }
-}
-
-/// The fields of `kind = "slack"`: [`NotifierConfig::Slack`] without `kind`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SlackFields {
-    #[serde(default)]
-    webhook_url: Option<Secret>,
-    #[serde(default)]
-    webhook_url_file: Option<PathBuf>,
-    #[serde(default)]
-    min_severity: Severity,
-    #[serde(default = "notify_timeout", deserialize_with = "deserialize_duration")]
-    timeout: Duration,
-}
-
-/// The fields of `kind = "webhook"`: [`NotifierConfig::Webhook`] without `kind`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WebhookFields {
-    url: Secret,
-    #[serde(default)]
-    min_severity: Severity,
-    #[serde(default = "notify_timeout", deserialize_with = "deserialize_duration")]
-    timeout: Duration,
-}
-
-fn notify_timeout() -> Duration {
-    DEFAULT_NOTIFY_TIMEOUT
+    let min_severity = match fields.remove("min_severity") {
+        Some(v) => value::<Severity>(v, &path.key("min_severity"), report),
+        None => Some(Severity::default()),
+    };
+    let mut section = Section {
+        fields: Value::InlineTable(fields),
+        at: path.clone(),
+        base,
+        report,
+    };
+    let config = (registered.parse)(&mut section)?;
+    Some(NotifierSpec {
+        kind: registered.name,
+        min_severity: min_severity?,
+        config: config.into(),
+    })
 }
 
 impl Finish for Settings {

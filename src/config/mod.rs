@@ -22,9 +22,8 @@ pub use crate::section::{
 pub use cadence::Cadence;
 pub use load::{load, load_str};
 pub use redact::Redactor;
-pub use settings::{ApiToken, CheckSpec, NotifierSettings, Service, Settings, SourceKind};
+pub use settings::{ApiToken, CheckSpec, Service, Settings, SourceKind};
 
-use crate::model::Severity;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -43,8 +42,6 @@ pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_ROLLBACK_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default timeout of a query to a source.
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default timeout of one notification delivery.
-pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -62,8 +59,6 @@ pub struct Config {
     pub sources: SourcesConfig,
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
-    #[serde(default)]
-    pub notifiers: BTreeMap<String, NotifierConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -285,81 +280,4 @@ pub struct RollbackConfig {
 
 fn default_rollback_timeout() -> Duration {
     DEFAULT_ROLLBACK_TIMEOUT
-}
-
-/// A notifier; `kind` picks the variant.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum NotifierConfig {
-    Slack {
-        #[serde(default)]
-        webhook_url: Option<Secret>,
-        #[serde(default)]
-        webhook_url_file: Option<PathBuf>,
-        #[serde(default)]
-        min_severity: Severity,
-        #[serde(
-            default = "default_notify_timeout",
-            deserialize_with = "deserialize_duration"
-        )]
-        timeout: Duration,
-    },
-    Webhook {
-        url: Secret,
-        #[serde(default)]
-        min_severity: Severity,
-        #[serde(
-            default = "default_notify_timeout",
-            deserialize_with = "deserialize_duration"
-        )]
-        timeout: Duration,
-    },
-    Email {
-        smtp_url: Secret,
-        from: String,
-        to: Vec<String>,
-        #[serde(default)]
-        min_severity: Severity,
-    },
-    Pagerduty {
-        #[serde(default)]
-        routing_key: Option<Secret>,
-        #[serde(default)]
-        routing_key_file: Option<PathBuf>,
-        #[serde(default)]
-        url: Option<String>,
-        #[serde(default)]
-        min_severity: Severity,
-    },
-    Alertmanager {
-        url: String,
-        #[serde(default)]
-        min_severity: Severity,
-    },
-}
-
-fn default_notify_timeout() -> Duration {
-    DEFAULT_NOTIFY_TIMEOUT
-}
-
-impl NotifierConfig {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Slack { .. } => "slack",
-            Self::Webhook { .. } => "webhook",
-            Self::Email { .. } => "email",
-            Self::Pagerduty { .. } => "pagerduty",
-            Self::Alertmanager { .. } => "alertmanager",
-        }
-    }
-
-    pub fn min_severity(&self) -> Severity {
-        match self {
-            Self::Slack { min_severity, .. }
-            | Self::Webhook { min_severity, .. }
-            | Self::Email { min_severity, .. }
-            | Self::Pagerduty { min_severity, .. }
-            | Self::Alertmanager { min_severity, .. } => *min_severity,
-        }
-    }
 }

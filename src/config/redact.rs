@@ -2,7 +2,7 @@
 //! it is sent (a notifier's last error may quote the webhook URL it failed
 //! to reach; a hook may print a token).
 
-use super::{NotifierSettings, Settings};
+use super::Settings;
 
 /// Secrets shorter than this are not searched for: they would match
 /// ordinary text and such a short secret is no secret anyway.
@@ -31,10 +31,11 @@ impl Redactor {
     /// Every secret the settings hold: notifier URLs and keys, API tokens,
     /// the Prometheus bearer token, and the values of rollback hooks' `env`.
     pub fn from_settings(settings: &Settings) -> Self {
-        let notifiers = settings.notifiers.values().map(|n| match n {
-            NotifierSettings::Slack { webhook_url, .. } => webhook_url.expose().to_string(),
-            NotifierSettings::Webhook { url, .. } => url.expose().to_string(),
-        });
+        let notifiers = settings
+            .notifiers
+            .values()
+            .flat_map(|n| n.config.secrets())
+            .map(|s| s.expose().to_string());
         let tokens = settings.tokens.iter().map(|t| t.token.expose().to_string());
         let prometheus = settings
             .config

@@ -2,8 +2,8 @@
 
 use super::Cadence;
 use super::{Config, ProbeConfig, RollbackConfig, Scope, Secret};
+use crate::actions::notify::NotifierSpec;
 use crate::engine::Rule;
-use crate::model::Severity;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,7 +18,8 @@ pub struct Settings {
     pub config: Config,
     pub store_path: PathBuf,
     pub services: Vec<Service>,
-    pub notifiers: BTreeMap<String, NotifierSettings>,
+    /// `[notifiers.NAME]`, each checked by its kind's file.
+    pub notifiers: BTreeMap<String, NotifierSpec>,
     /// API bearer tokens; empty without `[auth]`.
     pub tokens: Vec<ApiToken>,
     /// Non-fatal findings (`check` prints them), e.g. a service without rules.
@@ -101,27 +102,4 @@ pub struct CheckSpec {
     pub rule: Rule,
     /// The rule pack it came from.
     pub pack: PathBuf,
-}
-
-/// A notifier with its secrets read.
-#[derive(Debug, Clone)]
-pub enum NotifierSettings {
-    Slack {
-        webhook_url: Secret,
-        min_severity: Severity,
-        timeout: Duration,
-    },
-    Webhook {
-        url: Secret,
-        min_severity: Severity,
-        timeout: Duration,
-    },
-}
-
-impl NotifierSettings {
-    pub fn min_severity(&self) -> Severity {
-        match self {
-            Self::Slack { min_severity, .. } | Self::Webhook { min_severity, .. } => *min_severity,
-        }
-    }
 }

@@ -94,7 +94,7 @@ pub fn records_for(
             settings
                 .notifiers
                 .get(*name)
-                .is_some_and(|n| msg.severity >= n.min_severity())
+                .is_some_and(|n| msg.severity >= n.min_severity)
         })
         .map(|name| NotificationRecord {
             key: format!("{}/{}", msg.dedup_key, name),

@@ -65,7 +65,7 @@ pub struct Guardian {
 
 impl Guardian {
     pub fn new(ctx: Arc<Context>) -> Arc<Self> {
-        let outbox = Outbox::new(ctx.clone());
+        let outbox = Outbox::new(ctx.outbox_parts());
         Arc::new(Self {
             ctx,
             watches: Mutex::new(HashMap::new()),

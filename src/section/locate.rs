@@ -29,6 +29,14 @@ impl KeyPath {
         Self::default()
     }
 
+    /// The last key of the path (`pager` in `notifiers.pager`).
+    pub fn last_key(&self) -> Option<String> {
+        match self.0.last() {
+            Some(Seg::Key(k)) => Some(k.clone()),
+            _ => None,
+        }
+    }
+
     /// This path extended by a key.
     pub fn key(&self, k: &str) -> Self {
         let mut p = self.clone();

@@ -384,3 +384,89 @@ pub fn secret_url(s: &Secret, at: &KeyPath, what: &str, report: &mut Report<'_>)
         }
     }
 }
+
+/// One kind-owned section of the config (`[notifiers.NAME]`,
+/// `[sources.NAME]`, ...) handed to its kind's file: its fields (without
+/// `kind`), where it stands, the config's directory (relative `*_file`
+/// paths) and the report every finding goes to.
+pub struct Section<'r, 'a> {
+    /// The section's fields, as written (environment overrides applied).
+    pub fields: Value,
+    /// Where the section stands (`notifiers.pager`).
+    pub at: KeyPath,
+    /// The config file's directory.
+    pub base: &'r Path,
+    pub report: &'r mut Report<'a>,
+}
+
+impl Section<'_, '_> {
+    /// Deserializes the fields into the kind's struct (`deny_unknown_fields`
+    /// reports a misspelt key at that key).
+    pub fn deserialize<T: DeserializeOwned>(&mut self) -> Option<T> {
+        value(self.fields.clone(), &self.at, self.report)
+    }
+
+    /// An error at `key` of this section.
+    pub fn error(&mut self, key: &str, message: impl Into<String>) {
+        self.report.error(&self.at.key(key), message);
+    }
+
+    /// A warning at the section itself.
+    pub fn warn(&mut self, message: impl fmt::Display) {
+        self.report.warn(&self.at, message);
+    }
+
+    /// `key` must be greater than zero.
+    pub fn positive(&mut self, key: &str, d: std::time::Duration) {
+        if d.is_zero() {
+            self.error(key, format!("`{key}` must be greater than zero"));
+        }
+    }
+
+    /// The secret given as `key` or `key_file` (exactly one; the file read
+    /// now, relative to the config's directory), with the path of the key
+    /// that gave it.
+    pub fn secret(
+        &mut self,
+        inline: Option<&Secret>,
+        file: Option<&PathBuf>,
+        key: &str,
+        what: &str,
+    ) -> Option<(Secret, KeyPath)> {
+        one_secret(inline, file, key, &self.at, what, self.base, self.report)
+    }
+
+    /// An optional secret: `key` or `key_file`, at most one.
+    pub fn optional_secret(
+        &mut self,
+        inline: Option<&Secret>,
+        file: Option<&PathBuf>,
+        key: &str,
+    ) -> Option<Secret> {
+        match (inline, file) {
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                self.error(
+                    &format!("{key}_file"),
+                    format!("set one of `{key}` or `{key}_file`, not both"),
+                );
+                None
+            }
+            _ => self.secret(inline, file, key, key).map(|(s, _)| s),
+        }
+    }
+
+    /// `s` at `key` is an absolute http(s) URL that is not a secret.
+    pub fn http_url(&mut self, key: &str, s: &str, what: &str) -> Option<reqwest::Url> {
+        match http_url(s) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                self.error(
+                    key,
+                    format!("{what} `{key}` {s:?} is not an http(s) URL: {e}"),
+                );
+                None
+            }
+        }
+    }
+}

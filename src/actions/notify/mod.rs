@@ -1,12 +1,37 @@
-//! Notifiers, one per file behind [`Notifier`], and the durable outbox that
-//! delivers stored messages to them with retries.
+//! Notifiers, one kind per file behind [`Notifier`], the registry of kinds
+//! ([`KINDS`]), and the durable outbox that delivers stored messages to them
+//! with retries.
+//!
+//! A kind's file owns its `[notifiers.NAME]` section: the serde struct, its
+//! checks (every error located at its key, all at once, through
+//! [`Section`]) and `build`. The config keeps the parsed section as a
+//! [`NotifierSpec`]; the daemon builds every notifier once per (re)load into
+//! [`Notifiers`], which the outbox delivers through.
+//!
+//! Adding a kind: its file (config struct implementing [`NotifierConfig`],
+//! the [`Notifier`] it builds, a `pub const KIND: NotifierKind`), one line
+//! in [`KINDS`], its docs (`docs/configuration.md`) and its tests.
 
 pub mod outbox;
 pub mod slack;
 pub mod webhook;
 
-use crate::model::Message;
+use crate::model::{Message, Severity};
+use crate::section::{Secret, Section};
 use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Every notifier kind this version runs, by its `kind` name.
+pub const KINDS: &[NotifierKind] = &[slack::KIND, webhook::KIND];
+
+/// Kinds of the contract that later versions add; `check` says so.
+pub const PLANNED: &[&str] = &["email", "pagerduty", "alertmanager"];
+
+/// The kind named `name`, if this version has it.
+pub fn kind(name: &str) -> Option<&'static NotifierKind> {
+    KINDS.iter().find(|k| k.name == name)
+}
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum NotifyError {
@@ -29,26 +54,65 @@ pub trait Notifier: Send + Sync {
     async fn send(&self, msg: &Message) -> Result<(), NotifyError>;
 }
 
-/// Builds the notifier a config entry describes.
-pub fn build(
-    settings: &crate::config::NotifierSettings,
-    http: &reqwest::Client,
-) -> Box<dyn Notifier> {
-    use crate::config::NotifierSettings as N;
-    match settings {
-        N::Slack {
-            webhook_url,
-            timeout,
-            ..
-        } => Box::new(slack::SlackNotifier::new(
-            http.clone(),
-            webhook_url.clone(),
-            *timeout,
-        )),
-        N::Webhook { url, timeout, .. } => Box::new(webhook::WebhookNotifier::new(
-            http.clone(),
-            url.clone(),
-            *timeout,
-        )),
+/// A notifier kind: its `kind` name and how its section is read.
+pub struct NotifierKind {
+    pub name: &'static str,
+    /// Deserializes and checks the section's fields (without `kind` and
+    /// `min_severity`, which every notifier has), reporting every error.
+    pub parse: fn(&mut Section<'_, '_>) -> Option<Box<dyn NotifierConfig>>,
+}
+
+/// A notifier's section, deserialized and checked; `build` makes the
+/// [`Notifier`] it describes.
+pub trait NotifierConfig: std::fmt::Debug + Send + Sync {
+    /// The secrets it holds (URLs, keys), redacted wherever text is shown.
+    fn secrets(&self) -> Vec<&Secret>;
+    /// Builds the notifier, once per (re)load.
+    fn build(&self, cx: &BuildContext) -> Arc<dyn Notifier>;
+}
+
+/// What building a notifier may use.
+pub struct BuildContext {
+    /// Pooled client that never follows redirects (a redirected POST would
+    /// turn into a GET and a lost message would look delivered).
+    pub http: reqwest::Client,
+}
+
+/// One `[notifiers.NAME]` as the configuration holds it.
+#[derive(Debug, Clone)]
+pub struct NotifierSpec {
+    pub kind: &'static str,
+    /// Messages below this severity are not sent to it.
+    pub min_severity: Severity,
+    pub config: Arc<dyn NotifierConfig>,
+}
+
+/// The notifiers in force, built from the configuration, by name.
+#[derive(Default)]
+pub struct Notifiers {
+    by_name: BTreeMap<String, Arc<dyn Notifier>>,
+}
+
+impl Notifiers {
+    /// Builds every notifier of `specs`.
+    pub fn build(specs: &BTreeMap<String, NotifierSpec>, cx: &BuildContext) -> Self {
+        Self {
+            by_name: specs
+                .iter()
+                .map(|(name, spec)| (name.clone(), spec.config.build(cx)))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Notifier>> {
+        self.by_name.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.by_name.keys()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
     }
 }

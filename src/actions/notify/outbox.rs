@@ -7,16 +7,22 @@
 //! message carries its stable `dedup_key` so receivers (PagerDuty's
 //! `dedup_key`, a webhook's consumer) can drop such a repeat.
 
+use super::Notifiers;
 use super::NotifyError;
-use crate::context::Context;
+use crate::clock::Clock;
 use crate::model::{DeliveryStatus, Millis, NotificationRecord};
+use crate::store::Store;
+use crate::telemetry::Telemetry;
 use crate::telemetry::{NotificationLabels, Outcome};
 use crate::transport::{backoff, MAX_BACKOFF};
 use futures_util::future::join_all;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// How long temporary failures are retried before a notification is marked
 /// `failed`: long enough to ride out a receiver's incident.
@@ -29,25 +35,46 @@ const MIN_POLL: Duration = Duration::from_millis(50);
 /// Rows a worker takes per query.
 const BATCH: usize = 16;
 
+/// What the outbox works with; the daemon's context hands it these.
+pub struct OutboxParts {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub telemetry: Arc<Telemetry>,
+    /// The notifiers in force; a reload sends the newly built set.
+    pub notifiers: watch::Receiver<Arc<Notifiers>>,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
 pub struct Outbox {
-    ctx: Arc<Context>,
+    ctx: OutboxParts,
     wake: Notify,
+    /// Bumped by every [`Outbox::wake`], so a worker that finishes can tell
+    /// whether rows were enqueued while it was busy.
+    enqueued: AtomicU64,
     /// Notifiers whose delivery worker is running.
     busy: Mutex<HashSet<String>>,
 }
 
 impl Outbox {
-    pub fn new(ctx: Arc<Context>) -> Arc<Self> {
+    pub fn new(parts: OutboxParts) -> Arc<Self> {
         Arc::new(Self {
-            ctx,
+            ctx: parts,
             wake: Notify::new(),
+            enqueued: AtomicU64::new(0),
             busy: Mutex::new(HashSet::new()),
         })
     }
 
     /// Wakes the delivery loop (new rows were enqueued).
     pub fn wake(&self) {
+        self.enqueued.fetch_add(1, Ordering::AcqRel);
         self.wake.notify_one();
+    }
+
+    /// The notifiers in force now.
+    fn notifiers(&self) -> Arc<Notifiers> {
+        self.ctx.notifiers.borrow().clone()
     }
 
     /// Starts the delivery loop on the context's task tracker.
@@ -85,7 +112,7 @@ impl Outbox {
 
     /// Starts a worker for every configured notifier that has none running.
     fn dispatch(self: &Arc<Self>) {
-        for name in self.ctx.settings().notifiers.keys() {
+        for name in self.notifiers().names() {
             if self.lock_busy().insert(name.clone()) {
                 let me = self.clone();
                 let name = name.clone();
@@ -96,7 +123,9 @@ impl Outbox {
 
     /// Delivers one notifier's due rows until none is left.
     async fn worker(self: Arc<Self>, notifier: String) {
+        let mut seen = self.enqueued.load(Ordering::Acquire);
         while !self.ctx.shutdown.is_cancelled() {
+            seen = self.enqueued.load(Ordering::Acquire);
             let now = self.ctx.clock.now();
             match self
                 .ctx
@@ -120,16 +149,19 @@ impl Outbox {
             }
         }
         self.lock_busy().remove(&notifier);
-        // Rows may have arrived while this worker was finishing.
-        self.wake();
+        // Rows enqueued after this worker's last query found it busy: look
+        // again. (Waking unconditionally would spin an idle outbox.)
+        if self.enqueued.load(Ordering::Acquire) != seen {
+            self.wake.notify_one();
+        }
     }
 
     /// Due rows of notifiers that are no longer configured fail for good.
     async fn sweep_orphans(&self) -> Result<(), crate::store::StoreError> {
-        let settings = self.ctx.settings();
+        let notifiers = self.notifiers();
         let now = self.ctx.clock.now();
         for row in self.ctx.store.due_notifications(now, 256, None).await? {
-            if !settings.notifiers.contains_key(&row.notifier) {
+            if !notifiers.contains(&row.notifier) {
                 self.deliver(row).await?;
             }
         }
@@ -139,7 +171,7 @@ impl Outbox {
     /// Delivers every due row once, all notifiers side by side, and returns
     /// when none is due (for tests and one-shot flushes).
     pub async fn deliver_due(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
-        let names: Vec<String> = self.ctx.settings().notifiers.keys().cloned().collect();
+        let names: Vec<String> = self.notifiers().names().cloned().collect();
         join_all(names.into_iter().map(|n| {
             let me = self.clone();
             async move {
@@ -153,9 +185,8 @@ impl Outbox {
     }
 
     async fn deliver(&self, row: NotificationRecord) -> Result<(), crate::store::StoreError> {
-        let settings = self.ctx.settings();
         let attempts = row.attempts + 1;
-        let Some(cfg) = settings.notifiers.get(&row.notifier) else {
+        let Some(notifier) = self.notifiers().get(&row.notifier).cloned() else {
             let err = format!("notifier {:?} is no longer configured", row.notifier);
             self.count(&row.notifier, Outcome::failed);
             let now = self.ctx.clock.now();
@@ -172,7 +203,6 @@ impl Outbox {
                 )
                 .await;
         };
-        let notifier = super::build(cfg, &self.ctx.notify_http);
         let result = notifier.send(&row.message).await;
         let now = self.ctx.clock.now();
         match result {

@@ -16,12 +16,77 @@
 //! part of an error or a log line.
 
 use super::webhook::{classify, post_json};
-use super::{Notifier, NotifyError};
-use crate::config::Secret;
+use super::{BuildContext, Notifier, NotifierConfig, NotifierKind, NotifyError};
 use crate::model::{format_value, rfc3339, Message};
+use crate::section::{deserialize_duration, secret_url, Secret, Section};
 use async_trait::async_trait;
+use serde::Deserialize;
 use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// `kind = "slack"`.
+pub const KIND: NotifierKind = NotifierKind {
+    name: "slack",
+    parse,
+};
+
+/// `[notifiers.NAME]` with `kind = "slack"`: the incoming-webhook URL
+/// (inline or from a file; it is a credential) and the delivery timeout.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fields {
+    #[serde(default)]
+    webhook_url: Option<Secret>,
+    #[serde(default)]
+    webhook_url_file: Option<PathBuf>,
+    #[serde(
+        default = "super::webhook::default_timeout",
+        deserialize_with = "deserialize_duration"
+    )]
+    timeout: Duration,
+}
+
+/// A checked Slack section.
+#[derive(Debug)]
+pub struct SlackConfig {
+    pub webhook_url: Secret,
+    pub timeout: Duration,
+}
+
+fn parse(s: &mut Section<'_, '_>) -> Option<Box<dyn NotifierConfig>> {
+    let f: Fields = s.deserialize()?;
+    s.positive("timeout", f.timeout);
+    let what = format!("slack notifier `{}`", s.at.last_key().unwrap_or_default());
+    let (url, key) = s.secret(
+        f.webhook_url.as_ref(),
+        f.webhook_url_file.as_ref(),
+        "webhook_url",
+        &what,
+    )?;
+    secret_url(&url, &key, "webhook URL", s.report)?;
+    (!f.timeout.is_zero()).then(|| {
+        Box::new(SlackConfig {
+            webhook_url: url,
+            timeout: f.timeout,
+        }) as Box<dyn NotifierConfig>
+    })
+}
+
+impl NotifierConfig for SlackConfig {
+    fn secrets(&self) -> Vec<&Secret> {
+        vec![&self.webhook_url]
+    }
+
+    fn build(&self, cx: &BuildContext) -> Arc<dyn Notifier> {
+        Arc::new(SlackNotifier::new(
+            cx.http.clone(),
+            self.webhook_url.clone(),
+            self.timeout,
+        ))
+    }
+}
 
 /// Block Kit limit on a header's text.
 pub const HEADER_MAX: usize = 150;

@@ -23,13 +23,58 @@
 //! network errors and timeouts → [`NotifyError::Temporary`]; anything else
 //! → [`NotifyError::Permanent`].
 
-use super::{Notifier, NotifyError};
-use crate::config::Secret;
+use super::{BuildContext, Notifier, NotifierConfig, NotifierKind, NotifyError};
 use crate::model::{rfc3339, Message};
+use crate::section::{deserialize_duration, secret_url, Secret, Section};
 use async_trait::async_trait;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// `kind = "webhook"`.
+pub const KIND: NotifierKind = NotifierKind {
+    name: "webhook",
+    parse,
+};
+
+/// Default timeout of one delivery (every HTTP notifier).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
+}
+
+/// `[notifiers.NAME]` with `kind = "webhook"`: the URL (a secret: it may
+/// embed a token) and the delivery timeout.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: Secret,
+    #[serde(default = "default_timeout", deserialize_with = "deserialize_duration")]
+    pub timeout: Duration,
+}
+
+fn parse(s: &mut Section<'_, '_>) -> Option<Box<dyn NotifierConfig>> {
+    let c: WebhookConfig = s.deserialize()?;
+    s.positive("timeout", c.timeout);
+    let url = secret_url(&c.url, &s.at.key("url"), "webhook `url`", s.report);
+    (url.is_some() && !c.timeout.is_zero()).then(|| Box::new(c) as Box<dyn NotifierConfig>)
+}
+
+impl NotifierConfig for WebhookConfig {
+    fn secrets(&self) -> Vec<&Secret> {
+        vec![&self.url]
+    }
+
+    fn build(&self, cx: &BuildContext) -> Arc<dyn Notifier> {
+        Arc::new(WebhookNotifier::new(
+            cx.http.clone(),
+            self.url.clone(),
+            self.timeout,
+        ))
+    }
+}
 
 /// Answer bytes kept for an error message.
 const MAX_ERROR_BODY: usize = 4096;

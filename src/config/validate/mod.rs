@@ -12,12 +12,9 @@ mod services;
 
 use super::load::Parsed;
 use super::Cadence;
-use super::{
-    ApiToken, CadenceConfig, Config, NotifierConfig, NotifierSettings, Settings, DEFAULT_STORE_PATH,
-};
-use crate::section::{http_url, one_secret, read_secret, secret_url, KeyPath, Report};
+use super::{ApiToken, CadenceConfig, Config, Settings, DEFAULT_STORE_PATH};
+use crate::section::{http_url, one_secret, read_secret, KeyPath, Report};
 use services::{build_services, ServiceContext};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Checks `parsed` and builds the settings (meaningful only when `report`
@@ -36,6 +33,7 @@ pub(super) fn validate(
         cadence_failed,
         services,
         notifier_names,
+        notifiers,
     } = parsed;
     let tokens = auth_tokens(&config, &base, report);
     if !server_failed {
@@ -51,7 +49,6 @@ pub(super) fn validate(
         Cadence::from_config(&CadenceConfig::default()).expect("the default cadence is valid")
     });
     sources(&mut config, &base, report);
-    let notifiers = notifiers(&config, &base, report);
     let ctx = ServiceContext {
         base: &base,
         notifier_names: &notifier_names,
@@ -209,71 +206,4 @@ fn sources(config: &mut Config, base: &Path, report: &mut Report<'_>) {
             "[sources.loki] is configured, but loki checks are not available in this version (planned)",
         );
     }
-}
-
-fn notifiers(
-    config: &Config,
-    base: &Path,
-    report: &mut Report<'_>,
-) -> BTreeMap<String, NotifierSettings> {
-    let mut out = BTreeMap::new();
-    for (name, n) in &config.notifiers {
-        let at = KeyPath::root().key("notifiers").key(name);
-        let what = format!("slack notifier `{name}`");
-        let built = match n {
-            NotifierConfig::Slack {
-                webhook_url,
-                webhook_url_file,
-                min_severity,
-                timeout,
-            } => one_secret(
-                webhook_url.as_ref(),
-                webhook_url_file.as_ref(),
-                "webhook_url",
-                &at,
-                &what,
-                base,
-                report,
-            )
-            .and_then(|(url, key)| {
-                secret_url(&url, &key, "webhook URL", report)?;
-                Some(NotifierSettings::Slack {
-                    webhook_url: url,
-                    min_severity: *min_severity,
-                    timeout: *timeout,
-                })
-            }),
-            NotifierConfig::Webhook {
-                url,
-                min_severity,
-                timeout,
-            } => secret_url(url, &at.key("url"), "webhook `url`", report).map(|_| {
-                NotifierSettings::Webhook {
-                    url: url.clone(),
-                    min_severity: *min_severity,
-                    timeout: *timeout,
-                }
-            }),
-            other => {
-                // Rejected while loading; kept total for safety.
-                report.error(
-                    &at.key("kind"),
-                    format!(
-                        "notifier kind `{}` is not available in this version (planned)",
-                        other.kind()
-                    ),
-                );
-                None
-            }
-        };
-        if let NotifierConfig::Slack { timeout, .. } | NotifierConfig::Webhook { timeout, .. } = n {
-            if timeout.is_zero() {
-                report.error(&at.key("timeout"), "`timeout` must be greater than zero");
-            }
-        }
-        if let Some(b) = built {
-            out.insert(name.clone(), b);
-        }
-    }
-    out
 }
