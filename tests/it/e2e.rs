@@ -6,9 +6,9 @@
 //! - `kill_9_resumes_evaluates_the_gap_and_never_repeats`: the crash test.
 //! - `prometheus_down_is_inconclusive_not_a_rollback`.
 
-mod common;
-
-use common::{wait_for, Daemon, Prometheus, SlackReceiver, Target};
+use crate::support::{
+    free_listen, now_ms, script, wait_for, Daemon, Prometheus, Receiver, Reply, Target,
+};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,9 +30,9 @@ const RULES: &str = r#"checks:
     rollback: { failures: 3 }
 "#;
 
-const HOOK: &str = "#!/bin/sh\n\
+const HOOK: &str = "\
 echo \"$RG_RELEASE_ID $RG_SERVICE $RG_ENVIRONMENT $RG_VERSION $RG_PREVIOUS_VERSION\" >> \"$HOOK_LOG\"\n\
-echo \"rolled back $RG_SERVICE to $RG_PREVIOUS_VERSION\"\n";
+echo \"rolled back $RG_SERVICE to $RG_PREVIOUS_VERSION\"";
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -43,14 +43,10 @@ struct Setup {
 
 fn setup(prometheus: &str, target: std::net::SocketAddr, slack: &str, tiers: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", common::free_port());
+    let listen = free_listen();
     std::fs::create_dir_all(dir.path().join("rules")).unwrap();
     std::fs::write(dir.path().join("rules/checkout.yaml"), RULES).unwrap();
-    let hook = dir.path().join("rollback.sh");
-    std::fs::write(&hook, HOOK).unwrap();
-    let mut perms = std::fs::metadata(&hook).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&hook, perms).unwrap();
+    let hook = script(dir.path(), "rollback.sh", HOOK);
     let hook_log = dir.path().join("hook.log");
     let config = dir.path().join("guardian.toml");
     std::fs::write(
@@ -178,7 +174,7 @@ async fn register(d: &Daemon) -> String {
 struct Scenario {
     target: Target,
     prom: Prometheus,
-    slack: SlackReceiver,
+    slack: Receiver,
     s: Setup,
     d: Daemon,
     id: String,
@@ -188,8 +184,8 @@ impl Scenario {
     async fn start(tiers: &str) -> Self {
         let target = Target::start().await;
         let prom = Prometheus::start(target.addr).await;
-        let slack = SlackReceiver::start().await;
-        let s = setup(&prom.url, target.addr, &slack.url, tiers);
+        let slack = Receiver::start(Reply::Ok).await;
+        let s = setup(&prom.url, target.addr, &slack.slack_url(), tiers);
         let d = Daemon::start(&s.config, &s.listen).await;
         let id = register(&d).await;
         release_until(
@@ -273,9 +269,9 @@ async fn a_regression_is_paged_and_rolled_back_once() {
     );
     let texts = slack.texts();
     assert!(
-        slack.violations().is_empty(),
+        slack.problems().is_empty(),
         "shape violations: {:?}",
-        slack.violations()
+        slack.problems()
     );
     let page = texts
         .iter()
@@ -329,7 +325,7 @@ async fn kill_9_resumes_evaluates_the_gap_and_never_repeats() {
 
     // Restart on the same store: the watch resumes and reads the gap. Slack
     // is down for now, so the pages it decides stay in the outbox.
-    slack.set_failing(true);
+    slack.set_reply(Reply::Unavailable);
     let mut d = Daemon::start(&s.config, &s.listen).await;
     let r = release_until(
         &d,
@@ -366,7 +362,7 @@ async fn kill_9_resumes_evaluates_the_gap_and_never_repeats() {
 
     // Crash again with pages still in the outbox, and bring Slack back.
     d.kill9();
-    slack.set_failing(false);
+    slack.set_reply(Reply::Ok);
     let d = Daemon::start(&s.config, &s.listen).await;
     let r = release_until(
         &d,
@@ -401,7 +397,7 @@ async fn kill_9_resumes_evaluates_the_gap_and_never_repeats() {
         pages_before.len(),
         "a page was sent twice: {pages_before:?}"
     );
-    assert!(slack.violations().is_empty());
+    assert!(slack.problems().is_empty(), "{:?}", slack.problems());
     drop(d);
 }
 
@@ -463,13 +459,6 @@ async fn prometheus_down_is_inconclusive_not_a_rollback() {
         said("verified", "but error_rate could not be judged"),
         "{r}"
     );
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 async fn prom_until(http: &reqwest::Client, url: &str, query: &str, what: &str) {

@@ -1,13 +1,52 @@
-//! The real `release-guardian run` binary as a child process.
+//! The binary under test: its path, the real `release-guardian run` as a
+//! child process ([`Daemon`]), and minimal config files for it.
 
-use super::{bin, wait_for};
+use super::{free_port, wait_for};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_release-guardian")
+}
+
+/// What a finished command printed: its stdout, then its stderr.
+pub fn stdout_and_stderr(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A loopback address nobody listens on yet, for `[server] listen`.
+pub fn free_listen() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// Config text: the API on `listen`, the store in `g.db` beside the file,
+/// and one `[[services]]` (no checks) per name in `services`.
+pub fn minimal_config_text(listen: &str, services: &[&str]) -> String {
+    let mut s = format!("[server]\nlisten = \"{listen}\"\n[store]\npath = \"g.db\"\n");
+    for name in services {
+        s.push_str(&format!("[[services]]\nname = \"{name}\"\n"));
+    }
+    s
+}
+
+/// Writes a minimal config (one service `checkout`, no checks, the store in
+/// `dir`) listening on a free loopback port to `DIR/guardian.toml`; returns
+/// (config path, listen).
+pub fn minimal_config(dir: &Path) -> (PathBuf, String) {
+    let listen = free_listen();
+    let config = dir.join("guardian.toml");
+    std::fs::write(&config, minimal_config_text(&listen, &["checkout"])).unwrap();
+    (config, listen)
+}
 
 pub struct Daemon {
     pub api: String,
-    pub config: PathBuf,
     child: Option<Child>,
     log: PathBuf,
 }
@@ -34,7 +73,6 @@ impl Daemon {
             .expect("start release-guardian");
         let me = Self {
             api: format!("http://{addr}"),
-            config: config.to_path_buf(),
             child: Some(child),
             log,
         };

@@ -1,19 +1,10 @@
 //! SIGHUP reloads the config and rule packs; an invalid new config is
 //! rejected and the old one keeps running.
 
-mod common;
-
+use crate::support::{free_listen, free_port, minimal_config_text, wait_for, Daemon};
 use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
-
-fn config(listen: &str, services: &[&str]) -> String {
-    let mut s = format!("[server]\nlisten = \"{listen}\"\n[store]\npath = \"g.db\"\n");
-    for name in services {
-        s.push_str(&format!("[[services]]\nname = \"{name}\"\n"));
-    }
-    s
-}
 
 fn hup(pid: u32) {
     assert!(Command::new("kill")
@@ -26,10 +17,10 @@ fn hup(pid: u32) {
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_reloads_and_rejects_an_invalid_config() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", common::free_port());
+    let listen = free_listen();
     let path = dir.path().join("guardian.toml");
-    std::fs::write(&path, config(&listen, &["checkout"])).unwrap();
-    let d = common::Daemon::start(&path, &listen).await;
+    std::fs::write(&path, minimal_config_text(&listen, &["checkout"])).unwrap();
+    let d = Daemon::start(&path, &listen).await;
     let (code, _) = d
         .post(
             "/v1/releases",
@@ -38,9 +29,13 @@ async fn sighup_reloads_and_rejects_an_invalid_config() {
         .await;
     assert_eq!(code, 422, "payments is not configured yet");
 
-    std::fs::write(&path, config(&listen, &["checkout", "payments"])).unwrap();
+    std::fs::write(
+        &path,
+        minimal_config_text(&listen, &["checkout", "payments"]),
+    )
+    .unwrap();
     hup(d.pid());
-    common::wait_for(
+    wait_for(
         "payments to be accepted after SIGHUP",
         Duration::from_secs(10),
         || async {
@@ -58,7 +53,7 @@ async fn sighup_reloads_and_rejects_an_invalid_config() {
     // An invalid config is rejected: the daemon keeps the last good one.
     std::fs::write(&path, "[server]\nlisten = 42\n").unwrap();
     hup(d.pid());
-    common::wait_for(
+    wait_for(
         "the rejection to be logged",
         Duration::from_secs(10),
         || async { d.log().contains("new configuration rejected").then_some(()) },
@@ -78,21 +73,25 @@ async fn sighup_reloads_and_rejects_an_invalid_config() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_cannot_drop_auth_from_a_public_listener() {
     let dir = tempfile::tempdir().unwrap();
-    let port = common::free_port();
+    let port = free_port();
     let path = dir.path().join("guardian.toml");
     let with_auth = format!(
         "[server]\nlisten = \"0.0.0.0:{port}\"\n[auth]\ntokens = [ {{ token = \"ops-token-123456\", scopes = [\"read\", \"write\"] }} ]\n[store]\npath = \"g.db\"\n[[services]]\nname = \"checkout\"\n"
     );
     std::fs::write(&path, &with_auth).unwrap();
-    let d = common::Daemon::start(&path, &format!("127.0.0.1:{port}")).await;
+    let d = Daemon::start(&path, &format!("127.0.0.1:{port}")).await;
     let list = format!("{}/v1/releases", d.api);
     assert_eq!(reqwest::get(&list).await.unwrap().status(), 401);
 
     // The new file is valid on its own (loopback, no auth), but the socket
     // stays on 0.0.0.0 until a restart: the reload must be refused.
-    std::fs::write(&path, config(&format!("127.0.0.1:{port}"), &["checkout"])).unwrap();
+    std::fs::write(
+        &path,
+        minimal_config_text(&format!("127.0.0.1:{port}"), &["checkout"]),
+    )
+    .unwrap();
     hup(d.pid());
-    common::wait_for(
+    wait_for(
         "the rejection to be logged",
         Duration::from_secs(10),
         || async { d.log().contains("new configuration rejected").then_some(()) },
@@ -115,15 +114,15 @@ async fn a_reload_cannot_drop_auth_from_a_public_listener() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_that_drops_a_service_pauses_its_watches() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", common::free_port());
+    let listen = free_listen();
     let path = dir.path().join("guardian.toml");
     let cadence = "[cadence]\ntiers = [ { until = \"4s\", every = \"1s\" } ]\n";
     std::fs::write(
         &path,
-        format!("{}{cadence}", config(&listen, &["checkout"])),
+        format!("{}{cadence}", minimal_config_text(&listen, &["checkout"])),
     )
     .unwrap();
-    let d = common::Daemon::start(&path, &listen).await;
+    let d = Daemon::start(&path, &listen).await;
     let (code, body) = d
         .post(
             "/v1/releases",
@@ -134,7 +133,11 @@ async fn a_reload_that_drops_a_service_pauses_its_watches() {
     let id = body["id"].as_str().unwrap().to_string();
 
     // A reload with the service gone (a typo, say): the watch pauses.
-    std::fs::write(&path, format!("{}{cadence}", config(&listen, &["chekout"]))).unwrap();
+    std::fs::write(
+        &path,
+        format!("{}{cadence}", minimal_config_text(&listen, &["chekout"])),
+    )
+    .unwrap();
     hup(d.pid());
     let path_id = format!("/v1/releases/{id}");
     let decided = |action: &'static str| {
@@ -149,7 +152,7 @@ async fn a_reload_that_drops_a_service_pauses_its_watches() {
                 .then_some(r)
         }
     };
-    let r = common::wait_for("the watch to pause", Duration::from_secs(10), || {
+    let r = wait_for("the watch to pause", Duration::from_secs(10), || {
         decided("paused")
     })
     .await;
@@ -158,11 +161,11 @@ async fn a_reload_that_drops_a_service_pauses_its_watches() {
     // The service is back: the watch resumes and ends normally.
     std::fs::write(
         &path,
-        format!("{}{cadence}", config(&listen, &["checkout"])),
+        format!("{}{cadence}", minimal_config_text(&listen, &["checkout"])),
     )
     .unwrap();
     hup(d.pid());
-    let r = common::wait_for("the watch to end verified", Duration::from_secs(20), || {
+    let r = wait_for("the watch to end verified", Duration::from_secs(20), || {
         decided("verified")
     })
     .await;
