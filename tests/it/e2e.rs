@@ -104,30 +104,6 @@ fn hook_runs(path: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn release_until(
-    d: &Daemon,
-    id: &str,
-    what: &str,
-    timeout: Duration,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    let path = format!("/v1/releases/{id}");
-    wait_for(what, timeout, || {
-        let path = path.clone();
-        let pred = &pred;
-        async move {
-            let r = reqwest::get(format!("{}{path}", d.api))
-                .await
-                .ok()?
-                .json::<Value>()
-                .await
-                .ok()?;
-            pred(&r).then_some(r)
-        }
-    })
-    .await
-}
-
 fn check_state<'a>(r: &'a Value, name: &str) -> &'a str {
     r["checks"]
         .as_array()
@@ -188,8 +164,7 @@ impl Scenario {
         let s = setup(&prom.url, target.addr, &slack.slack_url(), tiers);
         let d = Daemon::start(&s.config, &s.listen).await;
         let id = register(&d).await;
-        release_until(
-            &d,
+        d.release_until(
             &id,
             "a first healthy tick on real data",
             Duration::from_secs(30),
@@ -218,14 +193,11 @@ async fn a_regression_is_paged_and_rolled_back_once() {
         id,
     } = Scenario::start(r#"[ { until = "90s", every = "2s" } ]"#).await;
     target.set_error_ratio(0.3);
-    let r = release_until(
-        &d,
-        &id,
-        "status rolled_back",
-        Duration::from_secs(60),
-        |r| r["status"] == "rolled_back",
-    )
-    .await;
+    let r = d
+        .release_until(&id, "status rolled_back", Duration::from_secs(60), |r| {
+            r["status"] == "rolled_back"
+        })
+        .await;
 
     let runs = hook_runs(&s.hook_log);
     assert_eq!(
@@ -251,14 +223,9 @@ async fn a_regression_is_paged_and_rolled_back_once() {
             "decision {a} missing from {actions:?}"
         );
     }
-    let r = release_until(
-        &d,
-        &id,
-        "outbox drained",
-        Duration::from_secs(20),
-        no_pending,
-    )
-    .await;
+    let r = d
+        .release_until(&id, "outbox drained", Duration::from_secs(20), no_pending)
+        .await;
     assert!(
         r["notifications"]
             .as_array()
@@ -327,14 +294,14 @@ async fn kill_9_resumes_evaluates_the_gap_and_never_repeats() {
     // is down for now, so the pages it decides stay in the outbox.
     slack.set_reply(Reply::Unavailable);
     let mut d = Daemon::start(&s.config, &s.listen).await;
-    let r = release_until(
-        &d,
-        &id,
-        "rolled back after the gap was read",
-        Duration::from_secs(60),
-        |r| r["status"] == "rolled_back",
-    )
-    .await;
+    let r = d
+        .release_until(
+            &id,
+            "rolled back after the gap was read",
+            Duration::from_secs(60),
+            |r| r["status"] == "rolled_back",
+        )
+        .await;
     let decisions = r["decisions"].as_array().unwrap();
     assert!(
         decisions.iter().any(|d| d["action"] == "resumed"),
@@ -364,14 +331,14 @@ async fn kill_9_resumes_evaluates_the_gap_and_never_repeats() {
     d.kill9();
     slack.set_reply(Reply::Ok);
     let d = Daemon::start(&s.config, &s.listen).await;
-    let r = release_until(
-        &d,
-        &id,
-        "outbox drained after restart",
-        Duration::from_secs(30),
-        no_pending,
-    )
-    .await;
+    let r = d
+        .release_until(
+            &id,
+            "outbox drained after restart",
+            Duration::from_secs(30),
+            no_pending,
+        )
+        .await;
     assert_eq!(r["status"], "rolled_back");
     assert_eq!(
         hook_runs(&s.hook_log).len(),
@@ -413,19 +380,20 @@ async fn prometheus_down_is_inconclusive_not_a_rollback() {
     } = Scenario::start(r#"[ { until = "20s", every = "2s" } ]"#).await;
     prom.stop();
     target.set_error_ratio(0.5);
-    let r = release_until(
-        &d,
-        &id,
-        "error_rate inconclusive",
-        Duration::from_secs(30),
-        |r| check_state(r, "error_rate") == "inconclusive",
-    )
-    .await;
+    let r = d
+        .release_until(
+            &id,
+            "error_rate inconclusive",
+            Duration::from_secs(30),
+            |r| check_state(r, "error_rate") == "inconclusive",
+        )
+        .await;
     assert_eq!(r["status"], "watching");
-    let r = release_until(&d, &id, "the watch to end", Duration::from_secs(40), |r| {
-        r["status"] != "watching"
-    })
-    .await;
+    let r = d
+        .release_until(&id, "the watch to end", Duration::from_secs(40), |r| {
+            r["status"] != "watching"
+        })
+        .await;
     assert_eq!(r["status"], "verified", "{r}");
     assert!(r["rollback"].is_null());
     assert!(hook_runs(&s.hook_log).is_empty());

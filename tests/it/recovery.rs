@@ -113,8 +113,14 @@ async fn status_becomes(store: &Arc<dyn Store>, id: &str, want: &str) {
     .await
 }
 
-/// What the previous run left behind: a release with a recorded rollback request.
-async fn requested_rollback(store: &SqliteStore, id: &str, reason: &str) {
+/// What the previous run left behind in `dir`: release `id` with a
+/// recorded rollback request. Returns the store (still open, for more of
+/// the past; drop it before the next run), the settings of the next run
+/// (its probe goes nowhere) and the log the hook would write.
+async fn previous_run(dir: &Path, id: &str, reason: &str) -> (SqliteStore, Settings, PathBuf) {
+    let (script, log) = hook(dir);
+    let settings = settings_for(dir, "http://127.0.0.1:9/", &script);
+    let store = open_store(dir);
     store
         .register_release(&new_release(), "production", id, 1_000, 2_000)
         .await
@@ -141,6 +147,7 @@ async fn requested_rollback(store: &SqliteStore, id: &str, reason: &str) {
         .await
         .unwrap();
     assert_eq!(req, RollbackRequest::Requested);
+    (store, settings, log)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -189,11 +196,8 @@ async fn failing_probes_roll_back_once_even_across_restarts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hook_interrupted_by_a_crash_is_never_run_again() {
     let dir = tempfile::tempdir().unwrap();
-    let (script, log) = hook(dir.path());
-    let s = settings_for(dir.path(), "http://127.0.0.1:9/", &script);
     // The previous run: rollback requested and the hook started, then kill -9.
-    let store = open_store(dir.path());
-    requested_rollback(&store, "r-crash", "error_rate entered rollback").await;
+    let (store, s, log) = previous_run(dir.path(), "r-crash", "error_rate entered rollback").await;
     let started = Decision {
         at: 1_600,
         check: None,
@@ -224,10 +228,7 @@ async fn a_hook_interrupted_by_a_crash_is_never_run_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_requested_rollback_runs_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (script, log) = hook(dir.path());
-    let s = settings_for(dir.path(), "http://127.0.0.1:9/", &script);
-    let store = open_store(dir.path());
-    requested_rollback(&store, "r-req", "decided just before the crash").await;
+    let (store, s, log) = previous_run(dir.path(), "r-req", "decided just before the crash").await;
     drop(store);
     let (_g, store) = guardian(dir.path(), s).await;
     status_becomes(&store, "r-req", "rolled_back").await;
@@ -367,10 +368,7 @@ async fn a_hook_printing_a_secret_is_redacted_everywhere() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pending_rollback_never_undoes_a_newer_release() {
     let dir = tempfile::tempdir().unwrap();
-    let (script, log) = hook(dir.path());
-    let s = settings_for(dir.path(), "http://127.0.0.1:9/", &script);
-    let store = open_store(dir.path());
-    requested_rollback(&store, "r-v2", "error_rate entered rollback").await;
+    let (store, s, log) = previous_run(dir.path(), "r-v2", "error_rate entered rollback").await;
     // While the daemon was down, v3 was deployed (a fix-forward).
     let v3 = NewRelease {
         version: "v3".into(),

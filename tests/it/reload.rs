@@ -2,16 +2,24 @@
 //! rejected and the old one keeps running.
 
 use crate::support::{free_listen, free_port, minimal_config_text, wait_for, Daemon};
-use serde_json::json;
-use std::process::Command;
+use serde_json::{json, Value};
 use std::time::Duration;
 
-fn hup(pid: u32) {
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
+/// Waits until the daemon has logged that it rejected a new config.
+async fn rejected(d: &Daemon) {
+    wait_for(
+        "the rejection to be logged",
+        Duration::from_secs(10),
+        || async { d.log().contains("new configuration rejected").then_some(()) },
+    )
+    .await;
+}
+
+/// Whether the release has a decision `action`.
+fn decided(r: &Value, action: &str) -> bool {
+    r["decisions"]
+        .as_array()
+        .is_some_and(|ds| ds.iter().any(|x| x["action"] == action))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -34,7 +42,7 @@ async fn sighup_reloads_and_rejects_an_invalid_config() {
         minimal_config_text(&listen, &["checkout", "payments"]),
     )
     .unwrap();
-    hup(d.pid());
+    d.hup();
     wait_for(
         "payments to be accepted after SIGHUP",
         Duration::from_secs(10),
@@ -52,13 +60,8 @@ async fn sighup_reloads_and_rejects_an_invalid_config() {
 
     // An invalid config is rejected: the daemon keeps the last good one.
     std::fs::write(&path, "[server]\nlisten = 42\n").unwrap();
-    hup(d.pid());
-    wait_for(
-        "the rejection to be logged",
-        Duration::from_secs(10),
-        || async { d.log().contains("new configuration rejected").then_some(()) },
-    )
-    .await;
+    d.hup();
+    rejected(&d).await;
     let (code, body) = d
         .post(
             "/v1/releases",
@@ -90,13 +93,8 @@ async fn a_reload_cannot_drop_auth_from_a_public_listener() {
         minimal_config_text(&format!("127.0.0.1:{port}"), &["checkout"]),
     )
     .unwrap();
-    hup(d.pid());
-    wait_for(
-        "the rejection to be logged",
-        Duration::from_secs(10),
-        || async { d.log().contains("new configuration rejected").then_some(()) },
-    )
-    .await;
+    d.hup();
+    rejected(&d).await;
     assert_eq!(
         reqwest::get(&list).await.unwrap().status(),
         401,
@@ -138,24 +136,12 @@ async fn a_reload_that_drops_a_service_pauses_its_watches() {
         format!("{}{cadence}", minimal_config_text(&listen, &["chekout"])),
     )
     .unwrap();
-    hup(d.pid());
-    let path_id = format!("/v1/releases/{id}");
-    let decided = |action: &'static str| {
-        let d = &d;
-        let path_id = path_id.clone();
-        async move {
-            let r = d.get(&path_id).await;
-            r["decisions"]
-                .as_array()?
-                .iter()
-                .any(|x| x["action"] == action)
-                .then_some(r)
-        }
-    };
-    let r = wait_for("the watch to pause", Duration::from_secs(10), || {
-        decided("paused")
-    })
-    .await;
+    d.hup();
+    let r = d
+        .release_until(&id, "the watch to pause", Duration::from_secs(10), |r| {
+            decided(r, "paused")
+        })
+        .await;
     assert_eq!(r["status"], "watching");
 
     // The service is back: the watch resumes and ends normally.
@@ -164,10 +150,14 @@ async fn a_reload_that_drops_a_service_pauses_its_watches() {
         format!("{}{cadence}", minimal_config_text(&listen, &["checkout"])),
     )
     .unwrap();
-    hup(d.pid());
-    let r = wait_for("the watch to end verified", Duration::from_secs(20), || {
-        decided("verified")
-    })
-    .await;
+    d.hup();
+    let r = d
+        .release_until(
+            &id,
+            "the watch to end verified",
+            Duration::from_secs(20),
+            |r| decided(r, "verified"),
+        )
+        .await;
     assert_eq!(r["status"], "verified", "{r}");
 }

@@ -2,7 +2,7 @@
 //! (within its timeout) instead of killing it, so the outcome is known and
 //! the release ends `rolled_back`, not `rollback_failed`.
 
-use crate::support::{free_listen, script, wait_for, Daemon};
+use crate::support::{free_listen, script, Daemon};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -39,14 +39,11 @@ async fn sigterm_waits_for_a_running_rollback_hook() {
         .post(&format!("/v1/releases/{id}/rollback"), json!({}))
         .await;
     assert_eq!(code, 202);
-    let path = format!("/v1/releases/{id}");
-    wait_for(
+    d.release_until(
+        &id,
         "the hook to be running",
         Duration::from_secs(10),
-        || async {
-            let r: Value = d.get(&path).await;
-            (r["rollback"]["state"] == "running").then_some(())
-        },
+        |r| r["rollback"]["state"] == "running",
     )
     .await;
 
@@ -55,7 +52,7 @@ async fn sigterm_waits_for_a_running_rollback_hook() {
     assert!(marker.exists(), "the hook was killed by the shutdown");
 
     let d = Daemon::start(&config, &listen).await;
-    let r: Value = d.get(&path).await;
+    let r: Value = d.get(&format!("/v1/releases/{id}")).await;
     assert_eq!(r["status"], "rolled_back", "{r}");
     assert_eq!(r["rollback"]["state"], "succeeded");
 }

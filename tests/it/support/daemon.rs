@@ -2,6 +2,7 @@
 //! child process ([`Daemon`]), and minimal config files for it.
 
 use super::{free_port, wait_for};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -104,12 +105,7 @@ impl Daemon {
 
     /// Sends SIGTERM and waits (polling, with a deadline) for a clean exit.
     pub async fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let pid = self.pid().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
+        self.signal("TERM");
         let mut child = self.child.take().expect("daemon running");
         let status = wait_for("the daemon to exit", timeout, || {
             let status = child.try_wait().unwrap();
@@ -119,9 +115,19 @@ impl Daemon {
         status
     }
 
-    /// The process id (to send signals).
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).expect("daemon running")
+    /// Sends SIGHUP: reload the config file.
+    pub fn hup(&self) {
+        self.signal("HUP");
+    }
+
+    /// Sends the signal `name` (`TERM`, `HUP`) with kill(1).
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().map(|c| c.id()).expect("daemon running");
+        let sent = Command::new("kill")
+            .args([format!("-{name}"), pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{name} {pid}");
     }
 
     /// The daemon's stderr so far (for assertion messages).
@@ -129,7 +135,25 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    pub async fn get(&self, path: &str) -> serde_json::Value {
+    /// Polls `GET /v1/releases/{id}` until `pred` holds for the release (or
+    /// panics with `what` after `timeout`); returns the release. A request
+    /// that fails (the daemon still starting) counts as not yet.
+    pub async fn release_until(
+        &self,
+        id: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let url = format!("{}/v1/releases/{id}", self.api);
+        wait_for(what, timeout, || async {
+            let r: Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+            pred(&r).then_some(r)
+        })
+        .await
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
         reqwest::get(format!("{}{path}", self.api))
             .await
             .unwrap()
@@ -138,7 +162,7 @@ impl Daemon {
             .unwrap()
     }
 
-    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let r = reqwest::Client::new()
             .post(format!("{}{path}", self.api))
             .json(&body)
@@ -146,7 +170,7 @@ impl Daemon {
             .await
             .unwrap();
         let code = r.status().as_u16();
-        (code, r.json().await.unwrap_or(serde_json::Value::Null))
+        (code, r.json().await.unwrap_or(Value::Null))
     }
 }
 
