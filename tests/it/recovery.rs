@@ -78,6 +78,11 @@ rules = ["rules.yaml"]
     settings(dir, &toml)
 }
 
+/// A probe URL on a loopback port nobody listens on: every probe fails.
+fn nowhere() -> String {
+    format!("http://127.0.0.1:{}/", free_port())
+}
+
 /// The store of the settings made in `dir`.
 fn open_store(dir: &Path) -> SqliteStore {
     SqliteStore::open(&dir.join("g.db")).unwrap()
@@ -119,7 +124,7 @@ async fn status_becomes(store: &Arc<dyn Store>, id: &str, want: &str) {
 /// (its probe goes nowhere) and the log the hook would write.
 async fn previous_run(dir: &Path, id: &str, reason: &str) -> (SqliteStore, Settings, PathBuf) {
     let (script, log) = hook(dir);
-    let settings = settings_for(dir, "http://127.0.0.1:9/", &script);
+    let settings = settings_for(dir, &nowhere(), &script);
     let store = open_store(dir);
     store
         .register_release(&new_release(), "production", id, 1_000, 2_000)
@@ -172,9 +177,8 @@ async fn a_healthy_release_is_verified() {
 #[tokio::test(flavor = "multi_thread")]
 async fn failing_probes_roll_back_once_even_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let closed = free_port();
     let (script, log) = hook(dir.path());
-    let s = settings_for(dir.path(), &format!("http://127.0.0.1:{closed}/"), &script);
+    let s = settings_for(dir.path(), &nowhere(), &script);
     let (g, store) = guardian(dir.path(), s.clone()).await;
     let reg = g.register(new_release()).await.unwrap();
     status_becomes(&store, &reg.release.id, "rolled_back").await;
@@ -239,11 +243,10 @@ async fn a_requested_rollback_runs_after_a_restart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn manual_mode_pages_and_waits_for_the_api() {
     let dir = tempfile::tempdir().unwrap();
-    let closed = free_port();
     let (script, log) = hook(dir.path());
     let s = settings_with(
         dir.path(),
-        &format!("http://127.0.0.1:{closed}/"),
+        &nowhere(),
         &script,
         Tweaks {
             rollback: "  mode = \"manual\"\n".into(),
@@ -285,12 +288,11 @@ async fn manual_mode_pages_and_waits_for_the_api() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_watch_whose_window_passed_while_down_ends_without_judging_the_present() {
     let dir = tempfile::tempdir().unwrap();
-    let closed = free_port();
     let (script, log) = hook(dir.path());
     // One failed probe would be enough to roll back.
     let s = settings_with(
         dir.path(),
-        &format!("http://127.0.0.1:{closed}/"),
+        &nowhere(),
         &script,
         Tweaks {
             rollback_failures: 1,
@@ -324,7 +326,6 @@ async fn a_watch_whose_window_passed_while_down_ends_without_judging_the_present
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hook_printing_a_secret_is_redacted_everywhere() {
     let dir = tempfile::tempdir().unwrap();
-    let closed = free_port();
     let script = script(
         dir.path(),
         "leaky.sh",
@@ -333,7 +334,7 @@ async fn a_hook_printing_a_secret_is_redacted_everywhere() {
     let secret = "tok-5ecret-value-42";
     let s = settings_with(
         dir.path(),
-        &format!("http://127.0.0.1:{closed}/"),
+        &nowhere(),
         &script,
         Tweaks {
             rollback: format!("  env = {{ DEPLOY_TOKEN = \"{secret}\" }}\n"),
