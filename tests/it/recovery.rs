@@ -1,16 +1,10 @@
 //! The scheduler over a real SQLite store: watches end verified or rolled
 //! back on probe checks, and a restart never runs a rollback hook twice.
 
-mod common;
-
-use release_guardian::clock::SystemClock;
-use release_guardian::config::Cadence;
-use release_guardian::config::{
-    CadenceConfig, CheckSpec, Config, ProbeConfig, RollbackConfig, RollbackMode, Service, Settings,
-    SourceKind, TierConfig,
-};
+use crate::support::{free_port, script, serve, settings, wait_for};
 use release_guardian::context::Context;
-use release_guardian::engine::{Condition, Rule};
+use release_guardian::clock::SystemClock;
+use release_guardian::config::Settings;
 use release_guardian::model::{Decision, NewRelease, RollbackRecord, RollbackState};
 use release_guardian::scheduler::Guardian;
 use release_guardian::store::sqlite::SqliteStore;
@@ -19,83 +13,84 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A rollback hook appending `$RG_RELEASE_ID $RG_REASON` to `DIR/hook.log`;
+/// returns (hook, log).
 fn hook(dir: &Path) -> (PathBuf, PathBuf) {
-    let script = dir.join("hook.sh");
     let log = dir.join("hook.log");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho \"$RG_RELEASE_ID $RG_REASON\" >> {}\n",
-            log.display()
-        ),
-    )
-    .unwrap();
-    let mut p = std::fs::metadata(&script).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut p, 0o755);
-    std::fs::set_permissions(&script, p).unwrap();
+    let script = script(
+        dir,
+        "hook.sh",
+        &format!("echo \"$RG_RELEASE_ID $RG_REASON\" >> {}", log.display()),
+    );
     (script, log)
 }
 
-fn settings(dir: &Path, probe_url: &str, hook: &Path) -> Settings {
-    let ms = Duration::from_millis;
-    let cadence = Cadence::new(&[TierConfig {
-        until: ms(3000),
-        every: ms(500),
-    }])
-    .unwrap();
-    Settings {
-        file: dir.join("guardian.toml"),
-        config: Config {
-            cadence: CadenceConfig { tiers: vec![] },
-            ..Default::default()
-        },
-        store_path: dir.join("g.db"),
-        services: vec![Service {
-            name: "checkout".into(),
-            environment: "production".into(),
-            labels: Default::default(),
-            notify: vec![],
-            probes: vec![ProbeConfig {
-                name: "live".into(),
-                url: probe_url.into(),
-                expect_status: None,
-                timeout: ms(500),
-            }],
-            rollback: Some(RollbackConfig {
-                command: vec![hook.display().to_string()],
-                timeout: Duration::from_secs(10),
-                mode: RollbackMode::Auto,
-                env: Default::default(),
-            }),
-            cadence,
-            checks: vec![CheckSpec {
-                name: "live".into(),
-                source: SourceKind::Probe,
-                query: None,
-                probe: Some("live".into()),
-                step: Duration::from_secs(15),
-                rule: Rule {
-                    critical: Some(Condition {
-                        failures: Some(1),
-                        ..Default::default()
-                    }),
-                    rollback: Some(Condition {
-                        failures: Some(2),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-                pack: dir.join("rules.yaml"),
-            }],
-        }],
-        notifiers: Default::default(),
-        tokens: vec![],
-        warnings: vec![],
-    }
+/// How a test's service differs from the default one.
+struct Tweaks {
+    /// `failures` of the probe check's rollback level (critical is at 1).
+    rollback_failures: u32,
+    /// Extra lines of `[services.rollback]` (`mode`, `env`).
+    rollback: String,
 }
 
-async fn guardian(settings: Settings) -> (Arc<Guardian>, Arc<dyn Store>) {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.store_path).unwrap());
+const DEFAULT: Tweaks = Tweaks {
+    rollback_failures: 2,
+    rollback: String::new(),
+};
+
+/// One service `checkout` ticking every 500 ms for 3 s, with a probe check
+/// on `probe_url` (critical after 1 failure, rollback after 2) and `hook`
+/// as its automatic rollback; the store in `DIR/g.db`.
+fn settings_for(dir: &Path, probe_url: &str, hook: &Path) -> Settings {
+    settings_with(dir, probe_url, hook, DEFAULT)
+}
+
+fn settings_with(dir: &Path, probe_url: &str, hook: &Path, tweaks: Tweaks) -> Settings {
+    std::fs::write(
+        dir.join("rules.yaml"),
+        format!(
+            "checks:\n  - name: live\n    source: probe\n    probe: live\n    \
+             critical: {{ failures: 1 }}\n    rollback: {{ failures: {} }}\n",
+            tweaks.rollback_failures
+        ),
+    )
+    .unwrap();
+    let toml = format!(
+        r#"[store]
+path = "g.db"
+
+[[services]]
+name = "checkout"
+rules = ["rules.yaml"]
+  [services.cadence]
+  tiers = [ {{ until = "3s", every = "500ms" }} ]
+  [[services.probes]]
+  name = "live"
+  url = "{probe_url}"
+  timeout = "500ms"
+  [services.rollback]
+  command = ["{hook}"]
+  timeout = "10s"
+{extra}"#,
+        hook = hook.display(),
+        extra = tweaks.rollback,
+    );
+    settings(dir, &toml)
+}
+
+/// A probe URL on a loopback port nobody listens on: every probe fails.
+fn nowhere() -> String {
+    format!("http://127.0.0.1:{}/", free_port())
+}
+
+/// The store of the settings made in `dir`.
+fn open_store(dir: &Path) -> SqliteStore {
+    SqliteStore::open(&dir.join("g.db")).unwrap()
+}
+
+/// A started guardian on `settings`, over the store in `dir`.
+async fn guardian(dir: &Path, settings: Settings) -> (Arc<Guardian>, Arc<dyn Store>) {
+    let store: Arc<dyn Store> = Arc::new(open_store(dir));
     let g = Guardian::new(Context::new(settings, store.clone(), Arc::new(SystemClock)));
     g.start().await.unwrap();
     (g, store)
@@ -112,7 +107,7 @@ fn new_release() -> NewRelease {
 }
 
 async fn status_becomes(store: &Arc<dyn Store>, id: &str, want: &str) {
-    common::wait_for(
+    wait_for(
         &format!("status {want}"),
         Duration::from_secs(20),
         || async move {
@@ -123,8 +118,14 @@ async fn status_becomes(store: &Arc<dyn Store>, id: &str, want: &str) {
     .await
 }
 
-/// What the previous run left behind: a release with a recorded rollback request.
-async fn requested_rollback(store: &SqliteStore, id: &str, reason: &str) {
+/// What the previous run left behind in `dir`: release `id` with a
+/// recorded rollback request. Returns the store (still open, for more of
+/// the past; drop it before the next run), the settings of the next run
+/// (its probe goes nowhere) and the log the hook would write.
+async fn previous_run(dir: &Path, id: &str, reason: &str) -> (SqliteStore, Settings, PathBuf) {
+    let (script, log) = hook(dir);
+    let settings = settings_for(dir, &nowhere(), &script);
+    let store = open_store(dir);
     store
         .register_release(&new_release(), "production", id, 1_000, 2_000)
         .await
@@ -151,22 +152,16 @@ async fn requested_rollback(store: &SqliteStore, id: &str, reason: &str) {
         .await
         .unwrap();
     assert_eq!(req, RollbackRequest::Requested);
+    (store, settings, log)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_healthy_release_is_verified() {
     let dir = tempfile::tempdir().unwrap();
-    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = server.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            server,
-            axum::Router::new().route("/", axum::routing::get(|| async { "ok" })),
-        )
-        .await
-    });
+    let addr = serve(axum::Router::new().route("/", axum::routing::get(|| async { "ok" }))).await;
     let (script, log) = hook(dir.path());
-    let (g, store) = guardian(settings(dir.path(), &format!("http://{addr}/"), &script)).await;
+    let s = settings_for(dir.path(), &format!("http://{addr}/"), &script);
+    let (g, store) = guardian(dir.path(), s).await;
     let reg = g.register(new_release()).await.unwrap();
     status_becomes(&store, &reg.release.id, "verified").await;
     let d = store
@@ -182,10 +177,9 @@ async fn a_healthy_release_is_verified() {
 #[tokio::test(flavor = "multi_thread")]
 async fn failing_probes_roll_back_once_even_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let closed = common::free_port();
     let (script, log) = hook(dir.path());
-    let s = settings(dir.path(), &format!("http://127.0.0.1:{closed}/"), &script);
-    let (g, store) = guardian(s.clone()).await;
+    let s = settings_for(dir.path(), &nowhere(), &script);
+    let (g, store) = guardian(dir.path(), s.clone()).await;
     let reg = g.register(new_release()).await.unwrap();
     status_becomes(&store, &reg.release.id, "rolled_back").await;
     let lines = std::fs::read_to_string(&log).unwrap();
@@ -197,7 +191,7 @@ async fn failing_probes_roll_back_once_even_across_restarts() {
     // A second daemon on the same store changes nothing.
     g.context().shutdown.cancel();
     drop(g);
-    let (_g2, store2) = guardian(s).await;
+    let (_g2, store2) = guardian(dir.path(), s).await;
     let rb = store2.get_rollback(&reg.release.id).await.unwrap().unwrap();
     assert_eq!(rb.state, RollbackState::Succeeded);
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 1);
@@ -206,11 +200,8 @@ async fn failing_probes_roll_back_once_even_across_restarts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hook_interrupted_by_a_crash_is_never_run_again() {
     let dir = tempfile::tempdir().unwrap();
-    let (script, log) = hook(dir.path());
-    let s = settings(dir.path(), "http://127.0.0.1:9/", &script);
     // The previous run: rollback requested and the hook started, then kill -9.
-    let store = SqliteStore::open(&s.store_path).unwrap();
-    requested_rollback(&store, "r-crash", "error_rate entered rollback").await;
+    let (store, s, log) = previous_run(dir.path(), "r-crash", "error_rate entered rollback").await;
     let started = Decision {
         at: 1_600,
         check: None,
@@ -224,7 +215,7 @@ async fn a_hook_interrupted_by_a_crash_is_never_run_again() {
         .unwrap());
     drop(store);
 
-    let (_g, store) = guardian(s).await;
+    let (_g, store) = guardian(dir.path(), s).await;
     let d = store.release_details("r-crash").await.unwrap().unwrap();
     assert_eq!(d.release.status.as_str(), "rollback_failed");
     assert_eq!(d.rollback.unwrap().state, RollbackState::Interrupted);
@@ -241,12 +232,9 @@ async fn a_hook_interrupted_by_a_crash_is_never_run_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_requested_rollback_runs_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (script, log) = hook(dir.path());
-    let s = settings(dir.path(), "http://127.0.0.1:9/", &script);
-    let store = SqliteStore::open(&s.store_path).unwrap();
-    requested_rollback(&store, "r-req", "decided just before the crash").await;
+    let (store, s, log) = previous_run(dir.path(), "r-req", "decided just before the crash").await;
     drop(store);
-    let (_g, store) = guardian(s).await;
+    let (_g, store) = guardian(dir.path(), s).await;
     status_becomes(&store, "r-req", "rolled_back").await;
     let lines = std::fs::read_to_string(&log).unwrap();
     assert_eq!(lines.trim(), "r-req decided just before the crash");
@@ -255,14 +243,20 @@ async fn a_requested_rollback_runs_after_a_restart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn manual_mode_pages_and_waits_for_the_api() {
     let dir = tempfile::tempdir().unwrap();
-    let closed = common::free_port();
     let (script, log) = hook(dir.path());
-    let mut s = settings(dir.path(), &format!("http://127.0.0.1:{closed}/"), &script);
-    s.services[0].rollback.as_mut().unwrap().mode = RollbackMode::Manual;
-    let (g, store) = guardian(s).await;
+    let s = settings_with(
+        dir.path(),
+        &nowhere(),
+        &script,
+        Tweaks {
+            rollback: "  mode = \"manual\"\n".into(),
+            ..DEFAULT
+        },
+    );
+    let (g, store) = guardian(dir.path(), s).await;
     let id = g.register(new_release()).await.unwrap().release.id;
     // The probe fails: the rollback level is reached, but nothing runs.
-    common::wait_for("rollback recommended", Duration::from_secs(20), || {
+    wait_for("rollback recommended", Duration::from_secs(20), || {
         let store = store.clone();
         let id = id.clone();
         async move {
@@ -294,16 +288,19 @@ async fn manual_mode_pages_and_waits_for_the_api() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_watch_whose_window_passed_while_down_ends_without_judging_the_present() {
     let dir = tempfile::tempdir().unwrap();
-    let closed = common::free_port();
     let (script, log) = hook(dir.path());
-    let mut s = settings(dir.path(), &format!("http://127.0.0.1:{closed}/"), &script);
     // One failed probe would be enough to roll back.
-    s.services[0].checks[0].rule.rollback = Some(Condition {
-        failures: Some(1),
-        ..Default::default()
-    });
+    let s = settings_with(
+        dir.path(),
+        &nowhere(),
+        &script,
+        Tweaks {
+            rollback_failures: 1,
+            ..DEFAULT
+        },
+    );
     // Registered an hour ago with a 3 s window; the daemon was down since.
-    let store = SqliteStore::open(&s.store_path).unwrap();
+    let store = open_store(dir.path());
     let hour_ago = release_guardian::clock::Clock::now(&SystemClock) - 3_600_000;
     store
         .register_release(
@@ -316,7 +313,7 @@ async fn a_watch_whose_window_passed_while_down_ends_without_judging_the_present
         .await
         .unwrap();
     drop(store);
-    let (_g, store) = guardian(s).await;
+    let (_g, store) = guardian(dir.path(), s).await;
     status_becomes(&store, "r-old", "verified").await;
     let d = store.release_details("r-old").await.unwrap().unwrap();
     assert!(d.decisions.iter().any(|x| x.action == "resumed"));
@@ -329,25 +326,22 @@ async fn a_watch_whose_window_passed_while_down_ends_without_judging_the_present
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hook_printing_a_secret_is_redacted_everywhere() {
     let dir = tempfile::tempdir().unwrap();
-    let closed = common::free_port();
-    let script = dir.path().join("leaky.sh");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\necho \"curl: cannot use token $DEPLOY_TOKEN\"\nexit 3\n",
-    )
-    .unwrap();
-    let mut p = std::fs::metadata(&script).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut p, 0o755);
-    std::fs::set_permissions(&script, p).unwrap();
-    let mut s = settings(dir.path(), &format!("http://127.0.0.1:{closed}/"), &script);
+    let script = script(
+        dir.path(),
+        "leaky.sh",
+        "echo \"curl: cannot use token $DEPLOY_TOKEN\"\nexit 3",
+    );
     let secret = "tok-5ecret-value-42";
-    s.services[0]
-        .rollback
-        .as_mut()
-        .unwrap()
-        .env
-        .insert("DEPLOY_TOKEN".into(), secret.into());
-    let (g, store) = guardian(s).await;
+    let s = settings_with(
+        dir.path(),
+        &nowhere(),
+        &script,
+        Tweaks {
+            rollback: format!("  env = {{ DEPLOY_TOKEN = \"{secret}\" }}\n"),
+            ..DEFAULT
+        },
+    );
+    let (g, store) = guardian(dir.path(), s).await;
     let id = g.register(new_release()).await.unwrap().release.id;
     status_becomes(&store, &id, "rollback_failed").await;
     let d = store.release_details(&id).await.unwrap().unwrap();
@@ -375,10 +369,7 @@ async fn a_hook_printing_a_secret_is_redacted_everywhere() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pending_rollback_never_undoes_a_newer_release() {
     let dir = tempfile::tempdir().unwrap();
-    let (script, log) = hook(dir.path());
-    let s = settings(dir.path(), "http://127.0.0.1:9/", &script);
-    let store = SqliteStore::open(&s.store_path).unwrap();
-    requested_rollback(&store, "r-v2", "error_rate entered rollback").await;
+    let (store, s, log) = previous_run(dir.path(), "r-v2", "error_rate entered rollback").await;
     // While the daemon was down, v3 was deployed (a fix-forward).
     let v3 = NewRelease {
         version: "v3".into(),
@@ -389,7 +380,7 @@ async fn a_pending_rollback_never_undoes_a_newer_release() {
         .await
         .unwrap();
     drop(store);
-    let (_g, store) = guardian(s).await;
+    let (_g, store) = guardian(dir.path(), s).await;
     status_becomes(&store, "r-v2", "rollback_failed").await;
     let d = store.release_details("r-v2").await.unwrap().unwrap();
     assert!(

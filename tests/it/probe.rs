@@ -1,14 +1,12 @@
 //! The prober against a local server: status judging, timeouts, refused
 //! connections, redirect limits.
 
-mod leaves_support;
-
+use crate::support::{free_port, never_answer, serve};
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Redirect;
 use axum::routing::get;
 use axum::Router;
-use leaves_support::{free_port, never_answer, serve};
 use release_guardian::config::ProbeConfig;
 use release_guardian::sources::probe::{probe_client, Prober};
 use std::time::Duration;

@@ -2,8 +2,7 @@
 //! (every error, each with its FILE:LINE:COL), `status` against a running
 //! daemon, and `demo` end to end.
 
-mod common;
-
+use crate::support::{bin, minimal_config, stdout_and_stderr, Daemon};
 use std::process::Command;
 
 const BROKEN_CONFIG: &str = r#"[server]
@@ -40,17 +39,12 @@ const BROKEN_RULES: &str = r#"checks:
 
 /// Runs `check` on a config: (exit 0?, stdout + stderr).
 fn check(config: &std::path::Path) -> (bool, String) {
-    let out = Command::new(common::bin())
+    let out = Command::new(bin())
         .args(["check", "--config"])
         .arg(config)
         .output()
         .unwrap();
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), all)
+    (out.status.success(), stdout_and_stderr(&out))
 }
 
 #[test]
@@ -61,7 +55,7 @@ fn check_prints_every_error_with_its_location() {
     std::fs::write(&config, BROKEN_CONFIG).unwrap();
     let rules = dir.path().join("rules/broken.yaml");
     std::fs::write(&rules, BROKEN_RULES).unwrap();
-    let out = Command::new(common::bin())
+    let out = Command::new(bin())
         .args(["check", "--config"])
         .arg(&config)
         .output()
@@ -152,8 +146,8 @@ fn the_example_config_is_valid() {
 #[tokio::test(flavor = "multi_thread")]
 async fn status_shows_what_the_api_says() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, listen) = common::minimal_config(dir.path());
-    let d = common::Daemon::start(&config, &listen).await;
+    let (config, listen) = minimal_config(dir.path());
+    let d = Daemon::start(&config, &listen).await;
     let (code, body) = d
         .post(
             "/v1/releases",
@@ -163,7 +157,7 @@ async fn status_shows_what_the_api_says() {
     assert_eq!(code, 201);
     let id = body["id"].as_str().unwrap().to_string();
     let url = format!("http://{listen}");
-    let list = Command::new(common::bin())
+    let list = Command::new(bin())
         .args(["status", "--url", &url])
         .output()
         .unwrap();
@@ -173,7 +167,7 @@ async fn status_shows_what_the_api_says() {
         text.contains(&id) && text.contains("watching") && text.contains("v7"),
         "{text}"
     );
-    let one = Command::new(common::bin())
+    let one = Command::new(bin())
         .args(["status", "--url", &url, &id])
         .output()
         .unwrap();
@@ -182,7 +176,7 @@ async fn status_shows_what_the_api_says() {
         text.contains(&format!("release {id}")) && text.contains("status: watching"),
         "{text}"
     );
-    let missing = Command::new(common::bin())
+    let missing = Command::new(bin())
         .args(["status", "--url", &url, "nope"])
         .output()
         .unwrap();
@@ -192,7 +186,7 @@ async fn status_shows_what_the_api_says() {
 
 #[test]
 fn the_demo_rolls_back_a_bad_release() {
-    let out = Command::new(common::bin()).arg("demo").output().unwrap();
+    let out = Command::new(bin()).arg("demo").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -2,14 +2,12 @@
 //! the Prometheus HTTP API (reference: prometheus-http-api.md), mounted under
 //! a path prefix, recording what it was asked.
 
-mod leaves_support;
-
+use crate::support::{free_port, never_answer, serve};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use leaves_support::{free_port, never_answer, serve};
 use release_guardian::config::{PrometheusConfig, Secret};
 use release_guardian::engine::Sample;
 use release_guardian::sources::prometheus::PrometheusSource;

@@ -1,7 +1,8 @@
 //! The config loader end to end: real files in temp dirs, every error with
 //! its exact `FILE:LINE:COL`.
 
-use release_guardian::config::{load, load_str, ConfigError, Settings, SourceKind};
+use crate::support::settings_with_env;
+use release_guardian::config::{load, load_str, ConfigError, SourceKind};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tempfile::TempDir;
@@ -54,11 +55,6 @@ fn errors_of(dir: &Path, text: &str, env: &[(String, String)]) -> Vec<ConfigErro
         ),
         Err(e) => e.errors,
     }
-}
-
-fn ok(dir: &Path, text: &str, env: &[(String, String)]) -> Settings {
-    let path = write(dir, "guardian.toml", text);
-    load_str(text, &path, env).unwrap_or_else(|e| panic!("unexpected errors:\n{e}"))
 }
 
 /// Asserts that `errors` are exactly `expected` (file, line, col, a piece of
@@ -481,7 +477,7 @@ listen = "127.0.0.1:9797"
 [[services]]
 name = "checkout"
 "#;
-    let s = ok(
+    let s = settings_with_env(
         dir.path(),
         text,
         &env(&[
@@ -561,25 +557,25 @@ fn a_public_listen_address_needs_auth() {
     let with_auth = format!(
         "{text}\n[auth]\ntokens = [ {{ token_file = \"api.token\", scopes = [\"read\"] }} ]\n"
     );
-    let s = ok(dir.path(), &with_auth, &no_env());
+    let s = settings_with_env(dir.path(), &with_auth, &no_env());
     assert_eq!(s.tokens[0].token.expose(), "t0ken");
 }
 
 #[test]
 fn store_path_defaults() {
     let dir = tempfile::tempdir().unwrap();
-    let s = ok(dir.path(), "", &no_env());
+    let s = settings_with_env(dir.path(), "", &no_env());
     assert_eq!(
         s.store_path,
         Path::new("/var/lib/release-guardian/guardian.db")
     );
-    let s = ok(
+    let s = settings_with_env(
         dir.path(),
         "",
         &env(&[("STATE_DIRECTORY", "/var/lib/rg-state:/other")]),
     );
     assert_eq!(s.store_path, Path::new("/var/lib/rg-state/guardian.db"));
-    let s = ok(dir.path(), "[store]\npath = \"db/g.db\"\n", &no_env());
+    let s = settings_with_env(dir.path(), "[store]\npath = \"db/g.db\"\n", &no_env());
     assert_eq!(s.store_path, dir.path().join("db/g.db"));
 }
 
@@ -758,7 +754,7 @@ rules = ["rules/r.yaml"]
 probes = [ { name = "live", url = "http://127.0.0.1/" },
            { name = "ready", url = "http://127.0.0.1/ready" } ]
 "#;
-    let s = ok(dir.path(), text, &no_env());
+    let s = settings_with_env(dir.path(), text, &no_env());
     let f = dir.path().join("guardian.toml").display().to_string();
     assert_eq!(
         s.warnings,
@@ -779,7 +775,7 @@ fn prometheus_bearer_token_file_is_read_at_load_time() {
 url = "https://prom.example"
 bearer_token_file = "prom.token"
 "#;
-    let s = ok(dir.path(), text, &no_env());
+    let s = settings_with_env(dir.path(), text, &no_env());
     let prom = s.config.sources.prometheus.as_ref().unwrap();
     assert_eq!(prom.bearer_token.as_ref().unwrap().expose(), "pr0m-s3cr3t");
     assert_eq!(prom.bearer_token_file, None);

@@ -2,45 +2,32 @@
 //! receiver delays only its own messages, `Retry-After` is honoured and
 //! capped, and an ack during a delivery keeps the message suppressed.
 
-mod common;
-
-use axum::http::StatusCode;
-use axum::routing::post;
+use crate::support::{settings, wait_for, Receiver, Reply};
 use release_guardian::actions::notify::outbox::Outbox;
-use release_guardian::clock::{Clock, SystemClock};
-use release_guardian::config::{Config, NotifierSettings, Secret, Settings};
+use release_guardian::transport::MAX_BACKOFF;
 use release_guardian::context::Context;
+use release_guardian::clock::{Clock, SystemClock};
 use release_guardian::model::{DeliveryStatus, Message, NewRelease, NotificationRecord, Severity};
 use release_guardian::store::sqlite::SqliteStore;
 use release_guardian::store::Store;
-use release_guardian::transport::MAX_BACKOFF;
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn webhook(url: String) -> NotifierSettings {
-    NotifierSettings::Webhook {
-        url: Secret::new(url),
-        min_severity: Severity::Info,
-        timeout: Duration::from_secs(2),
-    }
+/// A `[notifiers.NAME]` webhook posting to `url`, for every severity.
+fn webhook(name: &str, url: &str) -> String {
+    format!(
+        "[notifiers.{name}]\nkind = \"webhook\"\nurl = \"{url}\"\nmin_severity = \"info\"\ntimeout = \"2s\"\n"
+    )
 }
 
-async fn setup(
-    dir: &std::path::Path,
-    notifiers: BTreeMap<String, NotifierSettings>,
-) -> (Arc<Outbox>, Arc<dyn Store>) {
-    let settings = Settings {
-        file: dir.join("guardian.toml"),
-        config: Config::default(),
-        store_path: dir.join("g.db"),
-        services: vec![],
-        notifiers,
-        tokens: vec![],
-        warnings: vec![],
-    };
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.store_path).unwrap());
+/// An outbox over a fresh store in `dir` holding release `r1`, with the
+/// notifiers of `notifiers` (config text).
+async fn setup(dir: &std::path::Path, notifiers: &[String]) -> (Arc<Outbox>, Arc<dyn Store>) {
+    let settings = settings(
+        dir,
+        &format!("[store]\npath = \"g.db\"\n{}", notifiers.concat()),
+    );
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("g.db")).unwrap());
     let new = NewRelease {
         service: "checkout".into(),
         version: "v2".into(),
@@ -53,7 +40,7 @@ async fn setup(
         .await
         .unwrap();
     let ctx = Context::new(settings, store.clone(), Arc::new(SystemClock));
-    (Outbox::new(ctx), store)
+    (Outbox::new(ctx.outbox_parts()), store)
 }
 
 fn row(key: &str, notifier: &str) -> NotificationRecord {
@@ -85,36 +72,6 @@ fn row(key: &str, notifier: &str) -> NotificationRecord {
     }
 }
 
-/// A receiver answering `status` (after `delay`) and counting requests.
-async fn receiver(
-    status: StatusCode,
-    headers: Vec<(&'static str, &'static str)>,
-    delay: Duration,
-) -> (String, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let h = hits.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        post(move || {
-            let h = h.clone();
-            let headers = headers.clone();
-            async move {
-                h.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(delay).await;
-                let mut r = axum::response::Response::builder().status(status);
-                for (k, v) in headers {
-                    r = r.header(k, v);
-                }
-                r.body(axum::body::Body::empty()).unwrap()
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/hook"), hits)
-}
-
 async fn status_of(store: &Arc<dyn Store>, key: &str) -> NotificationRecord {
     let d = store.release_details("r1").await.unwrap().unwrap();
     d.notifications.into_iter().find(|n| n.key == key).unwrap()
@@ -126,23 +83,17 @@ async fn a_black_holed_receiver_delays_only_its_own_messages() {
     // Accepts connections, never answers.
     let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hole_url = format!("http://{}/hook", hole.local_addr().unwrap());
-    let (ok_url, ok_hits) = receiver(StatusCode::OK, vec![], Duration::ZERO).await;
-    let notifiers = BTreeMap::from([
-        ("hole".to_string(), webhook(hole_url)),
-        ("ok".to_string(), webhook(ok_url)),
-    ]);
-    let (outbox, store) = setup(dir.path(), notifiers).await;
+    let ok = Receiver::start(Reply::Ok).await;
+    let notifiers = [webhook("hole", &hole_url), webhook("ok", &ok.webhook_url())];
+    let (outbox, store) = setup(dir.path(), &notifiers).await;
     let mut rows: Vec<_> = (0..5).map(|i| row(&format!("hole-{i}"), "hole")).collect();
     rows.push(row("ok-0", "ok"));
     store.enqueue(&rows).await.unwrap();
     outbox.spawn();
-    common::wait_for(
+    wait_for(
         "the healthy receiver's message",
         Duration::from_secs(10),
-        || {
-            let hits = ok_hits.clone();
-            async move { (hits.load(Ordering::SeqCst) == 1).then_some(()) }
-        },
+        || async { (ok.hits() == 1).then_some(()) },
     )
     .await;
     // The healthy message went out while the black hole still holds all of its own.
@@ -154,7 +105,7 @@ async fn a_black_holed_receiver_delays_only_its_own_messages() {
             "hole-{i} was tried before the healthy message"
         );
     }
-    common::wait_for("ok-0 marked sent", Duration::from_secs(10), || {
+    wait_for("ok-0 marked sent", Duration::from_secs(10), || {
         let store = store.clone();
         async move { (status_of(&store, "ok-0").await.status == DeliveryStatus::Sent).then_some(()) }
     })
@@ -164,23 +115,13 @@ async fn a_black_holed_receiver_delays_only_its_own_messages() {
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_after_is_honoured_and_capped() {
     let dir = tempfile::tempdir().unwrap();
-    let (soon, _) = receiver(
-        StatusCode::TOO_MANY_REQUESTS,
-        vec![("retry-after", "7")],
-        Duration::ZERO,
-    )
-    .await;
-    let (late, _) = receiver(
-        StatusCode::TOO_MANY_REQUESTS,
-        vec![("retry-after", "86400")],
-        Duration::ZERO,
-    )
-    .await;
-    let notifiers = BTreeMap::from([
-        ("soon".to_string(), webhook(soon)),
-        ("late".to_string(), webhook(late)),
-    ]);
-    let (outbox, store) = setup(dir.path(), notifiers).await;
+    let soon = Receiver::start(Reply::RateLimited("7")).await;
+    let late = Receiver::start(Reply::RateLimited("86400")).await;
+    let notifiers = [
+        webhook("soon", &soon.webhook_url()),
+        webhook("late", &late.webhook_url()),
+    ];
+    let (outbox, store) = setup(dir.path(), &notifiers).await;
     store
         .enqueue(&[row("a", "soon"), row("b", "late")])
         .await
@@ -205,24 +146,17 @@ async fn retry_after_is_honoured_and_capped() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_ack_during_a_delivery_keeps_the_message_suppressed() {
     let dir = tempfile::tempdir().unwrap();
-    let (slow, hits) = receiver(StatusCode::OK, vec![], Duration::from_millis(800)).await;
-    let (outbox, store) = setup(
-        dir.path(),
-        BTreeMap::from([("slow".to_string(), webhook(slow))]),
-    )
-    .await;
+    let slow = Receiver::start(Reply::OkAfter(Duration::from_millis(800))).await;
+    let (outbox, store) = setup(dir.path(), &[webhook("slow", &slow.webhook_url())]).await;
     store.enqueue(&[row("m", "slow")]).await.unwrap();
     let delivering = {
         let outbox = outbox.clone();
         tokio::spawn(async move { outbox.deliver_due().await })
     };
-    common::wait_for(
+    wait_for(
         "the delivery to be in flight",
         Duration::from_secs(10),
-        || {
-            let hits = hits.clone();
-            async move { (hits.load(Ordering::SeqCst) == 1).then_some(()) }
-        },
+        || async { (slow.hits() == 1).then_some(()) },
     )
     .await;
     let decision = release_guardian::model::Decision {
@@ -246,9 +180,5 @@ async fn an_ack_during_a_delivery_keeps_the_message_suppressed() {
         status_of(&store, "later").await.status,
         DeliveryStatus::Suppressed
     );
-    assert_eq!(
-        hits.load(Ordering::SeqCst),
-        1,
-        "nothing was sent after the ack"
-    );
+    assert_eq!(slow.hits(), 1, "nothing was sent after the ack");
 }

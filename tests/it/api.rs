@@ -2,22 +2,19 @@
 //! dir, a real started `Guardian`, and `router(guardian).oneshot(request)`.
 //! One test also serves over real TCP to check `serve` and its shutdown.
 
+use crate::support::{settings, wait_for};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use release_guardian::api::{router, serve, MAX_BODY_BYTES};
-use release_guardian::clock::SystemClock;
-use release_guardian::config::Cadence;
-use release_guardian::config::{
-    ApiToken, Config, RollbackConfig, RollbackMode, Scope, Secret, Service, Settings, TierConfig,
-};
+use release_guardian::api::{router, serve, ApiState, MAX_BODY_BYTES};
 use release_guardian::context::Context;
+use release_guardian::clock::SystemClock;
+use release_guardian::config::Settings;
 use release_guardian::model::ReleaseStatus;
 use release_guardian::scheduler::Guardian;
 use release_guardian::store::sqlite::SqliteStore;
 use release_guardian::store::Store;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,59 +28,38 @@ const WRITE_TOKEN: &str = "read-write-token-9876543210";
 /// Longest any test waits for something to happen in the background.
 const DEADLINE: Duration = Duration::from_secs(10);
 
-fn service(name: &str, rollback: Option<RollbackConfig>) -> Service {
-    // One tick an hour for six hours: nothing ticks during a test.
-    let cadence = Cadence::new(&[TierConfig {
-        until: Duration::from_secs(6 * 3600),
-        every: Duration::from_secs(3600),
-    }])
-    .expect("valid cadence");
-    Service {
-        name: name.into(),
-        environment: "production".into(),
-        labels: BTreeMap::new(),
-        notify: Vec::new(),
-        probes: Vec::new(),
-        rollback,
-        cadence,
-        checks: Vec::new(),
-    }
-}
+/// Two services, `checkout` (no hook) and `payments` (a manual rollback
+/// hook), ticking once an hour for six hours: nothing ticks during a test.
+/// With `auth`, a read token and a read+write token.
+fn settings_in(dir: &Path, auth: bool) -> Settings {
+    let mut toml = String::from(
+        r#"[store]
+path = "guardian.db"
 
-fn settings(dir: &Path, tokens: Vec<ApiToken>) -> Settings {
-    Settings {
-        file: dir.join("guardian.toml"),
-        config: Config::default(),
-        store_path: dir.join("guardian.db"),
-        services: vec![
-            service("checkout", None),
-            service(
-                "payments",
-                Some(RollbackConfig {
-                    command: vec!["/bin/true".into()],
-                    timeout: Duration::from_secs(30),
-                    mode: RollbackMode::Manual,
-                    env: BTreeMap::new(),
-                }),
-            ),
-        ],
-        notifiers: BTreeMap::new(),
-        tokens,
-        warnings: Vec::new(),
-    }
-}
+[cadence]
+tiers = [ { until = "6h", every = "1h" } ]
 
-fn auth_tokens() -> Vec<ApiToken> {
-    vec![
-        ApiToken {
-            token: Secret::new(READ_TOKEN),
-            scopes: vec![Scope::Read],
-        },
-        ApiToken {
-            token: Secret::new(WRITE_TOKEN),
-            scopes: vec![Scope::Read, Scope::Write],
-        },
-    ]
+[[services]]
+name = "checkout"
+
+[[services]]
+name = "payments"
+  [services.rollback]
+  command = ["/bin/true"]
+  timeout = "30s"
+  mode = "manual"
+"#,
+    );
+    if auth {
+        toml.push_str(&format!(
+            r#"
+[auth]
+tokens = [ {{ token = "{READ_TOKEN}", scopes = ["read"] }},
+           {{ token = "{WRITE_TOKEN}", scopes = ["read", "write"] }} ]
+"#
+        ));
+    }
+    settings(dir, &toml)
 }
 
 /// A guardian over a fresh store; started unless `start` is false.
@@ -95,26 +71,23 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Self {
-        Self::build(Vec::new(), true).await
+        Self::build(false, true).await
     }
 
     async fn with_auth() -> Self {
-        Self::build(auth_tokens(), true).await
+        Self::build(true, true).await
     }
 
-    async fn build(tokens: Vec<ApiToken>, start: bool) -> Self {
+    async fn build(auth: bool, start: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let settings = settings(dir.path(), tokens);
-        let store = SqliteStore::open(&settings.store_path).expect("open store");
+        let settings = settings_in(dir.path(), auth);
+        let store = SqliteStore::open(&dir.path().join("guardian.db")).expect("open store");
         let ctx = Context::new(settings, Arc::new(store), Arc::new(SystemClock));
         let guardian = Guardian::new(ctx);
         if start {
             guardian.start().await.expect("guardian starts");
         }
-        let app = router(release_guardian::api::ApiState::new(
-            guardian.clone(),
-            guardian.context().clone(),
-        ));
+        let app = router(ApiState::new(guardian.clone(), guardian.context().clone()));
         Self { dir, guardian, app }
     }
 
@@ -163,29 +136,25 @@ impl Harness {
         r.json["id"].as_str().expect("id").to_string()
     }
 
-    /// Polls the store until the release leaves `rolling_back`/`watching`
-    /// (or has `status`), failing at the deadline; then expects `status`.
+    /// Polls the store until the release has `status` or has ended,
+    /// failing at the deadline; then expects `status`.
     async fn wait_for_status(&self, id: &str, status: ReleaseStatus) {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            let release = self
-                .store()
-                .get_release(id)
-                .await
-                .expect("store answers")
-                .expect("release exists");
-            if release.status == status || release.status.is_terminal() {
-                let rollback = self.store().get_rollback(id).await.expect("store answers");
-                assert_eq!(release.status, status, "rollback: {rollback:?}");
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "release {id} is still {} after {DEADLINE:?}, expected {status}",
-                release.status
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let release = wait_for(
+            &format!("release {id} to be {status} or to end"),
+            DEADLINE,
+            || async {
+                let release = self
+                    .store()
+                    .get_release(id)
+                    .await
+                    .expect("store answers")
+                    .expect("release exists");
+                (release.status == status || release.status.is_terminal()).then_some(release)
+            },
+        )
+        .await;
+        let rollback = self.store().get_rollback(id).await.expect("store answers");
+        assert_eq!(release.status, status, "rollback: {rollback:?}");
     }
 }
 
@@ -631,7 +600,7 @@ async fn healthz_readyz_and_metrics() {
 
 #[tokio::test]
 async fn readyz_is_503_until_the_guardian_has_started() {
-    let h = Harness::build(Vec::new(), false).await;
+    let h = Harness::build(false, false).await;
     let r = h.get("/readyz").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
     assert!(r.error().contains("not ready"));
@@ -770,7 +739,7 @@ async fn tokens_are_read_from_the_settings_in_force() {
     let r = h.get("/v1/releases").await;
     assert_eq!(r.status, StatusCode::OK, "no [auth]: open");
     let ctx = h.guardian.context();
-    ctx.replace_settings(settings(h.dir.path(), auth_tokens()));
+    ctx.replace_settings(settings_in(h.dir.path(), true));
     let r = h.get("/v1/releases").await;
     assert_eq!(
         r.status,

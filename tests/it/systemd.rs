@@ -3,8 +3,7 @@
 //! (READY after the API accepts connections, WATCHDOG pings, STOPPING on
 //! SIGTERM).
 
-mod common;
-
+use crate::support::{bin, minimal_config, stdout_and_stderr};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -22,7 +21,7 @@ fn rooted(unit_text: &str) -> tempfile::TempDir {
     for d in ["usr/bin", "bin", "etc/systemd/system"] {
         std::fs::create_dir_all(root.path().join(d)).unwrap();
     }
-    std::fs::copy(common::bin(), root.path().join("usr/bin/release-guardian")).unwrap();
+    std::fs::copy(bin(), root.path().join("usr/bin/release-guardian")).unwrap();
     std::fs::copy("/bin/kill", root.path().join("bin/kill")).unwrap();
     std::fs::write(
         root.path()
@@ -40,14 +39,7 @@ fn verify(root: &Path) -> (bool, String) {
         .arg("release-guardian.service")
         .output()
         .expect("systemd-analyze is installed (package systemd)");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    (out.status.success(), stdout_and_stderr(&out))
 }
 
 #[test]
@@ -96,11 +88,7 @@ fn the_unit_is_notify_with_watchdog_state_and_hardening() {
         .arg("release-guardian.service")
         .output()
         .unwrap();
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = stdout_and_stderr(&out);
     assert!(out.status.success(), "exposure above 2.5:\n{all}");
 }
 
@@ -111,10 +99,8 @@ async fn the_daemon_speaks_sd_notify() {
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    let listen = format!("127.0.0.1:{}", common::free_port());
-    let config = dir.path().join("guardian.toml");
-    std::fs::write(&config, format!("[server]\nlisten = \"{listen}\"\n[store]\npath = \"g.db\"\n[[services]]\nname = \"checkout\"\n")).unwrap();
-    let mut child = Command::new(common::bin())
+    let (config, listen) = minimal_config(dir.path());
+    let mut child = Command::new(bin())
         .args(["run", "--config"])
         .arg(&config)
         .env("NOTIFY_SOCKET", &sock_path)

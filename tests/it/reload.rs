@@ -1,35 +1,34 @@
 //! SIGHUP reloads the config and rule packs; an invalid new config is
 //! rejected and the old one keeps running.
 
-mod common;
-
-use serde_json::json;
-use std::process::Command;
+use crate::support::{free_listen, free_port, minimal_config_text, wait_for, Daemon};
+use serde_json::{json, Value};
 use std::time::Duration;
 
-fn config(listen: &str, services: &[&str]) -> String {
-    let mut s = format!("[server]\nlisten = \"{listen}\"\n[store]\npath = \"g.db\"\n");
-    for name in services {
-        s.push_str(&format!("[[services]]\nname = \"{name}\"\n"));
-    }
-    s
+/// Waits until the daemon has logged that it rejected a new config.
+async fn rejected(d: &Daemon) {
+    wait_for(
+        "the rejection to be logged",
+        Duration::from_secs(10),
+        || async { d.log().contains("new configuration rejected").then_some(()) },
+    )
+    .await;
 }
 
-fn hup(pid: u32) {
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
+/// Whether the release has a decision `action`.
+fn decided(r: &Value, action: &str) -> bool {
+    r["decisions"]
+        .as_array()
+        .is_some_and(|ds| ds.iter().any(|x| x["action"] == action))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_reloads_and_rejects_an_invalid_config() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", common::free_port());
+    let listen = free_listen();
     let path = dir.path().join("guardian.toml");
-    std::fs::write(&path, config(&listen, &["checkout"])).unwrap();
-    let d = common::Daemon::start(&path, &listen).await;
+    std::fs::write(&path, minimal_config_text(&listen, &["checkout"])).unwrap();
+    let d = Daemon::start(&path, &listen).await;
     let (code, _) = d
         .post(
             "/v1/releases",
@@ -38,9 +37,13 @@ async fn sighup_reloads_and_rejects_an_invalid_config() {
         .await;
     assert_eq!(code, 422, "payments is not configured yet");
 
-    std::fs::write(&path, config(&listen, &["checkout", "payments"])).unwrap();
-    hup(d.pid());
-    common::wait_for(
+    std::fs::write(
+        &path,
+        minimal_config_text(&listen, &["checkout", "payments"]),
+    )
+    .unwrap();
+    d.hup();
+    wait_for(
         "payments to be accepted after SIGHUP",
         Duration::from_secs(10),
         || async {
@@ -57,13 +60,8 @@ async fn sighup_reloads_and_rejects_an_invalid_config() {
 
     // An invalid config is rejected: the daemon keeps the last good one.
     std::fs::write(&path, "[server]\nlisten = 42\n").unwrap();
-    hup(d.pid());
-    common::wait_for(
-        "the rejection to be logged",
-        Duration::from_secs(10),
-        || async { d.log().contains("new configuration rejected").then_some(()) },
-    )
-    .await;
+    d.hup();
+    rejected(&d).await;
     let (code, body) = d
         .post(
             "/v1/releases",
@@ -78,26 +76,25 @@ async fn sighup_reloads_and_rejects_an_invalid_config() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_cannot_drop_auth_from_a_public_listener() {
     let dir = tempfile::tempdir().unwrap();
-    let port = common::free_port();
+    let port = free_port();
     let path = dir.path().join("guardian.toml");
     let with_auth = format!(
         "[server]\nlisten = \"0.0.0.0:{port}\"\n[auth]\ntokens = [ {{ token = \"ops-token-123456\", scopes = [\"read\", \"write\"] }} ]\n[store]\npath = \"g.db\"\n[[services]]\nname = \"checkout\"\n"
     );
     std::fs::write(&path, &with_auth).unwrap();
-    let d = common::Daemon::start(&path, &format!("127.0.0.1:{port}")).await;
+    let d = Daemon::start(&path, &format!("127.0.0.1:{port}")).await;
     let list = format!("{}/v1/releases", d.api);
     assert_eq!(reqwest::get(&list).await.unwrap().status(), 401);
 
     // The new file is valid on its own (loopback, no auth), but the socket
     // stays on 0.0.0.0 until a restart: the reload must be refused.
-    std::fs::write(&path, config(&format!("127.0.0.1:{port}"), &["checkout"])).unwrap();
-    hup(d.pid());
-    common::wait_for(
-        "the rejection to be logged",
-        Duration::from_secs(10),
-        || async { d.log().contains("new configuration rejected").then_some(()) },
+    std::fs::write(
+        &path,
+        minimal_config_text(&format!("127.0.0.1:{port}"), &["checkout"]),
     )
-    .await;
+    .unwrap();
+    d.hup();
+    rejected(&d).await;
     assert_eq!(
         reqwest::get(&list).await.unwrap().status(),
         401,
@@ -115,15 +112,15 @@ async fn a_reload_cannot_drop_auth_from_a_public_listener() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_that_drops_a_service_pauses_its_watches() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", common::free_port());
+    let listen = free_listen();
     let path = dir.path().join("guardian.toml");
     let cadence = "[cadence]\ntiers = [ { until = \"4s\", every = \"1s\" } ]\n";
     std::fs::write(
         &path,
-        format!("{}{cadence}", config(&listen, &["checkout"])),
+        format!("{}{cadence}", minimal_config_text(&listen, &["checkout"])),
     )
     .unwrap();
-    let d = common::Daemon::start(&path, &listen).await;
+    let d = Daemon::start(&path, &listen).await;
     let (code, body) = d
         .post(
             "/v1/releases",
@@ -134,37 +131,33 @@ async fn a_reload_that_drops_a_service_pauses_its_watches() {
     let id = body["id"].as_str().unwrap().to_string();
 
     // A reload with the service gone (a typo, say): the watch pauses.
-    std::fs::write(&path, format!("{}{cadence}", config(&listen, &["chekout"]))).unwrap();
-    hup(d.pid());
-    let path_id = format!("/v1/releases/{id}");
-    let decided = |action: &'static str| {
-        let d = &d;
-        let path_id = path_id.clone();
-        async move {
-            let r = d.get(&path_id).await;
-            r["decisions"]
-                .as_array()?
-                .iter()
-                .any(|x| x["action"] == action)
-                .then_some(r)
-        }
-    };
-    let r = common::wait_for("the watch to pause", Duration::from_secs(10), || {
-        decided("paused")
-    })
-    .await;
+    std::fs::write(
+        &path,
+        format!("{}{cadence}", minimal_config_text(&listen, &["chekout"])),
+    )
+    .unwrap();
+    d.hup();
+    let r = d
+        .release_until(&id, "the watch to pause", Duration::from_secs(10), |r| {
+            decided(r, "paused")
+        })
+        .await;
     assert_eq!(r["status"], "watching");
 
     // The service is back: the watch resumes and ends normally.
     std::fs::write(
         &path,
-        format!("{}{cadence}", config(&listen, &["checkout"])),
+        format!("{}{cadence}", minimal_config_text(&listen, &["checkout"])),
     )
     .unwrap();
-    hup(d.pid());
-    let r = common::wait_for("the watch to end verified", Duration::from_secs(20), || {
-        decided("verified")
-    })
-    .await;
+    d.hup();
+    let r = d
+        .release_until(
+            &id,
+            "the watch to end verified",
+            Duration::from_secs(20),
+            |r| decided(r, "verified"),
+        )
+        .await;
     assert_eq!(r["status"], "verified", "{r}");
 }

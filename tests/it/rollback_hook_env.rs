@@ -2,23 +2,41 @@
 //! `HOME`, `LANG` (when the daemon has them), the config's `env` table and
 //! the `RG_*` variables; nothing else of the daemon's environment.
 //!
-//! Alone in its own test binary because it sets a variable in the test
-//! process, which must not race with other tests spawning processes.
+//! The daemon's environment must hold a secret for the test to mean
+//! anything, and `set_var` in a test process whose other threads spawn
+//! processes is a race (`cargo test` runs the whole binary in one process).
+//! So the test runs itself again in a child process that has the secret in
+//! its environment from the start.
 
+use crate::support::{script, stdout_and_stderr};
 use release_guardian::actions::rollback::{run_hook, HookVars};
 use release_guardian::config::{RollbackConfig, RollbackMode};
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 use std::time::Duration;
+
+/// The variable of the daemon's environment that the hook must not see.
+const SECRET: (&str, &str) = ("SECRET_FROM_PARENT", "hunter2");
+
+/// This test's name as the test harness knows it.
+const THIS_TEST: &str = "rollback_hook_env::the_hook_sees_only_its_minimal_environment";
 
 #[tokio::test]
 async fn the_hook_sees_only_its_minimal_environment() {
-    std::env::set_var("SECRET_FROM_PARENT", "hunter2");
+    if std::env::var_os(SECRET.0).is_none() {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([THIS_TEST, "--exact", "--nocapture", "--test-threads=1"])
+            .env(SECRET.0, SECRET.1)
+            .output()
+            .unwrap();
+        let all = stdout_and_stderr(&out);
+        assert!(out.status.success(), "the test failed in a child:\n{all}");
+        assert!(all.contains("1 passed"), "the child ran no test:\n{all}");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("env.txt");
-    let script = dir.path().join("dump-env.sh");
-    std::fs::write(&script, "#!/bin/sh\n/usr/bin/env > \"$HOOK_OUT\"\n").unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = script(dir.path(), "dump-env.sh", "/usr/bin/env > \"$HOOK_OUT\"");
 
     let mut env = BTreeMap::new();
     env.insert("HOOK_OUT".to_string(), dump.display().to_string());
@@ -61,7 +79,7 @@ async fn the_hook_sees_only_its_minimal_environment() {
     // `/bin/sh` itself exports PWD to the commands it runs.
     let names: BTreeSet<&str> = seen.keys().copied().filter(|k| *k != "PWD").collect();
     assert_eq!(names, expected, "environment was:\n{text}");
-    assert!(!text.contains("hunter2"));
+    assert!(!text.contains(SECRET.1));
     assert_eq!(seen["RG_RELEASE_ID"], "0190-release");
     assert_eq!(seen["RG_SERVICE"], "checkout");
     assert_eq!(seen["RG_ENVIRONMENT"], "production");

@@ -1,13 +1,14 @@
 //! A real HTTP target for Prometheus to scrape: request counters fed by
-//! simulated traffic (100 requests every 100 ms), with a switchable error ratio.
+//! simulated traffic (100 requests every 100 ms) with a switchable error
+//! ratio, and `/health/live` for probes. Runs until the test's runtime ends.
 
+use super::serve;
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]
 struct Counters {
@@ -20,7 +21,6 @@ struct Counters {
 pub struct Target {
     pub addr: SocketAddr,
     state: Arc<Mutex<Counters>>,
-    cancel: CancellationToken,
 }
 
 impl Target {
@@ -29,26 +29,16 @@ impl Target {
             error_ratio: 0.001,
             ..Default::default()
         }));
-        let cancel = CancellationToken::new();
         let app = Router::new()
             .route("/metrics", get(metrics))
             .route("/health/live", get(|| async { "ok" }))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let c = cancel.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { c.cancelled().await })
-                .await
-                .unwrap();
-        });
+        let addr = serve(app).await;
         let s = state.clone();
-        let c = cancel.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
-                tokio::select! { _ = c.cancelled() => return, _ = tick.tick() => {} }
+                tick.tick().await;
                 let mut g = s.lock().unwrap();
                 g.carry += 100.0 * g.error_ratio;
                 let errs = g.carry.floor();
@@ -57,22 +47,12 @@ impl Target {
                 g.ok += 100 - errs as u64;
             }
         });
-        Self {
-            addr,
-            state,
-            cancel,
-        }
+        Self { addr, state }
     }
 
     /// Sets the fraction of requests answered 5xx from now on.
     pub fn set_error_ratio(&self, r: f64) {
         self.state.lock().unwrap().error_ratio = r;
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        self.cancel.cancel();
     }
 }
 

@@ -1,15 +1,16 @@
 //! Every metric the shipped Grafana dashboard queries exists in the
 //! daemon's `/metrics`.
 
-mod common;
-
+use crate::support::{minimal_config, Daemon};
 use std::collections::BTreeSet;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_only_queries_metrics_that_exist() {
-    let dashboard: serde_json::Value =
-        serde_json::from_str(include_str!("../dashboards/release-guardian.json"))
-            .expect("valid JSON");
+    let dashboard: serde_json::Value = serde_json::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dashboards/release-guardian.json"
+    )))
+    .expect("valid JSON");
     let mut queried = BTreeSet::new();
     let mut exprs = Vec::new();
     collect_exprs(&dashboard, &mut exprs);
@@ -29,8 +30,8 @@ async fn the_dashboard_only_queries_metrics_that_exist() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let (config, listen) = common::minimal_config(dir.path());
-    let d = common::Daemon::start(&config, &listen).await;
+    let (config, listen) = minimal_config(dir.path());
+    let d = Daemon::start(&config, &listen).await;
     let metrics = reqwest::get(format!("{}/metrics", d.api))
         .await
         .unwrap()

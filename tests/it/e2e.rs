@@ -6,9 +6,9 @@
 //! - `kill_9_resumes_evaluates_the_gap_and_never_repeats`: the crash test.
 //! - `prometheus_down_is_inconclusive_not_a_rollback`.
 
-mod common;
-
-use common::{wait_for, Daemon, Prometheus, SlackReceiver, Target};
+use crate::support::{
+    free_listen, now_ms, script, wait_for, Daemon, Prometheus, Receiver, Reply, Target,
+};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,9 +30,9 @@ const RULES: &str = r#"checks:
     rollback: { failures: 3 }
 "#;
 
-const HOOK: &str = "#!/bin/sh\n\
+const HOOK: &str = "\
 echo \"$RG_RELEASE_ID $RG_SERVICE $RG_ENVIRONMENT $RG_VERSION $RG_PREVIOUS_VERSION\" >> \"$HOOK_LOG\"\n\
-echo \"rolled back $RG_SERVICE to $RG_PREVIOUS_VERSION\"\n";
+echo \"rolled back $RG_SERVICE to $RG_PREVIOUS_VERSION\"";
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -43,14 +43,10 @@ struct Setup {
 
 fn setup(prometheus: &str, target: std::net::SocketAddr, slack: &str, tiers: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", common::free_port());
+    let listen = free_listen();
     std::fs::create_dir_all(dir.path().join("rules")).unwrap();
     std::fs::write(dir.path().join("rules/checkout.yaml"), RULES).unwrap();
-    let hook = dir.path().join("rollback.sh");
-    std::fs::write(&hook, HOOK).unwrap();
-    let mut perms = std::fs::metadata(&hook).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&hook, perms).unwrap();
+    let hook = script(dir.path(), "rollback.sh", HOOK);
     let hook_log = dir.path().join("hook.log");
     let config = dir.path().join("guardian.toml");
     std::fs::write(
@@ -108,30 +104,6 @@ fn hook_runs(path: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn release_until(
-    d: &Daemon,
-    id: &str,
-    what: &str,
-    timeout: Duration,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    let path = format!("/v1/releases/{id}");
-    wait_for(what, timeout, || {
-        let path = path.clone();
-        let pred = &pred;
-        async move {
-            let r = reqwest::get(format!("{}{path}", d.api))
-                .await
-                .ok()?
-                .json::<Value>()
-                .await
-                .ok()?;
-            pred(&r).then_some(r)
-        }
-    })
-    .await
-}
-
 fn check_state<'a>(r: &'a Value, name: &str) -> &'a str {
     r["checks"]
         .as_array()
@@ -178,7 +150,7 @@ async fn register(d: &Daemon) -> String {
 struct Scenario {
     target: Target,
     prom: Prometheus,
-    slack: SlackReceiver,
+    slack: Receiver,
     s: Setup,
     d: Daemon,
     id: String,
@@ -188,12 +160,11 @@ impl Scenario {
     async fn start(tiers: &str) -> Self {
         let target = Target::start().await;
         let prom = Prometheus::start(target.addr).await;
-        let slack = SlackReceiver::start().await;
-        let s = setup(&prom.url, target.addr, &slack.url, tiers);
+        let slack = Receiver::start(Reply::Ok).await;
+        let s = setup(&prom.url, target.addr, &slack.slack_url(), tiers);
         let d = Daemon::start(&s.config, &s.listen).await;
         let id = register(&d).await;
-        release_until(
-            &d,
+        d.release_until(
             &id,
             "a first healthy tick on real data",
             Duration::from_secs(30),
@@ -222,14 +193,11 @@ async fn a_regression_is_paged_and_rolled_back_once() {
         id,
     } = Scenario::start(r#"[ { until = "90s", every = "2s" } ]"#).await;
     target.set_error_ratio(0.3);
-    let r = release_until(
-        &d,
-        &id,
-        "status rolled_back",
-        Duration::from_secs(60),
-        |r| r["status"] == "rolled_back",
-    )
-    .await;
+    let r = d
+        .release_until(&id, "status rolled_back", Duration::from_secs(60), |r| {
+            r["status"] == "rolled_back"
+        })
+        .await;
 
     let runs = hook_runs(&s.hook_log);
     assert_eq!(
@@ -255,14 +223,9 @@ async fn a_regression_is_paged_and_rolled_back_once() {
             "decision {a} missing from {actions:?}"
         );
     }
-    let r = release_until(
-        &d,
-        &id,
-        "outbox drained",
-        Duration::from_secs(20),
-        no_pending,
-    )
-    .await;
+    let r = d
+        .release_until(&id, "outbox drained", Duration::from_secs(20), no_pending)
+        .await;
     assert!(
         r["notifications"]
             .as_array()
@@ -273,9 +236,9 @@ async fn a_regression_is_paged_and_rolled_back_once() {
     );
     let texts = slack.texts();
     assert!(
-        slack.violations().is_empty(),
+        slack.problems().is_empty(),
         "shape violations: {:?}",
-        slack.violations()
+        slack.problems()
     );
     let page = texts
         .iter()
@@ -329,16 +292,16 @@ async fn kill_9_resumes_evaluates_the_gap_and_never_repeats() {
 
     // Restart on the same store: the watch resumes and reads the gap. Slack
     // is down for now, so the pages it decides stay in the outbox.
-    slack.set_failing(true);
+    slack.set_reply(Reply::Unavailable);
     let mut d = Daemon::start(&s.config, &s.listen).await;
-    let r = release_until(
-        &d,
-        &id,
-        "rolled back after the gap was read",
-        Duration::from_secs(60),
-        |r| r["status"] == "rolled_back",
-    )
-    .await;
+    let r = d
+        .release_until(
+            &id,
+            "rolled back after the gap was read",
+            Duration::from_secs(60),
+            |r| r["status"] == "rolled_back",
+        )
+        .await;
     let decisions = r["decisions"].as_array().unwrap();
     assert!(
         decisions.iter().any(|d| d["action"] == "resumed"),
@@ -366,16 +329,16 @@ async fn kill_9_resumes_evaluates_the_gap_and_never_repeats() {
 
     // Crash again with pages still in the outbox, and bring Slack back.
     d.kill9();
-    slack.set_failing(false);
+    slack.set_reply(Reply::Ok);
     let d = Daemon::start(&s.config, &s.listen).await;
-    let r = release_until(
-        &d,
-        &id,
-        "outbox drained after restart",
-        Duration::from_secs(30),
-        no_pending,
-    )
-    .await;
+    let r = d
+        .release_until(
+            &id,
+            "outbox drained after restart",
+            Duration::from_secs(30),
+            no_pending,
+        )
+        .await;
     assert_eq!(r["status"], "rolled_back");
     assert_eq!(
         hook_runs(&s.hook_log).len(),
@@ -401,7 +364,7 @@ async fn kill_9_resumes_evaluates_the_gap_and_never_repeats() {
         pages_before.len(),
         "a page was sent twice: {pages_before:?}"
     );
-    assert!(slack.violations().is_empty());
+    assert!(slack.problems().is_empty(), "{:?}", slack.problems());
     drop(d);
 }
 
@@ -417,19 +380,20 @@ async fn prometheus_down_is_inconclusive_not_a_rollback() {
     } = Scenario::start(r#"[ { until = "20s", every = "2s" } ]"#).await;
     prom.stop();
     target.set_error_ratio(0.5);
-    let r = release_until(
-        &d,
-        &id,
-        "error_rate inconclusive",
-        Duration::from_secs(30),
-        |r| check_state(r, "error_rate") == "inconclusive",
-    )
-    .await;
+    let r = d
+        .release_until(
+            &id,
+            "error_rate inconclusive",
+            Duration::from_secs(30),
+            |r| check_state(r, "error_rate") == "inconclusive",
+        )
+        .await;
     assert_eq!(r["status"], "watching");
-    let r = release_until(&d, &id, "the watch to end", Duration::from_secs(40), |r| {
-        r["status"] != "watching"
-    })
-    .await;
+    let r = d
+        .release_until(&id, "the watch to end", Duration::from_secs(40), |r| {
+            r["status"] != "watching"
+        })
+        .await;
     assert_eq!(r["status"], "verified", "{r}");
     assert!(r["rollback"].is_null());
     assert!(hook_runs(&s.hook_log).is_empty());
@@ -463,13 +427,6 @@ async fn prometheus_down_is_inconclusive_not_a_rollback() {
         said("verified", "but error_rate could not be judged"),
         "{r}"
     );
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 async fn prom_until(http: &reqwest::Client, url: &str, query: &str, what: &str) {

@@ -2,24 +2,16 @@
 //! exec'd directly): arguments verbatim, exit codes, output capture and
 //! truncation, timeouts that kill the whole process group, missing programs.
 
+use crate::support::{script, wait_for};
 use release_guardian::actions::rollback::{run_hook, HookVars, OUTPUT_LIMIT};
 use release_guardian::config::{RollbackConfig, RollbackMode};
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Held by every test for its whole run: a script written while another
 /// test forks can leak its write descriptor into that child, and exec'ing it
 /// then fails with "Text file busy" (ETXTBSY).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
 
 fn hook(command: Vec<String>, timeout: Duration) -> RollbackConfig {
     RollbackConfig {
@@ -165,14 +157,12 @@ async fn a_hook_past_its_timeout_is_killed_with_its_children() {
         stat.is_empty() || state == Some('Z') || state == Some('X')
     };
     // SIGKILL is delivered at once, but the exit takes a moment: poll.
-    let until = std::time::Instant::now() + Duration::from_secs(5);
-    while !dead() {
-        assert!(
-            std::time::Instant::now() < until,
-            "grandchild {pid} still alive"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for(
+        &format!("grandchild {pid} to die"),
+        Duration::from_secs(5),
+        || async { dead().then_some(()) },
+    )
+    .await;
 }
 
 #[tokio::test]

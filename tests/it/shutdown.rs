@@ -2,25 +2,20 @@
 //! (within its timeout) instead of killing it, so the outcome is known and
 //! the release ends `rolled_back`, not `rollback_failed`.
 
-mod common;
-
+use crate::support::{free_listen, script, Daemon};
 use serde_json::{json, Value};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_waits_for_a_running_rollback_hook() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", common::free_port());
-    let hook = dir.path().join("slow-rollback.sh");
+    let listen = free_listen();
     let marker = dir.path().join("hook-finished");
-    std::fs::write(
-        &hook,
-        format!("#!/bin/sh\nsleep 2\necho done > {}\n", marker.display()),
-    )
-    .unwrap();
-    let mut perms = std::fs::metadata(&hook).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&hook, perms).unwrap();
+    let hook = script(
+        dir.path(),
+        "slow-rollback.sh",
+        &format!("sleep 2\necho done > {}", marker.display()),
+    );
     let config = dir.path().join("guardian.toml");
     std::fs::write(
         &config,
@@ -31,7 +26,7 @@ async fn sigterm_waits_for_a_running_rollback_hook() {
         ),
     )
     .unwrap();
-    let mut d = common::Daemon::start(&config, &listen).await;
+    let mut d = Daemon::start(&config, &listen).await;
     let (code, body) = d
         .post(
             "/v1/releases",
@@ -44,14 +39,11 @@ async fn sigterm_waits_for_a_running_rollback_hook() {
         .post(&format!("/v1/releases/{id}/rollback"), json!({}))
         .await;
     assert_eq!(code, 202);
-    let path = format!("/v1/releases/{id}");
-    common::wait_for(
+    d.release_until(
+        &id,
         "the hook to be running",
         Duration::from_secs(10),
-        || async {
-            let r: Value = d.get(&path).await;
-            (r["rollback"]["state"] == "running").then_some(())
-        },
+        |r| r["rollback"]["state"] == "running",
     )
     .await;
 
@@ -59,8 +51,8 @@ async fn sigterm_waits_for_a_running_rollback_hook() {
     assert!(status.success(), "{status:?}");
     assert!(marker.exists(), "the hook was killed by the shutdown");
 
-    let d = common::Daemon::start(&config, &listen).await;
-    let r: Value = d.get(&path).await;
+    let d = Daemon::start(&config, &listen).await;
+    let r: Value = d.get(&format!("/v1/releases/{id}")).await;
     assert_eq!(r["status"], "rolled_back", "{r}");
     assert_eq!(r["rollback"]["state"], "succeeded");
 }

@@ -1,0 +1,21 @@
+//! `Settings` the way the daemon gets them: config TOML text written to
+//! `DIR/guardian.toml` and loaded by `release_guardian::config::load_str`.
+//! Tests never build `Settings` (or its parts) as struct literals: the
+//! config file is the interface, the struct behind it may change.
+
+use release_guardian::config::{load_str, Settings};
+use std::path::Path;
+
+/// Loads `toml` as `DIR/guardian.toml` (relative paths are relative to
+/// `dir`), without environment overrides; panics with every located error.
+pub fn settings(dir: &Path, toml: &str) -> Settings {
+    settings_with_env(dir, toml, &[])
+}
+
+/// Like [`settings`], with `env` as the environment (`RG__SECTION__KEY`
+/// overrides, `STATE_DIRECTORY`).
+pub fn settings_with_env(dir: &Path, toml: &str, env: &[(String, String)]) -> Settings {
+    let path = dir.join("guardian.toml");
+    std::fs::write(&path, toml).unwrap();
+    load_str(toml, &path, env).unwrap_or_else(|e| panic!("unexpected config errors:\n{e}"))
+}

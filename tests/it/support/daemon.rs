@@ -1,0 +1,181 @@
+//! The binary under test: its path, the real `release-guardian run` as a
+//! child process ([`Daemon`]), and minimal config files for it.
+
+use super::{free_port, wait_for};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_release-guardian")
+}
+
+/// What a finished command printed: its stdout, then its stderr.
+pub fn stdout_and_stderr(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A loopback address nobody listens on yet, for `[server] listen`.
+pub fn free_listen() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// Config text: the API on `listen`, the store in `g.db` beside the file,
+/// and one `[[services]]` (no checks) per name in `services`.
+pub fn minimal_config_text(listen: &str, services: &[&str]) -> String {
+    let mut s = format!("[server]\nlisten = \"{listen}\"\n[store]\npath = \"g.db\"\n");
+    for name in services {
+        s.push_str(&format!("[[services]]\nname = \"{name}\"\n"));
+    }
+    s
+}
+
+/// Writes a minimal config (one service `checkout`, no checks, the store in
+/// `dir`) listening on a free loopback port to `DIR/guardian.toml`; returns
+/// (config path, listen).
+pub fn minimal_config(dir: &Path) -> (PathBuf, String) {
+    let listen = free_listen();
+    let config = dir.join("guardian.toml");
+    std::fs::write(&config, minimal_config_text(&listen, &["checkout"])).unwrap();
+    (config, listen)
+}
+
+pub struct Daemon {
+    pub api: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon on `config` (whose `[server] listen` is `addr`) and
+    /// waits until `/readyz` answers 200.
+    pub async fn start(config: &Path, addr: &str) -> Self {
+        let log = config.with_extension(format!(
+            "log.{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin())
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("start release-guardian");
+        let me = Self {
+            api: format!("http://{addr}"),
+            child: Some(child),
+            log,
+        };
+        let http = reqwest::Client::new();
+        let url = format!("{}/readyz", me.api);
+        wait_for("the daemon to be ready", Duration::from_secs(30), || {
+            let http = http.clone();
+            let url = url.clone();
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+                    .map(|_| ())
+            }
+        })
+        .await;
+        me
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// Sends SIGTERM and waits (polling, with a deadline) for a clean exit.
+    pub async fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let mut child = self.child.take().expect("daemon running");
+        let status = wait_for("the daemon to exit", timeout, || {
+            let status = child.try_wait().unwrap();
+            async move { status }
+        })
+        .await;
+        status
+    }
+
+    /// Sends SIGHUP: reload the config file.
+    pub fn hup(&self) {
+        self.signal("HUP");
+    }
+
+    /// Sends the signal `name` (`TERM`, `HUP`) with kill(1).
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().map(|c| c.id()).expect("daemon running");
+        let sent = Command::new("kill")
+            .args([format!("-{name}"), pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{name} {pid}");
+    }
+
+    /// The daemon's stderr so far (for assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls `GET /v1/releases/{id}` until `pred` holds for the release (or
+    /// panics with `what` after `timeout`); returns the release. A request
+    /// that fails (the daemon still starting) counts as not yet.
+    pub async fn release_until(
+        &self,
+        id: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let url = format!("{}/v1/releases/{id}", self.api);
+        wait_for(what, timeout, || async {
+            let r: Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+            pred(&r).then_some(r)
+        })
+        .await
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        reqwest::get(format!("{}{path}", self.api))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", self.api))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let code = r.status().as_u16();
+        (code, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
