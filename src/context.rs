@@ -6,6 +6,7 @@ use crate::actions::notify::outbox::OutboxParts;
 use crate::actions::notify::{BuildContext, Notifiers};
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::sources::{BuildContext as SourceBuildContext, Sources};
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 use std::sync::{Arc, RwLock};
@@ -31,6 +32,8 @@ pub struct Context {
     pub notify_http: reqwest::Client,
     /// The notifiers of the settings in force, built once per (re)load.
     notifiers: watch::Sender<Arc<Notifiers>>,
+    /// The sources of the settings in force, built once per (re)load.
+    sources: RwLock<Arc<Sources>>,
     /// Bounds the source requests (queries and probes) in flight across all
     /// watches, so a thousand watches ticking together do not flood Prometheus.
     pub source_permits: Arc<tokio::sync::Semaphore>,
@@ -51,14 +54,23 @@ impl Context {
                 http: notify_http.clone(),
             },
         );
+        let probe_http = crate::sources::probe::probe_client();
+        let sources = Sources::build(
+            &settings.sources,
+            &SourceBuildContext {
+                http: http.clone(),
+                probe_http: probe_http.clone(),
+            },
+        );
         Arc::new(Self {
             notifiers: watch::Sender::new(Arc::new(notifiers)),
+            sources: RwLock::new(Arc::new(sources)),
             settings: RwLock::new(Arc::new(settings)),
             store,
             clock,
             telemetry: Arc::new(Telemetry::new()),
             http,
-            probe_http: crate::sources::probe::probe_client(),
+            probe_http,
             notify_http,
             source_permits: Arc::new(tokio::sync::Semaphore::new(MAX_SOURCE_REQUESTS)),
             shutdown: CancellationToken::new(),
@@ -84,7 +96,23 @@ impl Context {
             },
         );
         self.notifiers.send_replace(Arc::new(notifiers));
+        let sources = Sources::build(
+            &settings.sources,
+            &SourceBuildContext {
+                http: self.http.clone(),
+                probe_http: self.probe_http.clone(),
+            },
+        );
+        *self.sources.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(sources);
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
+    }
+
+    /// The sources in force now.
+    pub fn sources(&self) -> Arc<Sources> {
+        self.sources
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// What the notification outbox works with.

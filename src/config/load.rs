@@ -15,8 +15,7 @@
 
 use super::env;
 use super::{
-    AuthConfig, CadenceConfig, Config, ServerConfig, ServiceConfig, Settings, SourcesConfig,
-    StoreConfig,
+    AuthConfig, CadenceConfig, Config, ServerConfig, ServiceConfig, Settings, StoreConfig,
 };
 use crate::actions::notify::{self, NotifierSpec};
 use crate::model::Severity;
@@ -24,8 +23,10 @@ use crate::section::{
     section, value, ConfigError, ConfigErrors, Finish, KeyPath, Locator, Report, Section,
     TomlLocator,
 };
+use crate::sources::{self, SourceConfig, SourceKind, SourceSpec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use toml_edit::{ImDocument, Item, Table, Value};
 
 /// Loads and validates `path`, with environment overrides from the process.
@@ -107,6 +108,10 @@ pub struct Parsed {
     pub notifier_names: Vec<String>,
     /// Every notifier that deserialized and passed its kind's checks.
     pub notifiers: BTreeMap<String, NotifierSpec>,
+    /// Every name under `[sources]`, whether it deserialized or not.
+    pub source_names: Vec<String>,
+    /// Every `[sources.NAME]` that passed its kind's checks.
+    pub sources: BTreeMap<&'static str, SourceSpec>,
 }
 
 const SECTIONS: [&str; 7] = [
@@ -128,6 +133,8 @@ fn deserialize_sections(root: &Table, base: &Path, report: &mut Report<'_>) -> P
         services: Vec::new(),
         notifier_names: Vec::new(),
         notifiers: BTreeMap::new(),
+        source_names: Vec::new(),
+        sources: BTreeMap::new(),
     };
     let top = KeyPath::root();
     for (key, item) in root.iter() {
@@ -151,8 +158,17 @@ fn deserialize_sections(root: &Table, base: &Path, report: &mut Report<'_>) -> P
                 None => parsed.cadence_failed = true,
             },
             "sources" => {
-                if let Some(v) = section::<SourcesConfig>(item, &path, report) {
-                    parsed.config.sources = v;
+                let Some(table) = item.as_table_like() else {
+                    report.error(&path, "`sources` must be a table of [sources.NAME]");
+                    continue;
+                };
+                for (name, s) in table.iter() {
+                    parsed.source_names.push(name.to_string());
+                    if let Some((kind, config)) = source(name, s, &path.key(name), base, report) {
+                        parsed
+                            .sources
+                            .insert(kind.name, SourceSpec { kind, config });
+                    }
                 }
             }
             "services" => {
@@ -272,6 +288,51 @@ fn notifier(
         min_severity: min_severity?,
         config: config.into(),
     })
+}
+
+/// One `[sources.NAME]`: the section of the query source kind `NAME`,
+/// read by its file (the registry in [`crate::sources`]).
+fn source(
+    name: &str,
+    item: &Item,
+    path: &KeyPath,
+    base: &Path,
+    report: &mut Report<'_>,
+) -> Option<(&'static SourceKind, Arc<dyn SourceConfig>)> {
+    let Ok(Value::InlineTable(table)) = item.clone().into_value() else {
+        report.error(path, format!("`[sources.{name}]` must be a table"));
+        return None;
+    };
+    let Some((kind, parse)) = sources::kind(name).and_then(|k| Some((k, k.section?))) else {
+        if sources::PLANNED.contains(&name) {
+            report.warn(
+                path,
+                format_args!("[sources.{name}] is configured, but {name} checks are not available in this version (planned)"),
+            );
+        } else {
+            let configurable: Vec<&str> = sources::KINDS
+                .iter()
+                .filter(|k| k.section.is_some())
+                .map(|k| k.name)
+                .collect();
+            report.error(
+                path,
+                format!(
+                    "unknown source `{name}` in [sources]; expected {} ({} are planned)",
+                    configurable.join(" or "),
+                    sources::PLANNED.join(" and ")
+                ),
+            );
+        }
+        return None;
+    };
+    let mut section = Section {
+        fields: Value::InlineTable(table),
+        at: path.clone(),
+        base,
+        report,
+    };
+    parse(&mut section).map(|c| (kind, c.into()))
 }
 
 impl Finish for Settings {

@@ -22,7 +22,7 @@ pub use crate::section::{
 pub use cadence::Cadence;
 pub use load::{load, load_str};
 pub use redact::Redactor;
-pub use settings::{ApiToken, CheckSpec, Service, Settings, SourceKind};
+pub use settings::{ApiToken, CheckSpec, Service, Settings};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -36,12 +36,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9797";
 pub const DEFAULT_STORE_PATH: &str = "/var/lib/release-guardian/guardian.db";
 /// Default range-query resolution of a check.
 pub const DEFAULT_STEP: Duration = Duration::from_secs(15);
-/// Default probe timeout.
-pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default rollback hook timeout.
 pub const DEFAULT_ROLLBACK_TIMEOUT: Duration = Duration::from_secs(300);
-/// Default timeout of a query to a source.
-pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -55,8 +51,6 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub cadence: CadenceConfig,
-    #[serde(default)]
-    pub sources: SourcesConfig,
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
 }
@@ -155,46 +149,6 @@ pub struct TierConfig {
     pub every: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct SourcesConfig {
-    #[serde(default)]
-    pub prometheus: Option<PrometheusConfig>,
-    #[serde(default)]
-    pub loki: Option<LokiConfig>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PrometheusConfig {
-    pub url: String,
-    #[serde(
-        default = "default_query_timeout",
-        deserialize_with = "deserialize_duration"
-    )]
-    pub timeout: Duration,
-    /// Optional `Authorization: Bearer` for a proxy or hosted Prometheus.
-    #[serde(default)]
-    pub bearer_token: Option<Secret>,
-    #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LokiConfig {
-    pub url: String,
-    #[serde(
-        default = "default_query_timeout",
-        deserialize_with = "deserialize_duration"
-    )]
-    pub timeout: Duration,
-}
-
-fn default_query_timeout() -> Duration {
-    DEFAULT_QUERY_TIMEOUT
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
@@ -211,7 +165,7 @@ pub struct ServiceConfig {
     #[serde(default)]
     pub notify: Vec<String>,
     #[serde(default)]
-    pub probes: Vec<ProbeConfig>,
+    pub probes: Vec<crate::sources::probe::ProbeConfig>,
     #[serde(default)]
     pub rollback: Option<RollbackConfig>,
     /// Extension: a cadence for this service only (default: `[cadence]`).
@@ -221,25 +175,6 @@ pub struct ServiceConfig {
 
 pub fn default_environment() -> String {
     "production".into()
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProbeConfig {
-    pub name: String,
-    pub url: String,
-    /// Expected status; default: any 2xx.
-    #[serde(default)]
-    pub expect_status: Option<u16>,
-    #[serde(
-        default = "default_probe_timeout",
-        deserialize_with = "deserialize_duration"
-    )]
-    pub timeout: Duration,
-}
-
-fn default_probe_timeout() -> Duration {
-    DEFAULT_PROBE_TIMEOUT
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]

@@ -29,7 +29,7 @@ impl Redactor {
     }
 
     /// Every secret the settings hold: notifier URLs and keys, API tokens,
-    /// the Prometheus bearer token, and the values of rollback hooks' `env`.
+    /// the sources' tokens, and the values of rollback hooks' `env`.
     pub fn from_settings(settings: &Settings) -> Self {
         let notifiers = settings
             .notifiers
@@ -37,12 +37,10 @@ impl Redactor {
             .flat_map(|n| n.config.secrets())
             .map(|s| s.expose().to_string());
         let tokens = settings.tokens.iter().map(|t| t.token.expose().to_string());
-        let prometheus = settings
-            .config
+        let sources = settings
             .sources
-            .prometheus
-            .as_ref()
-            .and_then(|p| p.bearer_token.as_ref())
+            .values()
+            .flat_map(|s| s.config.secrets())
             .map(|s| s.expose().to_string());
         // Values handed to rollback hooks (often credentials for the tool).
         let hook_env = settings
@@ -50,7 +48,7 @@ impl Redactor {
             .iter()
             .filter_map(|s| s.rollback.as_ref())
             .flat_map(|r| r.env.values().cloned());
-        Self::new(notifiers.chain(tokens).chain(prometheus).chain(hook_env))
+        Self::new(notifiers.chain(tokens).chain(sources).chain(hook_env))
     }
 
     pub fn redact(&self, text: &str) -> String {

@@ -10,11 +10,13 @@
 //! Every error is `PACKFILE:LINE:COL: message`, located at the offending key
 //! through a [`YamlLocator`]; a YAML syntax error uses serde_yaml's location.
 
-use super::{CheckSpec, ProbeConfig, SourceKind, DEFAULT_STEP};
+use super::{CheckSpec, DEFAULT_STEP};
 use crate::engine::{Condition, Rule};
 use crate::section::locate::YamlLocator;
 use crate::section::{deserialize_opt_duration, ConfigError, KeyPath};
+use crate::sources::probe::ProbeConfig;
 use crate::sources::template::{unknown_variables, BUILTIN_VARIABLES};
+use crate::sources::{self, Reads, SourceKind};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -71,7 +73,7 @@ struct PackCheck {
     /// `checks[i]` in the pack.
     path: KeyPath,
     raw: RawCheck,
-    source: SourceKind,
+    source: &'static SourceKind,
     rule: Rule,
 }
 
@@ -258,38 +260,39 @@ fn check_shape(pack: &mut RulePack, path: KeyPath, raw: RawCheck) -> Option<Pack
             "check `name` must not be empty".into(),
         );
     }
-    let source = match SourceKind::parse(&raw.source) {
-        Some(s @ (SourceKind::Loki | SourceKind::Scrape)) => {
-            err(
-                pack,
-                path.key("source"),
-                format!(
-                    "source `{}` is not available in this version (planned)",
-                    s.as_str()
-                ),
-            );
-            None
-        }
-        Some(s) => Some(s),
-        None => {
-            err(
-                pack,
-                path.key("source"),
-                format!(
-                    "unknown source `{}`; expected prometheus or probe (loki and scrape are planned)",
-                    raw.source
-                ),
-            );
-            None
-        }
+    let source = sources::kind(&raw.source);
+    if source.is_none() {
+        let message = if sources::PLANNED.contains(&raw.source.as_str()) {
+            format!(
+                "source `{}` is not available in this version (planned)",
+                raw.source
+            )
+        } else {
+            let known: Vec<&str> = sources::KINDS.iter().map(|k| k.name).collect();
+            format!(
+                "unknown source `{}`; expected {} ({} are planned)",
+                raw.source,
+                known.join(" or "),
+                sources::PLANNED.join(" and ")
+            )
+        };
+        err(pack, path.key("source"), message);
+    }
+    let query_kinds = || {
+        sources::KINDS
+            .iter()
+            .filter(|k| k.reads == Reads::Query)
+            .map(|k| k.name)
+            .collect::<Vec<_>>()
+            .join(" or ")
     };
-    match source {
-        Some(SourceKind::Prometheus) => {
+    match source.map(|s| (s, s.reads)) {
+        Some((kind, Reads::Query)) => {
             match &raw.query {
                 None => err(
                     pack,
                     path.key("source"),
-                    format!("check `{name}`: a prometheus check needs a `query`"),
+                    format!("check `{name}`: a {} check needs a `query`", kind.name),
                 ),
                 Some(q) if q.trim().is_empty() => err(
                     pack,
@@ -306,7 +309,7 @@ fn check_shape(pack: &mut RulePack, path: KeyPath, raw: RawCheck) -> Option<Pack
                 );
             }
         }
-        Some(SourceKind::Probe) => {
+        Some((_, Reads::Probe)) => {
             if raw.probe.is_none() {
                 err(
                     pack,
@@ -318,7 +321,10 @@ fn check_shape(pack: &mut RulePack, path: KeyPath, raw: RawCheck) -> Option<Pack
                 err(
                     pack,
                     path.key("query"),
-                    format!("check `{name}`: `query` is only used by prometheus checks"),
+                    format!(
+                        "check `{name}`: `query` is only used by {} checks",
+                        query_kinds()
+                    ),
                 );
             }
             if raw.step.is_some() {
@@ -328,7 +334,7 @@ fn check_shape(pack: &mut RulePack, path: KeyPath, raw: RawCheck) -> Option<Pack
                 ));
             }
         }
-        _ => {}
+        None => {}
     }
     if raw.step == Some(Duration::ZERO) {
         err(
@@ -362,7 +368,7 @@ fn check_shape(pack: &mut RulePack, path: KeyPath, raw: RawCheck) -> Option<Pack
             );
         }
         if let Some(n) = c.failures {
-            if source.is_some() && source != Some(SourceKind::Probe) {
+            if source.is_some_and(|s| s.reads != Reads::Probe) {
                 err(
                     pack,
                     at.key("failures"),
@@ -439,8 +445,8 @@ pub struct ServiceScope<'a> {
     pub environment: &'a str,
     pub labels: &'a BTreeMap<String, String>,
     pub probes: &'a [ProbeConfig],
-    /// Whether `[sources.prometheus]` is configured.
-    pub prometheus: bool,
+    /// Every name under `[sources]`.
+    pub sources: &'a [String],
 }
 
 /// A service's checks, compiled from its packs, with what went wrong.
@@ -470,12 +476,13 @@ pub fn compile(packs: &[&RulePack], scope: &ServiceScope<'_>) -> Compiled {
             } else {
                 seen.insert(name.clone(), pack.position(&name_at));
             }
-            match c.source {
-                SourceKind::Prometheus => {
-                    if !scope.prometheus {
+            match c.source.reads {
+                Reads::Query => {
+                    let kind = c.source.name;
+                    if !scope.sources.iter().any(|s| s == kind) {
                         out.errors.push(pack.error_at(
                             &c.path.key("source"),
-                            format!("check `{name}` uses prometheus, but [sources.prometheus] is not configured"),
+                            format!("check `{name}` uses {kind}, but [sources.{kind}] is not configured"),
                         ));
                     }
                     let query = c.raw.query.as_deref().unwrap_or_default();
@@ -489,7 +496,7 @@ pub fn compile(packs: &[&RulePack], scope: &ServiceScope<'_>) -> Compiled {
                         ));
                     }
                 }
-                SourceKind::Probe => {
+                Reads::Probe => {
                     let probe = c.raw.probe.as_deref().unwrap_or_default();
                     if !scope.probes.iter().any(|p| p.name == probe) {
                         let names: Vec<&str> =
@@ -505,7 +512,6 @@ pub fn compile(packs: &[&RulePack], scope: &ServiceScope<'_>) -> Compiled {
                         ));
                     }
                 }
-                SourceKind::Loki | SourceKind::Scrape => {}
             }
             if out.errors.len() > before {
                 continue;
@@ -549,7 +555,7 @@ mod tests {
             environment: "production",
             labels: &labels,
             probes: &probes,
-            prometheus: true,
+            sources: &["prometheus".to_string()],
         };
         let c = compile(&[&pack], &scope);
         assert!(c.errors.is_empty(), "{:?}", c.errors);

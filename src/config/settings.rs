@@ -1,9 +1,11 @@
 //! The validated, ready-to-run form of the configuration.
 
 use super::Cadence;
-use super::{Config, ProbeConfig, RollbackConfig, Scope, Secret};
+use super::{Config, RollbackConfig, Scope, Secret};
 use crate::actions::notify::NotifierSpec;
 use crate::engine::Rule;
+use crate::sources::probe::ProbeConfig;
+use crate::sources::{SourceKind, SourceSpec};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +22,8 @@ pub struct Settings {
     pub services: Vec<Service>,
     /// `[notifiers.NAME]`, each checked by its kind's file.
     pub notifiers: BTreeMap<String, NotifierSpec>,
+    /// `[sources.NAME]` by kind name, each checked by its kind's file.
+    pub sources: BTreeMap<&'static str, SourceSpec>,
     /// API bearer tokens; empty without `[auth]`.
     pub tokens: Vec<ApiToken>,
     /// Non-fatal findings (`check` prints them), e.g. a service without rules.
@@ -62,37 +66,12 @@ impl Service {
     }
 }
 
-/// Where a check's samples come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceKind {
-    Prometheus,
-    Loki,
-    Probe,
-    Scrape,
-}
-
-impl SourceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Prometheus => "prometheus",
-            Self::Loki => "loki",
-            Self::Probe => "probe",
-            Self::Scrape => "scrape",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Prometheus, Self::Loki, Self::Probe, Self::Scrape]
-            .into_iter()
-            .find(|k| k.as_str() == s)
-    }
-}
-
 /// One check of a rule pack, compiled.
 #[derive(Debug, Clone)]
 pub struct CheckSpec {
     pub name: String,
-    pub source: SourceKind,
+    /// Where its samples come from (an entry of [`crate::sources::KINDS`]).
+    pub source: &'static SourceKind,
     /// The query template (prometheus, loki), `{{var}}` placeholders intact.
     pub query: Option<String>,
     /// The probe name (probe checks).

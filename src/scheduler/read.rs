@@ -1,20 +1,17 @@
-//! Reading a check's source at a tick: the new interval of a range check on
-//! its step grid (in chunks Prometheus accepts), or one live probe.
+//! Reading a check's source at a tick, through the [`Sources`] built from
+//! the configuration: the new interval of a query check on its step grid
+//! (in chunks its source accepts), or one live probe.
 
 use super::tick::variables;
-use crate::config::{CheckSpec, Service, Settings, SourceKind};
+use crate::config::{CheckSpec, Service};
 use crate::context::Context;
 use crate::engine::Sample;
 use crate::model::{Millis, Release};
-use crate::sources::probe::Prober;
-use crate::sources::prometheus::PrometheusSource;
-use crate::sources::{template, RangeQuery, RangeSource, SeriesSet};
+use crate::sources::{RangeQuery, RangeSource, Reads, SeriesSet, Sources};
 use crate::telemetry::SourceLabels;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
-
-/// Prometheus refuses more than 11,000 points per series in one query.
-pub const MAX_POINTS_PER_QUERY: i64 = 11_000;
 
 /// What a source gave for one check at this tick.
 pub enum Reading {
@@ -56,33 +53,19 @@ pub struct TickSources<'a> {
     ctx: &'a Context,
     release: &'a Release,
     service: &'a Service,
-    prometheus: Option<Result<PrometheusSource, String>>,
-    prober: Prober,
+    sources: Arc<Sources>,
     vars: BTreeMap<String, String>,
     now: Millis,
     window_end: Millis,
 }
 
 impl<'a> TickSources<'a> {
-    pub fn new(
-        ctx: &'a Context,
-        settings: &Settings,
-        release: &'a Release,
-        service: &'a Service,
-        now: Millis,
-    ) -> Self {
-        let prometheus = settings
-            .config
-            .sources
-            .prometheus
-            .as_ref()
-            .map(|cfg| PrometheusSource::new(ctx.http.clone(), cfg));
+    pub fn new(ctx: &'a Context, release: &'a Release, service: &'a Service, now: Millis) -> Self {
         Self {
             ctx,
             release,
             service,
-            prometheus,
-            prober: Prober::new(ctx.probe_http.clone()),
+            sources: ctx.sources(),
             vars: variables(release, service),
             now,
             window_end: release.started_at + service.cadence.length(),
@@ -91,9 +74,12 @@ impl<'a> TickSources<'a> {
 
     /// Reads one check; `evaluated_until` is where its last reading ended.
     pub async fn read(&self, spec: &CheckSpec, evaluated_until: Option<Millis>) -> Reading {
-        match spec.source {
-            SourceKind::Prometheus => match &self.prometheus {
-                None => Reading::failed("no [sources.prometheus] is configured", self.now),
+        match spec.source.reads {
+            Reads::Query => match self.sources.range(spec.source.name) {
+                None => Reading::failed(
+                    format!("no [sources.{}] is configured", spec.source.name),
+                    self.now,
+                ),
                 Some(Err(e)) => Reading::failed(e.clone(), self.now),
                 Some(Ok(source)) => {
                     // Only the watch window is judged: after a long outage the
@@ -101,21 +87,14 @@ impl<'a> TickSources<'a> {
                     let from = evaluated_until
                         .map(|u| u + 1)
                         .unwrap_or(self.release.started_at);
-                    self.read_range(source, spec, from, self.now.min(self.window_end))
+                    self.read_range(source.as_ref(), spec, from, self.now.min(self.window_end))
                         .await
                 }
             },
             // Probes measure live, so only inside the window: not at a retry
             // tick after it, nor at a catch-up tick long after it.
-            SourceKind::Probe if self.past_window() => Reading::NothingNew,
-            SourceKind::Probe => self.probe(spec).await,
-            SourceKind::Loki | SourceKind::Scrape => Reading::failed(
-                format!(
-                    "source {:?} is not available in this version",
-                    spec.source.as_str()
-                ),
-                self.now,
-            ),
+            Reads::Probe if self.past_window() => Reading::NothingNew,
+            Reads::Probe => self.probe(spec).await,
         }
     }
 
@@ -137,7 +116,7 @@ impl<'a> TickSources<'a> {
         };
         let result = {
             let _permit = self.ctx.source_permits.acquire().await;
-            self.prober.probe(cfg).await
+            self.sources.prober.probe(cfg).await
         };
         let telemetry = &self.ctx.telemetry;
         let labels = SourceLabels {
@@ -166,10 +145,10 @@ impl<'a> TickSources<'a> {
         }
     }
 
-    /// Reads `[from, to]` on the check's step grid, in chunks Prometheus accepts.
+    /// Reads `[from, to]` on the check's step grid, in chunks the source accepts.
     async fn read_range(
         &self,
-        source: &PrometheusSource,
+        source: &dyn RangeSource,
         spec: &CheckSpec,
         from: Millis,
         to: Millis,
@@ -180,7 +159,8 @@ impl<'a> TickSources<'a> {
         if end < start {
             return Reading::NothingNew;
         }
-        let query = template::render(spec.query.as_deref().unwrap_or_default(), &self.vars);
+        let query = source.render(spec.query.as_deref().unwrap_or_default(), &self.vars);
+        let max_points = source.max_points_per_query().max(1);
         let labels = SourceLabels {
             source: source.name().into(),
         };
@@ -188,7 +168,7 @@ impl<'a> TickSources<'a> {
         let mut merged: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
         let mut chunk_start = start;
         while chunk_start <= end {
-            let chunk_end = end.min(chunk_start + (MAX_POINTS_PER_QUERY - 1) * step);
+            let chunk_end = end.min(chunk_start + (max_points - 1) * step);
             let q = RangeQuery {
                 query: query.clone(),
                 start: chunk_start,

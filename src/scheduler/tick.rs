@@ -4,7 +4,7 @@
 
 use super::messages;
 use super::read::{Reading, TickSources};
-use crate::config::{CheckSpec, Service, Settings};
+use crate::config::{CheckSpec, Service};
 use crate::context::Context;
 use crate::engine::{self, CheckTracker, Transition};
 use crate::model::{
@@ -38,7 +38,6 @@ pub struct TickOutput {
 /// readings are then judged in the checks' order.
 pub async fn evaluate(
     ctx: &Context,
-    settings: &Settings,
     release: &Release,
     service: &Service,
     previous: Vec<CheckRecord>,
@@ -51,7 +50,7 @@ pub async fn evaluate(
         .iter()
         .map(|spec| previous.remove(&spec.name))
         .collect();
-    let sources = TickSources::new(ctx, settings, release, service, now);
+    let sources = TickSources::new(ctx, release, service, now);
     let readings =
         join_all(
             service.checks.iter().zip(&prev).map(|(spec, prev)| {
@@ -140,9 +139,8 @@ fn judge(
     }
 }
 
-/// Template variables of a release's queries, escaped for a PromQL string
-/// literal (`\\` and `"`), so a version such as `v2"} or vector(0) #` cannot
-/// rewrite the query it is substituted into.
+/// Template variables of a release's queries, as given: each source quotes
+/// them for its own query language when it renders a query.
 pub fn variables(release: &Release, service: &Service) -> BTreeMap<String, String> {
     let mut vars = service.labels.clone();
     vars.insert("service".into(), release.service.clone());
@@ -152,24 +150,7 @@ pub fn variables(release: &Release, service: &Service) -> BTreeMap<String, Strin
         "previous_version".into(),
         release.previous_version.clone().unwrap_or_default(),
     );
-    for v in vars.values_mut() {
-        *v = promql_escape(v);
-    }
     vars
-}
-
-/// Escapes a value for the inside of a double-quoted PromQL string.
-pub fn promql_escape(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn record_transition(
@@ -217,20 +198,5 @@ fn record_transition(
             value: t.value,
             reason,
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::promql_escape;
-
-    #[test]
-    fn values_cannot_break_out_of_a_string_literal() {
-        assert_eq!(promql_escape("v2"), "v2");
-        assert_eq!(
-            promql_escape(r#"v2"} or vector(0) #"#),
-            r#"v2\"} or vector(0) #"#
-        );
-        assert_eq!(promql_escape(r"a\b"), r"a\\b");
     }
 }

@@ -3,11 +3,12 @@
 
 use super::{messages, tick, Guardian};
 use crate::actions::rollback::{self, HookVars};
-use crate::config::{RollbackMode, Service, SourceKind};
+use crate::config::{RollbackMode, Service};
 use crate::model::{
     CheckRecord, CheckState, Decision, Level, Millis, Release, ReleaseStatus, RollbackRecord,
     RollbackState, Severity,
 };
+use crate::sources::Reads;
 use crate::store::{StoreError, TickApplied, TickCommit};
 use crate::telemetry::{Outcome, OutcomeLabels};
 use std::sync::Arc;
@@ -113,7 +114,7 @@ async fn tick_once(
     };
     *paused = false;
     let previous = ctx.store.load_checks(&release.id).await?;
-    let out = tick::evaluate(ctx, &settings, release, service, previous, now).await;
+    let out = tick::evaluate(ctx, release, service, previous, now).await;
     let mut decisions = out.decisions;
     let mut messages_out = out.messages;
     let mut commit = TickCommit {
@@ -300,7 +301,7 @@ fn unjudged_checks(service: &Service, checks: &[CheckRecord], window_end: Millis
     service
         .checks
         .iter()
-        .filter(|spec| spec.source == SourceKind::Prometheus)
+        .filter(|spec| spec.source.reads == Reads::Query)
         .filter(|spec| {
             let step = (spec.step.as_millis() as Millis).max(1);
             let last_point = window_end.div_euclid(step) * step;

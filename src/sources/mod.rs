@@ -1,7 +1,19 @@
-//! Where samples come from. A range source (Prometheus; later Loki) answers
-//! a templated query over an interval at a step; a prober measures an
-//! endpoint live. Every source error and every empty answer becomes an
-//! *inconclusive* check upstream, never a breach.
+//! Where samples come from, one kind per file behind a registry
+//! ([`KINDS`]). A query source (Prometheus; later Loki) answers a templated
+//! query over an interval at a step ([`RangeSource`]); the prober measures
+//! a service's endpoint live. Every source error and every empty answer
+//! becomes an *inconclusive* check upstream, never a breach.
+//!
+//! A kind's file owns what the config says of it — a query source its
+//! `[sources.NAME]` section (serde struct, checks, `build`), the prober the
+//! `[[services.probes]]` entries — and, for query sources, the quoting of
+//! template values in its query language. The daemon builds the sources
+//! once per (re)load into [`Sources`], which the scheduler reads through.
+//!
+//! Adding a kind: its file (a `pub const KIND: SourceKind`, its config
+//! struct implementing [`SourceConfig`], the [`RangeSource`] it builds),
+//! one line in [`KINDS`], its docs (`docs/configuration.md`,
+//! `docs/rules.md`) and its tests.
 
 pub mod probe;
 pub mod prometheus;
@@ -9,8 +21,105 @@ pub mod template;
 
 use crate::engine::Sample;
 use crate::model::Millis;
+use crate::section::{Secret, Section};
 use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Every source kind this version reads, by the name rule packs give in
+/// `source:` (and, for query sources, the `[sources.NAME]` section).
+pub const KINDS: &[SourceKind] = &[prometheus::KIND, probe::KIND];
+
+/// Kinds of the contract that later versions add; `check` says so.
+pub const PLANNED: &[&str] = &["loki", "scrape"];
+
+/// The kind named `name`, if this version has it.
+pub fn kind(name: &str) -> Option<&'static SourceKind> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+/// How a check of a kind gets its samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// A `query` over the interval since the last tick, on the check's
+    /// `step` grid, from the kind's `[sources.NAME]` server.
+    Query,
+    /// One live measurement of the service's `probe` at each tick.
+    Probe,
+}
+
+/// A source kind: its name, how its checks read, and how its
+/// `[sources.NAME]` section is read (query sources).
+pub struct SourceKind {
+    pub name: &'static str,
+    pub reads: Reads,
+    /// Deserializes and checks `[sources.NAME]`, reporting every error.
+    pub section: Option<fn(&mut Section<'_, '_>) -> Option<Box<dyn SourceConfig>>>,
+}
+
+impl std::fmt::Debug for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl PartialEq for SourceKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+/// A query source's section, deserialized and checked; `build` makes the
+/// [`RangeSource`] it describes.
+pub trait SourceConfig: std::fmt::Debug + Send + Sync {
+    /// The secrets it holds (tokens), redacted wherever text is shown.
+    fn secrets(&self) -> Vec<&Secret>;
+    /// Builds the client, once per (re)load. The error says what is wrong
+    /// without quoting a secret.
+    fn build(&self, cx: &BuildContext) -> Result<Arc<dyn RangeSource>, String>;
+}
+
+/// What building a source may use.
+pub struct BuildContext {
+    /// Pooled client for queries (timeouts per request).
+    pub http: reqwest::Client,
+    /// Pooled client for probes (at most [`probe::MAX_REDIRECTS`] redirects).
+    pub probe_http: reqwest::Client,
+}
+
+/// One `[sources.NAME]` as the configuration holds it.
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    pub kind: &'static SourceKind,
+    pub config: Arc<dyn SourceConfig>,
+}
+
+/// The sources in force, built from the configuration.
+pub struct Sources {
+    range: BTreeMap<&'static str, Result<Arc<dyn RangeSource>, String>>,
+    /// Measures probes (every service's).
+    pub prober: probe::Prober,
+}
+
+impl Sources {
+    /// Builds every configured query source and the prober.
+    pub fn build(specs: &BTreeMap<&'static str, SourceSpec>, cx: &BuildContext) -> Self {
+        Self {
+            range: specs
+                .iter()
+                .map(|(name, spec)| (*name, spec.config.build(cx)))
+                .collect(),
+            prober: probe::Prober::new(cx.probe_http.clone()),
+        }
+    }
+
+    /// The query source `name`: None when it is not configured, an error
+    /// when it could not be built.
+    pub fn range(&self, name: &str) -> Option<&Result<Arc<dyn RangeSource>, String>> {
+        self.range.get(name)
+    }
+}
 
 /// A range query: `query` evaluated at `start, start+step, ... <= end` (ms).
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +166,15 @@ pub enum SourceError {
 pub trait RangeSource: Send + Sync {
     /// Name used in errors and metrics (`prometheus`, `loki`).
     fn name(&self) -> &'static str;
+
+    /// A query template with `{{variable}}`s replaced by `vars`, each value
+    /// quoted the way this query language quotes the inside of a
+    /// double-quoted string.
+    fn render(&self, template: &str, vars: &BTreeMap<String, String>) -> String;
+
+    /// Most points one query may return per series; longer windows are read
+    /// in chunks.
+    fn max_points_per_query(&self) -> i64;
 
     /// Runs one range query. An empty answer is `Ok(vec![])`.
     async fn query_range(&self, q: &RangeQuery) -> Result<SeriesSet, SourceError>;

@@ -9,10 +9,79 @@
 //! [`probe_client`] builds a client that follows at most [`MAX_REDIRECTS`];
 //! a prober built on another client follows that client's policy.
 
-use super::ProbeResult;
-use crate::config::ProbeConfig;
+use super::{ProbeResult, Reads, SourceKind};
+use crate::section::{deserialize_duration, http_url, KeyPath, Report};
 use crate::transport::describe_transport_error;
-use std::time::Instant;
+use serde::Deserialize;
+use std::time::{Duration, Instant};
+
+/// `source: probe`: a check on one of the service's `[[services.probes]]`.
+pub const KIND: SourceKind = SourceKind {
+    name: "probe",
+    reads: Reads::Probe,
+    section: None,
+};
+
+/// Default probe timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
+}
+
+/// One `[[services.probes]]` entry: a `GET` of `url`, passing on
+/// `expect_status` (default: any 2xx) within `timeout`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    pub name: String,
+    pub url: String,
+    /// Expected status; default: any 2xx.
+    #[serde(default)]
+    pub expect_status: Option<u16>,
+    #[serde(default = "default_timeout", deserialize_with = "deserialize_duration")]
+    pub timeout: Duration,
+}
+
+/// Checks a service's probes (`at`: the service), every error at its key.
+pub fn check_probes(probes: &[ProbeConfig], service: &str, at: &KeyPath, report: &mut Report<'_>) {
+    let mut seen: Vec<&str> = Vec::new();
+    for (k, p) in probes.iter().enumerate() {
+        let pp = at.key("probes").index(k);
+        if p.name.trim().is_empty() {
+            report.error(&pp.key("name"), "probe `name` must not be empty");
+        } else if seen.contains(&p.name.as_str()) {
+            report.error(
+                &pp.key("name"),
+                format!("probe `{}` is defined twice in service `{service}`", p.name),
+            );
+        }
+        seen.push(&p.name);
+        if let Err(e) = http_url(&p.url) {
+            report.error(
+                &pp.key("url"),
+                format!(
+                    "probe `{}`: `url` {:?} is not an http(s) URL: {e}",
+                    p.name, p.url
+                ),
+            );
+        }
+        if let Some(code) = p.expect_status {
+            if !(100..=599).contains(&code) {
+                report.error(
+                    &pp.key("expect_status"),
+                    format!(
+                        "probe `{}`: `expect_status` {code} is not an HTTP status (100-599)",
+                        p.name
+                    ),
+                );
+            }
+        }
+        if p.timeout.is_zero() {
+            report.error(&pp.key("timeout"), "`timeout` must be greater than zero");
+        }
+    }
+}
 
 /// Redirects a probe follows before it fails with "too many redirects".
 pub const MAX_REDIRECTS: usize = 5;

@@ -13,18 +13,98 @@
 //! `Service Unavailable` of a starting server or a proxy's 502 page, becomes
 //! [`SourceError::Http`]. Errors never carry the URL or the bearer token.
 
-use super::{RangeQuery, RangeSource, SeriesSet, SourceError};
-use crate::config::{PrometheusConfig, Secret};
+use super::{
+    BuildContext, RangeQuery, RangeSource, Reads, SeriesSet, SourceConfig, SourceError, SourceKind,
+};
 use crate::engine::Sample;
 use crate::model::Millis;
+use crate::section::{deserialize_duration, Secret, Section};
 use async_trait::async_trait;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::Url;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 const SOURCE: &str = "prometheus";
+
+/// `source: prometheus`, configured by `[sources.prometheus]`.
+pub const KIND: SourceKind = SourceKind {
+    name: SOURCE,
+    reads: Reads::Query,
+    section: Some(parse),
+};
+
+/// Prometheus refuses more than 11,000 points per series in one query.
+pub const MAX_POINTS_PER_QUERY: i64 = 11_000;
+
+/// Default timeout of one query.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
+}
+
+/// `[sources.prometheus]`: the server's URL (a path prefix allowed), the
+/// per-query timeout, and an optional bearer token (inline or from a file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    pub url: String,
+    #[serde(default = "default_timeout", deserialize_with = "deserialize_duration")]
+    pub timeout: Duration,
+    /// Optional `Authorization: Bearer` for a proxy or hosted Prometheus.
+    #[serde(default)]
+    pub bearer_token: Option<Secret>,
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+fn parse(s: &mut Section<'_, '_>) -> Option<Box<dyn SourceConfig>> {
+    let mut c: PrometheusConfig = s.deserialize()?;
+    let url = s.http_url("url", &c.url, "prometheus");
+    s.positive("timeout", c.timeout);
+    let had_token = c.bearer_token.is_some() || c.bearer_token_file.is_some();
+    // Read now; from here on `bearer_token` holds the secret whichever way
+    // it was given.
+    let token = s.optional_secret(
+        c.bearer_token.as_ref(),
+        c.bearer_token_file.as_ref(),
+        "bearer_token",
+    );
+    if had_token && token.is_none() {
+        return None;
+    }
+    c.bearer_token = token;
+    c.bearer_token_file = None;
+    (url.is_some() && !c.timeout.is_zero()).then(|| Box::new(c) as Box<dyn SourceConfig>)
+}
+
+impl SourceConfig for PrometheusConfig {
+    fn secrets(&self) -> Vec<&Secret> {
+        self.bearer_token.iter().collect()
+    }
+
+    fn build(&self, cx: &BuildContext) -> Result<Arc<dyn RangeSource>, String> {
+        Ok(Arc::new(PrometheusSource::new(cx.http.clone(), self)?))
+    }
+}
+
+/// Escapes a value for the inside of a double-quoted PromQL string.
+pub fn promql_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// Largest answer read; a bigger one is a decode error, not an OOM.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
@@ -128,6 +208,18 @@ impl PrometheusSource {
 impl RangeSource for PrometheusSource {
     fn name(&self) -> &'static str {
         SOURCE
+    }
+
+    fn render(&self, template: &str, vars: &BTreeMap<String, String>) -> String {
+        let quoted = vars
+            .iter()
+            .map(|(k, v)| (k.clone(), promql_escape(v)))
+            .collect();
+        super::template::render(template, &quoted)
+    }
+
+    fn max_points_per_query(&self) -> i64 {
+        MAX_POINTS_PER_QUERY
     }
 
     async fn query_range(&self, q: &RangeQuery) -> Result<SeriesSet, SourceError> {
@@ -367,6 +459,16 @@ fn body_excerpt(status: u16, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_cannot_break_out_of_a_string_literal() {
+        assert_eq!(promql_escape("v2"), "v2");
+        assert_eq!(
+            promql_escape(r#"v2"} or vector(0) #"#),
+            r#"v2\"} or vector(0) #"#
+        );
+        assert_eq!(promql_escape(r"a\b"), r"a\\b");
+    }
 
     #[test]
     fn seconds_keep_milliseconds() {

@@ -2,7 +2,8 @@
 //! its exact `FILE:LINE:COL`.
 
 use crate::support::settings_with_env;
-use release_guardian::config::{load, load_str, ConfigError, SourceKind};
+use release_guardian::config::{load, load_str, ConfigError};
+use release_guardian::sources::Reads;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tempfile::TempDir;
@@ -102,14 +103,20 @@ fn the_design_example_loads() {
     let names: Vec<&str> = svc.checks.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["error_rate", "live"]);
     let rate = &svc.checks[0];
-    assert_eq!(rate.source, SourceKind::Prometheus);
+    assert_eq!(
+        (rate.source.name, rate.source.reads),
+        ("prometheus", Reads::Query)
+    );
     assert!(rate.query.as_deref().unwrap().contains("{{namespace}}"));
     assert_eq!(rate.step, Duration::from_secs(15));
     assert_eq!(rate.rule.warning.unwrap().above, Some(0.005));
     assert_eq!(rate.rule.rollback.unwrap().for_ms, 300_000);
     assert_eq!(rate.pack, dir.path().join("rules/checklist.yaml"));
     let live = &svc.checks[1];
-    assert_eq!(live.source, SourceKind::Probe);
+    assert_eq!(
+        (live.source.name, live.source.reads),
+        ("probe", Reads::Probe)
+    );
     assert_eq!(live.probe.as_deref(), Some("live"));
     assert_eq!(live.rule.critical.unwrap().failures, Some(2));
 
@@ -494,9 +501,10 @@ name = "checkout"
     );
     assert_eq!(s.config.server.listen.to_string(), "127.0.0.1:9000");
     assert_eq!(s.config.server.shutdown_grace, Duration::from_secs(3));
-    assert_eq!(
-        s.config.sources.prometheus.as_ref().unwrap().url,
-        "http://prom.internal:9090"
+    let prometheus = format!("{:?}", s.sources["prometheus"].config);
+    assert!(
+        prometheus.contains(r#"url: "http://prom.internal:9090""#),
+        "{prometheus}"
     );
     assert_eq!(s.store_path, Path::new("/tmp/rg/guardian.db"));
     assert_eq!(s.services[0].name, "1234");
@@ -776,9 +784,10 @@ url = "https://prom.example"
 bearer_token_file = "prom.token"
 "#;
     let s = settings_with_env(dir.path(), text, &no_env());
-    let prom = s.config.sources.prometheus.as_ref().unwrap();
-    assert_eq!(prom.bearer_token.as_ref().unwrap().expose(), "pr0m-s3cr3t");
-    assert_eq!(prom.bearer_token_file, None);
+    let prom = &s.sources["prometheus"].config;
+    let secrets: Vec<&str> = prom.secrets().iter().map(|s| s.expose()).collect();
+    assert_eq!(secrets, ["pr0m-s3cr3t"]);
+    assert!(!format!("{prom:?}").contains("prom.token"));
     assert!(!format!("{s:?}").contains("pr0m-s3cr3t"));
 }
 

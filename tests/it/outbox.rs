@@ -4,12 +4,12 @@
 
 use crate::support::{settings, wait_for, Receiver, Reply};
 use release_guardian::actions::notify::outbox::Outbox;
-use release_guardian::transport::MAX_BACKOFF;
-use release_guardian::context::Context;
 use release_guardian::clock::{Clock, SystemClock};
+use release_guardian::context::Context;
 use release_guardian::model::{DeliveryStatus, Message, NewRelease, NotificationRecord, Severity};
 use release_guardian::store::sqlite::SqliteStore;
 use release_guardian::store::Store;
+use release_guardian::transport::MAX_BACKOFF;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Redirect;
 use axum::routing::get;
 use axum::Router;
-use release_guardian::config::ProbeConfig;
+use release_guardian::sources::probe::ProbeConfig;
 use release_guardian::sources::probe::{probe_client, Prober};
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 
 use crate::support::prometheus::binary;
 use crate::support::{now_ms, wait_for, Prometheus};
-use release_guardian::config::PrometheusConfig;
+use release_guardian::sources::prometheus::PrometheusConfig;
 use release_guardian::sources::prometheus::PrometheusSource;
 use release_guardian::sources::{RangeQuery, RangeSource};
 use std::time::Duration;

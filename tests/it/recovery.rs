@@ -2,9 +2,9 @@
 //! back on probe checks, and a restart never runs a rollback hook twice.
 
 use crate::support::{free_port, script, serve, settings, wait_for};
-use release_guardian::context::Context;
 use release_guardian::clock::SystemClock;
 use release_guardian::config::Settings;
+use release_guardian::context::Context;
 use release_guardian::model::{Decision, NewRelease, RollbackRecord, RollbackState};
 use release_guardian::scheduler::Guardian;
 use release_guardian::store::sqlite::SqliteStore;

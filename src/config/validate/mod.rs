@@ -13,7 +13,7 @@ mod services;
 use super::load::Parsed;
 use super::Cadence;
 use super::{ApiToken, CadenceConfig, Config, Settings, DEFAULT_STORE_PATH};
-use crate::section::{http_url, one_secret, read_secret, KeyPath, Report};
+use crate::section::{one_secret, KeyPath, Report};
 use services::{build_services, ServiceContext};
 use std::path::{Path, PathBuf};
 
@@ -27,13 +27,15 @@ pub(super) fn validate(
 ) -> Settings {
     let base = file.parent().unwrap_or(Path::new("")).to_path_buf();
     let Parsed {
-        mut config,
+        config,
         server_failed,
         auth_failed,
         cadence_failed,
         services,
         notifier_names,
         notifiers,
+        source_names,
+        sources,
     } = parsed;
     let tokens = auth_tokens(&config, &base, report);
     if !server_failed {
@@ -48,12 +50,11 @@ pub(super) fn validate(
     let cadence = cadence.unwrap_or_else(|| {
         Cadence::from_config(&CadenceConfig::default()).expect("the default cadence is valid")
     });
-    sources(&mut config, &base, report);
     let ctx = ServiceContext {
         base: &base,
         notifier_names: &notifier_names,
         cadence: &cadence,
-        prometheus: config.sources.prometheus.is_some(),
+        sources: &source_names,
     };
     let services = build_services(&services, &ctx, report);
     Settings {
@@ -62,6 +63,7 @@ pub(super) fn validate(
         store_path,
         services,
         notifiers,
+        sources,
         tokens,
         warnings: Vec::new(),
     }
@@ -160,50 +162,5 @@ pub(super) fn cadence(c: &CadenceConfig, at: &KeyPath, report: &mut Report<'_>) 
             report.error(&path, msg);
             None
         }
-    }
-}
-
-fn sources(config: &mut Config, base: &Path, report: &mut Report<'_>) {
-    let at = KeyPath::root().key("sources");
-    if let Some(p) = &mut config.sources.prometheus {
-        let pp = at.key("prometheus");
-        if let Err(e) = http_url(&p.url) {
-            report.error(
-                &pp.key("url"),
-                format!("prometheus `url` {:?} is not an http(s) URL: {e}", p.url),
-            );
-        }
-        if p.timeout.is_zero() {
-            report.error(&pp.key("timeout"), "`timeout` must be greater than zero");
-        }
-        match (&p.bearer_token, &p.bearer_token_file) {
-            (Some(_), Some(_)) => report.error(
-                &pp.key("bearer_token_file"),
-                "set one of `bearer_token` or `bearer_token_file`, not both",
-            ),
-            (None, Some(f)) => {
-                // Read now; from here on `bearer_token` holds the secret
-                // whichever way it was given.
-                let key = pp.key("bearer_token_file");
-                if let Some(s) = read_secret(f, base, &key, "bearer_token_file", report) {
-                    p.bearer_token = Some(s);
-                    p.bearer_token_file = None;
-                }
-            }
-            _ => {}
-        }
-    }
-    if let Some(l) = &config.sources.loki {
-        let lp = at.key("loki");
-        if let Err(e) = http_url(&l.url) {
-            report.error(
-                &lp.key("url"),
-                format!("loki `url` {:?} is not an http(s) URL: {e}", l.url),
-            );
-        }
-        report.warn(
-            &lp,
-            "[sources.loki] is configured, but loki checks are not available in this version (planned)",
-        );
     }
 }

@@ -6,10 +6,11 @@
 use super::cadence;
 use crate::config::rules::{self, RulePack, ServiceScope};
 use crate::config::Cadence;
-use crate::config::{CheckSpec, Service, ServiceConfig, SourceKind};
+use crate::config::{CheckSpec, Service, ServiceConfig};
 use crate::model::MAX_NAME_LEN;
-use crate::section::{http_url, KeyPath, Report};
+use crate::section::{KeyPath, Report};
 use crate::sources::template::BUILTIN_VARIABLES;
+use crate::sources::Reads;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -18,7 +19,8 @@ pub(super) struct ServiceContext<'a> {
     pub(super) base: &'a Path,
     pub(super) notifier_names: &'a [String],
     pub(super) cadence: &'a Cadence,
-    pub(super) prometheus: bool,
+    /// Every name under `[sources]`.
+    pub(super) sources: &'a [String],
 }
 
 pub(super) fn build_services(
@@ -46,7 +48,7 @@ pub(super) fn build_services(
             seen.insert(id, at.key("name"));
         }
         check_notify(s, &at, ctx.notifier_names, report);
-        check_probes(s, &at, report);
+        crate::sources::probe::check_probes(&s.probes, &s.name, &at, report);
         check_rollback(s, &at, report);
         let cadence = match &s.cadence {
             Some(c) => {
@@ -105,48 +107,6 @@ fn check_notify(s: &ServiceConfig, at: &KeyPath, names: &[String], report: &mut 
                 &at.key("notify").index(j),
                 format!("unknown notifier `{n}` in `notify`; {defined}"),
             );
-        }
-    }
-}
-
-fn check_probes(s: &ServiceConfig, at: &KeyPath, report: &mut Report<'_>) {
-    let mut seen: Vec<&str> = Vec::new();
-    for (k, p) in s.probes.iter().enumerate() {
-        let pp = at.key("probes").index(k);
-        if p.name.trim().is_empty() {
-            report.error(&pp.key("name"), "probe `name` must not be empty");
-        } else if seen.contains(&p.name.as_str()) {
-            report.error(
-                &pp.key("name"),
-                format!(
-                    "probe `{}` is defined twice in service `{}`",
-                    p.name, s.name
-                ),
-            );
-        }
-        seen.push(&p.name);
-        if let Err(e) = http_url(&p.url) {
-            report.error(
-                &pp.key("url"),
-                format!(
-                    "probe `{}`: `url` {:?} is not an http(s) URL: {e}",
-                    p.name, p.url
-                ),
-            );
-        }
-        if let Some(code) = p.expect_status {
-            if !(100..=599).contains(&code) {
-                report.error(
-                    &pp.key("expect_status"),
-                    format!(
-                        "probe `{}`: `expect_status` {code} is not an HTTP status (100-599)",
-                        p.name
-                    ),
-                );
-            }
-        }
-        if p.timeout.is_zero() {
-            report.error(&pp.key("timeout"), "`timeout` must be greater than zero");
         }
     }
 }
@@ -213,7 +173,7 @@ fn service_checks(
         environment: &s.environment,
         labels: &s.labels,
         probes: &s.probes,
-        prometheus: ctx.prometheus,
+        sources: ctx.sources,
     };
     let compiled = rules::compile(&mine, &scope);
     report.errors.extend(compiled.errors);
@@ -233,7 +193,7 @@ fn service_warnings(
     for (k, p) in s.probes.iter().enumerate() {
         let used = checks
             .iter()
-            .any(|c| c.source == SourceKind::Probe && c.probe.as_deref() == Some(&p.name));
+            .any(|c| c.source.reads == Reads::Probe && c.probe.as_deref() == Some(&p.name));
         if !used {
             report.warn(
                 &at.key("probes").index(k),
