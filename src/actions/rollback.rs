@@ -18,7 +18,8 @@
 //! - If the caller drops the future (shutdown), the hook itself is killed
 //!   (`kill_on_drop`), but not the rest of its process group.
 
-use crate::config::RollbackConfig;
+use crate::section::{deserialize_duration, KeyPath, Report};
+use serde::Deserialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
@@ -26,6 +27,59 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::unix::pipe;
+
+/// Default rollback hook timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackMode {
+    /// Run the hook as soon as a check reaches the rollback level.
+    #[default]
+    Auto,
+    /// Page and wait for `POST /v1/releases/{id}/rollback`.
+    Manual,
+}
+
+impl RollbackMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Manual => "manual",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackConfig {
+    /// Program and arguments; run without a shell.
+    pub command: Vec<String>,
+    #[serde(default = "default_timeout", deserialize_with = "deserialize_duration")]
+    pub timeout: Duration,
+    #[serde(default)]
+    pub mode: RollbackMode,
+    /// Extra environment for the hook.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
+}
+
+/// Checks a service's `[services.rollback]` (`at`: that table).
+pub fn check_config(r: &RollbackConfig, at: &KeyPath, report: &mut Report<'_>) {
+    if r.command.first().is_none_or(|c| c.trim().is_empty()) {
+        report.error(
+            &at.key("command"),
+            "rollback `command` must name a program (it runs without a shell)",
+        );
+    }
+    if r.timeout.is_zero() {
+        report.error(&at.key("timeout"), "`timeout` must be greater than zero");
+    }
+}
 
 /// Output bytes kept from a hook run (the tail).
 pub const OUTPUT_LIMIT: usize = 16 * 1024;

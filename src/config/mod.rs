@@ -36,8 +36,6 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9797";
 pub const DEFAULT_STORE_PATH: &str = "/var/lib/release-guardian/guardian.db";
 /// Default range-query resolution of a check.
 pub const DEFAULT_STEP: Duration = Duration::from_secs(15);
-/// Default rollback hook timeout.
-pub const DEFAULT_ROLLBACK_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -167,7 +165,7 @@ pub struct ServiceConfig {
     #[serde(default)]
     pub probes: Vec<crate::sources::probe::ProbeConfig>,
     #[serde(default)]
-    pub rollback: Option<RollbackConfig>,
+    pub rollback: Option<crate::actions::rollback::RollbackConfig>,
     /// Extension: a cadence for this service only (default: `[cadence]`).
     #[serde(default)]
     pub cadence: Option<CadenceConfig>,
@@ -175,44 +173,4 @@ pub struct ServiceConfig {
 
 pub fn default_environment() -> String {
     "production".into()
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum RollbackMode {
-    /// Run the hook as soon as a check reaches the rollback level.
-    #[default]
-    Auto,
-    /// Page and wait for `POST /v1/releases/{id}/rollback`.
-    Manual,
-}
-
-impl RollbackMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Manual => "manual",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RollbackConfig {
-    /// Program and arguments; run without a shell.
-    pub command: Vec<String>,
-    #[serde(
-        default = "default_rollback_timeout",
-        deserialize_with = "deserialize_duration"
-    )]
-    pub timeout: Duration,
-    #[serde(default)]
-    pub mode: RollbackMode,
-    /// Extra environment for the hook.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-}
-
-fn default_rollback_timeout() -> Duration {
-    DEFAULT_ROLLBACK_TIMEOUT
 }

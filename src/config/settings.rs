@@ -1,8 +1,9 @@
 //! The validated, ready-to-run form of the configuration.
 
 use super::Cadence;
-use super::{Config, RollbackConfig, Scope, Secret};
+use super::{Config, Scope, Secret};
 use crate::actions::notify::NotifierSpec;
+use crate::actions::rollback::RollbackConfig;
 use crate::engine::Rule;
 use crate::sources::probe::ProbeConfig;
 use crate::sources::{SourceKind, SourceSpec};

@@ -12,7 +12,7 @@ mod tick;
 mod watch;
 
 use crate::actions::notify::outbox::Outbox;
-use crate::config::RollbackMode;
+use crate::actions::rollback::RollbackMode;
 use crate::context::Context;
 use crate::model::{
     Decision, Millis, NewRelease, Release, ReleaseStatus, RollbackRecord, RollbackState,

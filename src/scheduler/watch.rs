@@ -2,8 +2,9 @@
 //! the execution of a release's (single) rollback.
 
 use super::{messages, tick, Guardian};
+use crate::actions::rollback::RollbackMode;
 use crate::actions::rollback::{self, HookVars};
-use crate::config::{RollbackMode, Service};
+use crate::config::Service;
 use crate::model::{
     CheckRecord, CheckState, Decision, Level, Millis, Release, ReleaseStatus, RollbackRecord,
     RollbackState, Severity,

@@ -4,7 +4,7 @@
 
 use crate::support::{script, wait_for};
 use release_guardian::actions::rollback::{run_hook, HookVars, OUTPUT_LIMIT};
-use release_guardian::config::{RollbackConfig, RollbackMode};
+use release_guardian::actions::rollback::{RollbackConfig, RollbackMode};
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -10,7 +10,7 @@
 
 use crate::support::{script, stdout_and_stderr};
 use release_guardian::actions::rollback::{run_hook, HookVars};
-use release_guardian::config::{RollbackConfig, RollbackMode};
+use release_guardian::actions::rollback::{RollbackConfig, RollbackMode};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::Duration;

@@ -49,7 +49,9 @@ pub(super) fn build_services(
         }
         check_notify(s, &at, ctx.notifier_names, report);
         crate::sources::probe::check_probes(&s.probes, &s.name, &at, report);
-        check_rollback(s, &at, report);
+        if let Some(r) = &s.rollback {
+            crate::actions::rollback::check_config(r, &at.key("rollback"), report);
+        }
         let cadence = match &s.cadence {
             Some(c) => {
                 cadence(c, &at.key("cadence"), report).unwrap_or_else(|| ctx.cadence.clone())
@@ -108,20 +110,6 @@ fn check_notify(s: &ServiceConfig, at: &KeyPath, names: &[String], report: &mut 
                 format!("unknown notifier `{n}` in `notify`; {defined}"),
             );
         }
-    }
-}
-
-fn check_rollback(s: &ServiceConfig, at: &KeyPath, report: &mut Report<'_>) {
-    let Some(r) = &s.rollback else { return };
-    let rp = at.key("rollback");
-    if r.command.first().is_none_or(|c| c.trim().is_empty()) {
-        report.error(
-            &rp.key("command"),
-            "rollback `command` must name a program (it runs without a shell)",
-        );
-    }
-    if r.timeout.is_zero() {
-        report.error(&rp.key("timeout"), "`timeout` must be greater than zero");
     }
 }
 
