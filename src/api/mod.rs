@@ -6,7 +6,9 @@
 //! until a shutdown token is cancelled.
 //!
 //! One file per concern:
-//! - [`releases`] — the `/v1/releases` routes;
+//! - [`releases`] — the `/v1/releases` routes, and the intake routes of the
+//!   formats in [`crate::intake::FORMATS`] (`POST /v1/releases` is the
+//!   native one);
 //! - [`health`] — `/healthz`, `/readyz`, `/metrics`;
 //! - [`view`] — the release object every release route answers;
 //! - [`body`] — reading bodies, with the 1 MiB limit;
@@ -31,9 +33,10 @@ pub use error::ApiError;
 pub use view::ReleaseView;
 
 use crate::context::Context;
+use crate::intake;
 use crate::scheduler::Guardian;
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, Uri};
 use axum::routing::{get, post};
 use axum::{middleware, BoxError, Router};
@@ -75,8 +78,8 @@ pub fn router(state: ApiState) -> Router {
         .load_shed()
         .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS))
         .timeout(REQUEST_TIMEOUT);
-    Router::new()
-        .route("/v1/releases", post(releases::create).get(releases::list))
+    intake_routes(Router::new())
+        .route("/v1/releases", get(releases::list))
         .route("/v1/releases/{id}", get(releases::show))
         .route("/v1/releases/{id}/rollback", post(releases::rollback))
         .route("/v1/releases/{id}/abort", post(releases::abort))
@@ -93,6 +96,19 @@ pub fn router(state: ApiState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(overload)
         .with_state(state)
+}
+
+/// One `POST` route per intake format, at the route the format names.
+fn intake_routes(mut router: Router<ApiState>) -> Router<ApiState> {
+    for &format in intake::FORMATS {
+        router = router.route(
+            format.route(),
+            post(move |State(state): State<ApiState>, request: Request| {
+                releases::create(state, format, request)
+            }),
+        );
+    }
+    router
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops
