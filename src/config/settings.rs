@@ -92,7 +92,7 @@ impl SourceKind {
 pub struct CheckSpec {
     pub name: String,
     pub source: SourceKind,
-    /// The query template (prometheus, loki), `{{var}}` placeholders intact.
+    /// The query template (prometheus checks), `{{var}}` placeholders intact.
     pub query: Option<String>,
     /// The probe name (probe checks).
     pub probe: Option<String>,
