@@ -78,7 +78,7 @@ pub fn router(state: ApiState) -> Router {
         .load_shed()
         .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS))
         .timeout(REQUEST_TIMEOUT);
-    intake_routes(Router::new())
+    intake_routes(Router::new(), intake::FORMATS)
         .route("/v1/releases", get(releases::list))
         .route("/v1/releases/{id}", get(releases::show))
         .route("/v1/releases/{id}/rollback", post(releases::rollback))
@@ -99,8 +99,11 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// One `POST` route per intake format, at the route the format names.
-fn intake_routes(mut router: Router<ApiState>) -> Router<ApiState> {
-    for &format in intake::FORMATS {
+fn intake_routes(
+    mut router: Router<ApiState>,
+    formats: &'static [&'static dyn intake::IntakeFormat],
+) -> Router<ApiState> {
+    for &format in formats {
         router = router.route(
             format.route(),
             post(move |State(state): State<ApiState>, request: Request| {
@@ -155,7 +158,105 @@ async fn handle_overload(err: BoxError) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::StatusCode;
+    use crate::intake::{Auth, Intake, IntakeError, IntakeFormat, IntakeRequest};
+    use crate::model::NewRelease;
+    use axum::body::Body;
+    use axum::http::{header, StatusCode};
+    use tower::ServiceExt;
+
+    /// A webhook-like format: requests are signed with `x-signature: good`;
+    /// the body `in progress` starts nothing, `SERVICE VERSION` a release.
+    struct Signed;
+
+    impl IntakeFormat for Signed {
+        fn name(&self) -> &'static str {
+            "signed"
+        }
+        fn route(&self) -> &'static str {
+            "/v1/webhooks/signed"
+        }
+        fn auth(&self) -> Auth {
+            Auth::Own
+        }
+        fn authenticate(&self, request: &IntakeRequest<'_>) -> Result<(), IntakeError> {
+            match request.headers.get("x-signature") {
+                Some(v) if v == "good" => Ok(()),
+                _ => Err(IntakeError::Unauthenticated("bad signature".into())),
+            }
+        }
+        fn parse(&self, request: &IntakeRequest<'_>) -> Result<Intake, IntakeError> {
+            let text = std::str::from_utf8(request.body).unwrap_or_default();
+            if text == "in progress" {
+                return Ok(Intake::Ignored(
+                    "the deployment is still in progress".into(),
+                ));
+            }
+            match text.split_once(' ') {
+                Some((service, version)) => Ok(Intake::Release(NewRelease {
+                    service: service.into(),
+                    version: version.into(),
+                    previous_version: None,
+                    environment: None,
+                    annotations: Default::default(),
+                })),
+                None => Err(IntakeError::Malformed("expected `SERVICE VERSION`".into())),
+            }
+        }
+    }
+
+    static TEST_FORMATS: &[&dyn IntakeFormat] = &[&Signed];
+
+    async fn post(app: &Router, signature: &str, body: &'static str) -> (StatusCode, String) {
+        let request = axum::http::Request::post("/v1/webhooks/signed")
+            .header("x-signature", signature)
+            .body(Body::from(body))
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let location = response.headers().get(header::LOCATION).cloned();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        assert_eq!(location.is_some(), status == StatusCode::CREATED, "{text}");
+        (status, text)
+    }
+
+    #[tokio::test]
+    async fn every_format_gets_its_route_and_each_outcome_its_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = crate::config::load_str(
+            "[store]\npath = \"g.db\"\n[[services]]\nname = \"checkout\"\n",
+            &dir.path().join("guardian.toml"),
+            &[],
+        )
+        .unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(&settings.store_path).unwrap();
+        let ctx = Context::new(
+            settings,
+            Arc::new(store),
+            Arc::new(crate::clock::SystemClock),
+        );
+        let guardian = Guardian::new(ctx.clone());
+        guardian.start().await.unwrap();
+        let app =
+            intake_routes(Router::new(), TEST_FORMATS).with_state(ApiState::new(guardian, ctx));
+
+        let (status, text) = post(&app, "good", "in progress").await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(text, r#"{"ignored":"the deployment is still in progress"}"#);
+        let (status, text) = post(&app, "forged", "checkout v7").await;
+        assert_eq!(
+            (status, text.as_str()),
+            (StatusCode::UNAUTHORIZED, r#"{"error":"bad signature"}"#)
+        );
+        let (status, text) = post(&app, "good", "nonsense").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        let (status, text) = post(&app, "good", "checkout v7").await;
+        assert_eq!(status, StatusCode::CREATED, "{text}");
+        let (status, text) = post(&app, "good", "checkout v7").await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
 
     #[tokio::test]
     async fn overload_is_503_and_a_timeout_408() {
