@@ -2,8 +2,9 @@
 //! route, `/v1/releases` for the native one), list and show releases, and
 //! the control operations (manual rollback, abort, ack).
 //!
-//! Every control operation goes through the [`Guardian`], so the store and the
-//! running watches never disagree; every answer is the full release object
+//! Every control operation goes through the
+//! [`Guardian`](crate::scheduler::Guardian), so the store and the running
+//! watches never disagree; every answer is the full release object
 //! ([`ReleaseView`]) read back from the store.
 
 use super::body;
