@@ -13,6 +13,7 @@
 use super::error::ApiError;
 use super::ApiState;
 use crate::config::{ApiToken, Scope};
+use crate::intake::{self, Auth};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
@@ -42,12 +43,13 @@ pub(crate) async fn require_token(
     }
 }
 
-/// True for the paths that stay open with `[auth]`. Everything else, including
-/// paths that match no route, needs a token: a route added later is
-/// protected by default. (The deploy tools' webhooks, which authenticate by
-/// their own signatures, will be opened here when their routes exist.)
+/// True for the paths that stay open with `[auth]`, and for the routes of
+/// intake formats that authenticate their requests themselves
+/// ([`Auth::Own`], the deploy tools' signed webhooks). Everything else,
+/// including paths that match no route, needs a token: a route added later
+/// is protected by default.
 pub(crate) fn is_open(path: &str) -> bool {
-    OPEN_PATHS.contains(&path)
+    OPEN_PATHS.contains(&path) || intake::by_route(path).is_some_and(|f| f.auth() == Auth::Own)
 }
 
 /// `read` for GET and HEAD, `write` for everything else.

@@ -6,7 +6,9 @@
 //! until a shutdown token is cancelled.
 //!
 //! One file per concern:
-//! - [`releases`] — the `/v1/releases` routes;
+//! - [`releases`] — the `/v1/releases` routes, and the intake routes of the
+//!   formats in [`crate::intake::FORMATS`] (`POST /v1/releases` is the
+//!   native one);
 //! - [`health`] — `/healthz`, `/readyz`, `/metrics`;
 //! - [`view`] — the release object every release route answers;
 //! - [`body`] — reading bodies, with the 1 MiB limit;
@@ -31,9 +33,10 @@ pub use error::ApiError;
 pub use view::ReleaseView;
 
 use crate::context::Context;
+use crate::intake;
 use crate::scheduler::Guardian;
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, Uri};
 use axum::routing::{get, post};
 use axum::{middleware, BoxError, Router};
@@ -75,8 +78,8 @@ pub fn router(state: ApiState) -> Router {
         .load_shed()
         .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS))
         .timeout(REQUEST_TIMEOUT);
-    Router::new()
-        .route("/v1/releases", post(releases::create).get(releases::list))
+    intake_routes(Router::new(), intake::FORMATS)
+        .route("/v1/releases", get(releases::list))
         .route("/v1/releases/{id}", get(releases::show))
         .route("/v1/releases/{id}/rollback", post(releases::rollback))
         .route("/v1/releases/{id}/abort", post(releases::abort))
@@ -93,6 +96,22 @@ pub fn router(state: ApiState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(overload)
         .with_state(state)
+}
+
+/// One `POST` route per intake format, at the route the format names.
+fn intake_routes(
+    mut router: Router<ApiState>,
+    formats: &'static [&'static dyn intake::IntakeFormat],
+) -> Router<ApiState> {
+    for &format in formats {
+        router = router.route(
+            format.route(),
+            post(move |State(state): State<ApiState>, request: Request| {
+                releases::create(state, format, request)
+            }),
+        );
+    }
+    router
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops
@@ -139,7 +158,105 @@ async fn handle_overload(err: BoxError) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::StatusCode;
+    use crate::intake::{Auth, Intake, IntakeError, IntakeFormat, IntakeRequest};
+    use crate::model::NewRelease;
+    use axum::body::Body;
+    use axum::http::{header, StatusCode};
+    use tower::ServiceExt;
+
+    /// A webhook-like format: requests are signed with `x-signature: good`;
+    /// the body `in progress` starts nothing, `SERVICE VERSION` a release.
+    struct Signed;
+
+    impl IntakeFormat for Signed {
+        fn name(&self) -> &'static str {
+            "signed"
+        }
+        fn route(&self) -> &'static str {
+            "/v1/webhooks/signed"
+        }
+        fn auth(&self) -> Auth {
+            Auth::Own
+        }
+        fn authenticate(&self, request: &IntakeRequest<'_>) -> Result<(), IntakeError> {
+            match request.headers.get("x-signature") {
+                Some(v) if v == "good" => Ok(()),
+                _ => Err(IntakeError::Unauthenticated("bad signature".into())),
+            }
+        }
+        fn parse(&self, request: &IntakeRequest<'_>) -> Result<Intake, IntakeError> {
+            let text = std::str::from_utf8(request.body).unwrap_or_default();
+            if text == "in progress" {
+                return Ok(Intake::Ignored(
+                    "the deployment is still in progress".into(),
+                ));
+            }
+            match text.split_once(' ') {
+                Some((service, version)) => Ok(Intake::Release(NewRelease {
+                    service: service.into(),
+                    version: version.into(),
+                    previous_version: None,
+                    environment: None,
+                    annotations: Default::default(),
+                })),
+                None => Err(IntakeError::Malformed("expected `SERVICE VERSION`".into())),
+            }
+        }
+    }
+
+    static TEST_FORMATS: &[&dyn IntakeFormat] = &[&Signed];
+
+    async fn post(app: &Router, signature: &str, body: &'static str) -> (StatusCode, String) {
+        let request = axum::http::Request::post("/v1/webhooks/signed")
+            .header("x-signature", signature)
+            .body(Body::from(body))
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let location = response.headers().get(header::LOCATION).cloned();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        assert_eq!(location.is_some(), status == StatusCode::CREATED, "{text}");
+        (status, text)
+    }
+
+    #[tokio::test]
+    async fn every_format_gets_its_route_and_each_outcome_its_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = crate::config::load_str(
+            "[store]\npath = \"g.db\"\n[[services]]\nname = \"checkout\"\n",
+            &dir.path().join("guardian.toml"),
+            &[],
+        )
+        .unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(&settings.store_path).unwrap();
+        let ctx = Context::new(
+            settings,
+            Arc::new(store),
+            Arc::new(crate::clock::SystemClock),
+        );
+        let guardian = Guardian::new(ctx.clone());
+        guardian.start().await.unwrap();
+        let app =
+            intake_routes(Router::new(), TEST_FORMATS).with_state(ApiState::new(guardian, ctx));
+
+        let (status, text) = post(&app, "good", "in progress").await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(text, r#"{"ignored":"the deployment is still in progress"}"#);
+        let (status, text) = post(&app, "forged", "checkout v7").await;
+        assert_eq!(
+            (status, text.as_str()),
+            (StatusCode::UNAUTHORIZED, r#"{"error":"bad signature"}"#)
+        );
+        let (status, text) = post(&app, "good", "nonsense").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        let (status, text) = post(&app, "good", "checkout v7").await;
+        assert_eq!(status, StatusCode::CREATED, "{text}");
+        let (status, text) = post(&app, "good", "checkout v7").await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
 
     #[tokio::test]
     async fn overload_is_503_and_a_timeout_408() {

@@ -1,8 +1,10 @@
-//! The release routes: register a release (`POST /v1/releases`), list and
-//! show releases, and the control operations (manual rollback, abort, ack).
+//! The release routes: register a release (`POST` to an intake format's
+//! route, `/v1/releases` for the native one), list and show releases, and
+//! the control operations (manual rollback, abort, ack).
 //!
-//! Every control operation goes through the [`Guardian`], so the store and the
-//! running watches never disagree; every answer is the full release object
+//! Every control operation goes through the
+//! [`Guardian`](crate::scheduler::Guardian), so the store and the running
+//! watches never disagree; every answer is the full release object
 //! ([`ReleaseView`]) read back from the store.
 
 use super::body;
@@ -12,8 +14,7 @@ use super::ApiState;
 use crate::config::Redactor;
 use crate::config::Settings;
 use crate::context::Context;
-use crate::intake::native::Native;
-use crate::intake::{Intake, IntakeError, IntakeFormat};
+use crate::intake::{self, Intake, IntakeError, IntakeFormat, IntakeRequest};
 use crate::model::{CheckRecord, CheckState, Level, ReleaseStatus};
 use crate::store::ReleaseDetails;
 use crate::store::ReleaseFilter;
@@ -28,19 +29,29 @@ use serde::Deserialize;
 /// Largest `limit` a list accepts; the default is the store's (100).
 pub const MAX_LIST_LIMIT: usize = 1000;
 
-/// `POST /v1/releases`: 201 + `Location` for a new release, 200 with the
-/// existing one when the same (service, environment, version) is the latest.
+/// `POST` to `format`'s route (`/v1/releases` for the native format): 201 +
+/// `Location` for a new release, 200 with the existing one when the same
+/// (service, environment, version) is the latest, 202 `{"ignored": reason}`
+/// for an event that starts no watch. The router wires one such route per
+/// entry of [`intake::FORMATS`].
 pub(crate) async fn create(
-    State(ApiState { guardian, ctx }): State<ApiState>,
+    ApiState { guardian, ctx }: ApiState,
+    format: &'static dyn IntakeFormat,
     request: Request,
 ) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
     let bytes = body::read(request).await?;
-    let format = Native;
-    format
-        .authenticate(&headers, &bytes)
-        .map_err(intake_error)?;
-    let new = match format.parse(&headers, &bytes).map_err(intake_error)? {
+    let settings = ctx.settings();
+    let intake = intake::receive(
+        format,
+        &IntakeRequest {
+            headers: &headers,
+            body: &bytes,
+            settings: &settings,
+        },
+    )
+    .map_err(intake_error)?;
+    let new = match intake {
         Intake::Release(new) => new,
         Intake::Ignored(reason) => {
             return Ok((

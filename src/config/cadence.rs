@@ -85,7 +85,7 @@ impl Cadence {
         }
     }
 
-    /// All tick times of a release started at `start` (for backtests and tests).
+    /// All tick times of a release started at `start` (used by tests).
     pub fn ticks(&self, start: Millis) -> Vec<Millis> {
         let mut out = Vec::new();
         let mut at = start;

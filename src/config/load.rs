@@ -10,7 +10,7 @@
 //! another — with serde_path_to_error giving the key path of each failure;
 //! then the semantic checks and the build of [`Settings`]
 //! (`validate`). A path is located at its key in the file
-//! ([`super::locate`]), or at `env:RG__X__Y:1:1` when an environment variable
+//! ([`crate::section::locate`]), or at `env:RG__X__Y:1:1` when an environment variable
 //! provided it.
 
 use super::env;

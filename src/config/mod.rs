@@ -2,7 +2,7 @@
 //! layered with defaults and `RG__SECTION__KEY` environment variables
 //! ([`load()`]; the overrides themselves in `env`), checked beyond what serde
 //! sees (`validate`), how rule packs are read ([`rules`]), and how every
-//! error is located as `FILE:LINE:COL` ([`locate`]).
+//! error is located as `FILE:LINE:COL` ([`crate::section::locate`]).
 //!
 //! The structs here mirror the file one to one (`deny_unknown_fields`
 //! everywhere, so a misspelt key is an error, not a silent default). The

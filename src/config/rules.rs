@@ -8,7 +8,7 @@
 //! variables, check names unique across the service's packs.
 //!
 //! Every error is `PACKFILE:LINE:COL: message`, located at the offending key
-//! through a [`YamlLocator`]; a YAML syntax error uses serde_yaml's location.
+//! through a [`YamlLocator`]; a YAML syntax error uses the YAML parser's location.
 
 use super::{CheckSpec, DEFAULT_STEP};
 use crate::engine::{Condition, Rule};
@@ -127,7 +127,7 @@ pub fn parse_pack(text: &str, file: &Path) -> RulePack {
         errors: Vec::new(),
         warnings: Vec::new(),
     };
-    let doc: serde_yaml::Value = match serde_yaml::from_str(text) {
+    let doc: serde_norway::Value = match serde_norway::from_str(text) {
         Ok(v) => v,
         Err(e) => {
             let (line, col) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
@@ -143,7 +143,7 @@ pub fn parse_pack(text: &str, file: &Path) -> RulePack {
     pack.locator = YamlLocator::new(text);
     let root = KeyPath::root();
     let checks = match doc {
-        serde_yaml::Value::Mapping(m) => {
+        serde_norway::Value::Mapping(m) => {
             let mut checks = None;
             for (k, v) in m {
                 match k.as_str() {
@@ -163,7 +163,7 @@ pub fn parse_pack(text: &str, file: &Path) -> RulePack {
             }
             checks
         }
-        serde_yaml::Value::Null => None,
+        serde_norway::Value::Null => None,
         _ => {
             let e = pack.error_at(
                 &root,
@@ -179,8 +179,8 @@ pub fn parse_pack(text: &str, file: &Path) -> RulePack {
             pack.errors.push(e);
             return pack;
         }
-        Some(serde_yaml::Value::Sequence(items)) => items,
-        Some(serde_yaml::Value::Null) => Vec::new(),
+        Some(serde_norway::Value::Sequence(items)) => items,
+        Some(serde_norway::Value::Null) => Vec::new(),
         Some(_) => {
             let e = pack.error_at(&root.key("checks"), "`checks` must be a list".into());
             pack.errors.push(e);
@@ -222,7 +222,7 @@ pub fn parse_pack(text: &str, file: &Path) -> RulePack {
     pack
 }
 
-/// serde_yaml appends ` at line L column C` (the position is reported
+/// The YAML parser (serde_norway) appends ` at line L column C` (the position is reported
 /// separately); drop every such suffix, keep the rest of the message.
 fn strip_yaml_location(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len());

@@ -73,7 +73,7 @@ pub struct CheckSpec {
     pub name: String,
     /// Where its samples come from (an entry of [`crate::sources::KINDS`]).
     pub source: &'static SourceKind,
-    /// The query template (prometheus, loki), `{{var}}` placeholders intact.
+    /// The query template (query checks), `{{var}}` placeholders intact.
     pub query: Option<String>,
     /// The probe name (probe checks).
     pub probe: Option<String>,

@@ -1,15 +1,59 @@
-//! Intake: how a deploy tool's request becomes a release to watch. One
-//! format per file behind [`IntakeFormat`]; the API reads the body (with its
-//! size limit) and hands the bytes and headers to a format. [`native`] is
-//! release-guardian's own JSON (`POST /v1/releases`); each deploy tool's
-//! webhook (GitHub `deployment_status`, GitLab, Argo CD, Flux) is another
-//! format with its own signature check in [`IntakeFormat::authenticate`].
+//! Intake: how a deploy tool's request becomes a release to watch.
+//!
+//! One format per file behind [`IntakeFormat`], every format listed once in
+//! [`FORMATS`]. The API serves each format at the route it names
+//! ([`IntakeFormat::route`]): it reads the body (with its size limit) and
+//! hands the headers, the body and the settings in force to [`receive`],
+//! which has the format authenticate the request
+//! ([`IntakeFormat::authenticate`]) and only then parse it
+//! ([`IntakeFormat::parse`]) into a release to watch or a well-formed event
+//! that starts nothing ([`Intake::Ignored`]).
+//!
+//! | format     | route               | authentication                          |
+//! |------------|---------------------|-----------------------------------------|
+//! | [`native`] | `POST /v1/releases` | the API's bearer tokens (`write` scope) |
+//!
+//! # Adding a format
+//!
+//! A deploy tool's webhook (GitHub `deployment_status`, GitLab, Argo CD,
+//! Flux) is one more format:
+//!
+//! 1. **One file**, `src/intake/TOOL.rs`: a unit struct implementing
+//!    [`IntakeFormat`] — `name()` is `TOOL`, `route()` is
+//!    `/v1/webhooks/TOOL`; `auth()` is [`Auth::Own`] when the tool signs its
+//!    requests (it cannot send the API's bearer tokens), and then
+//!    `authenticate` must check the signature, reading its secret from
+//!    [`IntakeRequest::settings`]; `parse` maps the tool's event to a
+//!    [`NewRelease`], or to [`Intake::Ignored`] with the reason for events
+//!    that start no watch (a deployment still in progress, a failed one).
+//! 2. **One registry entry** here: `pub mod TOOL;` and `&TOOL::Tool,` in
+//!    [`FORMATS`]. The router then serves the route, and the bearer-token
+//!    check leaves it to the format when its `auth()` is [`Auth::Own`].
+//! 3. **Docs**: the route, the events it accepts or ignores, and how to set
+//!    up the tool's webhook, in `docs/api.md` (a new setting, such as the
+//!    webhook secret, in `docs/configuration.md` — the config's own change).
+//! 4. **Tests**: unit tests in the format's file (a real payload from the
+//!    tool, each ignored event, a bad or missing signature) and an API test
+//!    posting to the route through the router.
+//!
+//! The registry's own tests check every format: unique names and routes,
+//! webhook routes under `/v1/webhooks/NAME`, and a format that authenticates
+//! itself refusing requests until it implements `authenticate`.
 
 pub mod json;
 pub mod native;
 
+use crate::config::Settings;
 use crate::model::NewRelease;
 use axum::http::HeaderMap;
+
+/// Every intake format, one line each; the API serves each at its route.
+pub static FORMATS: &[&dyn IntakeFormat] = &[&native::Native];
+
+/// The format served at `path`, if any.
+pub fn by_route(path: &str) -> Option<&'static dyn IntakeFormat> {
+    FORMATS.iter().copied().find(|f| f.route() == path)
+}
 
 /// What a request asked for.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,17 +76,131 @@ pub enum IntakeError {
     Unauthenticated(String),
 }
 
+/// Who vouches for a format's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// The API's bearer tokens (`[auth]`, `write` scope), like every other
+    /// route that changes something.
+    BearerToken,
+    /// The request's own proof (a webhook signature), checked by
+    /// [`IntakeFormat::authenticate`]; the bearer-token check skips the
+    /// route, since deploy tools cannot send the API's tokens.
+    Own,
+}
+
+/// One request to an intake route, as a format sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct IntakeRequest<'a> {
+    pub headers: &'a HeaderMap,
+    /// The whole body, at most [`crate::api::MAX_BODY_BYTES`].
+    pub body: &'a [u8],
+    /// The settings in force for this request (a reload applies at once),
+    /// e.g. for a webhook secret.
+    pub settings: &'a Settings,
+}
+
 /// A way deploy tools announce releases.
 pub trait IntakeFormat: Send + Sync {
-    /// `native`, `github`, ...
+    /// `native`, `github`, ...: unique among [`FORMATS`].
     fn name(&self) -> &'static str;
 
-    /// Checks the request's own authentication, if the format has one. The
-    /// native format relies on the API's bearer tokens instead.
-    fn authenticate(&self, _headers: &HeaderMap, _body: &[u8]) -> Result<(), IntakeError> {
-        Ok(())
+    /// The path the API serves the format at (`POST` only):
+    /// `/v1/releases` for the native format, `/v1/webhooks/NAME` for the
+    /// deploy tools' webhooks.
+    fn route(&self) -> &'static str;
+
+    /// Who vouches for the requests; the API's bearer tokens unless the
+    /// format says otherwise.
+    fn auth(&self) -> Auth {
+        Auth::BearerToken
     }
 
-    /// Turns the request into a release (or an ignored event).
-    fn parse(&self, headers: &HeaderMap, body: &[u8]) -> Result<Intake, IntakeError>;
+    /// Checks the request's own authentication, before anything is parsed.
+    /// The default lets [`Auth::BearerToken`] formats through (the API has
+    /// checked the token) and refuses everything for an [`Auth::Own`] format
+    /// that does not implement it, so a forgotten check fails closed.
+    fn authenticate(&self, _request: &IntakeRequest<'_>) -> Result<(), IntakeError> {
+        match self.auth() {
+            Auth::BearerToken => Ok(()),
+            Auth::Own => Err(IntakeError::Unauthenticated(format!(
+                "the {} intake cannot authenticate requests",
+                self.name()
+            ))),
+        }
+    }
+
+    /// Turns an authenticated request into a release (or an ignored event).
+    fn parse(&self, request: &IntakeRequest<'_>) -> Result<Intake, IntakeError>;
+}
+
+/// Authenticates `request` with `format`, then parses it.
+pub fn receive(
+    format: &dyn IntakeFormat,
+    request: &IntakeRequest<'_>,
+) -> Result<Intake, IntakeError> {
+    format.authenticate(request)?;
+    format.parse(request)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::load::load_str;
+    use std::collections::HashSet;
+    use std::path::Path;
+
+    /// Settings for format tests: one service `checkout`.
+    pub(crate) fn settings() -> Settings {
+        let text = "[store]\npath = \"g.db\"\n[[services]]\nname = \"checkout\"\n";
+        load_str(text, Path::new("/nonexistent/guardian.toml"), &[]).expect("test config")
+    }
+
+    #[test]
+    fn names_and_routes_are_unique_and_webhooks_live_under_their_name() {
+        let mut names = HashSet::new();
+        let mut routes = HashSet::new();
+        for f in FORMATS {
+            assert!(names.insert(f.name()), "duplicate name {}", f.name());
+            assert!(routes.insert(f.route()), "duplicate route {}", f.route());
+            if f.name() != "native" {
+                assert_eq!(f.route(), format!("/v1/webhooks/{}", f.name()));
+            }
+            assert_eq!(by_route(f.route()).map(|g| g.name()), Some(f.name()));
+        }
+        assert_eq!(by_route("/v1/releases").map(|f| f.name()), Some("native"));
+        assert!(by_route("/v1/webhooks/nope").is_none());
+    }
+
+    /// A format that authenticates itself but forgot to implement the check.
+    struct Careless;
+
+    impl IntakeFormat for Careless {
+        fn name(&self) -> &'static str {
+            "careless"
+        }
+        fn route(&self) -> &'static str {
+            "/v1/webhooks/careless"
+        }
+        fn auth(&self) -> Auth {
+            Auth::Own
+        }
+        fn parse(&self, _request: &IntakeRequest<'_>) -> Result<Intake, IntakeError> {
+            Ok(Intake::Ignored("parsed".into()))
+        }
+    }
+
+    #[test]
+    fn an_unimplemented_own_check_fails_closed_before_parsing() {
+        let settings = settings();
+        let headers = HeaderMap::new();
+        let request = IntakeRequest {
+            headers: &headers,
+            body: b"{}",
+            settings: &settings,
+        };
+        assert!(matches!(
+            receive(&Careless, &request),
+            Err(IntakeError::Unauthenticated(_))
+        ));
+    }
 }

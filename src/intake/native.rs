@@ -1,9 +1,9 @@
 //! The native format of `POST /v1/releases`:
-//! `{"service", "version", "previous_version"?, "environment"?, "annotations"?}`.
+//! `{"service", "version", "previous_version"?, "environment"?, "annotations"?}`,
+//! authenticated by the API's bearer tokens.
 
-use super::{json, Intake, IntakeError, IntakeFormat};
+use super::{json, Intake, IntakeError, IntakeFormat, IntakeRequest};
 use crate::model::NewRelease;
-use axum::http::HeaderMap;
 
 /// release-guardian's own JSON body.
 #[derive(Debug, Default, Clone, Copy)]
@@ -14,8 +14,12 @@ impl IntakeFormat for Native {
         "native"
     }
 
-    fn parse(&self, _headers: &HeaderMap, body: &[u8]) -> Result<Intake, IntakeError> {
-        json::parse::<NewRelease>(body)
+    fn route(&self) -> &'static str {
+        "/v1/releases"
+    }
+
+    fn parse(&self, request: &IntakeRequest<'_>) -> Result<Intake, IntakeError> {
+        json::parse::<NewRelease>(request.body)
             .map(Intake::Release)
             .map_err(IntakeError::Malformed)
     }
@@ -24,20 +28,31 @@ impl IntakeFormat for Native {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::intake::{receive, tests::settings};
+    use axum::http::HeaderMap;
 
     #[test]
     fn a_release_or_a_located_error() {
-        let h = HeaderMap::new();
-        match Native
-            .parse(&h, br#"{"service":"checkout","version":"v2"}"#)
-            .unwrap()
+        let settings = settings();
+        let headers = HeaderMap::new();
+        let request = |body: &'static [u8]| IntakeRequest {
+            headers: &headers,
+            body,
+            settings: &settings,
+        };
+        match receive(
+            &Native,
+            &request(br#"{"service":"checkout","version":"v2"}"#),
+        )
+        .unwrap()
         {
             Intake::Release(r) => {
                 assert_eq!((r.service.as_str(), r.version.as_str()), ("checkout", "v2"))
             }
             other => panic!("{other:?}"),
         }
-        let IntakeError::Malformed(m) = Native.parse(&h, br#"{"service":"checkout"}"#).unwrap_err()
+        let IntakeError::Malformed(m) =
+            receive(&Native, &request(br#"{"service":"checkout"}"#)).unwrap_err()
         else {
             panic!("malformed expected")
         };

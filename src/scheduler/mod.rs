@@ -1,5 +1,5 @@
 //! The watch scheduler: the [`Guardian`] owns one task per watched release,
-//! ticks it on its [`Cadence`], turns engine transitions into decisions,
+//! ticks it on its [`Cadence`](crate::config::Cadence), turns engine transitions into decisions,
 //! notifications and rollback requests, and recovers everything from the
 //! store after a restart.
 //!

@@ -7,7 +7,7 @@
 //!
 //! It knows nothing of the guardian's sections: `config` assembles the file
 //! from them, and each kind's file deserializes and checks its own with
-//! [`Section`].
+//! [`section()`].
 
 mod duration;
 pub mod locate;

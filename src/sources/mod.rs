@@ -55,8 +55,11 @@ pub struct SourceKind {
     pub name: &'static str,
     pub reads: Reads,
     /// Deserializes and checks `[sources.NAME]`, reporting every error.
-    pub section: Option<fn(&mut Section<'_, '_>) -> Option<Box<dyn SourceConfig>>>,
+    pub section: Option<ParseSection>,
 }
+
+/// Reads a query source's `[sources.NAME]` section.
+pub type ParseSection = fn(&mut Section<'_, '_>) -> Option<Box<dyn SourceConfig>>;
 
 impl std::fmt::Debug for SourceKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

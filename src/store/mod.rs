@@ -1,9 +1,9 @@
 //! Durable state behind one trait: releases, check states, the decision
 //! timeline, the notification outbox and rollback attempts.
 //!
-//! Every method is one transaction. The embedded backend is SQLite in WAL
-//! mode ([`sqlite::SqliteStore`]); a PostgreSQL backend for several replicas
-//! implements the same trait.
+//! Every method is one transaction. The one backend is SQLite in WAL mode
+//! ([`sqlite::SqliteStore`]), embedded, for a single daemon; another backend
+//! (for several replicas) would implement the same trait.
 //!
 //! Durability guarantees the rest of the daemon builds on:
 //! - a tick's results (check states, decisions, outbox rows, the next tick,
