@@ -12,7 +12,7 @@
 
 use super::{CheckSpec, DEFAULT_STEP};
 use crate::engine::{Condition, Rule};
-use crate::section::locate::YamlLocator;
+use crate::section::locate::{Seg, YamlLocator};
 use crate::section::{deserialize_opt_duration, ConfigError, KeyPath};
 use crate::sources::probe::ProbeConfig;
 use crate::sources::template::{unknown_variables, BUILTIN_VARIABLES};
@@ -195,31 +195,98 @@ pub fn parse_pack(text: &str, file: &Path) -> RulePack {
     }
     for (i, item) in items.into_iter().enumerate() {
         let path = root.key("checks").index(i);
-        match serde_path_to_error::deserialize::<_, RawCheck>(item) {
-            Ok(raw) => {
-                if let Some(c) = check_shape(&mut pack, path, raw) {
-                    pack.checks.push(c);
-                }
-            }
-            Err(e) => {
-                let at = path.join(&KeyPath::from_serde(e.path()));
-                let message = e
-                    .into_inner()
-                    .to_string()
-                    .replace(
-                        "struct RawCheck",
-                        "a check (a mapping with `name`, `source`, ...)",
-                    )
-                    .replace(
-                        "struct RawCondition",
-                        "a level such as `{ above: 0.01, for: 5m }`",
-                    );
-                let err = pack.error_at(&at, message);
-                pack.errors.push(err);
+        if let Some((raw, removed)) = read_check(&mut pack, &path, item) {
+            if let Some(c) = check_shape(&mut pack, path, raw, &removed) {
+                pack.checks.push(c);
             }
         }
     }
     pack
+}
+
+/// Deserializes one check, reporting every structural error in it: a key
+/// whose error was reported is taken out and the check read again, so that
+/// its other keys are still checked (and its semantic errors found). Returns
+/// the check with the keys taken out of it.
+fn read_check(
+    pack: &mut RulePack,
+    path: &KeyPath,
+    mut item: serde_norway::Value,
+) -> Option<(RawCheck, Vec<String>)> {
+    let mut removed: Vec<KeyPath> = Vec::new();
+    loop {
+        let e = match serde_path_to_error::deserialize::<_, RawCheck>(item.clone()) {
+            Ok(raw) => {
+                let top = removed
+                    .iter()
+                    .filter_map(|k| match k.0.get(path.0.len()) {
+                        Some(Seg::Key(k)) => Some(k.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                return Some((raw, top));
+            }
+            Err(e) => e,
+        };
+        let at = path.join(&KeyPath::from_serde(e.path()));
+        let message = e
+            .into_inner()
+            .to_string()
+            .replace(
+                "struct RawCheck",
+                "a check (a mapping with `name`, `source`, ...)",
+            )
+            .replace(
+                "struct RawCondition",
+                "a level such as `{ above: 0.01, for: 5m }`",
+            );
+        let field = |prefix: &str| {
+            let rest = &message[message.find(prefix)? + prefix.len()..];
+            rest.split_once('`').map(|(f, _)| f.to_string())
+        };
+        if field("missing field `").is_some_and(|f| removed.contains(&at.key(&f))) {
+            // Missing because its bad value was taken out: already reported.
+            return None;
+        }
+        let mut key = at.clone();
+        if let Some(f) = field("unknown field `") {
+            if key.last_key().as_deref() != Some(f.as_str()) {
+                key = key.key(&f);
+            }
+        }
+        let err = pack.error_at(&at, message);
+        pack.errors.push(err);
+        while matches!(key.0.last(), Some(Seg::Index(_))) {
+            key.0.pop();
+        }
+        if key.0.len() <= path.0.len() || removed.len() >= 32 {
+            return None;
+        }
+        if !remove_yaml(&mut item, &key.0[path.0.len()..]) {
+            return None;
+        }
+        removed.push(key);
+    }
+}
+
+/// Removes the key at `rel` (ending with a key) from a YAML value.
+fn remove_yaml(v: &mut serde_norway::Value, rel: &[Seg]) -> bool {
+    use serde_norway::Value as Y;
+    match rel {
+        [] => false,
+        [Seg::Key(k)] => match v {
+            Y::Mapping(m) => m.remove(k.as_str()).is_some(),
+            _ => false,
+        },
+        [first, rest @ ..] => {
+            let next = match (first, v) {
+                (Seg::Key(k), Y::Mapping(m)) => m.get_mut(k.as_str()),
+                (Seg::Index(i), Y::Sequence(s)) => s.get_mut(*i),
+                _ => None,
+            };
+            next.is_some_and(|n| remove_yaml(n, rest))
+        }
+    }
 }
 
 /// The YAML parser (serde_norway) appends ` at line L column C` (the position is reported
@@ -245,9 +312,16 @@ fn strip_yaml_location(msg: &str) -> String {
     out
 }
 
-/// Pack-level checks of one check; `None` if it has errors (recorded).
-fn check_shape(pack: &mut RulePack, path: KeyPath, raw: RawCheck) -> Option<PackCheck> {
-    let before = pack.errors.len();
+/// Pack-level checks of one check (`removed`: its keys whose structural
+/// errors were reported). Every finding is recorded; the check is kept for
+/// the service-level checks (unknown probe, template variables) unless its
+/// source is unknown, so that one error does not hide another.
+fn check_shape(
+    pack: &mut RulePack,
+    path: KeyPath,
+    raw: RawCheck,
+    removed: &[String],
+) -> Option<PackCheck> {
     let err = |pack: &mut RulePack, p: KeyPath, m: String| {
         let e = pack.error_at(&p, m);
         pack.errors.push(e);
@@ -348,7 +422,8 @@ fn check_shape(pack: &mut RulePack, path: KeyPath, raw: RawCheck) -> Option<Pack
         ("critical", raw.critical),
         ("rollback", raw.rollback),
     ];
-    if levels.iter().all(|(_, c)| c.is_none()) {
+    let level_removed = levels.iter().any(|(l, _)| removed.iter().any(|r| r == l));
+    if levels.iter().all(|(_, c)| c.is_none()) && !level_removed {
         err(
             pack,
             path.key("name"),
@@ -392,9 +467,7 @@ fn check_shape(pack: &mut RulePack, path: KeyPath, raw: RawCheck) -> Option<Pack
             }
         }
     }
-    if pack.errors.len() > before {
-        return None;
-    }
+    let source = source?;
     let rule = Rule {
         warning: raw.warning.map(|c| c.compile()),
         critical: raw.critical.map(|c| c.compile()),
@@ -404,7 +477,7 @@ fn check_shape(pack: &mut RulePack, path: KeyPath, raw: RawCheck) -> Option<Pack
     Some(PackCheck {
         path,
         raw,
-        source: source.expect("no errors, so the source is known"),
+        source,
         rule,
     })
 }

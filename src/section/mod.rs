@@ -146,6 +146,9 @@ pub struct Report<'a> {
     pub locator: &'a Locator<'a>,
     pub errors: Vec<ConfigError>,
     pub warnings: Vec<String>,
+    /// Keys taken out of a section after their error was reported (see
+    /// [`value`]); later checks do not report them again as missing.
+    pub removed: Vec<KeyPath>,
 }
 
 impl<'a> Report<'a> {
@@ -154,6 +157,7 @@ impl<'a> Report<'a> {
             locator,
             errors: Vec::new(),
             warnings: Vec::new(),
+            removed: Vec::new(),
         }
     }
 
@@ -239,6 +243,9 @@ pub fn value<T: DeserializeOwned>(
 ) -> Option<T> {
     // The errors of values retried as strings: reported if the string fails too.
     let mut originals: Vec<(KeyPath, String)> = Vec::new();
+    // Keys taken out after their error was reported, so that the rest of the
+    // table is still read and every error in it reported at once.
+    let mut removed: Vec<KeyPath> = Vec::new();
     loop {
         let e = match serde_path_to_error::deserialize::<_, T>(v.clone().into_deserializer()) {
             Ok(t) => return Some(t),
@@ -246,6 +253,11 @@ pub fn value<T: DeserializeOwned>(
         };
         let at = path.join(&KeyPath::from_serde(e.path()));
         let message = humanize(e.inner().message());
+        let missing = quoted_after(&message, "missing field `").map(|f| at.key(f));
+        if missing.is_some_and(|m| removed.contains(&m)) {
+            // Missing because its bad value was taken out: already reported.
+            return None;
+        }
         if let Some((_, first)) = originals.iter().find(|(p, _)| *p == at) {
             report.error(&at, redact(&at, first));
             return None;
@@ -264,7 +276,51 @@ pub fn value<T: DeserializeOwned>(
             }
         }
         report.error(&at, redact(&at, &message));
-        return None;
+        // Take the offending key out (the array holding an offending element:
+        // removing the element would shift the others' positions) and read
+        // the table again.
+        let mut key = at.clone();
+        if let Some(field) = quoted_after(&message, "unknown field `") {
+            if key.last_key().as_deref() != Some(field) {
+                key = key.key(field);
+            }
+        }
+        while matches!(key.0.last(), Some(Seg::Index(_))) {
+            key.0.pop();
+        }
+        if key.0.len() <= path.0.len() || !key.starts_with(path) || removed.len() >= 64 {
+            return None;
+        }
+        if !remove_at(&mut v, &key.0[path.0.len()..]) {
+            return None;
+        }
+        report.removed.push(key.clone());
+        removed.push(key);
+    }
+}
+
+/// The text between `prefix` and the next backquote in `message`.
+fn quoted_after<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
+    let rest = &message[message.find(prefix)? + prefix.len()..];
+    rest.split_once('`').map(|(name, _)| name)
+}
+
+/// Removes the key at `rel` (a path inside `v` ending with a key); false if absent.
+fn remove_at(v: &mut Value, rel: &[Seg]) -> bool {
+    match rel {
+        [] => false,
+        [Seg::Key(k)] => match v {
+            Value::InlineTable(t) => t.remove(k).is_some(),
+            _ => false,
+        },
+        [first, rest @ ..] => {
+            let next = match (first, v) {
+                (Seg::Key(k), Value::InlineTable(t)) => t.get_mut(k),
+                (Seg::Index(i), Value::Array(a)) => a.get_mut(*i),
+                _ => None,
+            };
+            next.is_some_and(|n| remove_at(n, rest))
+        }
     }
 }
 
@@ -344,6 +400,11 @@ pub fn one_secret(
             None
         }
         (None, None) => {
+            if report.removed.contains(&at.key(key)) || report.removed.contains(&at.key(&file_key))
+            {
+                // Its value was wrong, and said so.
+                return None;
+            }
             report.error(at, format!("{what} needs `{key}` or `{file_key}`"));
             None
         }

@@ -71,6 +71,8 @@ fn check_prints_every_error_with_its_location() {
         format!("{c}:11:11: unknown notifier `nobody` in `notify`"),
         format!("{c}:14:3: probe `live`: `url` \"not a url\" is not an http(s) URL"),
         format!("{c}:17:1: notifier kind `pagerduty` is not available in this version"),
+        // A shape error in a check does not hide its other errors.
+        format!("{r}:3:5: check `error_rate` uses prometheus, but [sources.prometheus] is not configured"),
         format!("{r}:6:30: check `error_rate`: `failures` is only valid for probe checks"),
         format!("{r}:10:30: unknown field `within`"),
     ];

@@ -228,19 +228,14 @@ name = "checkout"
   mod = "auto"
 "#;
     let f = dir.path().join("guardian.toml");
+    // Every error of every table at once: the misspelt `scope` leaves the
+    // token without its `scopes`; the service's probe and rollback both.
     assert_errors(
         &errors_of(dir.path(), text, &no_env()),
         &[
+            (&f, 2, 12, "missing field `scopes`"),
             (&f, 2, 29, "unknown field `scope`"),
             (&f, 9, 3, "unknown field `timout`"),
-        ],
-    );
-    // One error per `[[services]]` element: fix the probe, see the rollback.
-    let text = text.replace("timout", "timeout");
-    assert_errors(
-        &errors_of(dir.path(), &text, &no_env()),
-        &[
-            (&f, 2, 29, "unknown field `scope`"),
             (
                 &f,
                 12,
@@ -532,12 +527,14 @@ fn errors_in_environment_values_name_the_variable() {
         var("RG__CADENCE__TIERS"),
         var("RG__SERVER__NOPE"),
     );
-    // [server] stops at its first error (the unknown key); [cadence] is separate.
+    // Every error of [server] is reported (the unknown key does not hide
+    // the public listen address); [cadence] is separate.
     assert_errors(
         &errors,
         &[
             (&n, 1, 1, "unknown field `nope`"),
             (&c, 1, 1, "invalid duration \"never\""),
+            (&l, 1, 1, "listen address 0.0.0.0:9000 is not loopback"),
         ],
     );
     let errors = errors_of(
@@ -811,12 +808,57 @@ fn wrong_shapes_are_named_in_user_terms() {
                 5,
                 "expected a check (a mapping with `name`, `source`, ...)",
             ),
+            // The malformed level does not hide the check's other errors.
+            (&pack, 5, 5, "has no probe `live`; it has no probes"),
             (
                 &pack,
                 6,
                 5,
                 "expected a level such as `{ above: 0.01, for: 5m }`",
             ),
+        ],
+    );
+}
+
+#[test]
+fn every_error_of_a_service_table_is_reported_at_once() {
+    // A new user's first config: a misspelt key, an unknown notifier and a
+    // rule pack that does not exist, all in one service.
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[[services]]\nname = \"checkout\"\ntimout = \"5m\"\nnotify = [\"pager\"]\nrules = [\"rules/missing.yaml\"]\n";
+    let f = dir.path().join("guardian.toml");
+    let errors = errors_of(dir.path(), text, &no_env());
+    assert_errors(
+        &errors,
+        &[
+            (&f, 3, 1, "unknown field `timout`"),
+            (
+                &f,
+                4,
+                11,
+                "unknown notifier `pager` in `notify`; no [notifiers] are defined",
+            ),
+            (&f, 5, 10, "cannot read rule pack `rules/missing.yaml`"),
+        ],
+    );
+}
+
+#[test]
+fn a_structural_error_in_a_check_does_not_hide_its_other_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let pack = write(
+        dir.path(),
+        "rules/r.yaml",
+        "checks:\n  - name: live\n    source: probe\n    probe: missing\n    severity: high\n    critical: { failures: 2, within: 5m }\n    rollback: { failures: 3 }\n",
+    );
+    let text = "[[services]]\nname = \"a\"\nrules = [\"rules/r.yaml\"]\n[[services.probes]]\nname = \"live\"\nurl = \"http://127.0.0.1:1/\"\n";
+    let errors = errors_of(dir.path(), text, &no_env());
+    assert_errors(
+        &errors,
+        &[
+            (&pack, 4, 5, "has no probe `missing`"),
+            (&pack, 5, 5, "unknown field `severity`"),
+            (&pack, 6, 30, "unknown field `within`"),
         ],
     );
 }
