@@ -228,7 +228,7 @@ async fn an_ack_during_a_delivery_keeps_the_message_suppressed() {
         at: SystemClock.now(),
         check: None,
         level: None,
-        action: "acked".into(),
+        action: release_guardian::model::DecisionAction::Acked,
         reason: "test".into(),
     };
     store.ack("r1", &decision).await.unwrap().unwrap();

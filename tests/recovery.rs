@@ -142,7 +142,7 @@ async fn requested_rollback(store: &SqliteStore, id: &str, reason: &str) {
         at: 1_500,
         check: None,
         level: None,
-        action: "rollback_requested".into(),
+        action: release_guardian::model::DecisionAction::RollbackRequested,
         reason: "test".into(),
     };
     let req = store
@@ -214,7 +214,7 @@ async fn a_hook_interrupted_by_a_crash_is_never_run_again() {
         at: 1_600,
         check: None,
         level: None,
-        action: "rollback_started".into(),
+        action: release_guardian::model::DecisionAction::RollbackStarted,
         reason: "test".into(),
     };
     assert!(store

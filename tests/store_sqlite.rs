@@ -87,7 +87,7 @@ fn decision(at: Millis, action: &str) -> Decision {
         at,
         check: None,
         level: None,
-        action: action.into(),
+        action: release_guardian::model::DecisionAction::parse(action).expect("a known verb"),
         reason: format!("{action} at {at}"),
     }
 }
@@ -459,7 +459,10 @@ async fn commit_tick_writes_checks_decisions_notifications_and_the_next_tick() {
         check("latency", CheckState::Ok, Some(120.5), 2_000),
         check("error_rate", CheckState::Inconclusive, None, 2_000),
     ];
-    t.decisions = vec![decision(2_000, "level_changed"), decision(2_000, "page")];
+    t.decisions = vec![
+        decision(2_000, "level_changed"),
+        decision(2_000, "inconclusive"),
+    ];
     t.notifications = vec![
         notification("k1", "r1", 2_000, 2_000),
         notification("k2", "r1", 2_000, 2_000),
@@ -655,7 +658,7 @@ async fn transition_is_conditional_on_the_current_status() {
             "r1",
             &[],
             ReleaseStatus::Verified,
-            &decision(3_000, "x"),
+            &decision(3_000, "rollback_requested"),
             3_000
         )
         .await
@@ -667,7 +670,7 @@ async fn transition_is_conditional_on_the_current_status() {
             "nope",
             &ReleaseStatus::ALL,
             ReleaseStatus::Aborted,
-            &decision(3_000, "x"),
+            &decision(3_000, "rollback_requested"),
             3_000
         )
         .await
@@ -702,17 +705,20 @@ async fn decisions_come_back_in_time_order_then_insertion_order() {
     let db = db();
     let s = &db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
-    let mut late = decision(3_000, "late");
+    let mut late = decision(3_000, "window_ended");
     late.check = Some("latency".into());
     late.level = Some(Level::Rollback);
-    let first = decision(2_000, "first");
-    let second = decision(2_000, "second");
+    let first = decision(2_000, "resumed");
+    let second = decision(2_000, "paused");
     for d in [&late, &first, &second] {
         s.append_decision("r1", d).await.unwrap();
     }
     let d = s.release_details("r1").await.unwrap().unwrap();
     assert_eq!(d.decisions, vec![first, second, late]);
-    assert!(s.append_decision("nope", &decision(1, "x")).await.is_err());
+    assert!(s
+        .append_decision("nope", &decision(1, "rollback_requested"))
+        .await
+        .is_err());
 }
 
 // ---- the outbox -----------------------------------------------------------------
@@ -974,7 +980,7 @@ async fn request_rollback_is_recorded_once() {
     assert_eq!(s.release_details("r1").await.unwrap().unwrap(), d);
 
     assert_eq!(
-        s.request_rollback("nope", &rec, &decision(3_000, "x"))
+        s.request_rollback("nope", &rec, &decision(3_000, "rollback_requested"))
             .await
             .unwrap(),
         RollbackRequest::NotFound
@@ -999,7 +1005,7 @@ async fn request_rollback_depends_on_the_status() {
         s.request_rollback(
             "r1",
             &rollback_record(3_000, "manual"),
-            &decision(3_000, "x")
+            &decision(3_000, "rollback_requested")
         )
         .await
         .unwrap(),
@@ -1016,7 +1022,7 @@ async fn request_rollback_depends_on_the_status() {
         s.request_rollback(
             "p1",
             &rollback_record(6_000, "manual"),
-            &decision(6_000, "x")
+            &decision(6_000, "rollback_requested")
         )
         .await
         .unwrap(),
@@ -1038,7 +1044,7 @@ async fn request_rollback_depends_on_the_status() {
         s.request_rollback(
             "s1",
             &rollback_record(6_000, "manual"),
-            &decision(6_000, "x")
+            &decision(6_000, "rollback_requested")
         )
         .await
         .unwrap(),
@@ -1060,7 +1066,7 @@ async fn only_the_first_start_rollback_wins() {
     s.request_rollback(
         "r1",
         &rollback_record(2_000, "manual"),
-        &decision(2_000, "x"),
+        &decision(2_000, "rollback_requested"),
     )
     .await
     .unwrap();
@@ -1092,7 +1098,11 @@ async fn concurrent_start_rollback_has_exactly_one_winner() {
         let id = format!("r{i}");
         register(&store, &format!("svc{i}"), "v1", &id, 1_000).await;
         store
-            .request_rollback(&id, &rollback_record(2_000, "auto"), &decision(2_000, "x"))
+            .request_rollback(
+                &id,
+                &rollback_record(2_000, "auto"),
+                &decision(2_000, "rollback_requested"),
+            )
             .await
             .unwrap();
     }
@@ -1137,7 +1147,11 @@ async fn concurrent_start_rollback_across_connections_has_one_winner() {
     let path = db.path();
     register(&db.store, "checkout", "v1", "r1", 1_000).await;
     db.store
-        .request_rollback("r1", &rollback_record(2_000, "auto"), &decision(2_000, "x"))
+        .request_rollback(
+            "r1",
+            &rollback_record(2_000, "auto"),
+            &decision(2_000, "rollback_requested"),
+        )
         .await
         .unwrap();
     let stores: Vec<Arc<SqliteStore>> = (0..4)
@@ -1252,9 +1266,13 @@ async fn a_second_outcome_does_not_overwrite_the_first() {
     let db = db();
     let s = &db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
-    s.request_rollback("r1", &rollback_record(2_000, "auto"), &decision(2_000, "x"))
-        .await
-        .unwrap();
+    s.request_rollback(
+        "r1",
+        &rollback_record(2_000, "auto"),
+        &decision(2_000, "rollback_requested"),
+    )
+    .await
+    .unwrap();
     s.start_rollback("r1", 3_000, &started(3_000), &[])
         .await
         .unwrap();
@@ -1291,7 +1309,7 @@ async fn a_second_outcome_does_not_overwrite_the_first() {
             RollbackState::Failed,
             None,
             None,
-            &decision(1, "x"),
+            &decision(1, "rollback_requested"),
             &[],
             1
         )
@@ -1304,7 +1322,7 @@ async fn a_second_outcome_does_not_overwrite_the_first() {
             RollbackState::Running,
             None,
             None,
-            &decision(1, "x"),
+            &decision(1, "rollback_requested"),
             &[],
             1
         )
@@ -1418,9 +1436,13 @@ async fn finish_rollback_writes_its_pages_with_the_outcome_once() {
     let db = db();
     let s = &db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
-    s.request_rollback("r1", &rollback_record(2_000, "auto"), &decision(2_000, "x"))
-        .await
-        .unwrap();
+    s.request_rollback(
+        "r1",
+        &rollback_record(2_000, "auto"),
+        &decision(2_000, "rollback_requested"),
+    )
+    .await
+    .unwrap();
     assert!(s
         .start_rollback("r1", 3_000, &started(3_000), &[])
         .await
@@ -1470,9 +1492,13 @@ async fn a_failing_finish_rollback_changes_nothing() {
     let db = db();
     let s = &db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
-    s.request_rollback("r1", &rollback_record(2_000, "auto"), &decision(2_000, "x"))
-        .await
-        .unwrap();
+    s.request_rollback(
+        "r1",
+        &rollback_record(2_000, "auto"),
+        &decision(2_000, "rollback_requested"),
+    )
+    .await
+    .unwrap();
     assert!(s
         .start_rollback("r1", 3_000, &started(3_000), &[])
         .await
@@ -1595,7 +1621,7 @@ async fn request_rollback_refuses_a_release_that_is_no_longer_live() {
         s.request_rollback(
             "c3",
             &rollback_record(8_000, "manual"),
-            &decision(8_000, "x")
+            &decision(8_000, "rollback_requested")
         )
         .await
         .unwrap(),
@@ -1607,7 +1633,7 @@ async fn request_rollback_refuses_a_release_that_is_no_longer_live() {
         s.request_rollback(
             "c4",
             &rollback_record(9_500, "manual"),
-            &decision(9_500, "x")
+            &decision(9_500, "rollback_requested")
         )
         .await
         .unwrap(),
@@ -1710,7 +1736,7 @@ async fn active_releases_and_counts() {
     s.request_rollback(
         "p1",
         &rollback_record(5_000, "manual"),
-        &decision(5_000, "x"),
+        &decision(5_000, "rollback_requested"),
     )
     .await
     .unwrap();
@@ -1787,7 +1813,7 @@ async fn unknown_enum_values_are_corrupt_rows_not_panics() {
     s.request_rollback(
         "r1",
         &rollback_record(3_000, "manual"),
-        &decision(3_000, "x"),
+        &decision(3_000, "rollback_requested"),
     )
     .await
     .unwrap();

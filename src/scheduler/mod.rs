@@ -113,15 +113,12 @@ impl Guardian {
                         store
                             .append_decision(
                                 &release.id,
-                                &Decision {
-                                    at: now,
-                                    check: None,
-                                    level: None,
-                                    action: "resumed".into(),
-                                    reason: format!(
+                                &Decision::resumed(
+                                    now,
+                                    format!(
                                         "watch resumed after a restart; the tick due at {gap} runs now and range checks cover the whole gap"
                                     ),
-                                },
+                                ),
                             )
                             .await?;
                     }
@@ -147,13 +144,7 @@ impl Guardian {
             Some(rb) if rb.state == RollbackState::Running => {
                 // The hook may or may not have finished: never run it twice.
                 let reason = "the daemon stopped while the rollback hook was running; its outcome is unknown and it is not run again — check the service by hand".to_string();
-                let decision = Decision {
-                    at: now,
-                    check: None,
-                    level: None,
-                    action: "rollback_failed".into(),
-                    reason: reason.clone(),
-                };
+                let decision = Decision::rollback_failed(now, reason.clone());
                 let msg = messages::release_event(
                     release,
                     "rollback_failed",
@@ -261,13 +252,7 @@ impl Guardian {
             ));
         }
         let now = self.ctx.clock.now();
-        let decision = Decision {
-            at: now,
-            check: None,
-            level: None,
-            action: "aborted".into(),
-            reason: "watch aborted through the API".into(),
-        };
+        let decision = Decision::aborted(now, "watch aborted through the API");
         match self
             .ctx
             .store
@@ -291,13 +276,10 @@ impl Guardian {
     /// Silences further pages for a release (decisions are still recorded).
     pub async fn ack(self: &Arc<Self>, id: &str) -> Result<Release, ControlError> {
         let now = self.ctx.clock.now();
-        let decision = Decision {
-            at: now,
-            check: None,
-            level: None,
-            action: "acked".into(),
-            reason: "acknowledged through the API: no further pages for this release".into(),
-        };
+        let decision = Decision::acked(
+            now,
+            "acknowledged through the API: no further pages for this release",
+        );
         self.ctx
             .store
             .ack(id, &decision)
@@ -337,13 +319,7 @@ impl Guardian {
             exit_code: None,
             output: None,
         };
-        let decision = Decision {
-            at: now,
-            check: None,
-            level: Some(crate::model::Level::Rollback),
-            action: "rollback_requested".into(),
-            reason: record.reason.clone(),
-        };
+        let decision = Decision::rollback_requested(now, record.reason.clone());
         match self
             .ctx
             .store

@@ -8,7 +8,8 @@ use crate::app::Context;
 use crate::config::{CheckSpec, Service, Settings};
 use crate::engine::{self, CheckTracker, Transition};
 use crate::model::{
-    format_value, CheckRecord, CheckState, Decision, Level, Message, Millis, Release,
+    format_value, CheckRecord, CheckState, Decision, DecisionAction, Level, Message, Millis,
+    Release,
 };
 use crate::telemetry::StateLabels;
 use futures_util::future::join_all;
@@ -104,7 +105,7 @@ fn judge(
                     at,
                     check: Some(spec.name.clone()),
                     level: None,
-                    action: "inconclusive".into(),
+                    action: DecisionAction::Inconclusive,
                     reason: reason.clone(),
                 });
                 out.messages
@@ -201,7 +202,7 @@ fn record_transition(
         at: t.at,
         check: Some(spec.name.clone()),
         level: Some(t.to),
-        action: "level_changed".into(),
+        action: DecisionAction::LevelChanged,
         reason: reason.clone(),
     });
     // Page on the way up (warning and above); tell on recovery from critical.

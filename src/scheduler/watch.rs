@@ -95,16 +95,13 @@ async fn tick_once(
         // watch: a config mistake must not abort watches for good. Once the
         // service is back, the next tick reads the whole gap.
         if !*paused {
-            let d = Decision {
-                at: now,
-                check: None,
-                level: None,
-                action: "paused".into(),
-                reason: format!(
+            let d = Decision::paused(
+                now,
+                format!(
                     "service {:?} ({}) is no longer in the configuration; the watch is paused until it is back (abort it if it is gone for good)",
                     release.service, release.environment
                 ),
-            };
+            );
             ctx.store.append_decision(&release.id, &d).await?;
             tracing::warn!(release = %release.id, service = %release.service, "service no longer configured; watch paused");
             *paused = true;
@@ -141,23 +138,18 @@ async fn tick_once(
                     exit_code: None,
                     output: None,
                 });
-                decisions.push(Decision {
-                    at: now,
-                    check: Some(check.clone()),
-                    level: Some(Level::Rollback),
-                    action: "rollback_requested".into(),
-                    reason: format!("automatic rollback: {reason}"),
-                });
+                decisions.push(
+                    Decision::rollback_requested(now, format!("automatic rollback: {reason}"))
+                        .with_check(check.clone()),
+                );
             }
             Some(RollbackMode::Manual) => {
                 let why = format!("rollback recommended (mode = \"manual\"): {reason}; POST /v1/releases/{}/rollback to roll back", release.id);
-                decisions.push(Decision {
-                    at: now,
-                    check: Some(check.clone()),
-                    level: Some(Level::Rollback),
-                    action: "rollback_recommended".into(),
-                    reason: why.clone(),
-                });
+                decisions.push(Decision::rollback_recommended(
+                    now,
+                    check.clone(),
+                    why.clone(),
+                ));
                 let mut msg = messages::release_event(
                     release,
                     "rollback_recommended",
@@ -172,13 +164,11 @@ async fn tick_once(
                 messages_out.push(msg);
             }
             None => {
-                decisions.push(Decision {
-                    at: now,
-                    check: Some(check.clone()),
-                    level: Some(Level::Rollback),
-                    action: "rollback_unavailable".into(),
-                    reason: format!("{reason}; no rollback hook is configured for this service"),
-                });
+                decisions.push(Decision::rollback_unavailable(
+                    now,
+                    check.clone(),
+                    format!("{reason}; no rollback hook is configured for this service"),
+                ));
             }
         }
     }
@@ -193,30 +183,21 @@ async fn tick_once(
         let retry = (service.cadence.last_every() / 4).clamp(1_000, 60_000);
         next = Some((now + retry).min(grace_end));
         if release.next_check_at.is_none_or(|due| due <= window_end) {
-            decisions.push(Decision {
-                at: now,
-                check: None,
-                level: None,
-                action: "window_ended".into(),
-                reason: format!(
+            decisions.push(Decision::window_ended(
+                now,
+                format!(
                     "the watch window ended but {} could not be read to its end; retrying until {}",
                     unjudged.join(", "),
                     crate::model::rfc3339(grace_end)
                 ),
-            });
+            ));
         }
     }
     commit.next_check_at = next;
     if next.is_none() && commit.rollback.is_none() {
         let reached = out.rollback.is_some() || reached_rollback_before(g, &release.id).await?;
         if reached {
-            decisions.push(Decision {
-                at: now,
-                check: None,
-                level: Some(Level::Rollback),
-                action: "window_ended".into(),
-                reason: "the watch window ended; a check reached the rollback level, so the release is not verified — waiting for a manual rollback or abort".into(),
-            });
+            decisions.push(Decision::window_ended(now, "the watch window ended; a check reached the rollback level, so the release is not verified — waiting for a manual rollback or abort").with_level(Level::Rollback));
         } else {
             commit.status = Some(ReleaseStatus::Verified);
             // Also name checks that ended inconclusive (e.g. a query that
@@ -241,13 +222,7 @@ async fn tick_once(
                     Severity::Warning,
                 )
             };
-            decisions.push(Decision {
-                at: now,
-                check: None,
-                level: None,
-                action: "verified".into(),
-                reason: reason.clone(),
-            });
+            decisions.push(Decision::verified(now, reason.clone()));
             messages_out.push(messages::release_event(
                 release, "verified", severity, &reason, now, "verified",
             ));
@@ -268,7 +243,7 @@ async fn tick_once(
         ctx.telemetry
             .decisions
             .get_or_create(&crate::telemetry::ActionLabels {
-                action: d.action.clone(),
+                action: d.action.as_str().into(),
             })
             .inc();
         tracing::info!(release = %release.id, service = %release.service, action = %d.action, reason = %d.reason, "decision");
@@ -352,12 +327,9 @@ pub async fn execute_rollback(g: &Arc<Guardian>, id: &str) -> Result<(), StoreEr
         )),
         _ => None,
     };
-    let started = Decision {
-        at: now,
-        check: None,
-        level: Some(Level::Rollback),
-        action: "rollback_started".into(),
-        reason: match (&hook, &blocked) {
+    let started = Decision::rollback_started(
+        now,
+        match (&hook, &blocked) {
             (Some(hook), None) => format!(
                 "running the rollback hook {:?}: {}",
                 hook.command.first().map(String::as_str).unwrap_or(""),
@@ -368,7 +340,7 @@ pub async fn execute_rollback(g: &Arc<Guardian>, id: &str) -> Result<(), StoreEr
                 blocked.as_deref().unwrap_or(NO_HOOK)
             ),
         },
-    };
+    );
     let mut page = messages::release_event(
         &release,
         "rollback_started",
@@ -474,14 +446,12 @@ async fn finish(
     now: Millis,
 ) -> Result<(), StoreError> {
     let ok = state == RollbackState::Succeeded;
-    let action = if ok { "rolled_back" } else { "rollback_failed" };
-    let decision = Decision {
-        at: now,
-        check: None,
-        level: None,
-        action: action.into(),
-        reason: reason.clone(),
+    let decision = if ok {
+        Decision::rolled_back(now, reason.clone())
+    } else {
+        Decision::rollback_failed(now, reason.clone())
     };
+    let action = decision.action.as_str();
     let severity = if ok {
         Severity::Warning
     } else {

@@ -69,7 +69,7 @@ fn insert_decision(conn: &Connection, release_id: &str, d: &Decision) -> Result<
         d.at,
         d.check,
         d.level.map(|l| l.as_str()),
-        d.action,
+        d.action.as_str(),
         d.reason
     ])?;
     Ok(())
@@ -227,13 +227,10 @@ pub(super) fn register(
             |r| r.get(0),
         )?
         .collect::<Result<_, _>>()?;
-    let decision = Decision {
-        at: now,
-        check: None,
-        level: None,
-        action: "superseded".into(),
-        reason: format!("superseded by version {} (release {id})", new.version),
-    };
+    let decision = Decision::superseded(
+        now,
+        format!("superseded by version {} (release {id})", new.version),
+    );
     for old in &superseded {
         tx.prepare_cached(
             "UPDATE releases SET status = ?2, superseded_by = ?3, next_check_at = NULL,
