@@ -48,7 +48,7 @@ async fn setup(
         annotations: Default::default(),
     };
     store
-        .register_release(&new, "production", "r1", 1_000, 2_000)
+        .register_release(&new, "production", "r1", 1_000, 2_000, &superseded())
         .await
         .unwrap();
     let ctx = Context::new(settings, store.clone(), Arc::new(SystemClock));
@@ -231,7 +231,10 @@ async fn an_ack_during_a_delivery_keeps_the_message_suppressed() {
         action: release_guardian::model::DecisionAction::Acked,
         reason: "test".into(),
     };
-    store.ack("r1", &decision).await.unwrap().unwrap();
+    let silence = release_guardian::store::Silence {
+        note: "suppressed: the release was acknowledged".into(),
+    };
+    store.ack("r1", &decision, &silence).await.unwrap().unwrap();
     // The in-flight send finishes (the receiver answers 200), yet the row
     // stays suppressed; and a later page for the release is stored suppressed.
     delivering.await.unwrap().unwrap();
@@ -250,4 +253,9 @@ async fn an_ack_during_a_delivery_keeps_the_message_suppressed() {
         1,
         "nothing was sent after the ack"
     );
+}
+
+/// The decision a registration records on the releases it supersedes.
+fn superseded() -> release_guardian::model::Decision {
+    release_guardian::model::Decision::superseded(1_000, "superseded by a newer release")
 }

@@ -125,7 +125,14 @@ async fn status_becomes(store: &Arc<dyn Store>, id: &str, want: &str) {
 /// What the previous run left behind: a release with a recorded rollback request.
 async fn requested_rollback(store: &SqliteStore, id: &str, reason: &str) {
     store
-        .register_release(&new_release(), "production", id, 1_000, 2_000)
+        .register_release(
+            &new_release(),
+            "production",
+            id,
+            1_000,
+            2_000,
+            &superseded(),
+        )
         .await
         .unwrap();
     let record = RollbackRecord {
@@ -218,7 +225,7 @@ async fn a_hook_interrupted_by_a_crash_is_never_run_again() {
         reason: "test".into(),
     };
     assert!(store
-        .start_rollback("r-crash", 1_600, &started, &[])
+        .claim_rollback("r-crash", "local", 1_600, &started, &[])
         .await
         .unwrap());
     drop(store);
@@ -311,6 +318,7 @@ async fn a_watch_whose_window_passed_while_down_ends_without_judging_the_present
             "r-old",
             hour_ago,
             hour_ago + 500,
+            &superseded(),
         )
         .await
         .unwrap();
@@ -384,7 +392,7 @@ async fn a_pending_rollback_never_undoes_a_newer_release() {
         ..new_release()
     };
     store
-        .register_release(&v3, "production", "r-v3", 5_000, 6_000)
+        .register_release(&v3, "production", "r-v3", 5_000, 6_000, &superseded())
         .await
         .unwrap();
     drop(store);
@@ -398,4 +406,9 @@ async fn a_pending_rollback_never_undoes_a_newer_release() {
         d.decisions
     );
     assert!(!log.exists(), "the hook must not undo v3");
+}
+
+/// The decision a registration records on the releases it supersedes.
+fn superseded() -> Decision {
+    Decision::superseded(1_000, "superseded by a newer release")
 }

@@ -1,14 +1,24 @@
-//! The SQLite store against real database files: registration and
-//! supersession, atomic ticks, the outbox, exactly-once rollbacks, durability
-//! across reopen, and corrupt rows.
+//! The store contract: every behaviour the daemon relies on from a
+//! [`Store`] backend — registration and supersession, atomic ticks, the
+//! outbox, exactly-once rollbacks, leases, durability across reopening —
+//! written once against `Arc<dyn Store>` and run for every backend.
+//!
+//! A backend joins by giving a [`Backend`] factory and one line:
+//! `store_contract!(postgres, postgres_backend);` instantiates every
+//! contract test for it. Tests of one backend's own mechanics (the SQLite
+//! file, its schema versions, corrupt rows) follow the contract, at the end.
+//!
+//! Self-contained on purpose: its helpers live at the top of this file.
 
 use release_guardian::model::{
-    CheckRecord, CheckState, Decision, DeliveryStatus, Level, Message, Millis, NewRelease,
-    NotificationRecord, Release, ReleaseStatus, RollbackRecord, RollbackState, Severity,
+    CheckRecord, CheckState, Decision, DecisionAction, DeliveryStatus, Level, Message, Millis,
+    NewRelease, NotificationRecord, Release, ReleaseStatus, RollbackRecord, RollbackState,
+    Severity,
 };
 use release_guardian::store::sqlite::SqliteStore;
 use release_guardian::store::{
-    Registered, ReleaseFilter, RollbackRequest, Store, StoreError, TickApplied, TickCommit,
+    Lease, Registered, ReleaseFilter, RollbackRequest, Silence, Store, StoreError, StoreSettings,
+    TickApplied, TickCommit,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,41 +27,114 @@ use tempfile::TempDir;
 
 const ENV: &str = "production";
 
-struct Db {
-    dir: TempDir,
-    store: SqliteStore,
+/// The replica ids the lease tests use.
+const OWNER_A: &str = "replica-a";
+const OWNER_B: &str = "replica-b";
+
+// ---- backends ----------------------------------------------------------------
+
+/// A backend under test: a fresh, empty store, and a way to open the same
+/// data again (a new connection, as after a restart or from another replica).
+struct Backend {
+    store: Arc<dyn Store>,
+    open: Box<dyn Fn() -> Arc<dyn Store> + Send + Sync>,
+    /// Whatever must outlive the store (a temporary directory, a schema).
+    _keep: Box<dyn std::any::Any + Send + Sync>,
 }
 
-impl Db {
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("guardian.db")
-    }
-
-    fn reopen(self) -> Db {
-        let Db { dir, store } = self;
+impl Backend {
+    /// Closes the store and opens the same data again.
+    fn reopen(self) -> Backend {
+        let Backend { store, open, _keep } = self;
         drop(store);
-        let store = SqliteStore::open(&dir.path().join("guardian.db")).expect("reopen");
-        Db { dir, store }
+        Backend {
+            store: open(),
+            open,
+            _keep,
+        }
     }
 
-    /// A second, raw connection to the same file, for inspection and sabotage.
-    fn raw(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.path()).expect("raw connection")
+    /// Another store on the same data, alongside this one.
+    fn connect(&self) -> Arc<dyn Store> {
+        (self.open)()
     }
 }
 
-/// One integer read through a raw connection (counts of rows).
-fn count(db: &Db, sql: &str) -> i64 {
-    db.raw()
-        .query_row(sql, [], |r| r.get(0))
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
-fn db() -> Db {
+/// SQLite: a new file in a temporary directory, opened through
+/// [`release_guardian::store::open`].
+fn sqlite_backend() -> Backend {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(&dir.path().join("guardian.db")).expect("open");
-    Db { dir, store }
+    let settings = StoreSettings::sqlite(dir.path().join("state").join("guardian.db"));
+    let open = move || release_guardian::store::open(&settings).expect("open the store");
+    Backend {
+        store: open(),
+        open: Box::new(open),
+        _keep: Box::new(dir),
+    }
 }
+
+/// Instantiates every contract test for one backend: `$backend` names the
+/// module, `$make` is a `fn() -> Backend` giving a fresh, empty store.
+macro_rules! store_contract {
+    ($backend:ident, $make:ident) => {
+        mod $backend {
+            store_contract!(@tests $make;
+                registering_the_same_version_again_returns_the_existing_release,
+                the_environment_argument_wins_over_the_body,
+                a_newer_version_supersedes_the_watch_in_progress,
+                re_registering_an_older_version_after_a_newer_one_starts_a_new_watch,
+                the_latest_release_is_returned_even_when_its_watch_has_ended,
+                a_release_rolling_back_is_not_superseded,
+                commit_tick_writes_checks_decisions_notifications_and_the_next_tick,
+                commit_tick_after_abort_writes_nothing,
+                a_failing_tick_leaves_no_trace,
+                a_verifying_tick_ends_the_watch,
+                a_tick_requesting_a_rollback_records_it_once,
+                transition_is_conditional_on_the_current_status,
+                ack_sets_the_flag_and_records_a_decision,
+                decisions_come_back_in_time_order_then_insertion_order,
+                every_decision_verb_reads_back_as_written,
+                enqueue_keeps_one_row_per_key,
+                due_mark_and_next_due_drive_delivery,
+                ack_suppresses_pending_pages_only,
+                request_rollback_is_recorded_once,
+                request_rollback_depends_on_the_status,
+                only_the_first_claim_of_a_rollback_wins,
+                concurrent_rollback_claims_have_exactly_one_winner,
+                concurrent_rollback_claims_across_connections_have_one_winner,
+                finish_rollback_records_the_outcome_and_the_status,
+                a_second_outcome_does_not_overwrite_the_first,
+                the_rollback_claim_writes_the_winners_decision_and_pages_only,
+                a_failing_rollback_claim_leaves_the_rollback_requested,
+                finish_rollback_writes_its_pages_with_the_outcome_once,
+                a_failing_finish_rollback_changes_nothing,
+                request_rollback_refuses_a_release_that_is_no_longer_live,
+                list_releases_is_newest_first_and_filters,
+                active_releases_and_counts,
+                missing_things_are_none,
+                data_survives_closing_and_reopening,
+                a_watch_lease_has_one_live_owner,
+                an_expired_watch_lease_can_be_taken_over,
+                renewing_needs_the_lease_and_releasing_frees_it,
+                a_fenced_tick_is_written_only_by_the_lease_holder,
+                concurrent_watch_claims_have_one_winner,
+                an_outbox_row_is_claimed_by_one_replica_at_a_time,
+            );
+        }
+    };
+    (@tests $make:ident; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::$make()).await
+            }
+        )*
+    };
+}
+
+store_contract!(sqlite, sqlite_backend);
+
+// ---- helpers -----------------------------------------------------------------
 
 fn new_release(service: &str, version: &str) -> NewRelease {
     NewRelease {
@@ -63,19 +146,41 @@ fn new_release(service: &str, version: &str) -> NewRelease {
     }
 }
 
+/// What the scheduler records on a release superseded by `id`.
+fn superseded_by(version: &str, id: &str, now: Millis) -> Decision {
+    Decision::superseded(
+        now,
+        format!("superseded by version {version} (release {id})"),
+    )
+}
+
+/// What the scheduler tells the store an ack does.
+fn silence() -> Silence {
+    Silence {
+        note: "suppressed: the release was acknowledged".into(),
+    }
+}
+
 async fn register(
-    s: &SqliteStore,
+    s: &dyn Store,
     service: &str,
     version: &str,
     id: &str,
     now: Millis,
 ) -> Registered {
-    s.register_release(&new_release(service, version), ENV, id, now, now + 60_000)
-        .await
-        .expect("register")
+    s.register_release(
+        &new_release(service, version),
+        ENV,
+        id,
+        now,
+        now + 60_000,
+        &superseded_by(version, id, now),
+    )
+    .await
+    .expect("register")
 }
 
-async fn release(s: &SqliteStore, id: &str) -> Release {
+async fn release(s: &dyn Store, id: &str) -> Release {
     s.get_release(id)
         .await
         .expect("get")
@@ -83,18 +188,28 @@ async fn release(s: &SqliteStore, id: &str) -> Release {
 }
 
 fn decision(at: Millis, action: &str) -> Decision {
-    Decision {
-        at,
-        check: None,
-        level: None,
-        action: release_guardian::model::DecisionAction::parse(action).expect("a known verb"),
-        reason: format!("{action} at {at}"),
-    }
+    let action = DecisionAction::parse(action).expect("a known verb");
+    Decision::new(action, at, format!("{action} at {at}"))
 }
 
 /// The decision a rollback start records.
 fn started(at: Millis) -> Decision {
     decision(at, "rollback_started")
+}
+
+fn lease(owner: &str, expires_at: Millis) -> Lease {
+    Lease::new(owner, expires_at)
+}
+
+/// Every outbox row of these releases.
+async fn outbox_rows(s: &dyn Store, ids: &[&str]) -> Vec<NotificationRecord> {
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(d) = s.release_details(id).await.unwrap() {
+            out.extend(d.notifications);
+        }
+    }
+    out
 }
 
 fn check(name: &str, state: CheckState, value: Option<f64>, at: Millis) -> CheckRecord {
@@ -163,131 +278,10 @@ fn tick(now: Millis) -> TickCommit {
     }
 }
 
-// ---- open and schema -------------------------------------------------------
+// ---- the contract ----------------------------------------------------------
 
-#[tokio::test]
-async fn open_creates_a_versioned_schema_in_wal_mode() {
-    let db = db();
-    let raw = db.raw();
-    let mode: String = raw
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(mode, "wal");
-    let version: u32 = raw
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, SqliteStore::schema_version());
-    assert!(version >= 1);
-    let mut tables: Vec<String> = raw
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    tables.sort();
-    assert_eq!(
-        tables,
-        [
-            "checks",
-            "decisions",
-            "notifications",
-            "releases",
-            "rollbacks"
-        ]
-    );
-    assert_eq!(db.store.path(), db.path());
-}
-
-#[tokio::test]
-async fn open_in_a_missing_directory_names_the_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("no-such-dir").join("guardian.db");
-    let err = SqliteStore::open(&path).err().expect("must fail");
-    let msg = err.to_string();
-    assert!(matches!(err, StoreError::Backend(_)), "{msg}");
-    assert!(msg.contains(&path.display().to_string()), "{msg}");
-    assert!(msg.contains("does not exist"), "{msg}");
-}
-
-#[tokio::test]
-async fn open_refuses_a_schema_newer_than_this_build() {
-    let db = db();
-    db.raw().pragma_update(None, "user_version", 99).unwrap();
-    let path = db.path();
-    let Db { dir, store } = db;
-    drop(store);
-    let err = SqliteStore::open(&path).err().expect("must fail");
-    assert!(err.to_string().contains("99"), "{err}");
-    assert!(
-        err.to_string().contains(&path.display().to_string()),
-        "{err}"
-    );
-    drop(dir);
-}
-
-#[tokio::test]
-async fn data_survives_closing_and_reopening_the_file() {
-    let db = db();
-    let s = &db.store;
-    register(s, "checkout", "v1", "r1", 1_000).await;
-    let mut t = tick(2_000);
-    t.checks = vec![check("error_rate", CheckState::Warning, Some(0.07), 2_000)];
-    t.decisions = vec![decision(2_000, "level_changed")];
-    t.notifications = vec![notification("k1", "r1", 2_000, 2_000)];
-    s.commit_tick("r1", &t).await.unwrap();
-    register(s, "payments", "v7", "p7", 3_000).await;
-    s.request_rollback(
-        "p7",
-        &rollback_record(3_500, "manual"),
-        &decision(3_500, "rollback_requested"),
-    )
-    .await
-    .unwrap();
-    let before_r1 = s.release_details("r1").await.unwrap().unwrap();
-    let before_p7 = s.release_details("p7").await.unwrap().unwrap();
-
-    let db = db.reopen();
-    let s = &db.store;
-    assert_eq!(s.release_details("r1").await.unwrap().unwrap(), before_r1);
-    assert_eq!(s.release_details("p7").await.unwrap().unwrap(), before_p7);
-    assert_eq!(before_r1.checks.len(), 1);
-    assert_eq!(before_r1.notifications.len(), 1);
-    assert_eq!(
-        before_p7.rollback.as_ref().unwrap().state,
-        RollbackState::Requested
-    );
-    // What a restart resumes, and the outbox it resends.
-    let active: Vec<String> = s
-        .active_releases()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
-    assert_eq!(active, ["r1", "p7"]);
-    assert_eq!(s.next_notification_due().await.unwrap(), Some(2_000));
-    // Reopening did not re-run the migration or drop anything.
-    let version: u32 = db
-        .raw()
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, SqliteStore::schema_version());
-    // And the dedup key still holds after the restart: a redone tick pages once.
-    assert_eq!(
-        s.enqueue(&[notification("k1", "r1", 9_000, 9_000)])
-            .await
-            .unwrap(),
-        0
-    );
-}
-
-// ---- registration ------------------------------------------------------------
-
-#[tokio::test]
-async fn registering_the_same_version_again_returns_the_existing_release() {
-    let db = db();
-    let s = &db.store;
+async fn registering_the_same_version_again_returns_the_existing_release(db: Backend) {
+    let s = &*db.store;
     let first = register(s, "checkout", "v1", "r1", 1_000).await;
     assert!(first.created);
     assert!(first.superseded.is_empty());
@@ -310,23 +304,26 @@ async fn registering_the_same_version_again_returns_the_existing_release() {
     );
 }
 
-#[tokio::test]
-async fn the_environment_argument_wins_over_the_body() {
-    let db = db();
+async fn the_environment_argument_wins_over_the_body(db: Backend) {
     let mut new = new_release("checkout", "v1");
     new.environment = Some("staging".into());
     let reg = db
         .store
-        .register_release(&new, ENV, "r1", 1_000, 2_000)
+        .register_release(
+            &new,
+            ENV,
+            "r1",
+            1_000,
+            2_000,
+            &superseded_by("v1", "r1", 1_000),
+        )
         .await
         .unwrap();
     assert_eq!(reg.release.environment, ENV);
 }
 
-#[tokio::test]
-async fn a_newer_version_supersedes_the_watch_in_progress() {
-    let db = db();
-    let s = &db.store;
+async fn a_newer_version_supersedes_the_watch_in_progress(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     // Other services and environments are not touched.
     register(s, "payments", "v1", "p1", 1_000).await;
@@ -336,6 +333,7 @@ async fn a_newer_version_supersedes_the_watch_in_progress() {
         "st1",
         1_000,
         2_000,
+        &superseded_by("v", "st1", 1_000),
     )
     .await
     .unwrap();
@@ -364,32 +362,8 @@ async fn a_newer_version_supersedes_the_watch_in_progress() {
     assert_eq!(release(s, "st1").await.status, ReleaseStatus::Watching);
 }
 
-#[tokio::test]
-async fn every_watching_release_of_the_service_is_superseded() {
-    let db = db();
-    let s = &db.store;
-    register(s, "checkout", "v1", "r1", 1_000).await;
-    // Force two concurrent watches (e.g. left over from an older build).
-    db.raw()
-        .execute(
-            "INSERT INTO releases (id, service, environment, version, annotations, status, started_at)
-             VALUES ('r0', 'checkout', ?1, 'v0', '{}', 'watching', 500)",
-            [ENV],
-        )
-        .unwrap();
-    let reg = register(s, "checkout", "v2", "r2", 2_000).await;
-    let mut superseded = reg.superseded.clone();
-    superseded.sort();
-    assert_eq!(superseded, ["r0", "r1"]);
-    for id in ["r0", "r1"] {
-        assert_eq!(release(s, id).await.superseded_by.as_deref(), Some("r2"));
-    }
-}
-
-#[tokio::test]
-async fn re_registering_an_older_version_after_a_newer_one_starts_a_new_watch() {
-    let db = db();
-    let s = &db.store;
+async fn re_registering_an_older_version_after_a_newer_one_starts_a_new_watch(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     register(s, "checkout", "v2", "r2", 2_000).await;
     let back = register(s, "checkout", "v1", "r3", 3_000).await;
@@ -404,10 +378,8 @@ async fn re_registering_an_older_version_after_a_newer_one_starts_a_new_watch() 
     assert_eq!(same.release.id, "r3");
 }
 
-#[tokio::test]
-async fn the_latest_release_is_returned_even_when_its_watch_has_ended() {
-    let db = db();
-    let s = &db.store;
+async fn the_latest_release_is_returned_even_when_its_watch_has_ended(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     s.transition(
         "r1",
@@ -425,10 +397,8 @@ async fn the_latest_release_is_returned_even_when_its_watch_has_ended() {
     assert_eq!(again.release.status, ReleaseStatus::Aborted);
 }
 
-#[tokio::test]
-async fn a_release_rolling_back_is_not_superseded() {
-    let db = db();
-    let s = &db.store;
+async fn a_release_rolling_back_is_not_superseded(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     let req = s
         .request_rollback(
@@ -449,10 +419,8 @@ async fn a_release_rolling_back_is_not_superseded() {
 
 // ---- ticks ---------------------------------------------------------------------
 
-#[tokio::test]
-async fn commit_tick_writes_checks_decisions_notifications_and_the_next_tick() {
-    let db = db();
-    let s = &db.store;
+async fn commit_tick_writes_checks_decisions_notifications_and_the_next_tick(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     let mut t = tick(2_000);
     t.checks = vec![
@@ -503,10 +471,8 @@ async fn commit_tick_writes_checks_decisions_notifications_and_the_next_tick() {
     assert_eq!(d.release.next_check_at, Some(122_000));
 }
 
-#[tokio::test]
-async fn commit_tick_after_abort_writes_nothing() {
-    let db = db();
-    let s = &db.store;
+async fn commit_tick_after_abort_writes_nothing(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     s.transition(
         "r1",
@@ -538,10 +504,8 @@ async fn commit_tick_after_abort_writes_nothing() {
     );
 }
 
-#[tokio::test]
-async fn a_failing_tick_leaves_no_trace() {
-    let db = db();
-    let s = &db.store;
+async fn a_failing_tick_leaves_no_trace(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     let before = s.release_details("r1").await.unwrap().unwrap();
     let mut t = tick(2_000);
@@ -562,10 +526,8 @@ async fn a_failing_tick_leaves_no_trace() {
     assert_eq!(s.next_notification_due().await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn a_verifying_tick_ends_the_watch() {
-    let db = db();
-    let s = &db.store;
+async fn a_verifying_tick_ends_the_watch(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     let mut t = tick(9_000);
     t.next_check_at = None;
@@ -584,10 +546,8 @@ async fn a_verifying_tick_ends_the_watch() {
     assert!(s.active_releases().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn a_tick_requesting_a_rollback_records_it_once() {
-    let db = db();
-    let s = &db.store;
+async fn a_tick_requesting_a_rollback_records_it_once(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     let mut t = tick(2_000);
     t.decisions = vec![decision(2_000, "rollback_requested")];
@@ -617,10 +577,8 @@ async fn a_tick_requesting_a_rollback_records_it_once() {
 
 // ---- status changes -------------------------------------------------------------
 
-#[tokio::test]
-async fn transition_is_conditional_on_the_current_status() {
-    let db = db();
-    let s = &db.store;
+async fn transition_is_conditional_on_the_current_status(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     let aborted = s
         .transition(
@@ -679,14 +637,12 @@ async fn transition_is_conditional_on_the_current_status() {
     );
 }
 
-#[tokio::test]
-async fn ack_sets_the_flag_and_records_a_decision() {
-    let db = db();
-    let s = &db.store;
+async fn ack_sets_the_flag_and_records_a_decision(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     assert!(!release(s, "r1").await.acked);
     let acked = s
-        .ack("r1", &decision(2_000, "acked"))
+        .ack("r1", &decision(2_000, "acked"), &silence())
         .await
         .unwrap()
         .unwrap();
@@ -695,15 +651,15 @@ async fn ack_sets_the_flag_and_records_a_decision() {
     let d = s.release_details("r1").await.unwrap().unwrap();
     assert_eq!(d.decisions, vec![decision(2_000, "acked")]);
     assert_eq!(
-        s.ack("nope", &decision(2_000, "acked")).await.unwrap(),
+        s.ack("nope", &decision(2_000, "acked"), &silence())
+            .await
+            .unwrap(),
         None
     );
 }
 
-#[tokio::test]
-async fn decisions_come_back_in_time_order_then_insertion_order() {
-    let db = db();
-    let s = &db.store;
+async fn decisions_come_back_in_time_order_then_insertion_order(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     let mut late = decision(3_000, "window_ended");
     late.check = Some("latency".into());
@@ -723,10 +679,8 @@ async fn decisions_come_back_in_time_order_then_insertion_order() {
 
 // ---- the outbox -----------------------------------------------------------------
 
-#[tokio::test]
-async fn enqueue_keeps_one_row_per_key() {
-    let db = db();
-    let s = &db.store;
+async fn enqueue_keeps_one_row_per_key(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     let k1 = notification("k1", "r1", 1_000, 1_000);
     assert_eq!(s.enqueue(std::slice::from_ref(&k1)).await.unwrap(), 1);
@@ -751,17 +705,10 @@ async fn enqueue_keeps_one_row_per_key() {
         .notifications;
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0], k1);
-    let count: i64 = db
-        .raw()
-        .query_row("SELECT COUNT(*) FROM notifications", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(count, 2);
 }
 
-#[tokio::test]
-async fn due_mark_and_next_due_drive_delivery() {
-    let db = db();
-    let s = &db.store;
+async fn due_mark_and_next_due_drive_delivery(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     assert_eq!(s.next_notification_due().await.unwrap(), None);
     s.enqueue(&[
@@ -833,15 +780,13 @@ async fn due_mark_and_next_due_drive_delivery() {
         .is_err());
 }
 
-#[tokio::test]
-async fn ack_suppresses_pending_pages_only() {
+async fn ack_suppresses_pending_pages_only(db: Backend) {
     assert_eq!(DeliveryStatus::Suppressed.as_str(), "suppressed");
     assert_eq!(
         DeliveryStatus::parse("suppressed"),
         Some(DeliveryStatus::Suppressed)
     );
-    let db = db();
-    let s = &db.store;
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     register(s, "payments", "v1", "p1", 1_000).await;
     s.enqueue(&[
@@ -864,7 +809,7 @@ async fn ack_suppresses_pending_pages_only() {
         .await
         .unwrap();
 
-    s.ack("r1", &decision(2_000, "acked"))
+    s.ack("r1", &decision(2_000, "acked"), &silence())
         .await
         .unwrap()
         .unwrap();
@@ -897,10 +842,11 @@ async fn ack_suppresses_pending_pages_only() {
         (DeliveryStatus::Failed, Some("gave up"))
     );
     assert_eq!(
-        count(
-            &db,
-            "SELECT COUNT(*) FROM notifications WHERE status = 'suppressed'"
-        ),
+        outbox_rows(s, &["r1", "p1"])
+            .await
+            .iter()
+            .filter(|n| n.status == DeliveryStatus::Suppressed)
+            .count(),
         2
     );
 
@@ -950,10 +896,8 @@ async fn ack_suppresses_pending_pages_only() {
 
 // ---- rollbacks ------------------------------------------------------------------
 
-#[tokio::test]
-async fn request_rollback_is_recorded_once() {
-    let db = db();
-    let s = &db.store;
+async fn request_rollback_is_recorded_once(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     let rec = rollback_record(2_000, "manual");
     assert_eq!(
@@ -987,10 +931,8 @@ async fn request_rollback_is_recorded_once() {
     );
 }
 
-#[tokio::test]
-async fn request_rollback_depends_on_the_status() {
-    let db = db();
-    let s = &db.store;
+async fn request_rollback_depends_on_the_status(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     s.transition(
         "r1",
@@ -1052,13 +994,11 @@ async fn request_rollback_depends_on_the_status() {
     );
 }
 
-#[tokio::test]
-async fn only_the_first_start_rollback_wins() {
-    let db = db();
-    let s = &db.store;
+async fn only_the_first_claim_of_a_rollback_wins(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     assert!(
-        !s.start_rollback("r1", 1_500, &started(1_500), &[])
+        !s.claim_rollback("r1", OWNER_A, 1_500, &started(1_500), &[])
             .await
             .unwrap(),
         "no rollback yet"
@@ -1071,13 +1011,17 @@ async fn only_the_first_start_rollback_wins() {
     .await
     .unwrap();
     assert!(s
-        .start_rollback("r1", 3_000, &started(3_000), &[])
+        .claim_rollback("r1", OWNER_A, 3_000, &started(3_000), &[])
         .await
         .unwrap());
-    assert!(!s
-        .start_rollback("r1", 4_000, &started(4_000), &[])
-        .await
-        .unwrap());
+    // Neither the winner nor another replica claims it again: the claim
+    // never expires.
+    for owner in [OWNER_A, OWNER_B] {
+        assert!(!s
+            .claim_rollback("r1", owner, 4_000, &started(4_000), &[])
+            .await
+            .unwrap());
+    }
     let rb = s.get_rollback("r1").await.unwrap().unwrap();
     assert_eq!(rb.state, RollbackState::Running);
     assert_eq!(rb.started_at, Some(3_000));
@@ -1085,18 +1029,22 @@ async fn only_the_first_start_rollback_wins() {
     let db = db.reopen();
     assert!(!db
         .store
-        .start_rollback("r1", 5_000, &started(5_000), &[])
+        .claim_rollback("r1", OWNER_A, 5_000, &started(5_000), &[])
+        .await
+        .unwrap());
+    // A claim on a release that does not exist wins nothing.
+    assert!(!db
+        .store
+        .claim_rollback("nope", OWNER_A, 5_000, &started(5_000), &[])
         .await
         .unwrap());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_start_rollback_has_exactly_one_winner() {
-    let db = db();
-    let store = Arc::new(SqliteStore::open(&db.path()).unwrap());
+async fn concurrent_rollback_claims_have_exactly_one_winner(db: Backend) {
+    let store = db.store.clone();
     for i in 0..5 {
         let id = format!("r{i}");
-        register(&store, &format!("svc{i}"), "v1", &id, 1_000).await;
+        register(&*store, &format!("svc{i}"), "v1", &id, 1_000).await;
         store
             .request_rollback(
                 &id,
@@ -1114,7 +1062,7 @@ async fn concurrent_start_rollback_has_exactly_one_winner() {
             (
                 id.clone(),
                 store
-                    .start_rollback(&id, 3_000 + n, &started(3_000 + n), &[])
+                    .claim_rollback(&id, OWNER_A, 3_000 + n, &started(3_000 + n), &[])
                     .await
                     .unwrap(),
             )
@@ -1140,12 +1088,9 @@ async fn concurrent_start_rollback_has_exactly_one_winner() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_start_rollback_across_connections_has_one_winner() {
-    // Two stores on one file behave like two daemons sharing it.
-    let db = db();
-    let path = db.path();
-    register(&db.store, "checkout", "v1", "r1", 1_000).await;
+async fn concurrent_rollback_claims_across_connections_have_one_winner(db: Backend) {
+    // Two stores on the same data behave like two daemons sharing it.
+    register(&*db.store, "checkout", "v1", "r1", 1_000).await;
     db.store
         .request_rollback(
             "r1",
@@ -1154,17 +1099,16 @@ async fn concurrent_start_rollback_across_connections_has_one_winner() {
         )
         .await
         .unwrap();
-    let stores: Vec<Arc<SqliteStore>> = (0..4)
-        .map(|_| Arc::new(SqliteStore::open(&path).unwrap()))
-        .collect();
+    let stores: Vec<Arc<dyn Store>> = (0..4).map(|_| db.connect()).collect();
     let mut tasks = Vec::new();
     for n in 0..32 {
         let store = stores[n % stores.len()].clone();
         tasks.push(tokio::spawn(async move {
             // Each caller brings its own page: only the winner's is stored.
             let page = notification(&format!("start-{n}"), "r1", 3_000, 3_000);
+            let owner = format!("replica-{}", n % 4);
             store
-                .start_rollback("r1", 3_000, &started(3_000), &[page])
+                .claim_rollback("r1", &owner, 3_000, &started(3_000), &[page])
                 .await
                 .unwrap()
         }));
@@ -1174,20 +1118,19 @@ async fn concurrent_start_rollback_across_connections_has_one_winner() {
         winners += usize::from(t.await.unwrap());
     }
     assert_eq!(winners, 1);
+    let d = db.store.release_details("r1").await.unwrap().unwrap();
     assert_eq!(
-        count(
-            &db,
-            "SELECT COUNT(*) FROM decisions WHERE action = 'rollback_started'"
-        ),
+        d.decisions
+            .iter()
+            .filter(|d| d.action == DecisionAction::RollbackStarted)
+            .count(),
         1
     );
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM notifications"), 1);
+    assert_eq!(d.notifications.len(), 1);
 }
 
-#[tokio::test]
-async fn finish_rollback_records_the_outcome_and_the_status() {
-    let db = db();
-    let s = &db.store;
+async fn finish_rollback_records_the_outcome_and_the_status(db: Backend) {
+    let s = &*db.store;
     let cases = [
         (
             "ok",
@@ -1221,7 +1164,7 @@ async fn finish_rollback_records_the_outcome_and_the_status() {
         .await
         .unwrap();
         assert!(s
-            .start_rollback(id, 3_000, &started(3_000), &[])
+            .claim_rollback(id, OWNER_A, 3_000, &started(3_000), &[])
             .await
             .unwrap());
         s.finish_rollback(
@@ -1246,7 +1189,7 @@ async fn finish_rollback_records_the_outcome_and_the_status() {
         assert_eq!((rb.started_at, rb.finished_at), (Some(3_000), Some(4_000)));
         assert_eq!(d.decisions.last().unwrap().action, action);
         assert!(!s
-            .start_rollback(id, 5_000, &started(5_000), &[])
+            .claim_rollback(id, OWNER_A, 5_000, &started(5_000), &[])
             .await
             .unwrap());
     }
@@ -1261,10 +1204,8 @@ async fn finish_rollback_records_the_outcome_and_the_status() {
     );
 }
 
-#[tokio::test]
-async fn a_second_outcome_does_not_overwrite_the_first() {
-    let db = db();
-    let s = &db.store;
+async fn a_second_outcome_does_not_overwrite_the_first(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     s.request_rollback(
         "r1",
@@ -1273,7 +1214,7 @@ async fn a_second_outcome_does_not_overwrite_the_first() {
     )
     .await
     .unwrap();
-    s.start_rollback("r1", 3_000, &started(3_000), &[])
+    s.claim_rollback("r1", OWNER_A, 3_000, &started(3_000), &[])
         .await
         .unwrap();
     s.finish_rollback(
@@ -1330,25 +1271,26 @@ async fn a_second_outcome_does_not_overwrite_the_first() {
         .is_err());
 }
 
-#[tokio::test]
-async fn start_rollback_writes_the_winners_decision_and_pages_only() {
-    let db = db();
-    let s = &db.store;
+async fn the_rollback_claim_writes_the_winners_decision_and_pages_only(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
-    let decisions = |db: &Db| count(db, "SELECT COUNT(*) FROM decisions WHERE release_id = 'r1'");
-    let pages = |db: &Db| count(db, "SELECT COUNT(*) FROM notifications");
+    let written = || async {
+        let d = s.release_details("r1").await.unwrap().unwrap();
+        (d.decisions.len(), d.notifications.len())
+    };
 
     // No rollback row: nobody wins, nothing is written.
     assert!(!s
-        .start_rollback(
+        .claim_rollback(
             "r1",
+            OWNER_A,
             1_500,
             &started(1_500),
             &[notification("early", "r1", 1_500, 1_500)]
         )
         .await
         .unwrap());
-    assert_eq!((decisions(&db), pages(&db)), (0, 0));
+    assert_eq!(written().await, (0, 0));
 
     s.request_rollback(
         "r1",
@@ -1361,14 +1303,14 @@ async fn start_rollback_writes_the_winners_decision_and_pages_only() {
     let mut existing = notification("rb-dup", "r1", 2_500, 2_500);
     existing.notifier = "webhook".into();
     s.enqueue(std::slice::from_ref(&existing)).await.unwrap();
-    assert_eq!((decisions(&db), pages(&db)), (1, 1));
+    assert_eq!(written().await, (1, 1));
 
     let winner_pages = [
         notification("rb-start", "r1", 3_000, 3_000),
         notification("rb-dup", "r1", 3_000, 3_000),
     ];
     assert!(s
-        .start_rollback("r1", 3_000, &started(3_000), &winner_pages)
+        .claim_rollback("r1", OWNER_A, 3_000, &started(3_000), &winner_pages)
         .await
         .unwrap());
     let d = s.release_details("r1").await.unwrap().unwrap();
@@ -1384,22 +1326,21 @@ async fn start_rollback_writes_the_winners_decision_and_pages_only() {
 
     // The loser writes neither its decision nor its pages.
     assert!(!s
-        .start_rollback(
+        .claim_rollback(
             "r1",
+            OWNER_B,
             4_000,
             &started(4_000),
             &[notification("rb-start-again", "r1", 4_000, 4_000)]
         )
         .await
         .unwrap());
-    assert_eq!((decisions(&db), pages(&db)), (2, 2));
+    assert_eq!(written().await, (2, 2));
     assert_eq!(s.release_details("r1").await.unwrap().unwrap(), d);
 }
 
-#[tokio::test]
-async fn a_failing_start_rollback_leaves_the_rollback_requested() {
-    let db = db();
-    let s = &db.store;
+async fn a_failing_rollback_claim_leaves_the_rollback_requested(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     s.request_rollback(
         "r1",
@@ -1416,7 +1357,7 @@ async fn a_failing_start_rollback_leaves_the_rollback_requested() {
         notification("ghost", "no-such-release", 3_000, 3_000),
     ];
     assert!(s
-        .start_rollback("r1", 3_000, &started(3_000), &pages)
+        .claim_rollback("r1", OWNER_A, 3_000, &started(3_000), &pages)
         .await
         .is_err());
     assert_eq!(s.release_details("r1").await.unwrap().unwrap(), before);
@@ -1426,15 +1367,13 @@ async fn a_failing_start_rollback_leaves_the_rollback_requested() {
     );
     // So the start can be retried, and then wins.
     assert!(s
-        .start_rollback("r1", 3_100, &started(3_100), &pages[..1])
+        .claim_rollback("r1", OWNER_A, 3_100, &started(3_100), &pages[..1])
         .await
         .unwrap());
 }
 
-#[tokio::test]
-async fn finish_rollback_writes_its_pages_with_the_outcome_once() {
-    let db = db();
-    let s = &db.store;
+async fn finish_rollback_writes_its_pages_with_the_outcome_once(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     s.request_rollback(
         "r1",
@@ -1444,10 +1383,10 @@ async fn finish_rollback_writes_its_pages_with_the_outcome_once() {
     .await
     .unwrap();
     assert!(s
-        .start_rollback("r1", 3_000, &started(3_000), &[])
+        .claim_rollback("r1", OWNER_A, 3_000, &started(3_000), &[])
         .await
         .unwrap());
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM notifications"), 0);
+    assert_eq!(outbox_rows(s, &["r1"]).await.len(), 0);
     let done = [
         notification("rb-done-slack", "r1", 4_000, 4_000),
         notification("rb-done-hook", "r1", 4_000, 4_000),
@@ -1483,14 +1422,12 @@ async fn finish_rollback_writes_its_pages_with_the_outcome_once() {
     )
     .await
     .unwrap();
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM notifications"), 2);
+    assert_eq!(outbox_rows(s, &["r1"]).await.len(), 2);
     assert_eq!(s.release_details("r1").await.unwrap().unwrap(), after);
 }
 
-#[tokio::test]
-async fn a_failing_finish_rollback_changes_nothing() {
-    let db = db();
-    let s = &db.store;
+async fn a_failing_finish_rollback_changes_nothing(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     s.request_rollback(
         "r1",
@@ -1500,7 +1437,7 @@ async fn a_failing_finish_rollback_changes_nothing() {
     .await
     .unwrap();
     assert!(s
-        .start_rollback("r1", 3_000, &started(3_000), &[])
+        .claim_rollback("r1", OWNER_A, 3_000, &started(3_000), &[])
         .await
         .unwrap());
     let before = s.release_details("r1").await.unwrap().unwrap();
@@ -1528,7 +1465,7 @@ async fn a_failing_finish_rollback_changes_nothing() {
     assert_eq!(after.release.ended_at, None);
     let rb = after.rollback.unwrap();
     assert_eq!((rb.state, rb.finished_at), (RollbackState::Running, None));
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM notifications"), 0);
+    assert_eq!(outbox_rows(s, &["r1"]).await.len(), 0);
 
     // The outcome can still be recorded afterwards.
     s.finish_rollback(
@@ -1547,10 +1484,8 @@ async fn a_failing_finish_rollback_changes_nothing() {
     assert_eq!(d.notifications, pages[..1]);
 }
 
-#[tokio::test]
-async fn request_rollback_refuses_a_release_that_is_no_longer_live() {
-    let db = db();
-    let s = &db.store;
+async fn request_rollback_refuses_a_release_that_is_no_longer_live(db: Backend) {
+    let s = &*db.store;
     let verify = |id: &'static str, at: Millis| async move {
         let mut t = tick(at);
         t.status = Some(ReleaseStatus::Verified);
@@ -1569,6 +1504,7 @@ async fn request_rollback_refuses_a_release_that_is_no_longer_live() {
         "st",
         4_000,
         5_000,
+        &superseded_by("v", "st", 4_000),
     )
     .await
     .unwrap();
@@ -1599,7 +1535,9 @@ async fn request_rollback_refuses_a_release_that_is_no_longer_live() {
         );
         assert_eq!(s.get_rollback(id).await.unwrap(), None, "{id}");
     }
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM rollbacks"), 0);
+    for id in ["c1", "c2", "c3", "p8", "st"] {
+        assert_eq!(s.get_rollback(id).await.unwrap(), None, "{id}");
+    }
 
     // The latest release can still be rolled back.
     assert_eq!(
@@ -1646,10 +1584,8 @@ async fn request_rollback_refuses_a_release_that_is_no_longer_live() {
 
 // ---- queries --------------------------------------------------------------------
 
-#[tokio::test]
-async fn list_releases_is_newest_first_and_filters() {
-    let db = db();
-    let s = &db.store;
+async fn list_releases_is_newest_first_and_filters(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "c1", 1_000).await;
     register(s, "payments", "v1", "p1", 2_000).await;
     register(s, "checkout", "v2", "c2", 3_000).await;
@@ -1661,6 +1597,7 @@ async fn list_releases_is_newest_first_and_filters() {
         "st",
         3_000,
         4_000,
+        &superseded_by("v", "st", 3_000),
     )
     .await
     .unwrap();
@@ -1693,42 +1630,8 @@ async fn list_releases_is_newest_first_and_filters() {
     assert_eq!(ids(s.list_releases(&f).await.unwrap()), ["st", "s1"]);
 }
 
-#[tokio::test]
-async fn list_releases_defaults_to_one_hundred() {
-    let db = db();
-    // Bulk insert through a raw connection: 105 one-transaction registrations
-    // would test fsync, not the limit.
-    {
-        let mut raw = db.raw();
-        let tx = raw.transaction().unwrap();
-        for i in 0..105 {
-            tx.execute(
-                "INSERT INTO releases (id, service, environment, version, annotations, status, started_at)
-                 VALUES (?1, ?1, 'production', 'v1', '{}', 'verified', ?2)",
-                rusqlite::params![format!("r{i:03}"), i],
-            )
-            .unwrap();
-        }
-        tx.commit().unwrap();
-    }
-    let all = db
-        .store
-        .list_releases(&ReleaseFilter::default())
-        .await
-        .unwrap();
-    assert_eq!(all.len(), 100);
-    assert_eq!(all[0].id, "r104");
-    let f = ReleaseFilter {
-        limit: 5_000,
-        ..Default::default()
-    };
-    assert_eq!(db.store.list_releases(&f).await.unwrap().len(), 105);
-}
-
-#[tokio::test]
-async fn active_releases_and_counts() {
-    let db = db();
-    let s = &db.store;
+async fn active_releases_and_counts(db: Backend) {
+    let s = &*db.store;
     register(s, "checkout", "v1", "c1", 1_000).await;
     register(s, "checkout", "v2", "c2", 2_000).await;
     register(s, "payments", "v1", "p1", 3_000).await;
@@ -1776,10 +1679,8 @@ async fn active_releases_and_counts() {
     );
 }
 
-#[tokio::test]
-async fn missing_things_are_none() {
-    let db = db();
-    let s = &db.store;
+async fn missing_things_are_none(db: Backend) {
+    let s = &*db.store;
     assert_eq!(s.get_release("nope").await.unwrap(), None);
     assert_eq!(s.release_details("nope").await.unwrap(), None);
     assert_eq!(s.get_rollback("nope").await.unwrap(), None);
@@ -1797,9 +1698,497 @@ fn assert_corrupt<T: std::fmt::Debug>(r: Result<T, StoreError>, needle: &str) {
     }
 }
 
+/// Reopening the store (a restart) finds everything as it was.
+async fn data_survives_closing_and_reopening(db: Backend) {
+    let s = &*db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    let mut t = tick(2_000);
+    t.checks = vec![check("error_rate", CheckState::Warning, Some(0.07), 2_000)];
+    t.decisions = vec![decision(2_000, "level_changed")];
+    t.notifications = vec![notification("k1", "r1", 2_000, 2_000)];
+    s.commit_tick("r1", &t).await.unwrap();
+    register(s, "payments", "v7", "p7", 3_000).await;
+    s.request_rollback(
+        "p7",
+        &rollback_record(3_500, "manual"),
+        &decision(3_500, "rollback_requested"),
+    )
+    .await
+    .unwrap();
+    let before_r1 = s.release_details("r1").await.unwrap().unwrap();
+    let before_p7 = s.release_details("p7").await.unwrap().unwrap();
+
+    let db = db.reopen();
+    let s = &*db.store;
+    assert_eq!(s.release_details("r1").await.unwrap().unwrap(), before_r1);
+    assert_eq!(s.release_details("p7").await.unwrap().unwrap(), before_p7);
+    assert_eq!(before_r1.checks.len(), 1);
+    assert_eq!(before_r1.notifications.len(), 1);
+    assert_eq!(
+        before_p7.rollback.as_ref().unwrap().state,
+        RollbackState::Requested
+    );
+    // What a restart resumes, and the outbox it resends.
+    let active: Vec<String> = s
+        .active_releases()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(active, ["r1", "p7"]);
+    assert_eq!(s.next_notification_due().await.unwrap(), Some(2_000));
+    // And the dedup key still holds after the restart: a redone tick pages once.
+    assert_eq!(
+        s.enqueue(&[notification("k1", "r1", 9_000, 9_000)])
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+// ---- registration ------------------------------------------------------------
+
+async fn every_decision_verb_reads_back_as_written(db: Backend) {
+    let s = &*db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    let written: Vec<Decision> = DecisionAction::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| Decision::new(a, 2_000 + i as Millis, a.as_str()))
+        .collect();
+    for d in &written {
+        s.append_decision("r1", d).await.unwrap();
+    }
+    let read = s.release_details("r1").await.unwrap().unwrap().decisions;
+    assert_eq!(read, written);
+    for d in &read {
+        assert_eq!(d.action.as_str(), d.reason);
+    }
+}
+
+// ---- leases -------------------------------------------------------------------
+
+async fn a_watch_lease_has_one_live_owner(db: Backend) {
+    let s = &*db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    assert!(s
+        .claim_watch("r1", &lease(OWNER_A, 10_000), 1_000)
+        .await
+        .unwrap());
+    // Held and live: another replica is refused, now and until it expires.
+    for now in [1_000, 5_000, 9_999] {
+        assert!(
+            !s.claim_watch("r1", &lease(OWNER_B, now + 10_000), now)
+                .await
+                .unwrap(),
+            "{now}"
+        );
+    }
+    // The holder claiming again extends its own lease.
+    assert!(s
+        .claim_watch("r1", &lease(OWNER_A, 20_000), 9_000)
+        .await
+        .unwrap());
+    assert!(!s
+        .claim_watch("r1", &lease(OWNER_B, 30_000), 15_000)
+        .await
+        .unwrap());
+    // No such release: nothing to claim.
+    assert!(!s
+        .claim_watch("nope", &lease(OWNER_A, 10_000), 1_000)
+        .await
+        .unwrap());
+    // A lease changes nothing else about the release.
+    let r = release(s, "r1").await;
+    assert_eq!(
+        (r.status, r.next_check_at),
+        (ReleaseStatus::Watching, Some(61_000))
+    );
+}
+
+async fn an_expired_watch_lease_can_be_taken_over(db: Backend) {
+    let s = &*db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    assert!(s
+        .claim_watch("r1", &lease(OWNER_A, 5_000), 1_000)
+        .await
+        .unwrap());
+    // At its expiry instant the lease is over.
+    assert!(s
+        .claim_watch("r1", &lease(OWNER_B, 20_000), 5_000)
+        .await
+        .unwrap());
+    // The old holder learns it at its next renewal, and cannot take it back
+    // while the new lease lives.
+    assert!(!s.renew_watch("r1", &lease(OWNER_A, 25_000)).await.unwrap());
+    assert!(!s
+        .claim_watch("r1", &lease(OWNER_A, 25_000), 6_000)
+        .await
+        .unwrap());
+    // Once that one expires too, it can.
+    assert!(s
+        .claim_watch("r1", &lease(OWNER_A, 40_000), 20_000)
+        .await
+        .unwrap());
+}
+
+async fn renewing_needs_the_lease_and_releasing_frees_it(db: Backend) {
+    let s = &*db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    // Nobody holds it: nothing to renew.
+    assert!(!s.renew_watch("r1", &lease(OWNER_A, 10_000)).await.unwrap());
+    assert!(!s
+        .renew_watch("nope", &lease(OWNER_A, 10_000))
+        .await
+        .unwrap());
+    assert!(s
+        .claim_watch("r1", &lease(OWNER_A, 10_000), 1_000)
+        .await
+        .unwrap());
+    assert!(s.renew_watch("r1", &lease(OWNER_A, 20_000)).await.unwrap());
+    // The renewal moved the expiry: still live at 15 000.
+    assert!(!s
+        .claim_watch("r1", &lease(OWNER_B, 30_000), 15_000)
+        .await
+        .unwrap());
+    assert!(!s.renew_watch("r1", &lease(OWNER_B, 30_000)).await.unwrap());
+    // Past its expiry but not taken over, the holder may still renew.
+    assert!(s.renew_watch("r1", &lease(OWNER_A, 50_000)).await.unwrap());
+    // Only the holder can release it...
+    s.release_watch("r1", OWNER_B).await.unwrap();
+    assert!(!s
+        .claim_watch("r1", &lease(OWNER_B, 60_000), 30_000)
+        .await
+        .unwrap());
+    // ...and once released, anyone can claim it before the old expiry.
+    s.release_watch("r1", OWNER_A).await.unwrap();
+    assert!(!s.renew_watch("r1", &lease(OWNER_A, 60_000)).await.unwrap());
+    assert!(s
+        .claim_watch("r1", &lease(OWNER_B, 60_000), 30_000)
+        .await
+        .unwrap());
+    // Releasing what one does not hold, or a missing release, is a no-op.
+    s.release_watch("r1", OWNER_A).await.unwrap();
+    s.release_watch("nope", OWNER_A).await.unwrap();
+    assert!(s.renew_watch("r1", &lease(OWNER_B, 70_000)).await.unwrap());
+}
+
+async fn a_fenced_tick_is_written_only_by_the_lease_holder(db: Backend) {
+    let s = &*db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    let fenced = |owner: &str, now: Millis| {
+        let mut t = tick(now);
+        t.lease_owner = Some(owner.to_string());
+        t.checks = vec![check("error_rate", CheckState::Warning, Some(0.07), now)];
+        t.decisions = vec![decision(now, "level_changed")];
+        t.notifications = vec![notification(&format!("k-{owner}-{now}"), "r1", now, now)];
+        t
+    };
+    let before = s.release_details("r1").await.unwrap().unwrap();
+    // Unclaimed: a fenced commit is refused.
+    assert_eq!(
+        s.commit_tick("r1", &fenced(OWNER_A, 2_000)).await.unwrap(),
+        TickApplied::LeaseLost
+    );
+    assert!(s
+        .claim_watch("r1", &lease(OWNER_A, 10_000), 2_000)
+        .await
+        .unwrap());
+    // Another replica's commit is refused and writes nothing.
+    assert_eq!(
+        s.commit_tick("r1", &fenced(OWNER_B, 2_000)).await.unwrap(),
+        TickApplied::LeaseLost
+    );
+    assert_eq!(s.release_details("r1").await.unwrap().unwrap(), before);
+    // The holder's is written.
+    assert_eq!(
+        s.commit_tick("r1", &fenced(OWNER_A, 3_000)).await.unwrap(),
+        TickApplied::Applied {
+            rollback_requested: false
+        }
+    );
+    let d = s.release_details("r1").await.unwrap().unwrap();
+    assert_eq!(d.release.next_check_at, Some(63_000));
+    assert_eq!(
+        (d.checks.len(), d.decisions.len(), d.notifications.len()),
+        (1, 1, 1)
+    );
+    // B takes the expired lease over; A, stalled meanwhile, can no longer
+    // commit (even with a rollback request in its tick).
+    assert!(s
+        .claim_watch("r1", &lease(OWNER_B, 40_000), 10_000)
+        .await
+        .unwrap());
+    let mut stale = fenced(OWNER_A, 11_000);
+    stale.rollback = Some(rollback_record(11_000, "auto"));
+    assert_eq!(
+        s.commit_tick("r1", &stale).await.unwrap(),
+        TickApplied::LeaseLost
+    );
+    assert_eq!(s.release_details("r1").await.unwrap().unwrap(), d);
+    assert_eq!(s.get_rollback("r1").await.unwrap(), None);
+    assert_eq!(
+        s.commit_tick("r1", &fenced(OWNER_B, 12_000)).await.unwrap(),
+        TickApplied::Applied {
+            rollback_requested: false
+        }
+    );
+    // A release that is no longer watching answers that first.
+    s.transition(
+        "r1",
+        &[ReleaseStatus::Watching],
+        ReleaseStatus::Aborted,
+        &decision(13_000, "aborted"),
+        13_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.commit_tick("r1", &fenced(OWNER_A, 14_000)).await.unwrap(),
+        TickApplied::NotWatching
+    );
+}
+
+async fn concurrent_watch_claims_have_one_winner(db: Backend) {
+    register(&*db.store, "checkout", "v1", "r1", 1_000).await;
+    let stores: Vec<Arc<dyn Store>> = (0..4).map(|_| db.connect()).collect();
+    let mut tasks = Vec::new();
+    for n in 0..16 {
+        let store = stores[n % stores.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("replica-{n}");
+            store
+                .claim_watch("r1", &lease(&owner, 60_000), 2_000)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+async fn an_outbox_row_is_claimed_by_one_replica_at_a_time(db: Backend) {
+    let s = &*db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    s.enqueue(&[
+        notification("k1", "r1", 1_000, 1_000),
+        notification("k2", "r1", 1_000, 1_000),
+    ])
+    .await
+    .unwrap();
+    assert!(s
+        .claim_notification("k1", &lease(OWNER_A, 5_000), 1_000)
+        .await
+        .unwrap());
+    assert!(!s
+        .claim_notification("k1", &lease(OWNER_B, 6_000), 2_000)
+        .await
+        .unwrap());
+    // Claims are per row.
+    assert!(s
+        .claim_notification("k2", &lease(OWNER_B, 6_000), 2_000)
+        .await
+        .unwrap());
+    // The holder may claim again; an expired claim is taken over.
+    assert!(s
+        .claim_notification("k1", &lease(OWNER_A, 5_000), 3_000)
+        .await
+        .unwrap());
+    assert!(s
+        .claim_notification("k1", &lease(OWNER_B, 9_000), 5_000)
+        .await
+        .unwrap());
+    assert!(!s
+        .claim_notification("k1", &lease(OWNER_A, 9_000), 5_500)
+        .await
+        .unwrap());
+    // A claim does not change what is due or the row itself.
+    let due = s.due_notifications(10_000, 10, None).await.unwrap();
+    assert_eq!(due, outbox_rows(s, &["r1"]).await);
+    assert_eq!(due[0], notification("k1", "r1", 1_000, 1_000));
+    // Recording an attempt ends the claim: a retry is anyone's.
+    s.mark_notification(
+        "k1",
+        DeliveryStatus::Pending,
+        1,
+        Some("HTTP 503"),
+        6_000,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(s
+        .claim_notification("k1", &lease(OWNER_A, 9_000), 6_000)
+        .await
+        .unwrap());
+    // A row that is no longer pending is never claimed.
+    s.mark_notification("k1", DeliveryStatus::Sent, 2, None, 6_500, Some(6_500))
+        .await
+        .unwrap();
+    assert!(!s
+        .claim_notification("k1", &lease(OWNER_A, 9_000), 7_000)
+        .await
+        .unwrap());
+    s.ack("r1", &decision(7_000, "acked"), &silence())
+        .await
+        .unwrap();
+    assert!(!s
+        .claim_notification("k2", &lease(OWNER_B, 20_000), 9_000)
+        .await
+        .unwrap());
+    assert!(!s
+        .claim_notification("nope", &lease(OWNER_A, 9_000), 7_000)
+        .await
+        .unwrap());
+}
+
+// ---- SQLite only: the file, its schema, its rows ----------------------------
+
+/// A SQLite store on a file in a temporary directory, with raw access.
+struct Db {
+    dir: TempDir,
+    store: SqliteStore,
+}
+
+impl Db {
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("guardian.db")
+    }
+
+    /// A second, raw connection to the same file, for inspection and sabotage.
+    fn raw(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.path()).expect("raw connection")
+    }
+}
+
+fn sqlite_db() -> Db {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("guardian.db")).expect("open");
+    Db { dir, store }
+}
+
+#[tokio::test]
+async fn open_creates_a_versioned_schema_in_wal_mode() {
+    let db = sqlite_db();
+    let raw = db.raw();
+    let mode: String = raw
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let version: u32 = raw
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SqliteStore::schema_version());
+    assert!(version >= 1);
+    let mut tables: Vec<String> = raw
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    tables.sort();
+    assert_eq!(
+        tables,
+        [
+            "checks",
+            "decisions",
+            "notifications",
+            "releases",
+            "rollbacks"
+        ]
+    );
+    assert_eq!(db.store.path(), db.path());
+}
+
+#[tokio::test]
+async fn open_in_a_missing_directory_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-dir").join("guardian.db");
+    let err = SqliteStore::open(&path).err().expect("must fail");
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Backend(_)), "{msg}");
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(msg.contains("does not exist"), "{msg}");
+}
+
+#[tokio::test]
+async fn open_refuses_a_schema_newer_than_this_build() {
+    let db = sqlite_db();
+    db.raw().pragma_update(None, "user_version", 99).unwrap();
+    let path = db.path();
+    let Db { dir, store } = db;
+    drop(store);
+    let err = SqliteStore::open(&path).err().expect("must fail");
+    assert!(err.to_string().contains("99"), "{err}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+    drop(dir);
+}
+
+#[tokio::test]
+async fn every_watching_release_of_the_service_is_superseded() {
+    let db = sqlite_db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    // Force two concurrent watches (e.g. left over from an older build).
+    db.raw()
+        .execute(
+            "INSERT INTO releases (id, service, environment, version, annotations, status, started_at)
+             VALUES ('r0', 'checkout', ?1, 'v0', '{}', 'watching', 500)",
+            [ENV],
+        )
+        .unwrap();
+    let reg = register(s, "checkout", "v2", "r2", 2_000).await;
+    let mut superseded = reg.superseded.clone();
+    superseded.sort();
+    assert_eq!(superseded, ["r0", "r1"]);
+    for id in ["r0", "r1"] {
+        assert_eq!(release(s, id).await.superseded_by.as_deref(), Some("r2"));
+    }
+}
+
+#[tokio::test]
+async fn list_releases_defaults_to_one_hundred() {
+    let db = sqlite_db();
+    // Bulk insert through a raw connection: 105 one-transaction registrations
+    // would test fsync, not the limit.
+    {
+        let mut raw = db.raw();
+        let tx = raw.transaction().unwrap();
+        for i in 0..105 {
+            tx.execute(
+                "INSERT INTO releases (id, service, environment, version, annotations, status, started_at)
+                 VALUES (?1, ?1, 'production', 'v1', '{}', 'verified', ?2)",
+                rusqlite::params![format!("r{i:03}"), i],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let all = db
+        .store
+        .list_releases(&ReleaseFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 100);
+    assert_eq!(all[0].id, "r104");
+    let f = ReleaseFilter {
+        limit: 5_000,
+        ..Default::default()
+    };
+    assert_eq!(db.store.list_releases(&f).await.unwrap().len(), 105);
+}
+
 #[tokio::test]
 async fn unknown_enum_values_are_corrupt_rows_not_panics() {
-    let db = db();
+    let db = sqlite_db();
     let s = &db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
     let mut t = tick(2_000);
@@ -1862,7 +2251,7 @@ async fn unknown_enum_values_are_corrupt_rows_not_panics() {
     assert_corrupt(s.get_rollback("r1").await, "exploded");
     // start_rollback does not read the row, and must not treat it as requested.
     assert!(!s
-        .start_rollback("r1", 4_000, &started(4_000), &[])
+        .claim_rollback("r1", OWNER_A, 4_000, &started(4_000), &[])
         .await
         .unwrap());
     raw.execute("UPDATE rollbacks SET state = 'requested'", [])
@@ -1886,4 +2275,106 @@ async fn unknown_enum_values_are_corrupt_rows_not_panics() {
     )
     .unwrap();
     assert_corrupt(s.get_release("r1").await, "started_at");
+}
+
+#[tokio::test]
+async fn an_old_database_migrates_and_keeps_its_rows() {
+    // A file as the first schema version left it: an acknowledged release
+    // with a queued page, and an active one.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("guardian.db");
+    {
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute_batch(SqliteStore::migration_sql(0).unwrap())
+            .unwrap();
+        raw.pragma_update(None, "user_version", 1).unwrap();
+        raw.execute_batch(
+            "INSERT INTO releases (id, service, environment, version, annotations, status,
+                 started_at, next_check_at, acked)
+             VALUES ('old', 'checkout', 'production', 'v1', '{}', 'watching', 1000, 61000, 1),
+                    ('live', 'payments', 'production', 'v1', '{}', 'watching', 1000, 61000, 0);
+             INSERT INTO decisions (release_id, at, action, reason)
+             VALUES ('old', 2000, 'acked', 'acknowledged');",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let version: u32 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SqliteStore::schema_version());
+    assert!(version >= 2);
+    let d = store.release_details("old").await.unwrap().unwrap();
+    assert!(d.release.acked);
+    assert_eq!(d.decisions[0].action, DecisionAction::Acked);
+    // The ack made before the upgrade still silences new pages, with the
+    // note it was given then.
+    store
+        .enqueue(&[notification("late", "old", 3_000, 3_000)])
+        .await
+        .unwrap();
+    let n = &store
+        .release_details("old")
+        .await
+        .unwrap()
+        .unwrap()
+        .notifications[0];
+    assert_eq!(n.status, DeliveryStatus::Suppressed);
+    assert_eq!(
+        n.last_error.as_deref(),
+        Some("suppressed: the release was acknowledged")
+    );
+    // The new operations work on the old rows.
+    assert!(store
+        .claim_watch("live", &lease(OWNER_A, 10_000), 3_000)
+        .await
+        .unwrap());
+    store
+        .enqueue(&[notification("page", "live", 3_000, 3_000)])
+        .await
+        .unwrap();
+    assert!(store
+        .claim_notification("page", &lease(OWNER_A, 10_000), 3_000)
+        .await
+        .unwrap());
+    // Reopening an up-to-date file runs nothing again.
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.active_releases().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn an_unknown_decision_verb_is_a_corrupt_row() {
+    let db = sqlite_db();
+    let s = &db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    s.append_decision("r1", &decision(2_000, "verified"))
+        .await
+        .unwrap();
+    db.raw()
+        .execute("UPDATE decisions SET action = 'page'", [])
+        .unwrap();
+    assert_corrupt(s.release_details("r1").await, "page");
+}
+
+#[tokio::test]
+async fn open_creates_the_parent_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a").join("b").join("guardian.db");
+    let settings = StoreSettings::sqlite(&path);
+    assert_eq!(settings.describe(), path.display().to_string());
+    let store = release_guardian::store::open(&settings).unwrap();
+    register(&*store, "checkout", "v1", "r1", 1_000).await;
+    assert!(path.is_file());
+    // A parent that cannot be created is an error naming it.
+    let blocked = dir.path().join("file");
+    std::fs::write(&blocked, "").unwrap();
+    let err = release_guardian::store::open(&StoreSettings::sqlite(blocked.join("guardian.db")))
+        .err()
+        .expect("must fail");
+    assert!(
+        err.to_string().contains(&blocked.display().to_string()),
+        "{err}"
+    );
 }
