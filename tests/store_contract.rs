@@ -2249,7 +2249,7 @@ async fn unknown_enum_values_are_corrupt_rows_not_panics() {
     raw.execute("UPDATE rollbacks SET state = 'exploded'", [])
         .unwrap();
     assert_corrupt(s.get_rollback("r1").await, "exploded");
-    // start_rollback does not read the row, and must not treat it as requested.
+    // claim_rollback does not read the row, and must not treat it as requested.
     assert!(!s
         .claim_rollback("r1", OWNER_A, 4_000, &started(4_000), &[])
         .await

@@ -22,6 +22,8 @@ mod control;
 mod messages;
 mod read;
 mod rollback;
+#[cfg(test)]
+mod tests;
 mod tick;
 mod verdict;
 mod watch;

@@ -21,9 +21,9 @@
 //! - outbox rows are keyed by a stable dedup key: enqueuing the same event
 //!   twice keeps one row, so a redone tick never pages twice;
 //! - a release has at most one rollback row, and only the caller that moves
-//!   it from `requested` to `running` ([`Store::start_rollback`]) runs the hook;
+//!   it from `requested` to `running` ([`Store::claim_rollback`]) runs the hook;
 //! - starting and finishing a rollback are each atomic with their bookkeeping:
-//!   [`Store::start_rollback`] writes the move to `running`, its decision and
+//!   [`Store::claim_rollback`] writes the move to `running`, its decision and
 //!   its pages in one transaction (only for the winner), and
 //!   [`Store::finish_rollback`] writes the outcome, the release's final status,
 //!   its decision and its pages in one transaction, so a crash never leaves a
