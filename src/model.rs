@@ -76,6 +76,13 @@ impl ReleaseStatus {
     pub fn is_terminal(self) -> bool {
         !matches!(self, Self::Watching | Self::RollingBack)
     }
+
+    /// Whether a rollback may be requested from this status: while watched,
+    /// or once verified (a problem found after the window). Every store
+    /// backend applies this same rule.
+    pub fn can_roll_back(self) -> bool {
+        matches!(self, Self::Watching | Self::Verified)
+    }
 }
 
 impl fmt::Display for ReleaseStatus {
@@ -612,6 +619,19 @@ impl RollbackState {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Interrupted => "interrupted",
+        }
+    }
+
+    /// The status a release ends in once its rollback has this outcome:
+    /// `rolled_back` after success, `rollback_failed` after a failure or an
+    /// interruption (an unknown outcome is never reported as success).
+    /// `None` for a rollback that has no outcome yet. Every store backend
+    /// applies this same rule.
+    pub fn release_status(self) -> Option<ReleaseStatus> {
+        match self {
+            Self::Succeeded => Some(ReleaseStatus::RolledBack),
+            Self::Failed | Self::Interrupted => Some(ReleaseStatus::RollbackFailed),
+            Self::Requested | Self::Running => None,
         }
     }
 

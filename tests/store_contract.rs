@@ -97,6 +97,7 @@ macro_rules! store_contract {
                 enqueue_keeps_one_row_per_key,
                 due_mark_and_next_due_drive_delivery,
                 ack_suppresses_pending_pages_only,
+                an_ack_applies_the_callers_silence,
                 request_rollback_is_recorded_once,
                 request_rollback_depends_on_the_status,
                 only_the_first_claim_of_a_rollback_wins,
@@ -895,6 +896,67 @@ async fn ack_suppresses_pending_pages_only(db: Backend) {
 }
 
 // ---- rollbacks ------------------------------------------------------------------
+
+/// The store writes the note the caller chose, on queued pages and on later
+/// ones; a second ack's note applies from then on.
+async fn an_ack_applies_the_callers_silence(db: Backend) {
+    let s = &*db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    s.enqueue(&[notification("a", "r1", 100, 100)])
+        .await
+        .unwrap();
+    let quiet = |note: &str| Silence { note: note.into() };
+    let acked = s
+        .ack(
+            "r1",
+            &decision(2_000, "acked"),
+            &quiet("hush: on-call is on it"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(acked.acked);
+    s.enqueue(&[notification("b", "r1", 3_000, 3_000)])
+        .await
+        .unwrap();
+    s.ack("r1", &decision(4_000, "acked"), &quiet("second ack"))
+        .await
+        .unwrap();
+    s.enqueue(&[notification("c", "r1", 5_000, 5_000)])
+        .await
+        .unwrap();
+    // A row enqueued already final is stored as given.
+    let mut sent = notification("d", "r1", 5_000, 5_000);
+    sent.status = DeliveryStatus::Sent;
+    s.enqueue(std::slice::from_ref(&sent)).await.unwrap();
+    let notes: Vec<(String, DeliveryStatus, Option<String>)> = outbox_rows(s, &["r1"])
+        .await
+        .into_iter()
+        .map(|n| (n.key, n.status, n.last_error))
+        .collect();
+    let suppressed = |key: &str, note: &str| {
+        (
+            key.to_string(),
+            DeliveryStatus::Suppressed,
+            Some(note.to_string()),
+        )
+    };
+    assert_eq!(
+        notes,
+        [
+            suppressed("a", "hush: on-call is on it"),
+            suppressed("b", "hush: on-call is on it"),
+            suppressed("c", "second ack"),
+            ("d".to_string(), DeliveryStatus::Sent, None),
+        ]
+    );
+    assert_eq!(
+        s.ack("nope", &decision(1, "acked"), &silence())
+            .await
+            .unwrap(),
+        None
+    );
+}
 
 async fn request_rollback_is_recorded_once(db: Backend) {
     let s = &*db.store;

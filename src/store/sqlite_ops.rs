@@ -346,7 +346,7 @@ pub(super) fn request_rollback(
             latest_version,
         });
     }
-    if !matches!(status, ReleaseStatus::Watching | ReleaseStatus::Verified) {
+    if !status.can_roll_back() {
         return Ok(RollbackRequest::NotAllowed(status));
     }
     insert_rollback(tx, release_id, record)?;
@@ -381,15 +381,11 @@ pub(super) fn finish_rollback(
     decision: &Decision,
     notifications: &[NotificationRecord],
 ) -> Result<(), StoreError> {
-    let release_status = match outcome.state {
-        RollbackState::Succeeded => ReleaseStatus::RolledBack,
-        RollbackState::Failed | RollbackState::Interrupted => ReleaseStatus::RollbackFailed,
-        RollbackState::Requested | RollbackState::Running => {
-            return Err(StoreError::Backend(format!(
-                "finish_rollback of release {release_id}: {} is not an outcome",
-                outcome.state.as_str()
-            )))
-        }
+    let Some(release_status) = outcome.state.release_status() else {
+        return Err(StoreError::Backend(format!(
+            "finish_rollback of release {release_id}: {} is not an outcome",
+            outcome.state.as_str()
+        )));
     };
     let Some(current) = rollback(tx, release_id)? else {
         return Err(StoreError::Backend(format!(
