@@ -11,7 +11,10 @@
 //! The store holds no product policy: the scheduler decides what a
 //! supersession records, what an ack silences and with which note, which
 //! decisions and pages go with each change; the store writes what it is given,
-//! atomically, and enforces only the invariants below.
+//! atomically, and enforces only the invariants below. The few domain rules
+//! those invariants need are the model's, shared by every backend
+//! ([`ReleaseStatus::can_roll_back`], [`RollbackState::release_status`],
+//! [`ReleaseStatus::is_terminal`]).
 //!
 //! Durability guarantees the rest of the daemon builds on:
 //! - a tick's results (check states, decisions, outbox rows, the next tick,
