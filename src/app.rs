@@ -30,21 +30,10 @@ impl Daemon {
                 .with_context(|| format!("cannot listen on {}", settings.config.server.listen))?,
         };
         let addr = listener.local_addr()?;
-        if let Some(dir) = settings
-            .store_path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let store = crate::store::sqlite::SqliteStore::open(&settings.store_path)
-            .with_context(|| format!("cannot open the store {}", settings.store_path.display()))?;
-        let ctx = Context::new(
-            settings,
-            Arc::new(store),
-            Arc::new(crate::clock::SystemClock),
-        );
+        let store_settings = crate::store::StoreSettings::sqlite(&settings.store_path);
+        let store = crate::store::open(&store_settings)
+            .with_context(|| format!("cannot open the store {}", store_settings.describe()))?;
+        let ctx = Context::new(settings, store, Arc::new(crate::clock::SystemClock));
         let guardian = crate::scheduler::Guardian::new(ctx.clone());
         guardian
             .start()

@@ -79,6 +79,13 @@ impl ReleaseStatus {
     pub fn is_terminal(self) -> bool {
         !matches!(self, Self::Watching | Self::RollingBack)
     }
+
+    /// Whether a rollback may be requested from this status: while watched,
+    /// or once verified (a problem found after the window). Every store
+    /// backend applies this same rule.
+    pub fn can_roll_back(self) -> bool {
+        matches!(self, Self::Watching | Self::Verified)
+    }
 }
 
 impl fmt::Display for ReleaseStatus {
@@ -262,16 +269,229 @@ pub struct CheckRecord {
 }
 
 /// One entry of a release's decision timeline: what was decided and why.
+///
+/// Build one with the constructor named after its verb
+/// (`Decision::verified(at, reason)`), then [`Decision::with_check`] /
+/// [`Decision::with_level`] where the verb is about one check or level.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Decision {
     pub at: Millis,
     pub check: Option<String>,
     pub level: Option<Level>,
-    /// A short machine-readable verb: `level_changed`, `inconclusive`, `page`,
-    /// `rollback_requested`, `rollback_started`, `rolled_back`, `rollback_failed`,
-    /// `verified`, `aborted`, `acked`, `superseded`, `resumed`, ...
-    pub action: String,
+    /// What was decided; serialized (API, store) as its snake_case verb.
+    pub action: DecisionAction,
     pub reason: String,
+}
+
+/// The verb of a [`Decision`]. Part of the API contract and of the stored
+/// timeline: each variant is written as the string [`DecisionAction::as_str`]
+/// returns, and existing rows are read back by [`DecisionAction::parse`], so a
+/// variant's string never changes.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionAction {
+    /// A check moved to another level (up or down).
+    LevelChanged,
+    /// A check could not be judged (source error, no data).
+    Inconclusive,
+    /// The release's service left the configuration; the watch waits for it.
+    Paused,
+    /// The watch was resumed after a restart with a tick overdue.
+    Resumed,
+    /// A check reached the rollback level and the service rolls back by hand.
+    RollbackRecommended,
+    /// A check reached the rollback level and no hook is configured.
+    RollbackUnavailable,
+    /// A rollback was decided (by a rule or through the API).
+    RollbackRequested,
+    /// The rollback hook starts (or is found unable to run).
+    RollbackStarted,
+    /// The rollback hook succeeded.
+    RolledBack,
+    /// The rollback hook failed, could not run, or was interrupted.
+    RollbackFailed,
+    /// The watch window ended without verifying the release (a check still
+    /// unread, or one reached the rollback level).
+    WindowEnded,
+    /// The watch window ended and the release is verified.
+    Verified,
+    /// The watch was aborted through the API.
+    Aborted,
+    /// The release was acknowledged: no further pages.
+    Acked,
+    /// A newer release of the same service and environment replaced it.
+    Superseded,
+}
+
+impl DecisionAction {
+    pub const ALL: [DecisionAction; 15] = [
+        Self::LevelChanged,
+        Self::Inconclusive,
+        Self::Paused,
+        Self::Resumed,
+        Self::RollbackRecommended,
+        Self::RollbackUnavailable,
+        Self::RollbackRequested,
+        Self::RollbackStarted,
+        Self::RolledBack,
+        Self::RollbackFailed,
+        Self::WindowEnded,
+        Self::Verified,
+        Self::Aborted,
+        Self::Acked,
+        Self::Superseded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LevelChanged => "level_changed",
+            Self::Inconclusive => "inconclusive",
+            Self::Paused => "paused",
+            Self::Resumed => "resumed",
+            Self::RollbackRecommended => "rollback_recommended",
+            Self::RollbackUnavailable => "rollback_unavailable",
+            Self::RollbackRequested => "rollback_requested",
+            Self::RollbackStarted => "rollback_started",
+            Self::RolledBack => "rolled_back",
+            Self::RollbackFailed => "rollback_failed",
+            Self::WindowEnded => "window_ended",
+            Self::Verified => "verified",
+            Self::Aborted => "aborted",
+            Self::Acked => "acked",
+            Self::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+impl fmt::Display for DecisionAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for DecisionAction {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for DecisionAction {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Decision {
+    /// A decision about the release as a whole (no check, no level).
+    pub fn new(action: DecisionAction, at: Millis, reason: impl Into<String>) -> Self {
+        Decision {
+            at,
+            check: None,
+            level: None,
+            action,
+            reason: reason.into(),
+        }
+    }
+
+    /// The same decision, about one check.
+    pub fn with_check(mut self, check: impl Into<String>) -> Self {
+        self.check = Some(check.into());
+        self
+    }
+
+    /// The same decision, at one level.
+    pub fn with_level(mut self, level: Level) -> Self {
+        self.level = Some(level);
+        self
+    }
+
+    /// A check moved from one level to `level`.
+    pub fn level_changed(
+        at: Millis,
+        check: impl Into<String>,
+        level: Level,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self::new(DecisionAction::LevelChanged, at, reason)
+            .with_check(check)
+            .with_level(level)
+    }
+
+    /// A check became inconclusive.
+    pub fn inconclusive(at: Millis, check: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::new(DecisionAction::Inconclusive, at, reason).with_check(check)
+    }
+
+    pub fn paused(at: Millis, reason: impl Into<String>) -> Self {
+        Self::new(DecisionAction::Paused, at, reason)
+    }
+
+    pub fn resumed(at: Millis, reason: impl Into<String>) -> Self {
+        Self::new(DecisionAction::Resumed, at, reason)
+    }
+
+    /// A rollback decided; at the rollback level. Add the check with
+    /// [`Decision::with_check`] when a rule decided it.
+    pub fn rollback_requested(at: Millis, reason: impl Into<String>) -> Self {
+        Self::new(DecisionAction::RollbackRequested, at, reason).with_level(Level::Rollback)
+    }
+
+    pub fn rollback_recommended(
+        at: Millis,
+        check: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self::new(DecisionAction::RollbackRecommended, at, reason)
+            .with_check(check)
+            .with_level(Level::Rollback)
+    }
+
+    pub fn rollback_unavailable(
+        at: Millis,
+        check: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self::new(DecisionAction::RollbackUnavailable, at, reason)
+            .with_check(check)
+            .with_level(Level::Rollback)
+    }
+
+    /// The rollback starts; at the rollback level.
+    pub fn rollback_started(at: Millis, reason: impl Into<String>) -> Self {
+        Self::new(DecisionAction::RollbackStarted, at, reason).with_level(Level::Rollback)
+    }
+
+    pub fn rolled_back(at: Millis, reason: impl Into<String>) -> Self {
+        Self::new(DecisionAction::RolledBack, at, reason)
+    }
+
+    pub fn rollback_failed(at: Millis, reason: impl Into<String>) -> Self {
+        Self::new(DecisionAction::RollbackFailed, at, reason)
+    }
+
+    pub fn window_ended(at: Millis, reason: impl Into<String>) -> Self {
+        Self::new(DecisionAction::WindowEnded, at, reason)
+    }
+
+    pub fn verified(at: Millis, reason: impl Into<String>) -> Self {
+        Self::new(DecisionAction::Verified, at, reason)
+    }
+
+    pub fn aborted(at: Millis, reason: impl Into<String>) -> Self {
+        Self::new(DecisionAction::Aborted, at, reason)
+    }
+
+    pub fn acked(at: Millis, reason: impl Into<String>) -> Self {
+        Self::new(DecisionAction::Acked, at, reason)
+    }
+
+    pub fn superseded(at: Millis, reason: impl Into<String>) -> Self {
+        Self::new(DecisionAction::Superseded, at, reason)
+    }
 }
 
 /// Delivery state of a notification in the outbox.
@@ -405,6 +625,19 @@ impl RollbackState {
         }
     }
 
+    /// The status a release ends in once its rollback has this outcome:
+    /// `rolled_back` after success, `rollback_failed` after a failure or an
+    /// interruption (an unknown outcome is never reported as success).
+    /// `None` for a rollback that has no outcome yet. Every store backend
+    /// applies this same rule.
+    pub fn release_status(self) -> Option<ReleaseStatus> {
+        match self {
+            Self::Succeeded => Some(ReleaseStatus::RolledBack),
+            Self::Failed | Self::Interrupted => Some(ReleaseStatus::RollbackFailed),
+            Self::Requested | Self::Running => None,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         [
             Self::Requested,
@@ -431,4 +664,29 @@ pub struct RollbackRecord {
     pub exit_code: Option<i32>,
     /// Combined stdout+stderr of the hook, truncated.
     pub output: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Decision, DecisionAction};
+
+    #[test]
+    fn decision_verbs_keep_their_strings() {
+        for a in DecisionAction::ALL {
+            assert_eq!(DecisionAction::parse(a.as_str()), Some(a));
+            assert_eq!(
+                serde_json::to_value(a).unwrap(),
+                serde_json::Value::String(a.as_str().into())
+            );
+        }
+        assert_eq!(DecisionAction::RolledBack.as_str(), "rolled_back");
+        assert_eq!(DecisionAction::WindowEnded.as_str(), "window_ended");
+        assert_eq!(DecisionAction::parse("page"), None);
+        let d = Decision::verified(5, "ok");
+        assert_eq!(
+            serde_json::to_value(&d).unwrap()["action"],
+            serde_json::json!("verified")
+        );
+        assert!(d.action == "verified");
+    }
 }

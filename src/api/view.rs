@@ -141,7 +141,7 @@ impl DecisionView {
             at: rfc3339(d.at),
             check: d.check,
             level: d.level,
-            action: d.action,
+            action: d.action.to_string(),
             reason: redactor.redact(&d.reason),
         }
     }

@@ -1,76 +1,88 @@
-//! The watch scheduler: the [`Guardian`] owns one task per watched release,
-//! ticks it on its [`Cadence`](crate::config::Cadence), turns engine transitions into decisions,
-//! notifications and rollback requests, and recovers everything from the
-//! store after a restart.
+//! The watch scheduler. This file owns the supervisor: the [`Guardian`]
+//! holds one task per watched release and one per rollback in progress,
+//! takes each watch's lease in the store under its owner id, and recovers
+//! everything from the store after a restart ([`Guardian::start`]).
 //!
-//! Control operations (register, abort, ack, manual rollback) go through
-//! the Guardian so that the store and the running tasks never disagree.
+//! The behaviours it supervises live beside it, one per file:
+//! - `control.rs` — control operations (register, abort, ack, manual
+//!   rollback) and the policy they hand the store (what a supersession
+//!   records, what an ack silences);
+//! - `watch.rs` — the life of one watch: wait, tick, commit, repeat;
+//! - `tick.rs` / `read.rs` — one tick: read the sources, run the engine;
+//! - `verdict.rs` — the pure decision after a tick: keep watching, retry,
+//!   verified, rollback requested, window ended;
+//! - `rollback.rs` — rollback execution: from a rule's trigger to the
+//!   request, the claim, the hook, the outcome, and the recovery of a hook
+//!   a crash interrupted;
+//! - `messages.rs` — decisions into messages and outbox rows.
+//!
+//! The tiered tick schedule is [`crate::config::Cadence`].
 
+mod control;
 mod messages;
 mod read;
+mod rollback;
+#[cfg(test)]
+mod tests;
 mod tick;
+mod verdict;
 mod watch;
 
+pub use control::ControlError;
+
 use crate::actions::notify::outbox::Outbox;
-use crate::actions::rollback::RollbackMode;
 use crate::context::Context;
-use crate::model::{
-    Decision, Millis, NewRelease, Release, ReleaseStatus, RollbackRecord, RollbackState,
-};
-use crate::store::{Registered, RollbackRequest};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use crate::model::{Decision, Millis, ReleaseStatus};
+use crate::store::{Lease, StoreError};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::model::MAX_NAME_LEN;
+/// The owner id of a daemon that is the only one using its store. Stable
+/// across restarts, so a restarted daemon takes its own leases back at once
+/// instead of waiting for them to expire.
+pub const LOCAL_OWNER: &str = "local";
 
-/// Why a control operation was refused. The API maps each to a status.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum ControlError {
-    #[error("release {0} not found")]
-    NotFound(String),
-    #[error("unknown service {service:?} in environment {environment:?}")]
-    UnknownService {
-        service: String,
-        environment: String,
-    },
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("internal error")]
-    Internal(String),
-}
+/// How long a watch's lease lasts without renewal.
+pub const LEASE_TTL: Duration = Duration::from_secs(90);
 
-impl From<crate::store::StoreError> for ControlError {
-    fn from(e: crate::store::StoreError) -> Self {
-        Self::Internal(e.to_string())
-    }
-}
+/// How often a lease is renewed: well within [`LEASE_TTL`].
+pub const LEASE_RENEW_EVERY: Duration = Duration::from_secs(30);
 
 /// The supervisor of all watches.
 pub struct Guardian {
     ctx: Arc<Context>,
+    /// This replica's id in the store's leases.
+    owner: String,
     /// Running watch tasks: release id → (generation, cancel token).
     watches: Mutex<HashMap<String, (u64, CancellationToken)>>,
-    generation: std::sync::atomic::AtomicU64,
+    generation: AtomicU64,
     /// Releases whose rollback task runs in this process.
-    rollbacks: Mutex<std::collections::HashSet<String>>,
+    rollbacks: Mutex<HashSet<String>>,
     rollback_tasks: TaskTracker,
     outbox: Arc<Outbox>,
     ready: AtomicBool,
 }
 
 impl Guardian {
+    /// A Guardian that is its store's only user ([`LOCAL_OWNER`]).
     pub fn new(ctx: Arc<Context>) -> Arc<Self> {
+        Self::with_owner(ctx, LOCAL_OWNER)
+    }
+
+    /// A Guardian that takes leases as `owner`: one id per replica, stable
+    /// across its restarts, when several daemons share one store.
+    pub fn with_owner(ctx: Arc<Context>, owner: impl Into<String>) -> Arc<Self> {
         let outbox = Outbox::new(ctx.outbox_parts());
         Arc::new(Self {
             ctx,
+            owner: owner.into(),
             watches: Mutex::new(HashMap::new()),
-            generation: std::sync::atomic::AtomicU64::new(0),
-            rollbacks: Mutex::new(Default::default()),
+            generation: AtomicU64::new(0),
+            rollbacks: Mutex::new(HashSet::new()),
             rollback_tasks: TaskTracker::new(),
             outbox,
             ready: AtomicBool::new(false),
@@ -79,6 +91,11 @@ impl Guardian {
 
     pub fn context(&self) -> &Arc<Context> {
         &self.ctx
+    }
+
+    /// This replica's lease owner id.
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// True once [`Guardian::start`] has recovered every watch.
@@ -91,35 +108,58 @@ impl Guardian {
         self.lock_watches().len()
     }
 
-    fn lock_watches(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, CancellationToken)>> {
+    fn lock_watches(&self) -> MutexGuard<'_, HashMap<String, (u64, CancellationToken)>> {
         self.watches.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Recovers state after a (re)start: settles rollbacks the last run left
-    /// behind, resumes every watch, starts the outbox.
+    /// A lease for this replica from `now` on.
+    fn lease(&self, now: Millis) -> Lease {
+        Lease::new(self.owner.clone(), now + LEASE_TTL.as_millis() as Millis)
+    }
+
+    /// Takes (or extends) the watch lease of a release for this replica.
+    async fn claim(&self, id: &str) -> Result<bool, StoreError> {
+        let now = self.ctx.clock.now();
+        self.ctx.store.claim_watch(id, &self.lease(now), now).await
+    }
+
+    /// Extends this replica's lease; false if it lost it.
+    async fn renew(&self, id: &str) -> Result<bool, StoreError> {
+        let now = self.ctx.clock.now();
+        self.ctx.store.renew_watch(id, &self.lease(now)).await
+    }
+
+    /// Gives up the lease of a release whose watch and rollback are over.
+    async fn release_lease(&self, id: &str) {
+        if let Err(e) = self.ctx.store.release_watch(id, &self.owner).await {
+            tracing::warn!(release = %id, error = %e, "cannot release the watch lease; it expires by itself");
+        }
+    }
+
+    /// Recovers state after a (re)start: takes the lease of every active
+    /// release (skipping those another live replica holds), settles the
+    /// rollbacks the last run left behind, resumes the watches, starts the
+    /// outbox.
     pub async fn start(self: &Arc<Self>) -> Result<(), ControlError> {
         let store = &self.ctx.store;
         let now = self.ctx.clock.now();
         for release in store.active_releases().await? {
+            if !self.claim(&release.id).await? {
+                tracing::info!(release = %release.id, "watch held by another replica; not resumed here");
+                continue;
+            }
             match release.status {
-                ReleaseStatus::RollingBack => self.recover_rollback(&release, now).await?,
+                ReleaseStatus::RollingBack => rollback::recover(self, &release, now).await?,
                 ReleaseStatus::Watching => {
                     if let Some(due) = release.next_check_at.filter(|&d| d < now) {
                         let gap = crate::model::rfc3339(due);
-                        store
-                            .append_decision(
-                                &release.id,
-                                &Decision {
-                                    at: now,
-                                    check: None,
-                                    level: None,
-                                    action: "resumed".into(),
-                                    reason: format!(
-                                        "watch resumed after a restart; the tick due at {gap} runs now and range checks cover the whole gap"
-                                    ),
-                                },
-                            )
-                            .await?;
+                        let resumed = Decision::resumed(
+                            now,
+                            format!(
+                                "watch resumed after a restart; the tick due at {gap} runs now and range checks cover the whole gap"
+                            ),
+                        );
+                        store.append_decision(&release.id, &resumed).await?;
                     }
                     self.spawn_watch(&release.id);
                 }
@@ -129,271 +169,6 @@ impl Guardian {
         self.outbox.spawn();
         self.ready.store(true, Ordering::Release);
         Ok(())
-    }
-
-    async fn recover_rollback(
-        self: &Arc<Self>,
-        release: &Release,
-        now: Millis,
-    ) -> Result<(), ControlError> {
-        match self.ctx.store.get_rollback(&release.id).await? {
-            Some(rb) if rb.state == RollbackState::Requested => {
-                self.spawn_rollback(&release.id);
-            }
-            Some(rb) if rb.state == RollbackState::Running => {
-                // The hook may or may not have finished: never run it twice.
-                let reason = "the daemon stopped while the rollback hook was running; its outcome is unknown and it is not run again — check the service by hand".to_string();
-                let decision = Decision {
-                    at: now,
-                    check: None,
-                    level: None,
-                    action: "rollback_failed".into(),
-                    reason: reason.clone(),
-                };
-                let msg = messages::release_event(
-                    release,
-                    "rollback_failed",
-                    crate::model::Severity::Critical,
-                    &reason,
-                    now,
-                    "rollback/finished",
-                );
-                let pages = messages::records_for(&self.ctx.settings(), release, &msg, now);
-                self.ctx
-                    .store
-                    .finish_rollback(
-                        &release.id,
-                        RollbackState::Interrupted,
-                        None,
-                        None,
-                        &decision,
-                        &pages,
-                        now,
-                    )
-                    .await?;
-                self.ctx
-                    .telemetry
-                    .rollbacks
-                    .get_or_create(&outcome(crate::telemetry::Outcome::interrupted))
-                    .inc();
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// Runs a control operation to its end even if the caller goes away (a
-    /// client that disconnects, a request timeout): a store write is never
-    /// left without its follow-up (starting a watch, running a hook).
-    async fn detached<T, F>(self: &Arc<Self>, op: F) -> Result<T, ControlError>
-    where
-        T: Send + 'static,
-        F: std::future::Future<Output = Result<T, ControlError>> + Send + 'static,
-    {
-        self.ctx
-            .tasks
-            .spawn(op)
-            .await
-            .map_err(|e| ControlError::Internal(format!("control task failed: {e}")))?
-    }
-
-    /// Registers a release and starts (or keeps) its watch.
-    pub async fn register(self: &Arc<Self>, new: NewRelease) -> Result<Registered, ControlError> {
-        let me = self.clone();
-        self.detached(async move { me.register_now(new).await })
-            .await
-    }
-
-    async fn register_now(self: &Arc<Self>, new: NewRelease) -> Result<Registered, ControlError> {
-        validate_name("service", &new.service)?;
-        validate_name("version", &new.version)?;
-        let environment = new
-            .environment
-            .clone()
-            .unwrap_or_else(crate::config::default_environment);
-        validate_name("environment", &environment)?;
-        if let Some(p) = &new.previous_version {
-            validate_name("previous_version", p)?;
-        }
-        let settings = self.ctx.settings();
-        let service = settings
-            .service(&new.service, &environment)
-            .ok_or_else(|| ControlError::UnknownService {
-                service: new.service.clone(),
-                environment: environment.clone(),
-            })?;
-        let now = self.ctx.clock.now();
-        let first = service.cadence.next_tick(now, now).unwrap_or(now);
-        let id = uuid::Uuid::now_v7().to_string();
-        let reg = self
-            .ctx
-            .store
-            .register_release(&new, &environment, &id, now, first)
-            .await?;
-        if reg.created {
-            self.ctx.telemetry.releases_registered.inc();
-            for old in &reg.superseded {
-                self.cancel_watch(old);
-            }
-            self.spawn_watch(&reg.release.id);
-            tracing::info!(release = %reg.release.id, service = %new.service, %environment, version = %new.version, "watch started");
-        } else if reg.release.status == ReleaseStatus::Watching
-            && reg.release.next_check_at.is_some()
-            && !self.lock_watches().contains_key(&reg.release.id)
-        {
-            // A retried registration finds a watch without its task (an
-            // earlier attempt died between the write and the spawn): heal it.
-            self.spawn_watch(&reg.release.id);
-        }
-        Ok(reg)
-    }
-
-    /// Stops a watch for good.
-    pub async fn abort(self: &Arc<Self>, id: &str) -> Result<Release, ControlError> {
-        let release = self.get(id).await?;
-        if release.status == ReleaseStatus::RollingBack {
-            return Err(ControlError::Conflict(
-                "a rollback is in progress; it cannot be aborted".into(),
-            ));
-        }
-        let now = self.ctx.clock.now();
-        let decision = Decision {
-            at: now,
-            check: None,
-            level: None,
-            action: "aborted".into(),
-            reason: "watch aborted through the API".into(),
-        };
-        match self
-            .ctx
-            .store
-            .transition(
-                id,
-                &[ReleaseStatus::Watching],
-                ReleaseStatus::Aborted,
-                &decision,
-                now,
-            )
-            .await?
-        {
-            Some(r) => {
-                self.cancel_watch(id);
-                Ok(r)
-            }
-            None => Err(self.not_in_status(id, "aborted").await),
-        }
-    }
-
-    /// Silences further pages for a release (decisions are still recorded).
-    pub async fn ack(self: &Arc<Self>, id: &str) -> Result<Release, ControlError> {
-        let now = self.ctx.clock.now();
-        let decision = Decision {
-            at: now,
-            check: None,
-            level: None,
-            action: "acked".into(),
-            reason: "acknowledged through the API: no further pages for this release".into(),
-        };
-        self.ctx
-            .store
-            .ack(id, &decision)
-            .await?
-            .ok_or_else(|| ControlError::NotFound(id.to_string()))
-    }
-
-    /// Runs the rollback hook now (at most once per release, ever).
-    pub async fn manual_rollback(self: &Arc<Self>, id: &str) -> Result<Release, ControlError> {
-        let me = self.clone();
-        let id = id.to_string();
-        self.detached(async move { me.manual_rollback_now(&id).await })
-            .await
-    }
-
-    async fn manual_rollback_now(self: &Arc<Self>, id: &str) -> Result<Release, ControlError> {
-        let release = self.get(id).await?;
-        let settings = self.ctx.settings();
-        let has_hook = settings
-            .service(&release.service, &release.environment)
-            .and_then(|s| s.rollback.as_ref())
-            .is_some();
-        if !has_hook {
-            return Err(ControlError::Conflict(format!(
-                "service {:?} ({}) has no rollback hook configured",
-                release.service, release.environment
-            )));
-        }
-        let now = self.ctx.clock.now();
-        let record = RollbackRecord {
-            state: RollbackState::Requested,
-            reason: "manual rollback requested through the API".into(),
-            trigger: RollbackMode::Manual.as_str().into(),
-            requested_at: now,
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            output: None,
-        };
-        let decision = Decision {
-            at: now,
-            check: None,
-            level: Some(crate::model::Level::Rollback),
-            action: "rollback_requested".into(),
-            reason: record.reason.clone(),
-        };
-        match self
-            .ctx
-            .store
-            .request_rollback(id, &record, &decision)
-            .await?
-        {
-            RollbackRequest::Requested => {
-                self.cancel_watch(id);
-                self.spawn_rollback(id);
-                self.get(id).await
-            }
-            RollbackRequest::Exists(rb)
-                if rb.state == RollbackState::Requested && self.spawn_rollback(id) =>
-            {
-                // Recorded but never started (an earlier attempt died between
-                // the write and the spawn): started now; `start_rollback`
-                // still lets exactly one caller run the hook.
-                self.get(id).await
-            }
-            RollbackRequest::Exists(rb) => Err(ControlError::Conflict(format!(
-                "release {id} already has a rollback ({}); a release is rolled back at most once",
-                rb.state.as_str()
-            ))),
-            RollbackRequest::NotAllowed(status) => Err(ControlError::Conflict(format!(
-                "release {id} is {status}; it cannot be rolled back"
-            ))),
-            RollbackRequest::NotLatest {
-                latest_id,
-                latest_version,
-            } => Err(ControlError::Conflict(format!(
-                "release {id} is not the latest of its service: version {latest_version} \
-                 (release {latest_id}) was deployed after it; rolling back {id} would undo it"
-            ))),
-            RollbackRequest::NotFound => Err(ControlError::NotFound(id.to_string())),
-        }
-    }
-
-    async fn get(&self, id: &str) -> Result<Release, ControlError> {
-        self.ctx
-            .store
-            .get_release(id)
-            .await?
-            .ok_or_else(|| ControlError::NotFound(id.to_string()))
-    }
-
-    async fn not_in_status(&self, id: &str, verb: &str) -> ControlError {
-        match self.ctx.store.get_release(id).await {
-            Ok(Some(r)) => ControlError::Conflict(format!(
-                "release {id} is already {}; it cannot be {verb}",
-                r.status
-            )),
-            Ok(None) => ControlError::NotFound(id.to_string()),
-            Err(e) => e.into(),
-        }
     }
 
     fn spawn_watch(self: &Arc<Self>, id: &str) {
@@ -446,24 +221,30 @@ impl Guardian {
         let id = id.to_string();
         self.rollback_tasks.spawn(async move {
             // A store error before the hook starts must not strand the
-            // release in `rolling_back`: retry (safe: `start_rollback` lets
+            // release in `rolling_back`: retry (safe: the rollback claim lets
             // exactly one attempt run the hook) until it goes through.
             let mut attempt = 1;
-            while let Err(e) = watch::execute_rollback(&me, &id).await {
-                tracing::error!(release = %id, attempt, error = %e, "rollback bookkeeping failed; retrying");
-                let pause = crate::transport::backoff(attempt).min(std::time::Duration::from_secs(60));
-                tokio::select! {
-                    _ = me.ctx.shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(pause) => {}
+            loop {
+                match rollback::execute(&me, &id).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::error!(release = %id, attempt, error = %e, "rollback bookkeeping failed; retrying");
+                        let pause = crate::transport::backoff(attempt)
+                            .min(Duration::from_secs(60));
+                        tokio::select! {
+                            _ = me.ctx.shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(pause) => {}
+                        }
+                        attempt += 1;
+                    }
                 }
-                attempt += 1;
             }
             me.lock_rollbacks().remove(&id);
         });
         true
     }
 
-    fn lock_rollbacks(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+    fn lock_rollbacks(&self) -> MutexGuard<'_, HashSet<String>> {
         self.rollbacks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -472,27 +253,4 @@ impl Guardian {
     pub fn rollback_tasks(&self) -> &TaskTracker {
         &self.rollback_tasks
     }
-}
-
-fn outcome(o: crate::telemetry::Outcome) -> crate::telemetry::OutcomeLabels {
-    crate::telemetry::OutcomeLabels { outcome: o }
-}
-
-fn validate_name(field: &str, value: &str) -> Result<(), ControlError> {
-    if value.trim().is_empty() {
-        return Err(ControlError::Invalid(format!(
-            "`{field}` must not be empty"
-        )));
-    }
-    if value.len() > MAX_NAME_LEN {
-        return Err(ControlError::Invalid(format!(
-            "`{field}` is longer than {MAX_NAME_LEN} bytes"
-        )));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(ControlError::Invalid(format!(
-            "`{field}` contains control characters"
-        )));
-    }
-    Ok(())
 }

@@ -8,7 +8,8 @@ use crate::config::{CheckSpec, Service};
 use crate::context::Context;
 use crate::engine::{self, CheckTracker, Transition};
 use crate::model::{
-    format_value, CheckRecord, CheckState, Decision, Level, Message, Millis, Release,
+    format_value, CheckRecord, CheckState, Decision, DecisionAction, Level, Message, Millis,
+    Release,
 };
 use crate::telemetry::StateLabels;
 use futures_util::future::join_all;
@@ -103,7 +104,7 @@ fn judge(
                     at,
                     check: Some(spec.name.clone()),
                     level: None,
-                    action: "inconclusive".into(),
+                    action: DecisionAction::Inconclusive,
                     reason: reason.clone(),
                 });
                 out.messages
@@ -182,7 +183,7 @@ fn record_transition(
         at: t.at,
         check: Some(spec.name.clone()),
         level: Some(t.to),
-        action: "level_changed".into(),
+        action: DecisionAction::LevelChanged,
         reason: reason.clone(),
     });
     // Page on the way up (warning and above); tell on recovery from critical.

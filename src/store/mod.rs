@@ -1,9 +1,20 @@
 //! Durable state behind one trait: releases, check states, the decision
-//! timeline, the notification outbox and rollback attempts.
+//! timeline, the notification outbox, rollback attempts and the leases that
+//! say which replica works on what.
 //!
-//! Every method is one transaction. The one backend is SQLite in WAL mode
-//! ([`sqlite::SqliteStore`]), embedded, for a single daemon; another backend
-//! (for several replicas) would implement the same trait.
+//! This module owns the seam: the [`Store`] trait, [`StoreSettings`] and
+//! [`open`], which picks the backend. Every method is one transaction. The
+//! embedded backend is SQLite in WAL mode ([`sqlite::SqliteStore`]); a
+//! backend for several replicas (PostgreSQL, planned) would implement the
+//! same trait and run the same contract tests (`tests/it/store_contract.rs`).
+//!
+//! The store holds no product policy: the scheduler decides what a
+//! supersession records, what an ack silences and with which note, which
+//! decisions and pages go with each change; the store writes what it is given,
+//! atomically, and enforces only the invariants below. The few domain rules
+//! those invariants need are the model's, shared by every backend
+//! ([`ReleaseStatus::can_roll_back`], [`RollbackState::release_status`],
+//! [`ReleaseStatus::is_terminal`]).
 //!
 //! Durability guarantees the rest of the daemon builds on:
 //! - a tick's results (check states, decisions, outbox rows, the next tick,
@@ -13,9 +24,9 @@
 //! - outbox rows are keyed by a stable dedup key: enqueuing the same event
 //!   twice keeps one row, so a redone tick never pages twice;
 //! - a release has at most one rollback row, and only the caller that moves
-//!   it from `requested` to `running` ([`Store::start_rollback`]) runs the hook;
+//!   it from `requested` to `running` ([`Store::claim_rollback`]) runs the hook;
 //! - starting and finishing a rollback are each atomic with their bookkeeping:
-//!   [`Store::start_rollback`] writes the move to `running`, its decision and
+//!   [`Store::claim_rollback`] writes the move to `running`, its decision and
 //!   its pages in one transaction (only for the winner), and
 //!   [`Store::finish_rollback`] writes the outcome, the release's final status,
 //!   its decision and its pages in one transaction, so a crash never leaves a
@@ -23,8 +34,30 @@
 //! - only the latest release of a (service, environment) can be rolled back
 //!   by hand ([`Store::request_rollback`]): rolling back an older one would
 //!   undo the newer deploy;
-//! - acknowledging a release ([`Store::ack`]) suppresses its queued pages in
-//!   the same transaction, so none of them is sent afterwards.
+//! - acknowledging a release ([`Store::ack`]) applies the caller's
+//!   [`Silence`] to its queued pages in the same transaction, so none of them
+//!   is sent afterwards, and to every page enqueued for it later;
+//! - leases ([`Store::claim_watch`], [`Store::claim_notification`],
+//!   [`Store::claim_rollback`]) give each watch, outbox row and rollback one
+//!   owner at a time.
+//!
+//! # Several replicas
+//!
+//! A backend shared by several daemons must guarantee, beyond the above:
+//! - a claim is a compare-and-set in one transaction: it succeeds only if the
+//!   thing is unclaimed, claimed by the same owner, or its lease has expired
+//!   (`expires_at <= now`); two concurrent claims never both succeed;
+//! - fencing: a write made under a lease checks the lease in the same
+//!   transaction as the write. [`Store::commit_tick`] with
+//!   [`TickCommit::lease_owner`] set writes nothing and answers
+//!   [`TickApplied::LeaseLost`] unless that owner still holds the watch, so a
+//!   replica that stalled past its lease and was replaced cannot commit;
+//! - a renewal succeeds only for the current holder, so a holder learns it
+//!   lost the lease at its next renewal;
+//! - the rollback claim is the at-most-once gate: it moves the rollback from
+//!   `requested` to `running` for exactly one caller, ever;
+//! - `now` and `expires_at` come from the callers' clocks: replicas must keep
+//!   their clocks within a small fraction of the lease time of each other.
 
 pub mod sqlite;
 
@@ -33,6 +66,50 @@ use crate::model::{
     ReleaseStatus, RollbackRecord, RollbackState,
 };
 use async_trait::async_trait;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Which backend holds the daemon's state, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreSettings {
+    /// One SQLite file (WAL mode); its directory is created if missing.
+    Sqlite { path: PathBuf },
+}
+
+impl StoreSettings {
+    /// The embedded SQLite backend at `path`.
+    pub fn sqlite(path: impl Into<PathBuf>) -> Self {
+        StoreSettings::Sqlite { path: path.into() }
+    }
+
+    /// Where the state lives, for logs (`/var/lib/.../guardian.db`).
+    pub fn describe(&self) -> String {
+        match self {
+            StoreSettings::Sqlite { path } => path.display().to_string(),
+        }
+    }
+}
+
+/// Opens the configured backend: creates what it needs (for SQLite the
+/// file's parent directory), brings its schema up to date, and hands it
+/// back behind the [`Store`] trait.
+pub fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+    match settings {
+        StoreSettings::Sqlite { path } => {
+            create_parent(path)?;
+            Ok(Arc::new(sqlite::SqliteStore::open(path)?))
+        }
+    }
+}
+
+fn create_parent(path: &Path) -> Result<(), StoreError> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display()))),
+        None => Ok(()),
+    }
+}
 
 /// Store failures. Details are for logs; the API answers "internal error".
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +156,10 @@ pub struct ReleaseDetails {
 /// Everything one tick of a watch produced, written in one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct TickCommit {
+    /// The replica that ticked: when set, the commit is fenced — written only
+    /// if this owner still holds the watch's lease (else
+    /// [`TickApplied::LeaseLost`]).
+    pub lease_owner: Option<String>,
     pub checks: Vec<CheckRecord>,
     pub decisions: Vec<Decision>,
     /// Inserted unless a row with the same key exists (dedup).
@@ -100,6 +181,37 @@ pub enum TickApplied {
     Applied { rollback_requested: bool },
     /// The release is no longer `watching` (aborted, superseded, ...): nothing written.
     NotWatching,
+    /// The commit named a lease owner that no longer holds the watch: nothing
+    /// written; the watch belongs to another replica now.
+    LeaseLost,
+}
+
+/// A claim on a watch or an outbox row: who holds it, and until when unless
+/// renewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// A stable id of the replica (the same across its restarts).
+    pub owner: String,
+    pub expires_at: Millis,
+}
+
+impl Lease {
+    pub fn new(owner: impl Into<String>, expires_at: Millis) -> Self {
+        Lease {
+            owner: owner.into(),
+            expires_at,
+        }
+    }
+}
+
+/// What an acknowledgement does to a release's pages, chosen by the caller:
+/// every row still `pending` when the ack is written, and every `pending` row
+/// enqueued for the release afterwards, is stored
+/// [`DeliveryStatus::Suppressed`] with `last_error = note`. Rows already
+/// `sent` or `failed` are history and stay as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Silence {
+    pub note: String,
 }
 
 /// Outcome of asking for a rollback outside a tick (manual rollback).
@@ -126,8 +238,9 @@ pub trait Store: Send + Sync + 'static {
     /// Registers a release: returns the latest release of (service,
     /// environment) if it has the same version; otherwise supersedes every
     /// `watching` release of that (service, environment) (status
-    /// `superseded`, a decision on each) and inserts the new one as
-    /// `watching` with `started_at = now` and the given first tick.
+    /// `superseded`, `superseded_by = id`, the watch ended at `now`, and
+    /// `superseded` appended to each one's timeline) and inserts the new one
+    /// as `watching` with `started_at = now` and the given first tick.
     async fn register_release(
         &self,
         new: &NewRelease,
@@ -135,6 +248,7 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         now: Millis,
         first_check_at: Millis,
+        superseded: &Decision,
     ) -> Result<Registered, StoreError>;
 
     async fn get_release(&self, id: &str) -> Result<Option<Release>, StoreError>;
@@ -168,16 +282,15 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<Option<Release>, StoreError>;
 
-    /// Sets `acked` and appends the decision; `None` if no such release.
-    /// In the same transaction every `pending` outbox row of the release
-    /// becomes [`DeliveryStatus::Suppressed`] (with `last_error` saying why),
-    /// so no queued page is sent after the ack; rows already `sent` or
-    /// `failed` are left alone. Rows enqueued later are stored as usual: the
-    /// caller decides not to page an acknowledged release.
+    /// Sets `acked`, records `silence` and appends the decision; `None` if
+    /// no such release. In the same transaction the silence is applied to the
+    /// release's queued pages (see [`Silence`]), so no queued page is sent
+    /// after the ack; rows enqueued later get it too.
     async fn ack(
         &self,
         release_id: &str,
         decision: &Decision,
+        silence: &Silence,
     ) -> Result<Option<Release>, StoreError>;
 
     async fn append_decision(
@@ -187,9 +300,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Inserts outbox rows, ignoring keys that exist. Returns how many were
-    /// new. Rows for a release that is acked (read in the same transaction)
-    /// are stored `suppressed`, never `pending`; `commit_tick`,
-    /// `start_rollback` and `finish_rollback` insert their rows the same way.
+    /// new. `pending` rows for a release that is acked (read in the same
+    /// transaction) are stored with its [`Silence`], never `pending`;
+    /// `commit_tick`, `claim_rollback` and `finish_rollback` insert their rows
+    /// the same way.
     async fn enqueue(&self, records: &[NotificationRecord]) -> Result<usize, StoreError>;
 
     /// `pending` rows whose `next_attempt_at <= now`, oldest first (never a
@@ -206,7 +320,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records a delivery attempt's result — only on a row that is still
     /// `pending`: a row suppressed by an ack while it was being sent stays
-    /// `suppressed` (no error).
+    /// `suppressed` (no error). Clears the row's delivery claim.
     async fn mark_notification(
         &self,
         key: &str,
@@ -232,15 +346,18 @@ pub trait Store: Send + Sync + 'static {
         decision: &Decision,
     ) -> Result<RollbackRequest, StoreError>;
 
-    /// Moves the rollback from `requested` to `running` (`started_at = now`).
-    /// True only for the one caller that made the move: only that caller may
-    /// run the hook. In the same transaction, and only for that caller, the
-    /// decision is appended and the outbox rows are inserted (existing keys
-    /// ignored, as in [`Store::commit_tick`]); a caller that gets `false`
-    /// wrote nothing.
-    async fn start_rollback(
+    /// Claims the rollback for `owner`: moves it from `requested` to
+    /// `running` (`started_at = now`) and records the owner. True only for the
+    /// one caller that made the move, ever: only that caller may run the hook
+    /// (the at-most-once gate; a claim never expires, since a hook that may
+    /// have run is never run again). In the same transaction, and only for
+    /// that caller, the decision is appended and the outbox rows are inserted
+    /// (existing keys ignored, as in [`Store::commit_tick`]); a caller that
+    /// gets `false` wrote nothing.
+    async fn claim_rollback(
         &self,
         release_id: &str,
+        owner: &str,
         now: Millis,
         decision: &Decision,
         notifications: &[NotificationRecord],
@@ -267,4 +384,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts of releases by status (for `/metrics`).
     async fn count_by_status(&self) -> Result<Vec<(ReleaseStatus, u64)>, StoreError>;
+
+    /// Takes the lease on a release's watch for `lease.owner` until
+    /// `lease.expires_at`: succeeds (true) if the watch is unclaimed, already
+    /// held by that owner (then it is extended), or its lease expired
+    /// (`expires_at <= now`: a replica that stopped renewing is taken over).
+    /// False if another owner holds a live lease, or no such release.
+    async fn claim_watch(
+        &self,
+        release_id: &str,
+        lease: &Lease,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
+
+    /// Extends the lease to `lease.expires_at` if `lease.owner` still holds
+    /// it (even past its expiry, as long as nobody took it over). False if
+    /// another owner took it, it was released, or no such release.
+    async fn renew_watch(&self, release_id: &str, lease: &Lease) -> Result<bool, StoreError>;
+
+    /// Gives the watch's lease up, if `owner` holds it (otherwise nothing).
+    async fn release_watch(&self, release_id: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// Claims a `pending` outbox row for delivery, so that two replicas never
+    /// send one message: true if the row was unclaimed, already this owner's,
+    /// or its claim expired; false if another live claim holds it, the row is
+    /// no longer `pending`, or there is no such row. Recording the attempt
+    /// ([`Store::mark_notification`]) ends the claim.
+    async fn claim_notification(
+        &self,
+        key: &str,
+        lease: &Lease,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
 }

@@ -15,17 +15,23 @@
 //! - `notifications.key` is the primary key and rows are inserted with
 //!   `INSERT OR IGNORE`: the same event enqueued twice keeps one row;
 //! - `rollbacks.release_id` is the primary key: a release has at most one
-//!   rollback row, and `start_rollback` moves it `requested → running` with a
+//!   rollback row, and `claim_rollback` moves it `requested → running` with a
 //!   conditional `UPDATE`, so exactly one caller wins (and only the winner
 //!   writes the decision and outbox rows, in the same transaction);
+//! - leases are columns of the row they guard (`releases.lease_owner`,
+//!   `notifications.claimed_by`, `rollbacks.claimed_by`), claimed by a
+//!   conditional `UPDATE` under the write lock, and `commit_tick` checks
+//!   `releases.lease_owner` in its own transaction (fencing). With one daemon
+//!   per file the daemon is every lease's single owner; the same SQL holds
+//!   for several processes sharing the file;
 //! - every table's `release_id` references `releases (id)` with foreign keys
 //!   on, so a row naming a missing release fails its whole transaction;
 //! - `releases.seq` orders releases by registration, so "latest" and "newest
 //!   first" are well defined even when timestamps are equal.
 
 use super::{
-    Registered, ReleaseDetails, ReleaseFilter, RollbackRequest, Store, StoreError, TickApplied,
-    TickCommit,
+    Lease, Registered, ReleaseDetails, ReleaseFilter, RollbackRequest, Silence, Store, StoreError,
+    TickApplied, TickCommit,
 };
 use crate::model::{
     CheckRecord, Decision, DeliveryStatus, Millis, NewRelease, NotificationRecord, Release,
@@ -124,6 +130,13 @@ impl SqliteStore {
         schema::MIGRATIONS.len() as u32
     }
 
+    /// The SQL of migration `index` (which takes the schema from version
+    /// `index` to `index + 1`), for tests that build a file as an older
+    /// build left it.
+    pub fn migration_sql(index: usize) -> Option<&'static str> {
+        schema::MIGRATIONS.get(index).copied()
+    }
+
     /// Runs `f` in one transaction on the blocking pool; commits if it
     /// returns `Ok`, rolls back otherwise. The work completes even if the
     /// caller's future is dropped, so a write is all or nothing.
@@ -172,10 +185,22 @@ impl Store for SqliteStore {
         id: &str,
         now: Millis,
         first_check_at: Millis,
+        superseded: &Decision,
     ) -> Result<Registered, StoreError> {
         let (new, environment, id) = (new.clone(), environment.to_owned(), id.to_owned());
-        self.write(move |tx| ops::register(tx, &new, &environment, &id, now, first_check_at))
-            .await
+        let superseded = superseded.clone();
+        self.write(move |tx| {
+            ops::register(
+                tx,
+                &new,
+                &environment,
+                &id,
+                now,
+                first_check_at,
+                &superseded,
+            )
+        })
+        .await
     }
 
     async fn get_release(&self, id: &str) -> Result<Option<Release>, StoreError> {
@@ -231,9 +256,11 @@ impl Store for SqliteStore {
         &self,
         release_id: &str,
         decision: &Decision,
+        silence: &Silence,
     ) -> Result<Option<Release>, StoreError> {
-        let (id, decision) = (release_id.to_owned(), decision.clone());
-        self.write(move |tx| ops::ack(tx, &id, &decision)).await
+        let (id, decision, silence) = (release_id.to_owned(), decision.clone(), silence.clone());
+        self.write(move |tx| ops::ack(tx, &id, &decision, &silence))
+            .await
     }
 
     /// Errors if the release does not exist.
@@ -305,19 +332,21 @@ impl Store for SqliteStore {
     }
 
     /// Each outbox row's release is `message.release_id`, which must exist.
-    async fn start_rollback(
+    async fn claim_rollback(
         &self,
         release_id: &str,
+        owner: &str,
         now: Millis,
         decision: &Decision,
         notifications: &[NotificationRecord],
     ) -> Result<bool, StoreError> {
-        let (id, decision, notifications) = (
+        let (id, owner, decision, notifications) = (
             release_id.to_owned(),
+            owner.to_owned(),
             decision.clone(),
             notifications.to_vec(),
         );
-        self.write(move |tx| ops::start_rollback(tx, &id, now, &decision, &notifications))
+        self.write(move |tx| ops::claim_rollback(tx, &id, &owner, now, &decision, &notifications))
             .await
     }
 
@@ -358,5 +387,39 @@ impl Store for SqliteStore {
 
     async fn count_by_status(&self) -> Result<Vec<(ReleaseStatus, u64)>, StoreError> {
         self.read(ops::count_by_status).await
+    }
+
+    async fn claim_watch(
+        &self,
+        release_id: &str,
+        lease: &Lease,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let (id, lease) = (release_id.to_owned(), lease.clone());
+        self.write(move |tx| ops::claim_watch(tx, &id, &lease, now))
+            .await
+    }
+
+    async fn renew_watch(&self, release_id: &str, lease: &Lease) -> Result<bool, StoreError> {
+        let (id, lease) = (release_id.to_owned(), lease.clone());
+        self.write(move |tx| ops::renew_watch(tx, &id, &lease))
+            .await
+    }
+
+    async fn release_watch(&self, release_id: &str, owner: &str) -> Result<(), StoreError> {
+        let (id, owner) = (release_id.to_owned(), owner.to_owned());
+        self.write(move |tx| ops::release_watch(tx, &id, &owner))
+            .await
+    }
+
+    async fn claim_notification(
+        &self,
+        key: &str,
+        lease: &Lease,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let (key, lease) = (key.to_owned(), lease.clone());
+        self.write(move |tx| ops::claim_notification(tx, &key, &lease, now))
+            .await
     }
 }

@@ -10,7 +10,8 @@ use crate::model::{
     ReleaseStatus, RollbackRecord, RollbackState,
 };
 use crate::store::{
-    Registered, ReleaseDetails, ReleaseFilter, RollbackRequest, StoreError, TickApplied, TickCommit,
+    Lease, Registered, ReleaseDetails, ReleaseFilter, RollbackRequest, Silence, StoreError,
+    TickApplied, TickCommit,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -19,8 +20,6 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 const DEFAULT_LIST_LIMIT: usize = 100;
 /// Upper bound of `list_releases`' limit.
 const MAX_LIST_LIMIT: usize = 1000;
-/// `last_error` of the pending outbox rows an ack suppresses.
-const ACK_SUPPRESSED: &str = "suppressed: the release was acknowledged";
 
 // ---- statements shared by several methods --------------------------------
 
@@ -69,7 +68,7 @@ fn insert_decision(conn: &Connection, release_id: &str, d: &Decision) -> Result<
         d.at,
         d.check,
         d.level.map(|l| l.as_str()),
-        d.action,
+        d.action.as_str(),
         d.reason
     ])?;
     Ok(())
@@ -85,18 +84,23 @@ fn insert_notifications(
              attempts, last_error, created_at, sent_at, next_attempt_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
-    let mut acked = conn.prepare_cached("SELECT acked FROM releases WHERE id = ?1")?;
+    let mut silence = conn.prepare_cached("SELECT silence_note FROM releases WHERE id = ?1")?;
     let mut inserted = 0;
     for n in records {
-        // An ack silences the release: a page decided from an older copy of
-        // the release (a long hook run, a tick in flight) is kept, suppressed.
-        let silenced = n.status == DeliveryStatus::Pending
-            && acked
-                .query_row(params![n.message.release_id], |r| r.get::<_, bool>(0))
+        // The silence an ack recorded applies to rows enqueued after it too:
+        // a page decided from an older copy of the release (a long hook run,
+        // a tick in flight) is kept, suppressed, with the ack's note.
+        let silenced = match n.status {
+            DeliveryStatus::Pending => silence
+                .query_row(params![n.message.release_id], |r| {
+                    r.get::<_, Option<String>>(0)
+                })
                 .optional()?
-                .unwrap_or(false);
-        let (status, last_error) = if silenced {
-            (DeliveryStatus::Suppressed, Some(ACK_SUPPRESSED.to_string()))
+                .flatten(),
+            _ => None,
+        };
+        let (status, last_error) = if let Some(note) = silenced {
+            (DeliveryStatus::Suppressed, Some(note))
         } else {
             (n.status, n.last_error.clone())
         };
@@ -175,6 +179,7 @@ pub(super) fn register(
     id: &str,
     now: Millis,
     first_check_at: Millis,
+    superseded_decision: &Decision,
 ) -> Result<Registered, StoreError> {
     let sql = format!(
         "SELECT {RELEASE_COLUMNS} FROM releases
@@ -227,13 +232,6 @@ pub(super) fn register(
             |r| r.get(0),
         )?
         .collect::<Result<_, _>>()?;
-    let decision = Decision {
-        at: now,
-        check: None,
-        level: None,
-        action: "superseded".into(),
-        reason: format!("superseded by version {} (release {id})", new.version),
-    };
     for old in &superseded {
         tx.prepare_cached(
             "UPDATE releases SET status = ?2, superseded_by = ?3, next_check_at = NULL,
@@ -241,7 +239,7 @@ pub(super) fn register(
              WHERE id = ?1",
         )?
         .execute(params![old, ReleaseStatus::Superseded.as_str(), id, now])?;
-        insert_decision(tx, old, &decision)?;
+        insert_decision(tx, old, superseded_decision)?;
     }
 
     let release = release(tx, id)?
@@ -260,6 +258,11 @@ pub(super) fn commit_tick(
 ) -> Result<TickApplied, StoreError> {
     if status_of(tx, release_id)? != Some(ReleaseStatus::Watching) {
         return Ok(TickApplied::NotWatching);
+    }
+    if let Some(owner) = &tick.lease_owner {
+        if lease_owner(tx, release_id)?.as_deref() != Some(owner.as_str()) {
+            return Ok(TickApplied::LeaseLost);
+        }
     }
     {
         let mut upsert = tx.prepare_cached(
@@ -343,7 +346,7 @@ pub(super) fn request_rollback(
             latest_version,
         });
     }
-    if !matches!(status, ReleaseStatus::Watching | ReleaseStatus::Verified) {
+    if !status.can_roll_back() {
         return Ok(RollbackRequest::NotAllowed(status));
     }
     insert_rollback(tx, release_id, record)?;
@@ -378,15 +381,11 @@ pub(super) fn finish_rollback(
     decision: &Decision,
     notifications: &[NotificationRecord],
 ) -> Result<(), StoreError> {
-    let release_status = match outcome.state {
-        RollbackState::Succeeded => ReleaseStatus::RolledBack,
-        RollbackState::Failed | RollbackState::Interrupted => ReleaseStatus::RollbackFailed,
-        RollbackState::Requested | RollbackState::Running => {
-            return Err(StoreError::Backend(format!(
-                "finish_rollback of release {release_id}: {} is not an outcome",
-                outcome.state.as_str()
-            )))
-        }
+    let Some(release_status) = outcome.state.release_status() else {
+        return Err(StoreError::Backend(format!(
+            "finish_rollback of release {release_id}: {} is not an outcome",
+            outcome.state.as_str()
+        )));
     };
     let Some(current) = rollback(tx, release_id)? else {
         return Err(StoreError::Backend(format!(
@@ -519,10 +518,11 @@ pub(super) fn ack(
     tx: &Transaction<'_>,
     release_id: &str,
     decision: &Decision,
+    silence: &Silence,
 ) -> Result<Option<Release>, StoreError> {
     let changed = tx
-        .prepare_cached("UPDATE releases SET acked = 1 WHERE id = ?1")?
-        .execute([release_id])?;
+        .prepare_cached("UPDATE releases SET acked = 1, silence_note = ?2 WHERE id = ?1")?
+        .execute(params![release_id, silence.note])?;
     if changed == 0 {
         return Ok(None);
     }
@@ -534,7 +534,7 @@ pub(super) fn ack(
     .execute(params![
         release_id,
         DeliveryStatus::Suppressed.as_str(),
-        ACK_SUPPRESSED,
+        silence.note,
         DeliveryStatus::Pending.as_str()
     ])?;
     release(tx, release_id)
@@ -605,7 +605,7 @@ pub(super) fn mark_notification(
     let changed = tx
         .prepare_cached(
             "UPDATE notifications SET status = ?2, attempts = ?3, last_error = ?4,
-                 next_attempt_at = ?5, sent_at = ?6
+                 next_attempt_at = ?5, sent_at = ?6, claimed_by = NULL, claim_expires_at = NULL
              WHERE key = ?1 AND status = 'pending'",
         )?
         .execute(params![
@@ -631,25 +631,27 @@ pub(super) fn mark_notification(
 }
 
 /// The exactly-once gate: only the caller whose `UPDATE` moves the row from
-/// `requested` to `running` gets `true`, and only it writes the decision and
-/// the outbox rows.
-pub(super) fn start_rollback(
+/// `requested` to `running` gets `true` (and is recorded as its owner), and
+/// only it writes the decision and the outbox rows.
+pub(super) fn claim_rollback(
     tx: &Transaction<'_>,
     release_id: &str,
+    owner: &str,
     now: Millis,
     decision: &Decision,
     notifications: &[NotificationRecord],
 ) -> Result<bool, StoreError> {
     let changed = tx
         .prepare_cached(
-            "UPDATE rollbacks SET state = ?3, started_at = ?2
+            "UPDATE rollbacks SET state = ?3, started_at = ?2, claimed_by = ?5
              WHERE release_id = ?1 AND state = ?4",
         )?
         .execute(params![
             release_id,
             now,
             RollbackState::Running.as_str(),
-            RollbackState::Requested.as_str()
+            RollbackState::Requested.as_str(),
+            owner
         ])?;
     if changed != 1 {
         return Ok(false);
@@ -667,4 +669,84 @@ pub(super) fn count_by_status(
         .query_map([], |r| Ok((rows::release_status(r, 0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     Ok(out)
+}
+
+// ---- leases ---------------------------------------------------------------
+
+/// The owner of a release's watch lease (expired or not), if any.
+fn lease_owner(conn: &Connection, release_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT lease_owner FROM releases WHERE id = ?1")?
+        .query_row([release_id], |r| r.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten())
+}
+
+/// Takes the watch lease if it is free, expired, or already `owner`'s.
+pub(super) fn claim_watch(
+    tx: &Transaction<'_>,
+    release_id: &str,
+    lease: &Lease,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE releases SET lease_owner = ?2, lease_expires_at = ?3
+             WHERE id = ?1
+               AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_expires_at <= ?4)",
+        )?
+        .execute(params![release_id, lease.owner, lease.expires_at, now])?;
+    Ok(changed == 1)
+}
+
+/// Extends the lease only while `owner` still holds it.
+pub(super) fn renew_watch(
+    tx: &Transaction<'_>,
+    release_id: &str,
+    lease: &Lease,
+) -> Result<bool, StoreError> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE releases SET lease_expires_at = ?3 WHERE id = ?1 AND lease_owner = ?2",
+        )?
+        .execute(params![release_id, lease.owner, lease.expires_at])?;
+    Ok(changed == 1)
+}
+
+/// Gives the lease up if `owner` holds it.
+pub(super) fn release_watch(
+    tx: &Transaction<'_>,
+    release_id: &str,
+    owner: &str,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE releases SET lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = ?1 AND lease_owner = ?2",
+    )?
+    .execute(params![release_id, owner])?;
+    Ok(())
+}
+
+/// Claims a pending outbox row for delivery if it is unclaimed, its claim
+/// expired, or `owner` already holds it.
+pub(super) fn claim_notification(
+    tx: &Transaction<'_>,
+    key: &str,
+    lease: &Lease,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE notifications SET claimed_by = ?2, claim_expires_at = ?3
+             WHERE key = ?1 AND status = ?5
+               AND (claimed_by IS NULL OR claimed_by = ?2 OR claim_expires_at <= ?4)",
+        )?
+        .execute(params![
+            key,
+            lease.owner,
+            lease.expires_at,
+            now,
+            DeliveryStatus::Pending.as_str()
+        ])?;
+    Ok(changed == 1)
 }

@@ -7,8 +7,8 @@
 //! panics on a bad row.
 
 use crate::model::{
-    CheckRecord, CheckState, Decision, DeliveryStatus, Level, NotificationRecord, Release,
-    ReleaseStatus, RollbackRecord, RollbackState,
+    CheckRecord, CheckState, Decision, DecisionAction, DeliveryStatus, Level, NotificationRecord,
+    Release, ReleaseStatus, RollbackRecord, RollbackState,
 };
 use crate::store::StoreError;
 use rusqlite::types::Type;
@@ -80,7 +80,7 @@ pub(super) fn decision(row: &Row<'_>) -> rusqlite::Result<Decision> {
         at: row.get(0)?,
         check: row.get(1)?,
         level,
-        action: row.get(3)?,
+        action: parsed(row, 3, "decisions.action", DecisionAction::parse)?,
         reason: row.get(4)?,
     })
 }

@@ -78,6 +78,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
         output       TEXT
     );
     ",
+    // 2: leases for several replicas, and the silence an ack chose.
+    // A watch's lease lives on its release row; an outbox row and a rollback
+    // name the replica that claimed them. Releases acknowledged before this
+    // version keep the note they were silenced with.
+    "
+    ALTER TABLE releases ADD COLUMN lease_owner TEXT;
+    ALTER TABLE releases ADD COLUMN lease_expires_at INTEGER;
+    ALTER TABLE releases ADD COLUMN silence_note TEXT;
+    UPDATE releases SET silence_note = 'suppressed: the release was acknowledged'
+        WHERE acked = 1;
+    ALTER TABLE notifications ADD COLUMN claimed_by TEXT;
+    ALTER TABLE notifications ADD COLUMN claim_expires_at INTEGER;
+    ALTER TABLE rollbacks ADD COLUMN claimed_by TEXT;
+    ",
 ];
 
 /// Applies the migrations the file lacks, all in one immediate transaction

@@ -25,5 +25,5 @@ mod reload;
 mod rollback_hook;
 mod rollback_hook_env;
 mod shutdown;
-mod store_sqlite;
+mod store_contract;
 mod systemd;

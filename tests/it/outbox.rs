@@ -36,7 +36,7 @@ async fn setup(dir: &std::path::Path, notifiers: &[String]) -> (Arc<Outbox>, Arc
         annotations: Default::default(),
     };
     store
-        .register_release(&new, "production", "r1", 1_000, 2_000)
+        .register_release(&new, "production", "r1", 1_000, 2_000, &superseded())
         .await
         .unwrap();
     let ctx = Context::new(settings, store.clone(), Arc::new(SystemClock));
@@ -163,10 +163,13 @@ async fn an_ack_during_a_delivery_keeps_the_message_suppressed() {
         at: SystemClock.now(),
         check: None,
         level: None,
-        action: "acked".into(),
+        action: release_guardian::model::DecisionAction::Acked,
         reason: "test".into(),
     };
-    store.ack("r1", &decision).await.unwrap().unwrap();
+    let silence = release_guardian::store::Silence {
+        note: "suppressed: the release was acknowledged".into(),
+    };
+    store.ack("r1", &decision, &silence).await.unwrap().unwrap();
     // The in-flight send finishes (the receiver answers 200), yet the row
     // stays suppressed; and a later page for the release is stored suppressed.
     delivering.await.unwrap().unwrap();
@@ -181,4 +184,9 @@ async fn an_ack_during_a_delivery_keeps_the_message_suppressed() {
         DeliveryStatus::Suppressed
     );
     assert_eq!(slow.hits(), 1, "nothing was sent after the ack");
+}
+
+/// The decision a registration records on the releases it supersedes.
+fn superseded() -> release_guardian::model::Decision {
+    release_guardian::model::Decision::superseded(1_000, "superseded by a newer release")
 }

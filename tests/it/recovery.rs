@@ -127,7 +127,14 @@ async fn previous_run(dir: &Path, id: &str, reason: &str) -> (SqliteStore, Setti
     let settings = settings_for(dir, &nowhere(), &script);
     let store = open_store(dir);
     store
-        .register_release(&new_release(), "production", id, 1_000, 2_000)
+        .register_release(
+            &new_release(),
+            "production",
+            id,
+            1_000,
+            2_000,
+            &superseded(),
+        )
         .await
         .unwrap();
     let record = RollbackRecord {
@@ -144,7 +151,7 @@ async fn previous_run(dir: &Path, id: &str, reason: &str) -> (SqliteStore, Setti
         at: 1_500,
         check: None,
         level: None,
-        action: "rollback_requested".into(),
+        action: release_guardian::model::DecisionAction::RollbackRequested,
         reason: "test".into(),
     };
     let req = store
@@ -206,11 +213,11 @@ async fn a_hook_interrupted_by_a_crash_is_never_run_again() {
         at: 1_600,
         check: None,
         level: None,
-        action: "rollback_started".into(),
+        action: release_guardian::model::DecisionAction::RollbackStarted,
         reason: "test".into(),
     };
     assert!(store
-        .start_rollback("r-crash", 1_600, &started, &[])
+        .claim_rollback("r-crash", "local", 1_600, &started, &[])
         .await
         .unwrap());
     drop(store);
@@ -309,6 +316,7 @@ async fn a_watch_whose_window_passed_while_down_ends_without_judging_the_present
             "r-old",
             hour_ago,
             hour_ago + 500,
+            &superseded(),
         )
         .await
         .unwrap();
@@ -376,7 +384,7 @@ async fn a_pending_rollback_never_undoes_a_newer_release() {
         ..new_release()
     };
     store
-        .register_release(&v3, "production", "r-v3", 5_000, 6_000)
+        .register_release(&v3, "production", "r-v3", 5_000, 6_000, &superseded())
         .await
         .unwrap();
     drop(store);
@@ -390,4 +398,9 @@ async fn a_pending_rollback_never_undoes_a_newer_release() {
         d.decisions
     );
     assert!(!log.exists(), "the hook must not undo v3");
+}
+
+/// The decision a registration records on the releases it supersedes.
+fn superseded() -> Decision {
+    Decision::superseded(1_000, "superseded by a newer release")
 }

@@ -1,0 +1,289 @@
+//! Control operations: register a release, abort a watch, acknowledge a
+//! release, request a manual rollback. They go through the [`Guardian`] so
+//! that the store and the running tasks never disagree.
+//!
+//! This file also owns the policy these operations hand the store, which
+//! only executes it: the decision a superseded release records
+//! ([`superseded`]) and what an acknowledgement silences ([`ack_silence`]).
+
+use super::Guardian;
+use crate::actions::rollback::RollbackMode;
+use crate::model::{
+    Decision, Millis, NewRelease, Release, ReleaseStatus, RollbackRecord, RollbackState,
+};
+use crate::store::{Registered, RollbackRequest, Silence, StoreError};
+use std::sync::Arc;
+
+use crate::model::MAX_NAME_LEN;
+
+/// Why a control operation was refused. The API maps each to a status.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ControlError {
+    #[error("release {0} not found")]
+    NotFound(String),
+    #[error("unknown service {service:?} in environment {environment:?}")]
+    UnknownService {
+        service: String,
+        environment: String,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<StoreError> for ControlError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+/// The decision recorded on every release that the release `id` (version
+/// `version`) supersedes.
+pub(super) fn superseded(version: &str, id: &str, now: Millis) -> Decision {
+    Decision::superseded(
+        now,
+        format!("superseded by version {version} (release {id})"),
+    )
+}
+
+/// What an ack does to the release's pages: every page still queued, and
+/// every page decided later from an older copy of the release, is kept
+/// unsent with this note.
+pub(super) fn ack_silence() -> Silence {
+    Silence {
+        note: "suppressed: the release was acknowledged".into(),
+    }
+}
+
+impl Guardian {
+    /// Runs a control operation to its end even if the caller goes away (a
+    /// client that disconnects, a request timeout): a store write is never
+    /// left without its follow-up (starting a watch, running a hook).
+    async fn detached<T, F>(self: &Arc<Self>, op: F) -> Result<T, ControlError>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, ControlError>> + Send + 'static,
+    {
+        self.ctx
+            .tasks
+            .spawn(op)
+            .await
+            .map_err(|e| ControlError::Internal(format!("control task failed: {e}")))?
+    }
+
+    /// Registers a release and starts (or keeps) its watch.
+    pub async fn register(self: &Arc<Self>, new: NewRelease) -> Result<Registered, ControlError> {
+        let me = self.clone();
+        self.detached(async move { me.register_now(new).await })
+            .await
+    }
+
+    async fn register_now(self: &Arc<Self>, new: NewRelease) -> Result<Registered, ControlError> {
+        validate_name("service", &new.service)?;
+        validate_name("version", &new.version)?;
+        let environment = new
+            .environment
+            .clone()
+            .unwrap_or_else(crate::config::default_environment);
+        validate_name("environment", &environment)?;
+        if let Some(p) = &new.previous_version {
+            validate_name("previous_version", p)?;
+        }
+        let settings = self.ctx.settings();
+        let service = settings
+            .service(&new.service, &environment)
+            .ok_or_else(|| ControlError::UnknownService {
+                service: new.service.clone(),
+                environment: environment.clone(),
+            })?;
+        let now = self.ctx.clock.now();
+        let first = service.cadence.next_tick(now, now).unwrap_or(now);
+        let id = uuid::Uuid::now_v7().to_string();
+        let reg = self
+            .ctx
+            .store
+            .register_release(
+                &new,
+                &environment,
+                &id,
+                now,
+                first,
+                &superseded(&new.version, &id, now),
+            )
+            .await?;
+        if reg.created {
+            self.ctx.telemetry.releases_registered.inc();
+            for old in &reg.superseded {
+                self.cancel_watch(old);
+            }
+            if self.claim(&reg.release.id).await? {
+                self.spawn_watch(&reg.release.id);
+            }
+            tracing::info!(release = %reg.release.id, service = %new.service, %environment, version = %new.version, "watch started");
+        } else if reg.release.status == ReleaseStatus::Watching
+            && reg.release.next_check_at.is_some()
+            && !self.lock_watches().contains_key(&reg.release.id)
+            && self.claim(&reg.release.id).await?
+        {
+            // A retried registration finds a watch without its task (an
+            // earlier attempt died between the write and the spawn): heal it.
+            self.spawn_watch(&reg.release.id);
+        }
+        Ok(reg)
+    }
+
+    /// Stops a watch for good.
+    pub async fn abort(self: &Arc<Self>, id: &str) -> Result<Release, ControlError> {
+        let release = self.get(id).await?;
+        if release.status == ReleaseStatus::RollingBack {
+            return Err(ControlError::Conflict(
+                "a rollback is in progress; it cannot be aborted".into(),
+            ));
+        }
+        let now = self.ctx.clock.now();
+        let decision = Decision::aborted(now, "watch aborted through the API");
+        match self
+            .ctx
+            .store
+            .transition(
+                id,
+                &[ReleaseStatus::Watching],
+                ReleaseStatus::Aborted,
+                &decision,
+                now,
+            )
+            .await?
+        {
+            Some(r) => {
+                self.cancel_watch(id);
+                Ok(r)
+            }
+            None => Err(self.not_in_status(id, "aborted").await),
+        }
+    }
+
+    /// Silences further pages for a release (decisions are still recorded).
+    pub async fn ack(self: &Arc<Self>, id: &str) -> Result<Release, ControlError> {
+        let now = self.ctx.clock.now();
+        let decision = Decision::acked(
+            now,
+            "acknowledged through the API: no further pages for this release",
+        );
+        self.ctx
+            .store
+            .ack(id, &decision, &ack_silence())
+            .await?
+            .ok_or_else(|| ControlError::NotFound(id.to_string()))
+    }
+
+    /// Runs the rollback hook now (at most once per release, ever).
+    pub async fn manual_rollback(self: &Arc<Self>, id: &str) -> Result<Release, ControlError> {
+        let me = self.clone();
+        let id = id.to_string();
+        self.detached(async move { me.manual_rollback_now(&id).await })
+            .await
+    }
+
+    async fn manual_rollback_now(self: &Arc<Self>, id: &str) -> Result<Release, ControlError> {
+        let release = self.get(id).await?;
+        let settings = self.ctx.settings();
+        let has_hook = settings
+            .service(&release.service, &release.environment)
+            .and_then(|s| s.rollback.as_ref())
+            .is_some();
+        if !has_hook {
+            return Err(ControlError::Conflict(format!(
+                "service {:?} ({}) has no rollback hook configured",
+                release.service, release.environment
+            )));
+        }
+        let now = self.ctx.clock.now();
+        let record = RollbackRecord {
+            state: RollbackState::Requested,
+            reason: "manual rollback requested through the API".into(),
+            trigger: RollbackMode::Manual.as_str().into(),
+            requested_at: now,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            output: None,
+        };
+        let decision = Decision::rollback_requested(now, record.reason.clone());
+        match self
+            .ctx
+            .store
+            .request_rollback(id, &record, &decision)
+            .await?
+        {
+            RollbackRequest::Requested => {
+                self.cancel_watch(id);
+                self.spawn_rollback(id);
+                self.get(id).await
+            }
+            RollbackRequest::Exists(rb)
+                if rb.state == RollbackState::Requested && self.spawn_rollback(id) =>
+            {
+                // Recorded but never started (an earlier attempt died between
+                // the write and the spawn): started now; the rollback claim
+                // still lets exactly one caller run the hook.
+                self.get(id).await
+            }
+            RollbackRequest::Exists(rb) => Err(ControlError::Conflict(format!(
+                "release {id} already has a rollback ({}); a release is rolled back at most once",
+                rb.state.as_str()
+            ))),
+            RollbackRequest::NotAllowed(status) => Err(ControlError::Conflict(format!(
+                "release {id} is {status}; it cannot be rolled back"
+            ))),
+            RollbackRequest::NotLatest {
+                latest_id,
+                latest_version,
+            } => Err(ControlError::Conflict(format!(
+                "release {id} is not the latest of its service: version {latest_version} \
+                 (release {latest_id}) was deployed after it; rolling back {id} would undo it"
+            ))),
+            RollbackRequest::NotFound => Err(ControlError::NotFound(id.to_string())),
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Release, ControlError> {
+        self.ctx
+            .store
+            .get_release(id)
+            .await?
+            .ok_or_else(|| ControlError::NotFound(id.to_string()))
+    }
+
+    async fn not_in_status(&self, id: &str, verb: &str) -> ControlError {
+        match self.ctx.store.get_release(id).await {
+            Ok(Some(r)) => ControlError::Conflict(format!(
+                "release {id} is already {}; it cannot be {verb}",
+                r.status
+            )),
+            Ok(None) => ControlError::NotFound(id.to_string()),
+            Err(e) => e.into(),
+        }
+    }
+}
+
+fn validate_name(field: &str, value: &str) -> Result<(), ControlError> {
+    if value.trim().is_empty() {
+        return Err(ControlError::Invalid(format!(
+            "`{field}` must not be empty"
+        )));
+    }
+    if value.len() > MAX_NAME_LEN {
+        return Err(ControlError::Invalid(format!(
+            "`{field}` is longer than {MAX_NAME_LEN} bytes"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ControlError::Invalid(format!(
+            "`{field}` contains control characters"
+        )));
+    }
+    Ok(())
+}

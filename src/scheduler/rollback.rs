@@ -1,0 +1,381 @@
+//! Rollback execution, from a rule's trigger to the outcome: what a tick
+//! does when a check reaches the rollback level (request, recommend, or say
+//! that no hook exists — [`on_trigger`]); the run of a requested rollback
+//! ([`execute`]: claim the rollback, run the hook through
+//! [`crate::actions::rollback`] while keeping the watch's lease, record the
+//! outcome with its decision and pages); and the recovery of a rollback a
+//! restart finds ([`recover`]: start a requested one, report a hook that was
+//! interrupted, never run it twice). The at-most-once gate is the store's
+//! rollback claim.
+
+use super::{messages, tick, Guardian, LEASE_RENEW_EVERY};
+use crate::actions::rollback::{self, HookVars};
+use crate::actions::rollback::{RollbackConfig, RollbackMode};
+use crate::config::Service;
+use crate::model::{
+    Decision, Level, Message, Millis, Release, RollbackRecord, RollbackState, Severity,
+};
+use crate::store::StoreError;
+use crate::telemetry::{Outcome, OutcomeLabels};
+use std::sync::Arc;
+
+/// What a tick records when a check reached the rollback level.
+#[derive(Debug, Default)]
+pub(super) struct TriggerOutcome {
+    /// The rollback to request (mode `auto`).
+    pub request: Option<RollbackRecord>,
+    pub decision: Option<Decision>,
+    pub message: Option<Message>,
+}
+
+/// Turns a tick's rollback trigger into a request (mode `auto`), a
+/// recommendation with a page (mode `manual`), or a note that the service has
+/// no hook.
+pub(super) fn on_trigger(
+    release: &Release,
+    service: &Service,
+    trigger: &tick::RollbackTrigger,
+    now: Millis,
+) -> TriggerOutcome {
+    let tick::RollbackTrigger {
+        at,
+        check,
+        value,
+        reason,
+    } = trigger;
+    match service.rollback.as_ref().map(|r| r.mode) {
+        Some(RollbackMode::Auto) => TriggerOutcome {
+            request: Some(RollbackRecord {
+                state: RollbackState::Requested,
+                reason: reason.clone(),
+                trigger: RollbackMode::Auto.as_str().into(),
+                requested_at: now,
+                started_at: None,
+                finished_at: None,
+                exit_code: None,
+                output: None,
+            }),
+            decision: Some(
+                Decision::rollback_requested(now, format!("automatic rollback: {reason}"))
+                    .with_check(check.clone()),
+            ),
+            message: None,
+        },
+        Some(RollbackMode::Manual) => {
+            let why = format!("rollback recommended (mode = \"manual\"): {reason}; POST /v1/releases/{}/rollback to roll back", release.id);
+            let mut msg = messages::release_event(
+                release,
+                "rollback_recommended",
+                Severity::Critical,
+                &why,
+                *at,
+                &format!("rollback/recommended/{at}"),
+            );
+            msg.check = Some(check.clone());
+            msg.level = Some(Level::Rollback);
+            msg.value = value.is_finite().then_some(*value);
+            TriggerOutcome {
+                request: None,
+                decision: Some(Decision::rollback_recommended(now, check.clone(), why)),
+                message: Some(msg),
+            }
+        }
+        None => TriggerOutcome {
+            request: None,
+            decision: Some(Decision::rollback_unavailable(
+                now,
+                check.clone(),
+                format!("{reason}; no rollback hook is configured for this service"),
+            )),
+            message: None,
+        },
+    }
+}
+
+/// Settles a release a restart finds `rolling_back`: a rollback still
+/// `requested` is started; one that was `running` is recorded as
+/// interrupted (the hook may or may not have finished: it is never run
+/// twice).
+pub(super) async fn recover(
+    g: &Arc<Guardian>,
+    release: &Release,
+    now: Millis,
+) -> Result<(), StoreError> {
+    match g.ctx.store.get_rollback(&release.id).await? {
+        Some(rb) if rb.state == RollbackState::Requested => {
+            g.spawn_rollback(&release.id);
+        }
+        Some(rb) if rb.state == RollbackState::Running => {
+            let reason = "the daemon stopped while the rollback hook was running; its outcome is unknown and it is not run again — check the service by hand".to_string();
+            let decision = Decision::rollback_failed(now, reason.clone());
+            let msg = messages::release_event(
+                release,
+                "rollback_failed",
+                Severity::Critical,
+                &reason,
+                now,
+                "rollback/finished",
+            );
+            let pages = messages::records_for(&g.ctx.settings(), release, &msg, now);
+            g.ctx
+                .store
+                .finish_rollback(
+                    &release.id,
+                    RollbackState::Interrupted,
+                    None,
+                    None,
+                    &decision,
+                    &pages,
+                    now,
+                )
+                .await?;
+            g.release_lease(&release.id).await;
+            g.ctx
+                .telemetry
+                .rollbacks
+                .get_or_create(&OutcomeLabels {
+                    outcome: Outcome::interrupted,
+                })
+                .inc();
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Runs the hook, renewing the release's watch lease while it runs so that
+/// no other replica takes the release over and reports the hook interrupted.
+async fn run_hook_renewing(
+    g: &Guardian,
+    id: &str,
+    hook: &RollbackConfig,
+    vars: &HookVars,
+) -> rollback::HookRun {
+    let run = rollback::run_hook(hook, vars);
+    tokio::pin!(run);
+    loop {
+        tokio::select! {
+            done = &mut run => return done,
+            _ = tokio::time::sleep(LEASE_RENEW_EVERY) => {
+                match g.renew(id).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(release = %id, "lost the watch lease while the rollback hook runs"),
+                    Err(e) => tracing::warn!(release = %id, error = %e, "cannot renew the watch lease while the rollback hook runs"),
+                }
+            }
+        }
+    }
+}
+
+/// Runs the release's rollback hook if this caller wins the rollback claim
+/// (the `requested → running` move); records the outcome. Never runs twice.
+/// The start and the outcome are each written in one transaction together
+/// with their decision and pages, so a crash cannot lose a rollback page.
+pub(super) async fn execute(g: &Arc<Guardian>, id: &str) -> Result<(), StoreError> {
+    let ctx = &g.ctx;
+    let Some(release) = ctx.store.get_release(id).await? else {
+        return Ok(());
+    };
+    let Some(record) = ctx.store.get_rollback(id).await? else {
+        return Ok(());
+    };
+    let settings = ctx.settings();
+    let hook = settings
+        .service(&release.service, &release.environment)
+        .and_then(|s| s.rollback.clone());
+    let now = ctx.clock.now();
+    const NO_HOOK: &str = "no rollback hook is configured for this service any more";
+    // A newer release of the service may have been deployed since the
+    // rollback was decided (e.g. a fix-forward while the daemon was down):
+    // running the hook now would undo it.
+    let newer = newer_release(g, &release).await?;
+    let blocked = match (&hook, &newer) {
+        (None, _) => Some(NO_HOOK.to_string()),
+        (Some(_), Some(n)) => Some(format!(
+            "{} ({}) was deployed after {}; rolling back now would undo it",
+            n.version, n.id, release.version
+        )),
+        _ => None,
+    };
+    let started = Decision::rollback_started(
+        now,
+        match (&hook, &blocked) {
+            (Some(hook), None) => format!(
+                "running the rollback hook {:?}: {}",
+                hook.command.first().map(String::as_str).unwrap_or(""),
+                record.reason
+            ),
+            _ => format!(
+                "cannot run the rollback: {}",
+                blocked.as_deref().unwrap_or(NO_HOOK)
+            ),
+        },
+    );
+    let mut page = messages::release_event(
+        &release,
+        "rollback_started",
+        Severity::Critical,
+        &format!(
+            "rolling back {} to {}: {}",
+            release.version,
+            release
+                .previous_version
+                .as_deref()
+                .unwrap_or("the previous version"),
+            record.reason
+        ),
+        now,
+        "rollback/started",
+    );
+    page.level = Some(Level::Rollback);
+    let pages = match blocked {
+        None => messages::records_for(&settings, &release, &page, now),
+        Some(_) => Vec::new(),
+    };
+    // Only the caller that moves the rollback from requested to running may
+    // act on it, whether it runs the hook or records that it cannot. The
+    // watch lease is taken (best effort: the claim alone guards the hook) so
+    // that this replica keeps it while the hook runs.
+    if !g.claim(id).await.unwrap_or(false) {
+        tracing::warn!(release = %id, "another replica holds this release's watch lease; the rollback claim still runs the hook at most once");
+    }
+    if !ctx
+        .store
+        .claim_rollback(id, g.owner(), now, &started, &pages)
+        .await?
+    {
+        return Ok(());
+    }
+    g.outbox.wake();
+    let (Some(hook), None) = (hook, blocked.as_ref()) else {
+        let why = blocked.unwrap_or_default();
+        return finish(g, &release, RollbackState::Failed, None, None, why, now).await;
+    };
+    tracing::warn!(release = %id, service = %release.service, reason = %record.reason, "rollback hook starting");
+    let vars = HookVars {
+        release_id: release.id.clone(),
+        service: release.service.clone(),
+        environment: release.environment.clone(),
+        version: release.version.clone(),
+        previous_version: release.previous_version.clone().unwrap_or_default(),
+        reason: record.reason.clone(),
+    };
+    let run = run_hook_renewing(g, id, &hook, &vars).await;
+    let done = ctx.clock.now();
+    // The hook's output may quote credentials: redacted before it is kept,
+    // sent or logged anywhere.
+    let redactor = crate::config::Redactor::from_settings(&settings);
+    let (state, reason) = if run.succeeded() {
+        (
+            RollbackState::Succeeded,
+            format!(
+                "rolled back {} to {}: the rollback hook exited 0 after {} ms",
+                release.version,
+                release
+                    .previous_version
+                    .as_deref()
+                    .unwrap_or("the previous version"),
+                done - now
+            ),
+        )
+    } else {
+        (
+            RollbackState::Failed,
+            format!("rollback hook failed: {}", redactor.redact(&run.describe())),
+        )
+    };
+    let output = redactor.redact(&run.output);
+    finish(
+        g,
+        &release,
+        state,
+        run.exit_code,
+        Some(output.as_str()),
+        reason,
+        done,
+    )
+    .await
+}
+
+/// The latest release of the same service and environment, if it is not
+/// this one.
+async fn newer_release(g: &Guardian, release: &Release) -> Result<Option<Release>, StoreError> {
+    let filter = crate::store::ReleaseFilter {
+        service: Some(release.service.clone()),
+        environment: Some(release.environment.clone()),
+        status: None,
+        limit: 1,
+    };
+    let latest = g.ctx.store.list_releases(&filter).await?.into_iter().next();
+    Ok(latest.filter(|l| l.id != release.id))
+}
+
+/// Attempts at recording a rollback's outcome before giving up (the hook
+/// has run: losing its outcome would report it as interrupted).
+const FINISH_ATTEMPTS: u32 = 10;
+
+/// Records the outcome with its decision and page, retrying store errors.
+async fn finish(
+    g: &Arc<Guardian>,
+    release: &Release,
+    state: RollbackState,
+    exit_code: Option<i32>,
+    output: Option<&str>,
+    reason: String,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let ok = state == RollbackState::Succeeded;
+    let decision = if ok {
+        Decision::rolled_back(now, reason.clone())
+    } else {
+        Decision::rollback_failed(now, reason.clone())
+    };
+    let action = decision.action.as_str();
+    let severity = if ok {
+        Severity::Warning
+    } else {
+        Severity::Critical
+    };
+    let page =
+        messages::release_event(release, action, severity, &reason, now, "rollback/finished");
+    let pages = messages::records_for(&g.ctx.settings(), release, &page, now);
+    let mut attempt = 1;
+    loop {
+        match g
+            .ctx
+            .store
+            .finish_rollback(
+                &release.id,
+                state,
+                exit_code,
+                output,
+                &decision,
+                &pages,
+                now,
+            )
+            .await
+        {
+            Ok(()) => break,
+            Err(e) if attempt < FINISH_ATTEMPTS => {
+                tracing::error!(release = %release.id, attempt, error = %e, "cannot record the rollback outcome; retrying");
+                tokio::time::sleep(crate::transport::backoff(attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    g.outbox.wake();
+    g.release_lease(&release.id).await;
+    let outcome = if ok {
+        Outcome::succeeded
+    } else {
+        Outcome::failed
+    };
+    g.ctx
+        .telemetry
+        .rollbacks
+        .get_or_create(&OutcomeLabels { outcome })
+        .inc();
+    tracing::warn!(release = %release.id, outcome = action, %reason, "rollback finished");
+    Ok(())
+}
