@@ -30,7 +30,7 @@ impl Daemon {
                 .with_context(|| format!("cannot listen on {}", settings.config.server.listen))?,
         };
         let addr = listener.local_addr()?;
-        let store_settings = crate::store::StoreSettings::sqlite(&settings.store_path);
+        let store_settings = settings.store.clone();
         let store = crate::store::open(&store_settings)
             .with_context(|| format!("cannot open the store {}", store_settings.describe()))?;
         let ctx = Context::new(settings, store, Arc::new(crate::clock::SystemClock));
@@ -46,7 +46,7 @@ impl Daemon {
                 tracing::error!(error = %e, "API server stopped");
             }
         });
-        tracing::info!(%addr, store = %ctx.settings().store_path.display(), watches = guardian.running_watches(), "release-guardian ready");
+        tracing::info!(%addr, store = %ctx.settings().store.describe(), watches = guardian.running_watches(), "release-guardian ready");
         Ok(Self {
             addr,
             guardian,
@@ -161,7 +161,7 @@ pub async fn run(config_path: std::path::PathBuf) -> anyhow::Result<()> {
                         if new.config.server.listen != daemon.ctx.settings().config.server.listen {
                             tracing::warn!("[server] listen changed; it takes effect at the next restart");
                         }
-                        if new.store_path != daemon.ctx.settings().store_path {
+                        if new.store != daemon.ctx.settings().store {
                             tracing::warn!("[store] path changed; it takes effect at the next restart");
                         }
                         daemon.ctx.replace_settings(new);

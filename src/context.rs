@@ -115,9 +115,10 @@ impl Context {
             .clone()
     }
 
-    /// What the notification outbox works with.
-    pub fn outbox_parts(&self) -> OutboxParts {
+    /// What the notification outbox of the replica `owner` works with.
+    pub fn outbox_parts(&self, owner: &str) -> OutboxParts {
         OutboxParts {
+            owner: owner.to_string(),
             store: self.store.clone(),
             clock: self.clock.clone(),
             telemetry: self.telemetry.clone(),

@@ -231,12 +231,8 @@ mod tests {
             &[],
         )
         .unwrap();
-        let store = crate::store::sqlite::SqliteStore::open(&settings.store_path).unwrap();
-        let ctx = Context::new(
-            settings,
-            Arc::new(store),
-            Arc::new(crate::clock::SystemClock),
-        );
+        let store = crate::store::open(&settings.store).unwrap();
+        let ctx = Context::new(settings, store, Arc::new(crate::clock::SystemClock));
         let guardian = Guardian::new(ctx.clone());
         guardian.start().await.unwrap();
         let app =

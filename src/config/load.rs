@@ -14,9 +14,7 @@
 //! provided it.
 
 use super::env;
-use super::{
-    AuthConfig, CadenceConfig, Config, ServerConfig, ServiceConfig, Settings, StoreConfig,
-};
+use super::{AuthConfig, CadenceConfig, Config, ServerConfig, ServiceConfig, Settings};
 use crate::actions::notify::{self, NotifierSpec};
 use crate::model::Severity;
 use crate::section::{
@@ -24,6 +22,7 @@ use crate::section::{
     TomlLocator,
 };
 use crate::sources::{self, SourceConfig, SourceKind, SourceSpec};
+use crate::store::{self, StoreSettings};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -79,8 +78,17 @@ pub fn load_str(
         });
     }
     let base = path.parent().unwrap_or(Path::new(""));
-    let parsed = deserialize_sections(&root, base, &mut report);
-    let settings = super::validate::validate(parsed, &mut report, path, env);
+    // systemd's StateDirectory=, the default home of the store.
+    let state_directory = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "STATE_DIRECTORY")
+        .map(|(_, v)| v.as_str());
+    let mut parsed = deserialize_sections(&root, base, state_directory, &mut report);
+    if !parsed.store_seen {
+        parsed.store = store::parse_section(None, state_directory);
+    }
+    let settings = super::validate::validate(parsed, &mut report, path);
     report.finish(settings)
 }
 
@@ -112,6 +120,9 @@ pub struct Parsed {
     pub source_names: Vec<String>,
     /// Every `[sources.NAME]` that passed its kind's checks.
     pub sources: BTreeMap<&'static str, SourceSpec>,
+    /// Whether the file has a `[store]`, and the backend it selects.
+    pub store_seen: bool,
+    pub store: Option<StoreSettings>,
 }
 
 const SECTIONS: [&str; 7] = [
@@ -124,7 +135,12 @@ const SECTIONS: [&str; 7] = [
     "notifiers",
 ];
 
-fn deserialize_sections(root: &Table, base: &Path, report: &mut Report<'_>) -> Parsed {
+fn deserialize_sections(
+    root: &Table,
+    base: &Path,
+    state_directory: Option<&str>,
+    report: &mut Report<'_>,
+) -> Parsed {
     let mut parsed = Parsed {
         config: Config::default(),
         server_failed: false,
@@ -135,6 +151,8 @@ fn deserialize_sections(root: &Table, base: &Path, report: &mut Report<'_>) -> P
         notifiers: BTreeMap::new(),
         source_names: Vec::new(),
         sources: BTreeMap::new(),
+        store_seen: false,
+        store: None,
     };
     let top = KeyPath::root();
     for (key, item) in root.iter() {
@@ -149,9 +167,18 @@ fn deserialize_sections(root: &Table, base: &Path, report: &mut Report<'_>) -> P
                 None => parsed.auth_failed = true,
             },
             "store" => {
-                if let Some(v) = section::<StoreConfig>(item, &path, report) {
-                    parsed.config.store = v;
-                }
+                parsed.store_seen = true;
+                let Ok(Value::InlineTable(table)) = item.clone().into_value() else {
+                    report.error(&path, "`[store]` must be a table");
+                    continue;
+                };
+                let mut section = Section {
+                    fields: Value::InlineTable(table),
+                    at: path.clone(),
+                    base,
+                    report,
+                };
+                parsed.store = store::parse_section(Some(&mut section), state_directory);
             }
             "cadence" => match section::<CadenceConfig>(item, &path, report) {
                 Some(v) => parsed.config.cadence = v,

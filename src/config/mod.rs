@@ -32,8 +32,6 @@ use std::time::Duration;
 
 /// Default listen address of the API.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9797";
-/// Default store path when neither the file nor `$STATE_DIRECTORY` say otherwise.
-pub const DEFAULT_STORE_PATH: &str = "/var/lib/release-guardian/guardian.db";
 /// Default range-query resolution of a check.
 pub const DEFAULT_STEP: Duration = Duration::from_secs(15);
 
@@ -45,8 +43,6 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub auth: Option<AuthConfig>,
-    #[serde(default)]
-    pub store: StoreConfig,
     #[serde(default)]
     pub cadence: CadenceConfig,
     #[serde(default)]
@@ -106,15 +102,6 @@ pub struct TokenConfig {
 pub enum Scope {
     Read,
     Write,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct StoreConfig {
-    /// SQLite file. Default: `$STATE_DIRECTORY/guardian.db` under systemd,
-    /// else `/var/lib/release-guardian/guardian.db`.
-    #[serde(default)]
-    pub path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

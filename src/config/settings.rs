@@ -7,6 +7,7 @@ use crate::actions::rollback::RollbackConfig;
 use crate::engine::Rule;
 use crate::sources::probe::ProbeConfig;
 use crate::sources::{SourceKind, SourceSpec};
+use crate::store::StoreSettings;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,7 +20,8 @@ pub struct Settings {
     pub file: PathBuf,
     /// The raw config with defaults and environment overrides applied.
     pub config: Config,
-    pub store_path: PathBuf,
+    /// `[store]`: the backend and where its state lives.
+    pub store: StoreSettings,
     pub services: Vec<Service>,
     /// `[notifiers.NAME]`, each checked by its kind's file.
     pub notifiers: BTreeMap<String, NotifierSpec>,

@@ -76,10 +76,11 @@ impl Guardian {
     /// A Guardian that takes leases as `owner`: one id per replica, stable
     /// across its restarts, when several daemons share one store.
     pub fn with_owner(ctx: Arc<Context>, owner: impl Into<String>) -> Arc<Self> {
-        let outbox = Outbox::new(ctx.outbox_parts());
+        let owner = owner.into();
+        let outbox = Outbox::new(ctx.outbox_parts(&owner));
         Arc::new(Self {
             ctx,
-            owner: owner.into(),
+            owner,
             watches: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             rollbacks: Mutex::new(HashSet::new()),

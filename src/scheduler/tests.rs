@@ -7,7 +7,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::context::Context;
 use crate::model::{Decision, Millis, NewRelease};
-use crate::store::{Lease, Store, StoreSettings};
+use crate::store::{Lease, Store};
 use std::sync::Arc;
 
 fn settings(dir: &std::path::Path) -> Settings {
@@ -38,7 +38,7 @@ async fn register(store: &dyn Store, service: &str, id: &str, now: Millis) {
 async fn start_resumes_only_the_watches_it_can_claim() {
     let dir = tempfile::tempdir().unwrap();
     let s = settings(dir.path());
-    let store = crate::store::open(&StoreSettings::sqlite(&s.store_path)).unwrap();
+    let store = crate::store::open(&s.store).unwrap();
     let now = SystemClock.now();
     register(&*store, "held", "r-held", now).await;
     register(&*store, "expired", "r-expired", now).await;

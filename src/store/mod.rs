@@ -65,6 +65,7 @@ use crate::model::{
     CheckRecord, Decision, DeliveryStatus, Millis, NewRelease, NotificationRecord, Release,
     ReleaseStatus, RollbackRecord, RollbackState,
 };
+use crate::section::Section;
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -89,6 +90,23 @@ impl StoreSettings {
             StoreSettings::Sqlite { path } => path.display().to_string(),
         }
     }
+}
+
+/// Reads `[store]` (`at`; `None` when the file has none): the backend its
+/// keys select — today `path` (or nothing) for the embedded SQLite file
+/// ([`sqlite::parse_section`]) — with every error reported at its key.
+/// `state_directory` is systemd's `$STATE_DIRECTORY`, the default home of
+/// the SQLite file.
+///
+/// Adding a backend: its file (with its section struct and `open`), a
+/// variant of [`StoreSettings`], the key that selects it here and in
+/// [`open`], its docs, and one line instantiating the contract suite in
+/// `tests/it/store_contract.rs`.
+pub fn parse_section(
+    section: Option<&mut Section<'_, '_>>,
+    state_directory: Option<&str>,
+) -> Option<StoreSettings> {
+    sqlite::parse_section(section, state_directory)
 }
 
 /// Opens the configured backend: creates what it needs (for SQLite the

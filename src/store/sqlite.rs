@@ -37,11 +37,54 @@ use crate::model::{
     CheckRecord, Decision, DeliveryStatus, Millis, NewRelease, NotificationRecord, Release,
     ReleaseStatus, RollbackRecord, RollbackState,
 };
+use crate::section::Section;
 use async_trait::async_trait;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+/// Where the SQLite file lives when neither `[store] path` nor systemd's
+/// `$STATE_DIRECTORY` say otherwise.
+pub const DEFAULT_PATH: &str = "/var/lib/release-guardian/guardian.db";
+
+/// `[store]` for the embedded SQLite backend.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqliteSection {
+    /// The file, relative to the config's directory. Default:
+    /// `$STATE_DIRECTORY/guardian.db` under systemd, else [`DEFAULT_PATH`].
+    #[serde(default)]
+    path: Option<PathBuf>,
+}
+
+/// Reads `[store]` (if the file has one) for the SQLite backend.
+pub fn parse_section(
+    section: Option<&mut Section<'_, '_>>,
+    state_directory: Option<&str>,
+) -> Option<super::StoreSettings> {
+    let (config, base) = match section {
+        Some(s) => {
+            let c: SqliteSection = s.deserialize()?;
+            if c.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                s.error("path", "`path` must not be empty");
+                return None;
+            }
+            (c, s.base.to_path_buf())
+        }
+        None => (SqliteSection::default(), PathBuf::new()),
+    };
+    let path = match config.path {
+        Some(p) => base.join(p),
+        None => state_directory
+            // systemd lists several directories separated by `:`; use the first.
+            .and_then(|v| v.split(':').next().filter(|d| !d.is_empty()))
+            .map(|d| Path::new(d).join("guardian.db"))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH)),
+    };
+    Some(super::StoreSettings::sqlite(path))
+}
 
 #[path = "sqlite_ops.rs"]
 mod ops;

@@ -4,6 +4,7 @@
 use crate::support::settings_with_env;
 use release_guardian::config::{load, load_str, ConfigError};
 use release_guardian::sources::Reads;
+use release_guardian::store::StoreSettings;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tempfile::TempDir;
@@ -85,7 +86,10 @@ fn the_design_example_loads() {
     let s = load(&file).unwrap_or_else(|e| panic!("{e}"));
 
     assert_eq!(s.file, file);
-    assert_eq!(s.store_path, dir.path().join("state/guardian.db"));
+    assert_eq!(
+        s.store,
+        StoreSettings::sqlite(dir.path().join("state/guardian.db"))
+    );
     assert_eq!(s.config.server.listen.to_string(), "127.0.0.1:9797");
     assert_eq!(s.tokens.len(), 1);
     assert_eq!(s.tokens[0].token.expose(), OPS_TOKEN);
@@ -501,7 +505,10 @@ name = "checkout"
         prometheus.contains(r#"url: "http://prom.internal:9090""#),
         "{prometheus}"
     );
-    assert_eq!(s.store_path, Path::new("/tmp/rg/guardian.db"));
+    assert_eq!(
+        s.store,
+        StoreSettings::sqlite(Path::new("/tmp/rg/guardian.db"))
+    );
     assert_eq!(s.services[0].name, "1234");
 }
 
@@ -571,17 +578,20 @@ fn store_path_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let s = settings_with_env(dir.path(), "", &no_env());
     assert_eq!(
-        s.store_path,
-        Path::new("/var/lib/release-guardian/guardian.db")
+        s.store,
+        StoreSettings::sqlite("/var/lib/release-guardian/guardian.db")
     );
     let s = settings_with_env(
         dir.path(),
         "",
         &env(&[("STATE_DIRECTORY", "/var/lib/rg-state:/other")]),
     );
-    assert_eq!(s.store_path, Path::new("/var/lib/rg-state/guardian.db"));
+    assert_eq!(
+        s.store,
+        StoreSettings::sqlite(Path::new("/var/lib/rg-state/guardian.db"))
+    );
     let s = settings_with_env(dir.path(), "[store]\npath = \"db/g.db\"\n", &no_env());
-    assert_eq!(s.store_path, dir.path().join("db/g.db"));
+    assert_eq!(s.store, StoreSettings::sqlite(dir.path().join("db/g.db")));
 }
 
 #[test]

@@ -8,7 +8,7 @@ use release_guardian::clock::{Clock, SystemClock};
 use release_guardian::context::Context;
 use release_guardian::model::{DeliveryStatus, Message, NewRelease, NotificationRecord, Severity};
 use release_guardian::store::sqlite::SqliteStore;
-use release_guardian::store::Store;
+use release_guardian::store::{Lease, Store};
 use release_guardian::transport::MAX_BACKOFF;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +40,7 @@ async fn setup(dir: &std::path::Path, notifiers: &[String]) -> (Arc<Outbox>, Arc
         .await
         .unwrap();
     let ctx = Context::new(settings, store.clone(), Arc::new(SystemClock));
-    (Outbox::new(ctx.outbox_parts()), store)
+    (Outbox::new(ctx.outbox_parts("local")), store)
 }
 
 fn row(key: &str, notifier: &str) -> NotificationRecord {
@@ -189,4 +189,32 @@ async fn an_ack_during_a_delivery_keeps_the_message_suppressed() {
 /// The decision a registration records on the releases it supersedes.
 fn superseded() -> release_guardian::model::Decision {
     release_guardian::model::Decision::superseded(1_000, "superseded by a newer release")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_another_replica_holds_is_not_sent_until_its_claim_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Receiver::start(Reply::Ok).await;
+    let (outbox, store) = setup(dir.path(), &[webhook("ok", &ok.webhook_url())]).await;
+    store
+        .enqueue(&[row("held", "ok"), row("free", "ok")])
+        .await
+        .unwrap();
+    let now = SystemClock.now();
+    let other = Lease::new("replica-b", now + 60_000);
+    assert!(store.claim_notification("held", &other, now).await.unwrap());
+    outbox.deliver_due().await.unwrap();
+    assert_eq!(ok.hits(), 1, "only the unclaimed row is sent");
+    assert_eq!(status_of(&store, "free").await.status, DeliveryStatus::Sent);
+    let held = status_of(&store, "held").await;
+    assert_eq!((held.status, held.attempts), (DeliveryStatus::Pending, 0));
+    // The other replica died: once its claim has expired, this one sends.
+    let expired = Lease::new("replica-b", now - 1);
+    assert!(store
+        .claim_notification("held", &expired, now - 60_000)
+        .await
+        .unwrap());
+    outbox.deliver_due().await.unwrap();
+    assert_eq!(ok.hits(), 2);
+    assert_eq!(status_of(&store, "held").await.status, DeliveryStatus::Sent);
 }

@@ -11,7 +11,7 @@ use super::Notifiers;
 use super::NotifyError;
 use crate::clock::Clock;
 use crate::model::{DeliveryStatus, Millis, NotificationRecord};
-use crate::store::Store;
+use crate::store::{Lease, Store};
 use crate::telemetry::Telemetry;
 use crate::telemetry::{NotificationLabels, Outcome};
 use crate::transport::{backoff, MAX_BACKOFF};
@@ -34,9 +34,14 @@ const IDLE_POLL: Duration = Duration::from_secs(5);
 const MIN_POLL: Duration = Duration::from_millis(50);
 /// Rows a worker takes per query.
 const BATCH: usize = 16;
+/// How long a claim on a row lasts: longer than any delivery (a notifier's
+/// timeout), so that only a replica that died mid-delivery loses it.
+const CLAIM: Duration = Duration::from_secs(600);
 
 /// What the outbox works with; the daemon's context hands it these.
 pub struct OutboxParts {
+    /// The replica's id: a row is sent only under this owner's claim.
+    pub owner: String,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub telemetry: Arc<Telemetry>,
@@ -135,11 +140,22 @@ impl Outbox {
             {
                 Ok(rows) if rows.is_empty() => break,
                 Ok(rows) => {
+                    let mut settled = 0;
                     for row in rows {
-                        if let Err(e) = self.deliver(row).await {
-                            tracing::error!(%notifier, error = %e, "outbox delivery bookkeeping failed");
-                            break;
+                        match self.deliver(row).await {
+                            Ok(true) => settled += 1,
+                            // Claimed by another replica: not ours to send.
+                            Ok(false) => {}
+                            Err(e) => {
+                                tracing::error!(%notifier, error = %e, "outbox delivery bookkeeping failed");
+                                break;
+                            }
                         }
+                    }
+                    if settled == 0 {
+                        // Nothing this pass could settle: look again at the
+                        // next wake-up or due time, not in a tight loop.
+                        break;
                     }
                 }
                 Err(e) => {
@@ -184,8 +200,23 @@ impl Outbox {
         self.sweep_orphans().await
     }
 
-    async fn deliver(&self, row: NotificationRecord) -> Result<(), crate::store::StoreError> {
+    /// Delivers one row under this replica's claim; false if another
+    /// replica holds the row (or it was settled meanwhile).
+    async fn deliver(&self, row: NotificationRecord) -> Result<bool, crate::store::StoreError> {
         let attempts = row.attempts + 1;
+        let claim = Lease::new(
+            self.ctx.owner.clone(),
+            self.ctx.clock.now() + CLAIM.as_millis() as Millis,
+        );
+        if !self
+            .ctx
+            .store
+            .claim_notification(&row.key, &claim, self.ctx.clock.now())
+            .await?
+        {
+            // Another replica is delivering it, or it was settled meanwhile.
+            return Ok(false);
+        }
         let Some(notifier) = self.notifiers().get(&row.notifier).cloned() else {
             let err = format!("notifier {:?} is no longer configured", row.notifier);
             self.count(&row.notifier, Outcome::failed);
@@ -201,7 +232,8 @@ impl Outbox {
                     now,
                     None,
                 )
-                .await;
+                .await
+                .map(|()| true);
         };
         let result = notifier.send(&row.message).await;
         let now = self.ctx.clock.now();
@@ -220,6 +252,7 @@ impl Outbox {
                         Some(now),
                     )
                     .await
+                    .map(|()| true)
             }
             Err(NotifyError::Temporary {
                 detail,
@@ -242,6 +275,7 @@ impl Outbox {
                         None,
                     )
                     .await
+                    .map(|()| true)
             }
             Err(e) => {
                 self.count(&row.notifier, Outcome::failed);
@@ -257,6 +291,7 @@ impl Outbox {
                         None,
                     )
                     .await
+                    .map(|()| true)
             }
         }
     }

@@ -12,19 +12,16 @@ mod services;
 
 use super::load::Parsed;
 use super::Cadence;
-use super::{ApiToken, CadenceConfig, Config, Settings, DEFAULT_STORE_PATH};
+use super::{ApiToken, CadenceConfig, Config, Settings};
 use crate::section::{one_secret, KeyPath, Report};
+use crate::store::sqlite::DEFAULT_PATH;
+use crate::store::StoreSettings;
 use services::{build_services, ServiceContext};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Checks `parsed` and builds the settings (meaningful only when `report`
 /// holds no error).
-pub(super) fn validate(
-    parsed: Parsed,
-    report: &mut Report<'_>,
-    file: &Path,
-    env: &[(String, String)],
-) -> Settings {
+pub(super) fn validate(parsed: Parsed, report: &mut Report<'_>, file: &Path) -> Settings {
     let base = file.parent().unwrap_or(Path::new("")).to_path_buf();
     let Parsed {
         config,
@@ -36,12 +33,13 @@ pub(super) fn validate(
         notifiers,
         source_names,
         sources,
+        store_seen: _,
+        store,
     } = parsed;
     let tokens = auth_tokens(&config, &base, report);
     if !server_failed {
         check_listen(&config, auth_failed, report);
     }
-    let store_path = store_path(&config, &base, env, report);
     let cadence = if cadence_failed {
         None
     } else {
@@ -60,7 +58,7 @@ pub(super) fn validate(
     Settings {
         file: file.to_path_buf(),
         config,
-        store_path,
+        store: store.unwrap_or_else(|| StoreSettings::sqlite(DEFAULT_PATH)),
         services,
         notifiers,
         sources,
@@ -115,34 +113,6 @@ fn check_listen(config: &Config, auth_failed: bool, report: &mut Report<'_>) {
                 "listen address {listen} is not loopback; without [auth] the API listens on loopback only"
             ),
         );
-    }
-}
-
-/// `store.path` (relative to the config's directory), else
-/// `$STATE_DIRECTORY/guardian.db`, else [`DEFAULT_STORE_PATH`].
-fn store_path(
-    config: &Config,
-    base: &Path,
-    env: &[(String, String)],
-    report: &mut Report<'_>,
-) -> PathBuf {
-    match &config.store.path {
-        Some(p) if p.as_os_str().is_empty() => {
-            report.error(
-                &KeyPath::root().key("store").key("path"),
-                "`path` must not be empty",
-            );
-            PathBuf::from(DEFAULT_STORE_PATH)
-        }
-        Some(p) => base.join(p),
-        None => env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "STATE_DIRECTORY")
-            // systemd lists several directories separated by `:`; use the first.
-            .and_then(|(_, v)| v.split(':').next().filter(|d| !d.is_empty()))
-            .map(|d| Path::new(d).join("guardian.db"))
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_PATH)),
     }
 }
 
