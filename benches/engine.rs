@@ -2,7 +2,7 @@
 //!
 //! - `engine/samples`: one threshold + `for` rule (warning, critical,
 //!   rollback) over a 1 M-sample in-memory series; reported as samples/s.
-//!   Target (DESIGN.md): >= 50 M samples/s per core.
+//!   Target (docs/operations.md): >= 50 M samples/s per core.
 //! - `engine/tick_1000x20`: one evaluation tick of 1,000 watches x 20 checks,
 //!   each check reading a 5-minute interval at a 15 s step (20 samples),
 //!   every tracker carrying the state of its previous tick. Target: < 10 ms

@@ -204,7 +204,25 @@ mod tests {
         }
     }
 
-    static TEST_FORMATS: &[&dyn IntakeFormat] = &[&Signed];
+    /// A format with a `[webhooks.unset]` section that no config has.
+    struct Unset;
+
+    impl IntakeFormat for Unset {
+        fn name(&self) -> &'static str {
+            "unset"
+        }
+        fn route(&self) -> &'static str {
+            "/v1/webhooks/unset"
+        }
+        fn section(&self) -> Option<crate::intake::ParseSection> {
+            Some(|_| None)
+        }
+        fn parse(&self, _request: &IntakeRequest<'_>) -> Result<Intake, IntakeError> {
+            unreachable!("an unconfigured webhook is never parsed")
+        }
+    }
+
+    static TEST_FORMATS: &[&dyn IntakeFormat] = &[&Signed, &Unset];
 
     async fn post(app: &Router, signature: &str, body: &'static str) -> (StatusCode, String) {
         let request = axum::http::Request::post("/v1/webhooks/signed")
@@ -252,6 +270,12 @@ mod tests {
         assert_eq!(status, StatusCode::CREATED, "{text}");
         let (status, text) = post(&app, "good", "checkout v7").await;
         assert_eq!(status, StatusCode::OK, "{text}");
+        // A deploy tool without its section answers 404.
+        let request = axum::http::Request::post("/v1/webhooks/unset")
+            .body(Body::from("{}"))
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]

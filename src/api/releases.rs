@@ -42,12 +42,20 @@ pub(crate) async fn create(
     let headers = request.headers().clone();
     let bytes = body::read(request).await?;
     let settings = ctx.settings();
+    let config = settings.webhooks.get(format.name()).map(|c| c.as_ref());
+    if format.section().is_some() && config.is_none() {
+        // A deploy tool without its `[webhooks.NAME]` section is not served.
+        return Err(ApiError::NotFound(format!(
+            "no [webhooks.{}] is configured",
+            format.name()
+        )));
+    }
     let intake = intake::receive(
         format,
         &IntakeRequest {
             headers: &headers,
             body: &bytes,
-            settings: &settings,
+            config,
         },
     )
     .map_err(intake_error)?;

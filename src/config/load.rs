@@ -16,6 +16,7 @@
 use super::env;
 use super::{AuthConfig, CadenceConfig, Config, ServerConfig, ServiceConfig, Settings};
 use crate::actions::notify::{self, NotifierSpec};
+use crate::intake::{self, IntakeConfig};
 use crate::model::Severity;
 use crate::section::{
     section, value, ConfigError, ConfigErrors, Finish, KeyPath, Locator, Report, Section,
@@ -120,12 +121,14 @@ pub struct Parsed {
     pub source_names: Vec<String>,
     /// Every `[sources.NAME]` that passed its kind's checks.
     pub sources: BTreeMap<&'static str, SourceSpec>,
+    /// Every `[webhooks.TOOL]` that passed its format's checks.
+    pub webhooks: BTreeMap<&'static str, Arc<dyn IntakeConfig>>,
     /// Whether the file has a `[store]`, and the backend it selects.
     pub store_seen: bool,
     pub store: Option<StoreSettings>,
 }
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "server",
     "auth",
     "store",
@@ -133,6 +136,7 @@ const SECTIONS: [&str; 7] = [
     "sources",
     "services",
     "notifiers",
+    "webhooks",
 ];
 
 fn deserialize_sections(
@@ -153,6 +157,7 @@ fn deserialize_sections(
         sources: BTreeMap::new(),
         store_seen: false,
         store: None,
+        webhooks: BTreeMap::new(),
     };
     let top = KeyPath::root();
     for (key, item) in root.iter() {
@@ -179,6 +184,17 @@ fn deserialize_sections(
                     report,
                 };
                 parsed.store = store::parse_section(Some(&mut section), state_directory);
+            }
+            "webhooks" => {
+                let Some(table) = item.as_table_like() else {
+                    report.error(&path, "`webhooks` must be a table of [webhooks.TOOL]");
+                    continue;
+                };
+                for (name, w) in table.iter() {
+                    if let Some((name, config)) = webhook(name, w, &path.key(name), base, report) {
+                        parsed.webhooks.insert(name, config);
+                    }
+                }
             }
             "cadence" => match section::<CadenceConfig>(item, &path, report) {
                 Some(v) => parsed.config.cadence = v,
@@ -360,6 +376,46 @@ fn source(
         report,
     };
     parse(&mut section).map(|c| (kind, c.into()))
+}
+
+/// One `[webhooks.TOOL]`: the section of the intake format `TOOL`, read by
+/// its file (the registry in [`crate::intake`]).
+fn webhook(
+    name: &str,
+    item: &Item,
+    path: &KeyPath,
+    base: &Path,
+    report: &mut Report<'_>,
+) -> Option<(&'static str, Arc<dyn IntakeConfig>)> {
+    let Ok(Value::InlineTable(table)) = item.clone().into_value() else {
+        report.error(path, format!("`[webhooks.{name}]` must be a table"));
+        return None;
+    };
+    let Some((format, parse)) = intake::by_name(name).and_then(|f| Some((f, f.section()?))) else {
+        let message = if intake::PLANNED.contains(&name) {
+            format!("webhook `{name}` is not available in this version (planned)")
+        } else {
+            let known: Vec<&str> = intake::FORMATS
+                .iter()
+                .filter(|f| f.section().is_some())
+                .map(|f| f.name())
+                .chain(intake::PLANNED.iter().copied())
+                .collect();
+            format!(
+                "unknown webhook `{name}`; deploy tools: {}",
+                known.join(", ")
+            )
+        };
+        report.error(path, message);
+        return None;
+    };
+    let mut section = Section {
+        fields: Value::InlineTable(table),
+        at: path.clone(),
+        base,
+        report,
+    };
+    parse(&mut section).map(|c| (format.name(), c.into()))
 }
 
 impl Finish for Settings {

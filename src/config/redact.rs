@@ -37,6 +37,11 @@ impl Redactor {
             .flat_map(|n| n.config.secrets())
             .map(|s| s.expose().to_string());
         let tokens = settings.tokens.iter().map(|t| t.token.expose().to_string());
+        let webhooks = settings
+            .webhooks
+            .values()
+            .flat_map(|w| w.secrets())
+            .map(|s| s.expose().to_string());
         let sources = settings
             .sources
             .values()
@@ -48,7 +53,13 @@ impl Redactor {
             .iter()
             .filter_map(|s| s.rollback.as_ref())
             .flat_map(|r| r.env.values().cloned());
-        Self::new(notifiers.chain(tokens).chain(sources).chain(hook_env))
+        Self::new(
+            notifiers
+                .chain(tokens)
+                .chain(sources)
+                .chain(webhooks)
+                .chain(hook_env),
+        )
     }
 
     pub fn redact(&self, text: &str) -> String {

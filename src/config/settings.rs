@@ -5,11 +5,13 @@ use super::{Config, Scope, Secret};
 use crate::actions::notify::NotifierSpec;
 use crate::actions::rollback::RollbackConfig;
 use crate::engine::Rule;
+use crate::intake::IntakeConfig;
 use crate::sources::probe::ProbeConfig;
 use crate::sources::{SourceKind, SourceSpec};
 use crate::store::StoreSettings;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything `run` needs, validated: rule packs compiled, secrets read,
@@ -27,6 +29,8 @@ pub struct Settings {
     pub notifiers: BTreeMap<String, NotifierSpec>,
     /// `[sources.NAME]` by kind name, each checked by its kind's file.
     pub sources: BTreeMap<&'static str, SourceSpec>,
+    /// `[webhooks.TOOL]` by intake format name, each checked by its format's file.
+    pub webhooks: BTreeMap<&'static str, Arc<dyn IntakeConfig>>,
     /// API bearer tokens; empty without `[auth]`.
     pub tokens: Vec<ApiToken>,
     /// Non-fatal findings (`check` prints them), e.g. a service without rules.

@@ -3,7 +3,7 @@
 //! One format per file behind [`IntakeFormat`], every format listed once in
 //! [`FORMATS`]. The API serves each format at the route it names
 //! ([`IntakeFormat::route`]): it reads the body (with its size limit) and
-//! hands the headers, the body and the settings in force to [`receive`],
+//! hands the headers, the body and the format's own section to [`receive`],
 //! which has the format authenticate the request
 //! ([`IntakeFormat::authenticate`]) and only then parse it
 //! ([`IntakeFormat::parse`]) into a release to watch or a well-formed event
@@ -23,15 +23,16 @@
 //!    `/v1/webhooks/TOOL`; `auth()` is [`Auth::Own`] when the tool signs its
 //!    requests (it cannot send the API's bearer tokens), and then
 //!    `authenticate` must check the signature, reading its secret from
-//!    [`IntakeRequest::settings`]; `parse` maps the tool's event to a
+//!    its own section ([`IntakeRequest::config`], read by the function
+//!    `section()` names, with its checks); `parse` maps the tool's event to a
 //!    [`NewRelease`], or to [`Intake::Ignored`] with the reason for events
 //!    that start no watch (a deployment still in progress, a failed one).
 //! 2. **One registry entry** here: `pub mod TOOL;` and `&TOOL::Tool,` in
 //!    [`FORMATS`]. The router then serves the route, and the bearer-token
 //!    check leaves it to the format when its `auth()` is [`Auth::Own`].
 //! 3. **Docs**: the route, the events it accepts or ignores, and how to set
-//!    up the tool's webhook, in `docs/api.md` (a new setting, such as the
-//!    webhook secret, in `docs/configuration.md` — the config's own change).
+//!    up the tool's webhook, in `docs/api.md`; its `[webhooks.TOOL]` keys in
+//!    `docs/configuration.md`.
 //! 4. **Tests**: unit tests in the format's file (a real payload from the
 //!    tool, each ignored event, a bad or missing signature) and an API test
 //!    posting to the route through the router.
@@ -43,12 +44,21 @@
 pub mod json;
 pub mod native;
 
-use crate::config::Settings;
 use crate::model::NewRelease;
+use crate::section::{Secret, Section};
 use axum::http::HeaderMap;
 
 /// Every intake format, one line each; the API serves each at its route.
 pub static FORMATS: &[&dyn IntakeFormat] = &[&native::Native];
+
+/// Deploy tools of the contract whose webhooks later versions add; a
+/// `[webhooks.NAME]` for one of them is refused with that message.
+pub const PLANNED: &[&str] = &["github", "gitlab", "argocd", "flux"];
+
+/// The format named `name`, if this version has it.
+pub fn by_name(name: &str) -> Option<&'static dyn IntakeFormat> {
+    FORMATS.iter().copied().find(|f| f.name() == name)
+}
 
 /// The format served at `path`, if any.
 pub fn by_route(path: &str) -> Option<&'static dyn IntakeFormat> {
@@ -94,9 +104,22 @@ pub struct IntakeRequest<'a> {
     pub headers: &'a HeaderMap,
     /// The whole body, at most [`crate::api::MAX_BODY_BYTES`].
     pub body: &'a [u8],
-    /// The settings in force for this request (a reload applies at once),
-    /// e.g. for a webhook secret.
-    pub settings: &'a Settings,
+    /// The format's own `[webhooks.NAME]` section in force for this request
+    /// (a reload applies at once), e.g. its secret; `None` for a format
+    /// without a section.
+    pub config: Option<&'a dyn IntakeConfig>,
+}
+
+/// Reads a format's `[webhooks.NAME]` section.
+pub type ParseSection = fn(&mut Section<'_, '_>) -> Option<Box<dyn IntakeConfig>>;
+
+/// A format's `[webhooks.NAME]` section, deserialized and checked (its
+/// secret read): what the format's `authenticate` and `parse` are handed.
+pub trait IntakeConfig: std::fmt::Debug + Send + Sync + std::any::Any {
+    /// The secrets it holds, redacted wherever text is shown.
+    fn secrets(&self) -> Vec<&Secret>;
+    /// For the format's own downcast (`as_any().downcast_ref::<MyConfig>()`).
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// A way deploy tools announce releases.
@@ -108,6 +131,13 @@ pub trait IntakeFormat: Send + Sync {
     /// `/v1/releases` for the native format, `/v1/webhooks/NAME` for the
     /// deploy tools' webhooks.
     fn route(&self) -> &'static str;
+
+    /// How its `[webhooks.NAME]` section is read, for a format that has one
+    /// (a deploy tool's secret and event map). A format with a section is
+    /// served only while its section is configured (404 otherwise).
+    fn section(&self) -> Option<ParseSection> {
+        None
+    }
 
     /// Who vouches for the requests; the API's bearer tokens unless the
     /// format says otherwise.
@@ -145,15 +175,7 @@ pub fn receive(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::load::load_str;
     use std::collections::HashSet;
-    use std::path::Path;
-
-    /// Settings for format tests: one service `checkout`.
-    pub(crate) fn settings() -> Settings {
-        let text = "[store]\npath = \"g.db\"\n[[services]]\nname = \"checkout\"\n";
-        load_str(text, Path::new("/nonexistent/guardian.toml"), &[]).expect("test config")
-    }
 
     #[test]
     fn names_and_routes_are_unique_and_webhooks_live_under_their_name() {
@@ -191,12 +213,11 @@ pub(crate) mod tests {
 
     #[test]
     fn an_unimplemented_own_check_fails_closed_before_parsing() {
-        let settings = settings();
         let headers = HeaderMap::new();
         let request = IntakeRequest {
             headers: &headers,
             body: b"{}",
-            settings: &settings,
+            config: None,
         };
         assert!(matches!(
             receive(&Careless, &request),

@@ -28,17 +28,16 @@ impl IntakeFormat for Native {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::intake::{receive, tests::settings};
+    use crate::intake::receive;
     use axum::http::HeaderMap;
 
     #[test]
     fn a_release_or_a_located_error() {
-        let settings = settings();
         let headers = HeaderMap::new();
         let request = |body: &'static [u8]| IntakeRequest {
             headers: &headers,
             body,
-            settings: &settings,
+            config: None,
         };
         match receive(
             &Native,

@@ -872,3 +872,28 @@ fn a_structural_error_in_a_check_does_not_hide_its_other_errors() {
         ],
     );
 }
+
+#[test]
+fn webhook_sections_go_through_the_intake_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        "[webhooks.github]\nsecret_file = \"gh.secret\"\n\n[webhooks.jenkins]\nurl = \"x\"\n";
+    let f = dir.path().join("guardian.toml");
+    assert_errors(
+        &errors_of(dir.path(), text, &no_env()),
+        &[
+            (
+                &f,
+                1,
+                11,
+                "webhook `github` is not available in this version (planned)",
+            ),
+            (
+                &f,
+                4,
+                11,
+                "unknown webhook `jenkins`; deploy tools: github, gitlab, argocd, flux",
+            ),
+        ],
+    );
+}

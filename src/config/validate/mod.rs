@@ -35,6 +35,7 @@ pub(super) fn validate(parsed: Parsed, report: &mut Report<'_>, file: &Path) -> 
         sources,
         store_seen: _,
         store,
+        webhooks,
     } = parsed;
     let tokens = auth_tokens(&config, &base, report);
     if !server_failed {
@@ -62,6 +63,7 @@ pub(super) fn validate(parsed: Parsed, report: &mut Report<'_>, file: &Path) -> 
         services,
         notifiers,
         sources,
+        webhooks,
         tokens,
         warnings: Vec::new(),
     }

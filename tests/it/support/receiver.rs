@@ -1,7 +1,7 @@
 //! A local stand-in for what the notifiers post to: a Slack incoming webhook
 //! at [`Receiver::slack_url`] and a generic webhook at
 //! [`Receiver::webhook_url`]. Every request is recorded and checked against
-//! the documented shape (shared/reference/slack-incoming-webhooks.md; the
+//! the documented shape (Slack's incoming-webhook payload: `text` and `blocks`; the
 //! webhook schema in `actions/notify/webhook.rs`): a malformed one is
 //! answered 400 `invalid_payload`, as Slack does; a well-formed one as the
 //! [`Reply`] in force says.
