@@ -7,7 +7,7 @@ use crate::config::{CheckSpec, Service};
 use crate::context::Context;
 use crate::engine::Sample;
 use crate::model::{Millis, Release};
-use crate::sources::{RangeQuery, RangeSource, Reads, SeriesSet, Sources};
+use crate::sources::{ProbeOutcome, RangeQuery, RangeSource, Reads, SeriesSet, Sources};
 use crate::telemetry::SourceLabels;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -122,6 +122,24 @@ impl<'a> TickSources<'a> {
         let labels = SourceLabels {
             source: "probe".into(),
         };
+        let sample = match result.outcome() {
+            ProbeOutcome::Passed => Sample::ok(self.now, result.latency.as_secs_f64()),
+            ProbeOutcome::Failed(_) => {
+                telemetry.source_errors.get_or_create(&labels).inc();
+                Sample::failed(self.now)
+            }
+            // Not the service's doing: no sample, no latency recorded.
+            ProbeOutcome::Inconclusive(why) => {
+                telemetry.source_errors.get_or_create(&labels).inc();
+                return Reading::failed(
+                    format!(
+                        "probe `{}`: {why}; not counted against the service",
+                        cfg.name
+                    ),
+                    self.now,
+                );
+            }
+        };
         telemetry.record_probe(
             &format!("{}/{}", self.service.name, cfg.name),
             result.latency,
@@ -130,12 +148,6 @@ impl<'a> TickSources<'a> {
             .source_latency
             .get_or_create(&labels)
             .observe(result.latency.as_secs_f64());
-        let sample = if result.ok {
-            Sample::ok(self.now, result.latency.as_secs_f64())
-        } else {
-            telemetry.source_errors.get_or_create(&labels).inc();
-            Sample::failed(self.now)
-        };
         Reading::Series {
             series: vec![(cfg.name.clone(), vec![sample])],
             step: None,
