@@ -150,7 +150,7 @@ impl Prober {
     /// Sends the request and reads the body; the status, or why it failed.
     async fn exchange(&self, cfg: &ProbeConfig) -> Result<u16, Exchange> {
         let url = reqwest::Url::parse(&cfg.url)
-            .map_err(|e| Exchange::Invalid(format!("guardian-side: invalid URL: {e}")))?;
+            .map_err(|e| Exchange::Invalid(format!("invalid URL: {e}")))?;
         let mut response = self
             .http
             .get(url)
