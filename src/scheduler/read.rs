@@ -1,6 +1,9 @@
 //! Reading a check's source at a tick, through the [`Sources`] built from
 //! the configuration: the new interval of a query check on its step grid
-//! (in chunks its source accepts), or one live probe.
+//! (in chunks its source accepts), or one live probe. A probe that failed
+//! by the service's doing is a failed sample; one that failed on the
+//! guardian's side (or that cannot be attributed) is
+//! [`Reading::Inconclusive`], never a failed sample.
 
 use super::tick::variables;
 use crate::config::{CheckSpec, Service};
