@@ -15,7 +15,7 @@ use crate::engine::{Condition, Rule};
 use crate::section::locate::YamlLocator;
 use crate::section::{deserialize_opt_duration, ConfigError, KeyPath};
 use crate::sources::probe::ProbeConfig;
-use crate::sources::template::{unknown_variables, BUILTIN_VARIABLES};
+use crate::sources::template::{misplaced_variables, unknown_variables, BUILTIN_VARIABLES};
 use crate::sources::{self, Reads, SourceKind};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -299,7 +299,21 @@ fn check_shape(pack: &mut RulePack, path: KeyPath, raw: RawCheck) -> Option<Pack
                     path.key("query"),
                     format!("check `{name}`: `query` must not be empty"),
                 ),
-                Some(_) => {}
+                Some(q) => {
+                    for m in misplaced_variables(q) {
+                        err(
+                            pack,
+                            path.key("query"),
+                            format!(
+                                "check `{name}`: template variable `{{{{{}}}}}` must stand inside a double-quoted label value (\"...\"), where it is escaped; it stands {} (query line {}, column {})",
+                                m.name,
+                                m.placement.describe(),
+                                m.line,
+                                m.col
+                            ),
+                        );
+                    }
+                }
             }
             if raw.probe.is_some() {
                 err(
@@ -593,5 +607,16 @@ mod tests {
             strip_yaml_location("did not find expected ',' or ']' at line 2 column 2, while parsing a flow sequence at line 1 column 4"),
             "did not find expected ',' or ']', while parsing a flow sequence"
         );
+    }
+
+    #[test]
+    fn misplaced_template_variables_are_rejected_at_the_query() {
+        let text = "checks:\n  - name: rate\n    source: prometheus\n    query: \"sum(rate(x{version='{{version}}'}[5m]))\"\n    rollback: { above: 1 }\n  - name: good\n    source: prometheus\n    query: up{service=\"{{service}}\"}\n    rollback: { above: 1 }\n";
+        let pack = parse_pack(text, Path::new("p.yaml"));
+        assert_eq!(
+            messages(&pack),
+            ["p.yaml:4:5: check `rate`: template variable `{{version}}` must stand inside a double-quoted label value (\"...\"), where it is escaped; it stands inside single quotes (query line 1, column 21)"]
+        );
+        assert_eq!(pack.checks.len(), 1);
     }
 }
