@@ -13,7 +13,9 @@
 use super::{CheckSpec, DEFAULT_STEP};
 use crate::engine::{Condition, Rule};
 use crate::section::locate::YamlLocator;
-use crate::section::{deserialize_opt_duration, ConfigError, KeyPath};
+use crate::section::{
+    at_most, deserialize_opt_duration, saturating_millis, ConfigError, KeyPath, MAX_RULE_WINDOW,
+};
 use crate::sources::probe::ProbeConfig;
 use crate::sources::template::{misplaced_variables, unknown_variables, BUILTIN_VARIABLES};
 use crate::sources::{self, Reads, SourceKind};
@@ -61,7 +63,7 @@ impl RawCondition {
         Condition {
             above: self.above,
             below: self.below,
-            for_ms: self.for_.map_or(0, |d| d.as_millis() as i64),
+            for_ms: self.for_.map_or(0, saturating_millis),
             failures: self.failures,
         }
     }
@@ -357,6 +359,9 @@ fn check_shape(pack: &mut RulePack, path: KeyPath, raw: RawCheck) -> Option<Pack
             format!("check `{name}`: `step` must be greater than zero"),
         );
     }
+    if let Some(Err(e)) = raw.step.map(|d| at_most("step", d, MAX_RULE_WINDOW)) {
+        err(pack, path.key("step"), format!("check `{name}`: {e}"));
+    }
     let levels = [
         ("warning", raw.warning),
         ("critical", raw.critical),
@@ -379,6 +384,13 @@ fn check_shape(pack: &mut RulePack, path: KeyPath, raw: RawCheck) -> Option<Pack
                 format!(
                     "check `{name}`: `{level}` needs at least one of `above`, `below`, `failures`"
                 ),
+            );
+        }
+        if let Some(Err(e)) = c.for_.map(|d| at_most("for", d, MAX_RULE_WINDOW)) {
+            err(
+                pack,
+                at.key("for"),
+                format!("check `{name}`: `{level}`: {e}"),
             );
         }
         if let Some(n) = c.failures {
@@ -618,5 +630,29 @@ mod tests {
             ["p.yaml:4:5: check `rate`: template variable `{{version}}` must stand inside a double-quoted label value (\"...\"), where it is escaped; it stands inside single quotes (query line 1, column 21)"]
         );
         assert_eq!(pack.checks.len(), 1);
+    }
+
+    #[test]
+    fn absurd_windows_are_rejected_at_their_key() {
+        let text = "checks:\n  - name: rate\n    source: prometheus\n    query: up\n    step: 31d\n    critical: { above: 1, for: 500000000000y }\n    rollback: { above: 1, for: 30d }\n";
+        let pack = parse_pack(text, Path::new("p.yaml"));
+        assert_eq!(
+            messages(&pack),
+            [
+                "p.yaml:5:5: check `rate`: `step` must be at most 30days",
+                "p.yaml:6:27: check `rate`: `critical`: `for` must be at most 30days",
+            ]
+        );
+        assert_eq!(
+            RawCondition {
+                above: None,
+                below: None,
+                for_: Some(Duration::MAX),
+                failures: None
+            }
+            .compile()
+            .for_ms,
+            i64::MAX
+        );
     }
 }

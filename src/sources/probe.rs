@@ -14,7 +14,9 @@
 //! a prober built on another client follows that client's policy.
 
 use super::{Blame, ProbeResult, Reads, SourceKind};
-use crate::section::{deserialize_duration, http_url, KeyPath, Report};
+use crate::section::{
+    at_most, deserialize_duration, http_url, KeyPath, Report, MAX_REQUEST_TIMEOUT,
+};
 use crate::transport::{classify, tracking_resolution, Failure};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
@@ -83,6 +85,9 @@ pub fn check_probes(probes: &[ProbeConfig], service: &str, at: &KeyPath, report:
         }
         if p.timeout.is_zero() {
             report.error(&pp.key("timeout"), "`timeout` must be greater than zero");
+        }
+        if let Err(e) = at_most("timeout", p.timeout, MAX_REQUEST_TIMEOUT) {
+            report.error(&pp.key("timeout"), format!("probe `{}`: {e}", p.name));
         }
     }
 }
