@@ -11,6 +11,7 @@ mod support;
 
 mod api;
 mod cli;
+mod config_bounds;
 mod config_load;
 mod dashboard;
 mod e2e;
