@@ -52,17 +52,15 @@ fn in_child(test: &str) -> bool {
     false
 }
 
-/// Every free descriptor of the process, held open until dropped.
-struct Exhausted(Vec<File>);
-
-/// Opens `/dev/null` until the process is out of descriptors (EMFILE).
-fn exhaust_descriptors() -> Exhausted {
+/// Opens `/dev/null` until the process is out of descriptors (EMFILE);
+/// they are held until the returned files are dropped.
+fn exhaust_descriptors() -> Vec<File> {
     let mut held = Vec::new();
     // Bounded: the limit is NOFILE.
     for _ in 0..=NOFILE {
         match File::open("/dev/null") {
             Ok(f) => held.push(f),
-            Err(e) if e.raw_os_error() == Some(24) => return Exhausted(held),
+            Err(e) if e.raw_os_error() == Some(24) => return held,
             Err(e) => panic!("unexpected error while exhausting descriptors: {e}"),
         }
     }
