@@ -235,11 +235,11 @@ fn classify_chain(
         innermost = Some(message);
         cause = e.source();
     }
-    let what = match innermost {
+    // Not attributable: inconclusive, in the words of what failed.
+    Failure::guardian(match innermost {
         Some(inner) => format!("{stage}: {inner}"),
         None => stage.to_string(),
-    };
-    Failure::guardian(format!("not attributable to the service: {what}"))
+    })
 }
 
 /// Describes a failed HTTP exchange in a few words, never with its URL:
@@ -502,7 +502,7 @@ mod tests {
         assert_eq!(f.blame, Blame::Guardian);
         assert_eq!(
             f.reason,
-            "not attributable to the service: cannot connect: invalid peer certificate: UnknownIssuer"
+            "cannot connect: invalid peer certificate: UnknownIssuer"
         );
         let f = classify_io(
             std::io::Error::from(std::io::ErrorKind::HostUnreachable),
