@@ -592,4 +592,53 @@ mod tests {
         let f = real_failure("http://exa mple/", T).await;
         assert_eq!(f.blame, Blame::Guardian, "{f:?}");
     }
+
+    /// A resolver that never answers, tracked like the real one.
+    struct HungResolver;
+
+    impl reqwest::dns::Resolve for HungResolver {
+        fn resolve(&self, _: reqwest::dns::Name) -> reqwest::dns::Resolving {
+            Box::pin(tracked(std::future::pending()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_while_resolving_is_the_guardians() {
+        let http = reqwest::Client::builder()
+            .dns_resolver(Arc::new(HungResolver))
+            .build()
+            .unwrap();
+        let timeout = Duration::from_millis(50);
+        let (res, resolving) =
+            tracking_resolution(http.get("http://service.example/").timeout(timeout).send()).await;
+        assert!(resolving, "the resolver is reached inside the scope");
+        let f = classify(&res.unwrap_err(), timeout, resolving);
+        assert_eq!(f.blame, Blame::Guardian, "{f:?}");
+        assert!(f.reason.contains("still being resolved"), "{f:?}");
+    }
+
+    #[tokio::test]
+    async fn host_names_resolve_through_the_tracked_resolver() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf).await;
+                let _ = conn
+                    .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        let http = client(reqwest::redirect::Policy::none());
+        let (res, resolving) = tracking_resolution(
+            http.get(format!("http://localhost:{port}/"))
+                .timeout(T)
+                .send(),
+        )
+        .await;
+        assert!(!resolving);
+        assert_eq!(res.unwrap().status().as_u16(), 204);
+    }
 }
