@@ -79,6 +79,11 @@ pub fn check_config(r: &RollbackConfig, at: &KeyPath, report: &mut Report<'_>) {
     if r.timeout.is_zero() {
         report.error(&at.key("timeout"), "`timeout` must be greater than zero");
     }
+    // Bounded so that no deadline computed from it can overflow.
+    if let Err(e) = crate::section::at_most("timeout", r.timeout, crate::section::MAX_HOOK_TIMEOUT)
+    {
+        report.error(&at.key("timeout"), e);
+    }
 }
 
 /// Output bytes kept from a hook run (the tail).

@@ -2,9 +2,11 @@
 
 use super::{CadenceConfig, TierConfig};
 use crate::model::Millis;
+use crate::section::{at_most, saturating_millis, MAX_WATCH};
 
 /// Tiers of `(until, every)` measured from the release's start, validated:
-/// `until` strictly increasing, `every` > 0. The watch ticks at
+/// `until` strictly increasing, `every` > 0, both at most [`MAX_WATCH`]
+/// (ten years; a longer value would overflow the millisecond arithmetic). The watch ticks at
 /// `start + every₁`, `+ every₁`, ... while in tier 1, then on tier 2's interval,
 /// and its last tick is at the last tier's `until`; then it ends.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,8 +23,11 @@ impl Cadence {
         let mut out = Vec::with_capacity(tiers.len());
         let mut prev = 0;
         for (i, t) in tiers.iter().enumerate() {
-            let until = t.until.as_millis() as Millis;
-            let every = t.every.as_millis() as Millis;
+            for (key, d) in [("until", t.until), ("every", t.every)] {
+                at_most(key, d, MAX_WATCH).map_err(|e| format!("tier {}: {e}", i + 1))?;
+            }
+            let until = saturating_millis(t.until);
+            let every = saturating_millis(t.every);
             if every <= 0 {
                 return Err(format!("tier {}: `every` must be greater than zero", i + 1));
             }
@@ -62,7 +67,7 @@ impl Cadence {
             if t >= until {
                 continue;
             }
-            let elapsed = after - start;
+            let elapsed = after.saturating_sub(start);
             if elapsed >= until {
                 // Skip this tier entirely, landing on its last grid point.
                 let n = (until - t + every - 1) / every;
@@ -76,10 +81,10 @@ impl Cadence {
                 (elapsed - t) / every + 1
             };
             let candidate = (t + k * every).min(until);
-            return Some(start + candidate);
+            return Some(start.saturating_add(candidate));
         }
-        if after - start < end {
-            Some(start + end)
+        if after.saturating_sub(start) < end {
+            Some(start.saturating_add(end))
         } else {
             None
         }
@@ -142,5 +147,24 @@ mod tests {
         assert!(Cadence::new(&[t(10, 0)]).is_err());
         assert!(Cadence::new(&[t(10, 1), t(10, 1)]).is_err());
         assert!(Cadence::new(&[]).is_err());
+    }
+
+    #[test]
+    fn absurd_tiers_are_refused_not_wrapped() {
+        let tier = |until: &str, every: &str| TierConfig {
+            until: crate::section::parse_duration(until).unwrap(),
+            every: crate::section::parse_duration(every).unwrap(),
+        };
+        // Observed: `as i64` wrapped this to 384 ms and the watch ended at once.
+        let e = Cadence::new(&[tier("18446744073709552s", "5m")]).unwrap_err();
+        assert!(e == "tier 1: `until` must be at most 10years", "{e}");
+        let e = Cadence::new(&[tier("1h", "5m"), tier("2h", "11y")]).unwrap_err();
+        assert_eq!(e, "tier 2: `every` must be at most 10years");
+        // Ten years is accepted, and its ticks do not overflow.
+        let c = Cadence::new(&[tier("3650days", "365days")]).unwrap();
+        assert_eq!(c.length(), 3650 * 86_400_000);
+        assert_eq!(c.ticks(1_800_000_000_000).len(), 10);
+        // Times saturate instead of overflowing.
+        assert_eq!(c.next_tick(i64::MAX - 10, i64::MAX), Some(i64::MAX));
     }
 }

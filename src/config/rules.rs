@@ -13,9 +13,11 @@
 use super::{CheckSpec, DEFAULT_STEP};
 use crate::engine::{Condition, Rule};
 use crate::section::locate::{Seg, YamlLocator};
-use crate::section::{deserialize_opt_duration, ConfigError, KeyPath};
+use crate::section::{
+    at_most, deserialize_opt_duration, saturating_millis, ConfigError, KeyPath, MAX_RULE_WINDOW,
+};
 use crate::sources::probe::ProbeConfig;
-use crate::sources::template::{unknown_variables, BUILTIN_VARIABLES};
+use crate::sources::template::{misplaced_variables, unknown_variables, BUILTIN_VARIABLES};
 use crate::sources::{self, Reads, SourceKind};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -61,7 +63,7 @@ impl RawCondition {
         Condition {
             above: self.above,
             below: self.below,
-            for_ms: self.for_.map_or(0, |d| d.as_millis() as i64),
+            for_ms: self.for_.map_or(0, saturating_millis),
             failures: self.failures,
         }
     }
@@ -373,7 +375,21 @@ fn check_shape(
                     path.key("query"),
                     format!("check `{name}`: `query` must not be empty"),
                 ),
-                Some(_) => {}
+                Some(q) => {
+                    for m in misplaced_variables(q) {
+                        err(
+                            pack,
+                            path.key("query"),
+                            format!(
+                                "check `{name}`: template variable `{{{{{}}}}}` must stand inside a double-quoted label value (\"...\"), where it is escaped; it stands {} (query line {}, column {})",
+                                m.name,
+                                m.placement.describe(),
+                                m.line,
+                                m.col
+                            ),
+                        );
+                    }
+                }
             }
             if raw.probe.is_some() {
                 err(
@@ -417,6 +433,9 @@ fn check_shape(
             format!("check `{name}`: `step` must be greater than zero"),
         );
     }
+    if let Some(Err(e)) = raw.step.map(|d| at_most("step", d, MAX_RULE_WINDOW)) {
+        err(pack, path.key("step"), format!("check `{name}`: {e}"));
+    }
     let levels = [
         ("warning", raw.warning),
         ("critical", raw.critical),
@@ -440,6 +459,13 @@ fn check_shape(
                 format!(
                     "check `{name}`: `{level}` needs at least one of `above`, `below`, `failures`"
                 ),
+            );
+        }
+        if let Some(Err(e)) = c.for_.map(|d| at_most("for", d, MAX_RULE_WINDOW)) {
+            err(
+                pack,
+                at.key("for"),
+                format!("check `{name}`: `{level}`: {e}"),
             );
         }
         if let Some(n) = c.failures {
@@ -665,6 +691,40 @@ mod tests {
         assert_eq!(
             strip_yaml_location("did not find expected ',' or ']' at line 2 column 2, while parsing a flow sequence at line 1 column 4"),
             "did not find expected ',' or ']', while parsing a flow sequence"
+        );
+    }
+
+    #[test]
+    fn misplaced_template_variables_are_rejected_at_the_query() {
+        let text = "checks:\n  - name: rate\n    source: prometheus\n    query: \"sum(rate(x{version='{{version}}'}[5m]))\"\n    rollback: { above: 1 }\n  - name: good\n    source: prometheus\n    query: up{service=\"{{service}}\"}\n    rollback: { above: 1 }\n";
+        let pack = parse_pack(text, Path::new("p.yaml"));
+        assert_eq!(
+            messages(&pack),
+            ["p.yaml:4:5: check `rate`: template variable `{{version}}` must stand inside a double-quoted label value (\"...\"), where it is escaped; it stands inside single quotes (query line 1, column 21)"]
+        );
+    }
+
+    #[test]
+    fn absurd_windows_are_rejected_at_their_key() {
+        let text = "checks:\n  - name: rate\n    source: prometheus\n    query: up\n    step: 31d\n    critical: { above: 1, for: 500000000000y }\n    rollback: { above: 1, for: 30d }\n";
+        let pack = parse_pack(text, Path::new("p.yaml"));
+        assert_eq!(
+            messages(&pack),
+            [
+                "p.yaml:5:5: check `rate`: `step` must be at most 30days",
+                "p.yaml:6:27: check `rate`: `critical`: `for` must be at most 30days",
+            ]
+        );
+        assert_eq!(
+            RawCondition {
+                above: None,
+                below: None,
+                for_: Some(Duration::MAX),
+                failures: None
+            }
+            .compile()
+            .for_ms,
+            i64::MAX
         );
     }
 }

@@ -1,13 +1,17 @@
 //! Reading a check's source at a tick, through the [`Sources`] built from
 //! the configuration: the new interval of a query check on its step grid
-//! (in chunks its source accepts), or one live probe.
+//! (in chunks its source accepts), or one live probe. A probe that failed
+//! by the service's doing is a failed sample; one that failed on the
+//! guardian's side (or that cannot be attributed) is
+//! [`Reading::Inconclusive`], never a failed sample.
 
 use super::tick::variables;
 use crate::config::{CheckSpec, Service};
 use crate::context::Context;
 use crate::engine::Sample;
 use crate::model::{Millis, Release};
-use crate::sources::{RangeQuery, RangeSource, Reads, SeriesSet, Sources};
+use crate::section::saturating_millis;
+use crate::sources::{ProbeOutcome, RangeQuery, RangeSource, Reads, SeriesSet, Sources};
 use crate::telemetry::SourceLabels;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -68,7 +72,7 @@ impl<'a> TickSources<'a> {
             sources: ctx.sources(),
             vars: variables(release, service),
             now,
-            window_end: release.started_at + service.cadence.length(),
+            window_end: release.started_at.saturating_add(service.cadence.length()),
         }
     }
 
@@ -85,7 +89,7 @@ impl<'a> TickSources<'a> {
                     // Only the watch window is judged: after a long outage the
                     // catch-up tick reads up to the window's end, not beyond.
                     let from = evaluated_until
-                        .map(|u| u + 1)
+                        .map(|u| u.saturating_add(1))
                         .unwrap_or(self.release.started_at);
                     self.read_range(source.as_ref(), spec, from, self.now.min(self.window_end))
                         .await
@@ -103,7 +107,7 @@ impl<'a> TickSources<'a> {
     fn past_window(&self) -> bool {
         let due = self.release.next_check_at.unwrap_or(self.now);
         let tolerance = self.service.cadence.last_every().min(60_000);
-        due > self.window_end || self.now - self.window_end > tolerance
+        due > self.window_end || self.now.saturating_sub(self.window_end) > tolerance
     }
 
     async fn probe(&self, spec: &CheckSpec) -> Reading {
@@ -122,6 +126,24 @@ impl<'a> TickSources<'a> {
         let labels = SourceLabels {
             source: "probe".into(),
         };
+        let sample = match result.outcome() {
+            ProbeOutcome::Passed => Sample::ok(self.now, result.latency.as_secs_f64()),
+            ProbeOutcome::Failed(_) => {
+                telemetry.source_errors.get_or_create(&labels).inc();
+                Sample::failed(self.now)
+            }
+            // Not the service's doing: no sample, no latency recorded.
+            ProbeOutcome::Inconclusive(why) => {
+                telemetry.source_errors.get_or_create(&labels).inc();
+                return Reading::failed(
+                    format!(
+                        "probe `{}`: {why}; not counted against the service",
+                        cfg.name
+                    ),
+                    self.now,
+                );
+            }
+        };
         telemetry.record_probe(
             &format!("{}/{}", self.service.name, cfg.name),
             result.latency,
@@ -130,12 +152,6 @@ impl<'a> TickSources<'a> {
             .source_latency
             .get_or_create(&labels)
             .observe(result.latency.as_secs_f64());
-        let sample = if result.ok {
-            Sample::ok(self.now, result.latency.as_secs_f64())
-        } else {
-            telemetry.source_errors.get_or_create(&labels).inc();
-            Sample::failed(self.now)
-        };
         Reading::Series {
             series: vec![(cfg.name.clone(), vec![sample])],
             step: None,
@@ -153,7 +169,7 @@ impl<'a> TickSources<'a> {
         from: Millis,
         to: Millis,
     ) -> Reading {
-        let step = (spec.step.as_millis() as Millis).max(1);
+        let step = saturating_millis(spec.step).max(1);
         let start = align_up(from, step);
         let end = to.div_euclid(step) * step;
         if end < start {
@@ -168,7 +184,8 @@ impl<'a> TickSources<'a> {
         let mut merged: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
         let mut chunk_start = start;
         while chunk_start <= end {
-            let chunk_end = end.min(chunk_start + (max_points - 1) * step);
+            let chunk_end =
+                end.min(chunk_start.saturating_add((max_points - 1).saturating_mul(step)));
             let q = RangeQuery {
                 query: query.clone(),
                 start: chunk_start,
@@ -194,7 +211,10 @@ impl<'a> TickSources<'a> {
                     return Reading::failed(e.to_string(), start);
                 }
             }
-            chunk_start = chunk_end + step;
+            chunk_start = chunk_end.saturating_add(step);
+            if chunk_end == Millis::MAX {
+                break;
+            }
         }
         if merged.values().all(Vec::is_empty) {
             return Reading::Inconclusive {
@@ -219,7 +239,7 @@ pub fn align_up(t: Millis, step: Millis) -> Millis {
     if r == 0 {
         t
     } else {
-        t + step - r
+        t.saturating_add(step - r)
     }
 }
 
@@ -233,5 +253,6 @@ mod tests {
         assert_eq!(align_up(1, 15_000), 15_000);
         assert_eq!(align_up(15_000, 15_000), 15_000);
         assert_eq!(align_up(15_001, 15_000), 30_000);
+        assert_eq!(align_up(i64::MAX - 1, 1_000), i64::MAX);
     }
 }

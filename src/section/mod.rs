@@ -13,7 +13,10 @@ mod duration;
 pub mod locate;
 mod secret;
 
-pub use duration::{deserialize_duration, deserialize_opt_duration, parse as parse_duration};
+pub use duration::{
+    at_most, deserialize_duration, deserialize_opt_duration, parse as parse_duration,
+    saturating_millis, MAX_HOOK_TIMEOUT, MAX_REQUEST_TIMEOUT, MAX_RULE_WINDOW, MAX_WATCH,
+};
 pub use locate::{KeyPath, Seg, TomlLocator};
 pub use secret::Secret;
 

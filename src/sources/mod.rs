@@ -2,7 +2,9 @@
 //! ([`KINDS`]). A query source (Prometheus; later Loki) answers a templated
 //! query over an interval at a step ([`RangeSource`]); the prober measures
 //! a service's endpoint live. Every source error and every empty answer
-//! becomes an *inconclusive* check upstream, never a breach.
+//! becomes an *inconclusive* check upstream, never a breach; a failed probe
+//! is a failed sample only when the service is to blame for it
+//! ([`ProbeResult::outcome`], decided by [`crate::transport::classify`]).
 //!
 //! A kind's file owns what the config says of it — a query source its
 //! `[sources.NAME]` section (serde struct, checks, `build`), the prober the
@@ -22,6 +24,7 @@ pub mod template;
 use crate::engine::Sample;
 use crate::model::Millis;
 use crate::section::{Secret, Section};
+pub use crate::transport::Blame;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -186,9 +189,41 @@ pub trait RangeSource: Send + Sync {
 /// The result of one live probe.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeResult {
+    /// The service answered as expected.
     pub ok: bool,
     pub status: Option<u16>,
     pub latency: Duration,
-    /// Why it failed (timeout, connection refused, unexpected status).
+    /// Why it did not pass (timeout, connection refused, unexpected status,
+    /// or a guardian-side failure such as "too many open files").
     pub error: Option<String>,
+    /// Who a probe that did not pass is blamed on: only
+    /// [`Blame::Service`] is a failed sample; [`Blame::Guardian`] makes the
+    /// check inconclusive ([`crate::transport::classify`]). `Service` when `ok`.
+    pub blame: Blame,
+}
+
+impl ProbeResult {
+    /// Passed, failed (the service's doing) or inconclusive (the guardian's
+    /// side, or who failed cannot be told).
+    pub fn outcome(&self) -> ProbeOutcome<'_> {
+        let why = self.error.as_deref().unwrap_or("unknown");
+        match (self.ok, self.blame) {
+            (true, _) => ProbeOutcome::Passed,
+            (false, Blame::Service) => ProbeOutcome::Failed(why),
+            (false, Blame::Guardian) => ProbeOutcome::Inconclusive(why),
+        }
+    }
+}
+
+/// What one probe says of the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeOutcome<'a> {
+    /// It answered as expected: a sample whose value is the latency.
+    Passed,
+    /// It failed, by its own doing (refused, reset, timed out, wrong
+    /// status): a failed sample.
+    Failed(&'a str),
+    /// The probe failed on the guardian's side (or who failed cannot be
+    /// told): no sample; the check is inconclusive.
+    Inconclusive(&'a str),
 }

@@ -1,5 +1,9 @@
-//! HTTP probes of a service's endpoints. A failed exchange is worded by
-//! [`crate::transport::describe_transport_error`].
+//! HTTP probes of a service's endpoints. A failed exchange is classified by
+//! [`crate::transport::classify`]: only what the service did (refused,
+//! reset, timed out, a wrong status) is a failed probe; a failure on the
+//! guardian's own side (out of descriptors, memory or local ports, its
+//! resolver, its request building) or one it cannot attribute is blamed on
+//! the guardian ([`Blame::Guardian`]) and makes the check inconclusive.
 //!
 //! A probe is one `GET` with the probe's own timeout over the shared, pooled
 //! client; its latency is measured on the monotonic clock up to the end of
@@ -9,9 +13,11 @@
 //! [`probe_client`] builds a client that follows at most [`MAX_REDIRECTS`];
 //! a prober built on another client follows that client's policy.
 
-use super::{ProbeResult, Reads, SourceKind};
-use crate::section::{deserialize_duration, http_url, KeyPath, Report};
-use crate::transport::describe_transport_error;
+use super::{Blame, ProbeResult, Reads, SourceKind};
+use crate::section::{
+    at_most, deserialize_duration, http_url, KeyPath, Report, MAX_REQUEST_TIMEOUT,
+};
+use crate::transport::{classify, tracking_resolution, Failure};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 
@@ -80,6 +86,9 @@ pub fn check_probes(probes: &[ProbeConfig], service: &str, at: &KeyPath, report:
         if p.timeout.is_zero() {
             report.error(&pp.key("timeout"), "`timeout` must be greater than zero");
         }
+        if let Err(e) = at_most("timeout", p.timeout, MAX_REQUEST_TIMEOUT) {
+            report.error(&pp.key("timeout"), format!("probe `{}`: {e}", p.name));
+        }
     }
 }
 
@@ -106,18 +115,30 @@ impl Prober {
     }
 
     /// `GET`s `cfg.url` once. `ok` when the status equals `expect_status`,
-    /// or is any 2xx when none is set; `error` says why not.
+    /// or is any 2xx when none is set; `error` says why not, `blame` whose
+    /// doing it was.
     pub async fn probe(&self, cfg: &ProbeConfig) -> ProbeResult {
         let started = Instant::now();
-        let outcome = self.exchange(cfg).await;
+        let (outcome, resolving) = tracking_resolution(self.exchange(cfg)).await;
         let latency = started.elapsed();
         match outcome {
-            Err(error) => ProbeResult {
+            Err(Exchange::Invalid(reason)) => ProbeResult {
                 ok: false,
                 status: None,
                 latency,
-                error: Some(error),
+                error: Some(reason),
+                blame: Blame::Guardian,
             },
+            Err(Exchange::Failed(e)) => {
+                let Failure { blame, reason } = classify(&e, cfg.timeout, resolving);
+                ProbeResult {
+                    ok: false,
+                    status: None,
+                    latency,
+                    error: Some(reason),
+                    blame,
+                }
+            }
             Ok(status) => {
                 let (ok, error) = judge_status(status, cfg.expect_status);
                 ProbeResult {
@@ -125,32 +146,42 @@ impl Prober {
                     status: Some(status),
                     latency,
                     error,
+                    blame: Blame::Service,
                 }
             }
         }
     }
 
     /// Sends the request and reads the body; the status, or why it failed.
-    async fn exchange(&self, cfg: &ProbeConfig) -> Result<u16, String> {
-        let url = reqwest::Url::parse(&cfg.url).map_err(|e| format!("invalid URL: {e}"))?;
+    async fn exchange(&self, cfg: &ProbeConfig) -> Result<u16, Exchange> {
+        let url = reqwest::Url::parse(&cfg.url)
+            .map_err(|e| Exchange::Invalid(format!("invalid URL: {e}")))?;
         let mut response = self
             .http
             .get(url)
             .timeout(cfg.timeout)
             .send()
             .await
-            .map_err(|e| describe_transport_error(&e, cfg.timeout))?;
+            .map_err(Exchange::Failed)?;
         let status = response.status().as_u16();
         let mut read = 0usize;
         while read < MAX_PROBE_BODY {
             match response.chunk().await {
                 Ok(Some(chunk)) => read += chunk.len(),
                 Ok(None) => break,
-                Err(e) => return Err(describe_transport_error(&e, cfg.timeout)),
+                Err(e) => return Err(Exchange::Failed(e)),
             }
         }
         Ok(status)
     }
+}
+
+/// Why an exchange did not give a status.
+enum Exchange {
+    /// The request could not even be made (the URL): the guardian's side.
+    Invalid(String),
+    /// The exchange failed; [`classify`] says whose doing it was.
+    Failed(reqwest::Error),
 }
 
 /// Whether `status` passes, and if not, why ("HTTP 503, expected 2xx").

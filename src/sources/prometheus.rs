@@ -18,7 +18,7 @@ use super::{
 };
 use crate::engine::Sample;
 use crate::model::Millis;
-use crate::section::{deserialize_duration, Secret, Section};
+use crate::section::{at_most, deserialize_duration, Secret, Section, MAX_REQUEST_TIMEOUT};
 use async_trait::async_trait;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::Url;
@@ -66,6 +66,10 @@ fn parse(s: &mut Section<'_, '_>) -> Option<Box<dyn SourceConfig>> {
     let mut c: PrometheusConfig = s.deserialize()?;
     let url = s.http_url("url", &c.url, "prometheus");
     s.positive("timeout", c.timeout);
+    let bounded = at_most("timeout", c.timeout, MAX_REQUEST_TIMEOUT);
+    if let Err(e) = &bounded {
+        s.error("timeout", e.clone());
+    }
     let had_token = c.bearer_token.is_some() || c.bearer_token_file.is_some();
     // Read now; from here on `bearer_token` holds the secret whichever way
     // it was given.
@@ -79,7 +83,8 @@ fn parse(s: &mut Section<'_, '_>) -> Option<Box<dyn SourceConfig>> {
     }
     c.bearer_token = token;
     c.bearer_token_file = None;
-    (url.is_some() && !c.timeout.is_zero()).then(|| Box::new(c) as Box<dyn SourceConfig>)
+    (url.is_some() && !c.timeout.is_zero() && bounded.is_ok())
+        .then(|| Box::new(c) as Box<dyn SourceConfig>)
 }
 
 impl SourceConfig for PrometheusConfig {

@@ -11,9 +11,11 @@ mod support;
 
 mod api;
 mod cli;
+mod config_bounds;
 mod config_load;
 mod dashboard;
 mod e2e;
+mod guardian_side;
 mod logs;
 mod notify;
 mod outbox;
