@@ -35,7 +35,7 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 /// for an event that starts no watch. The router wires one such route per
 /// entry of [`intake::FORMATS`].
 pub(crate) async fn create(
-    ApiState { guardian, ctx }: ApiState,
+    ApiState { guardian, ctx, .. }: ApiState,
     format: &'static dyn IntakeFormat,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -171,7 +171,7 @@ pub(crate) async fn show(
 
 /// `POST /v1/releases/{id}/rollback`: 202, the hook runs in the background.
 pub(crate) async fn rollback(
-    State(ApiState { guardian, ctx }): State<ApiState>,
+    State(ApiState { guardian, ctx, .. }): State<ApiState>,
     ReleaseId(id): ReleaseId,
 ) -> Result<(StatusCode, Json<ReleaseView>), ApiError> {
     let release = guardian.manual_rollback(&id).await?;
@@ -183,7 +183,7 @@ pub(crate) async fn rollback(
 
 /// `POST /v1/releases/{id}/abort`.
 pub(crate) async fn abort(
-    State(ApiState { guardian, ctx }): State<ApiState>,
+    State(ApiState { guardian, ctx, .. }): State<ApiState>,
     ReleaseId(id): ReleaseId,
 ) -> Result<Json<ReleaseView>, ApiError> {
     let release = guardian.abort(&id).await?;
@@ -192,7 +192,7 @@ pub(crate) async fn abort(
 
 /// `POST /v1/releases/{id}/ack`: no further pages for this release.
 pub(crate) async fn ack(
-    State(ApiState { guardian, ctx }): State<ApiState>,
+    State(ApiState { guardian, ctx, .. }): State<ApiState>,
     ReleaseId(id): ReleaseId,
 ) -> Result<Json<ReleaseView>, ApiError> {
     let release = guardian.ack(&id).await?;
