@@ -536,3 +536,67 @@ async fn the_list_pages_with_a_cursor_and_leaves_annotations_out() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
 }
+
+// ------------------------------------------------------------ overload
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_answer_while_every_request_slot_is_taken() {
+    use axum::body::Body;
+    use release_guardian::api::{router, ApiState, MAX_CONCURRENT_REQUESTS};
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = crate::support::settings(
+        dir.path(),
+        "[store]\npath = \"g.db\"\n[[services]]\nname = \"checkout\"\n",
+    );
+    let store =
+        release_guardian::store::sqlite::SqliteStore::open(&dir.path().join("g.db")).unwrap();
+    let ctx = release_guardian::context::Context::new(
+        settings,
+        std::sync::Arc::new(store),
+        std::sync::Arc::new(release_guardian::clock::SystemClock),
+    );
+    let guardian = release_guardian::scheduler::Guardian::new(ctx.clone());
+    guardian.start().await.unwrap();
+    let app = router(ApiState::new(guardian, ctx));
+    let stuck = || {
+        axum::http::Request::post("/v1/releases")
+            .body(Body::from_stream(futures_util::stream::pending::<
+                Result<axum::body::Bytes, std::io::Error>,
+            >()))
+            .unwrap()
+    };
+    // Every slot held by a request whose body never comes (a few more than
+    // the slots: one that loses a race with the probe below is shed).
+    let mut held = Vec::new();
+    for _ in 0..MAX_CONCURRENT_REQUESTS + 16 {
+        held.push(tokio::spawn(app.clone().oneshot(stuck())));
+    }
+    let shed = wait_for("the API to shed load", DEADLINE, || {
+        let app = app.clone();
+        async move {
+            let r = app
+                .oneshot(
+                    axum::http::Request::get("/v1/releases")
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            (r.status() == 503).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(shed.headers()["retry-after"], "1");
+    for probe in ["/healthz", "/readyz", "/metrics"] {
+        let r = app
+            .clone()
+            .oneshot(axum::http::Request::get(probe).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{probe} while overloaded");
+    }
+    for h in held {
+        h.abort();
+    }
+}
