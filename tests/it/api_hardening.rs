@@ -228,6 +228,58 @@ async fn a_connection_flood_under_a_low_descriptor_limit_cannot_starve_the_api()
 }
 
 #[tokio::test]
+async fn over_the_cap_with_every_connection_busy_a_newcomer_gets_503_and_is_closed() {
+    const CAP: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, listen) = config(dir.path(), &format!("max_connections = {CAP}"), "");
+    let d = Daemon::start(&path, &listen).await;
+    let addr: SocketAddr = listen.parse().unwrap();
+    // CAP requests in progress: `100 Continue` says the handler is reading
+    // the body (which never comes).
+    let mut busy = Vec::new();
+    for _ in 0..CAP {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            b"POST /v1/releases HTTP/1.1\r\nhost: 127.0.0.1\r\nexpect: 100-continue\r\ncontent-length: 100\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(DEADLINE, s.read(&mut buf))
+            .await
+            .expect("100 Continue in time")
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        busy.push(s);
+    }
+    // One more: a 503 and the connection closed at once, request unread.
+    let mut extra = TcpStream::connect(addr).await.unwrap();
+    let _ = extra
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, extra.read_to_end(&mut answer))
+        .await
+        .expect("the over-cap connection is closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 503"),
+        "{answer}"
+    );
+    // A request in progress ends: room again.
+    drop(busy.pop());
+    let status = wait_for("/healthz once a connection is free", DEADLINE, || async {
+        healthz(&d.api).await.filter(|s| *s == 200)
+    })
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
 async fn idle_and_slow_header_connections_are_closed_by_their_timeouts() {
     let dir = tempfile::tempdir().unwrap();
     let (path, listen) = config(
