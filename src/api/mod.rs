@@ -108,7 +108,8 @@ pub fn router(state: ApiState) -> Router {
     let operational = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics));
+        .route("/metrics", get(health::metrics))
+        .method_not_allowed_fallback(method_not_allowed);
     let outer = ServiceBuilder::new()
         .layer(middleware::from_fn(trace::log_request))
         .layer(HandleErrorLayer::new(handle_overload))

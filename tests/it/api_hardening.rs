@@ -663,6 +663,20 @@ async fn probes_answer_while_every_request_slot_is_taken() {
             .unwrap();
         assert_eq!(r.status(), 200, "{probe} while overloaded");
     }
+    // A wrong method on a probe route is still a JSON 405.
+    let r = app
+        .clone()
+        .oneshot(
+            axum::http::Request::post("/healthz")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let body = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(body["error"].as_str().unwrap().contains("POST"), "{body}");
     for h in held {
         h.abort();
     }
