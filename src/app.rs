@@ -41,8 +41,11 @@ impl Daemon {
             .map_err(|e| anyhow::anyhow!("cannot resume watches: {e:?}"))?;
         let router = crate::api::router(crate::api::ApiState::new(guardian.clone(), ctx.clone()));
         let shutdown = ctx.shutdown.clone();
+        // Connection limits are read once: like `listen`, they take effect
+        // at the next start.
+        let limits = crate::api::ServerLimits::from_config(&ctx.settings().config.server);
         let server = tokio::spawn(async move {
-            if let Err(e) = crate::api::serve(listener, router, shutdown).await {
+            if let Err(e) = crate::api::serve_with(listener, router, limits, shutdown).await {
                 tracing::error!(error = %e, "API server stopped");
             }
         });

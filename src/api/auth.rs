@@ -8,24 +8,46 @@
 //!
 //! Tokens are read from the settings in force for every request, so a config
 //! reload takes effect at once, and compared in constant time against every
-//! configured token (no early exit on a match).
+//! configured token (no early exit on a match). What is compared are the
+//! SHA-256 digests of the presented and the configured token, so neither
+//! the content nor the length of a configured token shows in the timing.
+//!
+//! Failed authentications are rate limited per client IP address
+//! ([`AuthFailures`]): after [`FAILURE_BURST`] failures the address gets 429
+//! with `Retry-After` — without its token being looked at — until its budget
+//! refills ([`FAILURE_BURST`] per minute).
 
 use super::error::ApiError;
 use super::ApiState;
 use crate::config::{ApiToken, Scope};
 use crate::intake::{self, Auth};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use subtle::{Choice, ConstantTimeEq};
+
+/// Failed authentications a client IP may make at once; its budget refills
+/// at this many per minute.
+pub const FAILURE_BURST: u32 = 10;
+
+/// Client addresses tracked at once. When the table is full, addresses that
+/// have their whole budget back are forgotten; if that frees nothing, new
+/// addresses share one budget.
+pub const MAX_TRACKED_CLIENTS: usize = 4096;
 
 /// Routes that never need a token: probes and the scrape endpoint.
 const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 /// Middleware: lets a request through or answers 401/403.
 pub(crate) async fn require_token(
-    State(ApiState { ctx, .. }): State<ApiState>,
+    State(ApiState {
+        ctx, auth_failures, ..
+    }): State<ApiState>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -36,10 +58,114 @@ pub(crate) async fn require_token(
     if settings.tokens.is_empty() {
         return next.run(request).await;
     }
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let now = Instant::now();
+    if let Err(wait) = auth_failures.admit(client, now) {
+        return ApiError::TooManyRequests {
+            message: "too many failed authentications from this address; try again later".into(),
+            retry_after: wait.as_secs_f64().ceil() as u64,
+        }
+        .into_response();
+    }
     let scope = required_scope(request.method());
     match check(&settings.tokens, request.headers(), scope) {
         Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            if matches!(e, ApiError::Unauthorized(_)) {
+                auth_failures.record_failure(client, now);
+            }
+            e.into_response()
+        }
+    }
+}
+
+/// Per-client budgets of failed authentications (a token bucket per IP
+/// address; IPv6 addresses by their /64, what one host usually has).
+#[derive(Debug, Default)]
+pub struct AuthFailures {
+    buckets: Mutex<HashMap<Option<IpAddr>, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    /// Failures still allowed (fractional: it refills continuously).
+    budget: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn refilled(self, now: Instant) -> f64 {
+        let per_sec = f64::from(FAILURE_BURST) / 60.0;
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        (self.budget + elapsed * per_sec).min(f64::from(FAILURE_BURST))
+    }
+}
+
+impl AuthFailures {
+    /// Ok if `client` may try to authenticate now, else how long to wait.
+    pub fn admit(&self, client: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let key = Self::slot(&mut buckets, client, now);
+        match buckets.get(&key).map(|b| b.refilled(now)) {
+            Some(left) if left < 1.0 => {
+                let per_sec = f64::from(FAILURE_BURST) / 60.0;
+                Err(Duration::from_secs_f64((1.0 - left) / per_sec))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Spends one failure of `client`'s budget.
+    pub fn record_failure(&self, client: Option<IpAddr>, now: Instant) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let key = Self::slot(&mut buckets, client, now);
+        let bucket = buckets.entry(key).or_insert(Bucket {
+            budget: f64::from(FAILURE_BURST),
+            at: now,
+        });
+        *bucket = Bucket {
+            budget: (bucket.refilled(now) - 1.0).max(0.0),
+            at: now,
+        };
+    }
+
+    /// The table key of `client`: its address (IPv6 by /64), or the shared
+    /// `None` budget for an unknown address or one there is no room for
+    /// (after forgetting the addresses whose budget is whole again).
+    fn slot(
+        buckets: &mut HashMap<Option<IpAddr>, Bucket>,
+        client: Option<IpAddr>,
+        now: Instant,
+    ) -> Option<IpAddr> {
+        let key = client.map(|ip| match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let mut octets = v6.octets();
+                    octets[8..].fill(0);
+                    IpAddr::from(octets)
+                }
+            },
+            v4 => v4,
+        });
+        if buckets.contains_key(&key) || buckets.len() < MAX_TRACKED_CLIENTS {
+            return key;
+        }
+        let whole = f64::from(FAILURE_BURST);
+        buckets.retain(|_, b| b.refilled(now) < whole);
+        if buckets.len() < MAX_TRACKED_CLIENTS {
+            key
+        } else {
+            None
+        }
+    }
+
+    /// Addresses tracked now (for tests).
+    pub fn tracked(&self) -> usize {
+        self.buckets.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
@@ -72,10 +198,12 @@ pub(crate) fn check(
     })?;
     let mut known = Choice::from(0);
     let mut allowed = Choice::from(0);
-    // Every token is compared, whatever matched before: the time taken does
-    // not tell which token (or how much of one) matched.
+    // Every token is compared, whatever matched before, and what is compared
+    // are fixed-size digests: the time taken tells neither which token
+    // matched, nor how much of one, nor how long the configured ones are.
+    let presented = sha256(presented.as_bytes());
     for token in tokens {
-        let matches = token.token.expose().as_bytes().ct_eq(presented.as_bytes());
+        let matches = sha256(token.token.expose().as_bytes()).ct_eq(&presented);
         known |= matches;
         allowed |= matches & Choice::from(u8::from(token.scopes.contains(&scope)));
     }
@@ -89,6 +217,13 @@ pub(crate) fn check(
         )));
     }
     Ok(())
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
 }
 
 /// The token of an `Authorization: Bearer TOKEN` header (scheme
@@ -166,6 +301,50 @@ mod tests {
             check(&t, &HeaderMap::new(), Scope::Read),
             Err(ApiError::Unauthorized(_))
         ));
+    }
+
+    #[test]
+    fn failures_are_limited_per_address_and_refill() {
+        let limits = AuthFailures::default();
+        let t0 = Instant::now();
+        let a: Option<IpAddr> = Some("192.0.2.1".parse().unwrap());
+        let b: Option<IpAddr> = Some("192.0.2.2".parse().unwrap());
+        for _ in 0..FAILURE_BURST {
+            assert_eq!(limits.admit(a, t0), Ok(()));
+            limits.record_failure(a, t0);
+        }
+        let wait = limits.admit(a, t0).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(5) && wait <= Duration::from_secs(6),
+            "{wait:?}"
+        );
+        assert_eq!(limits.admit(b, t0), Ok(()), "other addresses unaffected");
+        assert_eq!(limits.admit(a, t0 + Duration::from_secs(6)), Ok(()));
+        // IPv6 addresses count by /64.
+        let v6 = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        for _ in 0..FAILURE_BURST {
+            limits.record_failure(v6("2001:db8::1"), t0);
+        }
+        assert!(limits.admit(v6("2001:db8::2"), t0).is_err());
+        assert_eq!(limits.admit(v6("2001:db8:0:1::1"), t0), Ok(()));
+    }
+
+    #[test]
+    fn the_table_of_addresses_is_bounded() {
+        let limits = AuthFailures::default();
+        let t0 = Instant::now();
+        for i in 0..(MAX_TRACKED_CLIENTS as u32 + 100) {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            limits.record_failure(Some(ip), t0);
+        }
+        assert!(
+            limits.tracked() <= MAX_TRACKED_CLIENTS + 1,
+            "one shared overflow budget"
+        );
+        // A minute later every budget is whole again: room is made.
+        let later = t0 + Duration::from_secs(61);
+        limits.record_failure(Some("192.0.2.9".parse().unwrap()), later);
+        assert!(limits.tracked() <= 2, "{}", limits.tracked());
     }
 
     #[test]

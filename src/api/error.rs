@@ -14,7 +14,7 @@ use axum::Json;
 
 /// Longest part of a client-supplied value (such as a release id) echoed back
 /// in an error message.
-const MAX_ECHO_CHARS: usize = 200;
+const MAX_ECHO_CHARS: usize = 64;
 
 /// A failed request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +46,10 @@ pub enum ApiError {
     /// 422: well-formed but refused (unknown service, invalid name).
     #[error("{0}")]
     Unprocessable(String),
+    /// 429: too many failed authentications from this client; retry after
+    /// this many seconds.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
     /// 503: overloaded, or not ready.
     #[error("{0}")]
     Unavailable(String),
@@ -76,6 +80,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -99,6 +104,11 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            Self::TooManyRequests { retry_after, .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+            }
             Self::Internal(detail) => {
                 response.extensions_mut().insert(InternalDetail(detail));
             }
@@ -112,7 +122,14 @@ impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> Self {
         match e {
             ControlError::NotFound(id) => Self::release_not_found(&id),
-            e @ ControlError::UnknownService { .. } => Self::Unprocessable(e.to_string()),
+            ControlError::UnknownService {
+                service,
+                environment,
+            } => Self::Unprocessable(format!(
+                "unknown service {:?} in environment {:?}",
+                echo(&service),
+                echo(&environment)
+            )),
             ControlError::Invalid(msg) => Self::Unprocessable(msg),
             ControlError::Conflict(msg) => Self::Conflict(msg),
             ControlError::Internal(detail) => Self::Internal(detail),
@@ -185,7 +202,9 @@ mod tests {
     fn long_ids_are_shortened_in_messages() {
         let id = "x".repeat(10_000);
         let msg = ApiError::release_not_found(&id).to_string();
-        assert!(msg.len() < 300, "{}", msg.len());
-        assert!(msg.starts_with("release xxx"));
+        assert_eq!(msg, format!("release {}… not found", "x".repeat(64)));
+        assert_eq!(echo("short"), "short");
+        assert_eq!(echo(&"é".repeat(64)), "é".repeat(64));
+        assert_eq!(echo(&"é".repeat(65)), format!("{}…", "é".repeat(64)));
     }
 }

@@ -32,7 +32,7 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
 
 /// `GET /readyz`: 200 once every watch is recovered and the store answers;
 /// 503 otherwise.
-pub(crate) async fn readyz(State(ApiState { guardian, ctx }): State<ApiState>) -> Response {
+pub(crate) async fn readyz(State(ApiState { guardian, ctx, .. }): State<ApiState>) -> Response {
     if !guardian.is_ready() {
         return not_ready("watches are still being recovered");
     }

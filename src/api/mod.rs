@@ -12,24 +12,33 @@
 //! - [`health`] — `/healthz`, `/readyz`, `/metrics`;
 //! - [`view`] — the release object every release route answers;
 //! - [`body`] — reading bodies, with the 1 MiB limit;
-//! - [`auth`] — bearer tokens and scopes (`[auth]`);
+//! - [`auth`] — bearer tokens and scopes (`[auth]`), and the rate limit on
+//!   failed authentications;
+//! - [`origin`] — refusing cross-site and DNS-rebinding requests (403);
+//! - [`server`] — the accept loop: the connection cap and the idle and
+//!   header-read timeouts;
 //! - [`error`] — [`ApiError`], the statuses and `{"error": "..."}` bodies;
 //! - [`trace`] — the per-request span and log.
 //!
-//! Every request, from the outside in: request log → overload and timeout
-//! handling (load shedding above [`MAX_CONCURRENT_REQUESTS`], a
-//! [`REQUEST_TIMEOUT`]) → body limit → authentication → the route.
+//! Every request, from the outside in: request log → [`REQUEST_TIMEOUT`] →
+//! the `Origin`/`Host` check → then, for every route but `/healthz`,
+//! `/readyz` and `/metrics` (which must answer under load): load shedding
+//! above [`MAX_CONCURRENT_REQUESTS`] → body limit → authentication → the
+//! route.
 
 pub mod auth;
 pub mod body;
 pub mod error;
 pub mod health;
+pub mod origin;
 pub mod releases;
+pub mod server;
 pub mod trace;
 pub mod view;
 
 pub use body::MAX_BODY_BYTES;
 pub use error::ApiError;
+pub use server::{serve, serve_with, ServerLimits};
 pub use view::ReleaseView;
 
 use crate::context::Context;
@@ -42,8 +51,6 @@ use axum::routing::{get, post};
 use axum::{middleware, BoxError, Router};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
 
@@ -54,17 +61,23 @@ pub const MAX_CONCURRENT_REQUESTS: usize = 1024;
 /// Longest a request may take, reading its body included; then 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What every route is handed: the guardian (control operations) and the
-/// daemon's context (settings, store, telemetry).
+/// What every route is handed: the guardian (control operations), the
+/// daemon's context (settings, store, telemetry) and the API's own state
+/// (failed authentications per client).
 #[derive(Clone)]
 pub struct ApiState {
     pub guardian: Arc<Guardian>,
     pub ctx: Arc<Context>,
+    pub auth_failures: Arc<auth::AuthFailures>,
 }
 
 impl ApiState {
     pub fn new(guardian: Arc<Guardian>, ctx: Arc<Context>) -> Self {
-        Self { guardian, ctx }
+        Self {
+            guardian,
+            ctx,
+            auth_failures: Arc::default(),
+        }
     }
 }
 
@@ -73,20 +86,15 @@ pub fn router(state: ApiState) -> Router {
     // `Router::layer` wraps every route separately, so the concurrency limit
     // must be the global kind: one semaphore shared by all routes.
     let overload = ServiceBuilder::new()
-        .layer(middleware::from_fn(trace::log_request))
         .layer(HandleErrorLayer::new(handle_overload))
         .load_shed()
-        .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS))
-        .timeout(REQUEST_TIMEOUT);
-    intake_routes(Router::new(), intake::FORMATS)
+        .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS));
+    let limited = intake_routes(Router::new(), intake::FORMATS)
         .route("/v1/releases", get(releases::list))
         .route("/v1/releases/{id}", get(releases::show))
         .route("/v1/releases/{id}/rollback", post(releases::rollback))
         .route("/v1/releases/{id}/abort", post(releases::abort))
         .route("/v1/releases/{id}/ack", post(releases::ack))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -94,7 +102,25 @@ pub fn router(state: ApiState) -> Router {
             auth::require_token,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(overload)
+        .layer(overload);
+    // Probes and scrapes stay outside the concurrency limit: they must
+    // answer while the API is overloaded.
+    let operational = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .method_not_allowed_fallback(method_not_allowed);
+    let outer = ServiceBuilder::new()
+        .layer(middleware::from_fn(trace::log_request))
+        .layer(HandleErrorLayer::new(handle_overload))
+        .timeout(REQUEST_TIMEOUT);
+    operational
+        .merge(limited)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            origin::check_origin_and_host,
+        ))
+        .layer(outer)
         .with_state(state)
 }
 
@@ -112,22 +138,6 @@ fn intake_routes(
         );
     }
     router
-}
-
-/// Serves `router` on `listener` until `shutdown` is cancelled, then stops
-/// accepting connections and lets requests in flight finish (the caller
-/// bounds how long it waits for this future).
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "API listening");
-    }
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled_owned().await })
-        .await
 }
 
 async fn no_route(uri: Uri) -> ApiError {

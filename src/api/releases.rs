@@ -29,13 +29,23 @@ use serde::Deserialize;
 /// Largest `limit` a list accepts; the default is the store's (100).
 pub const MAX_LIST_LIMIT: usize = 1000;
 
+/// Largest `annotations` of a new release, serialized as JSON: 64 KiB.
+pub const MAX_ANNOTATIONS_BYTES: usize = 64 * 1024;
+
+/// The response header of `GET /v1/releases` carrying the cursor of the
+/// next page (absent on the last page).
+pub const NEXT_CURSOR_HEADER: &str = "next-cursor";
+
+/// Longest `cursor` accepted (ours are far shorter).
+const MAX_CURSOR_CHARS: usize = 1024;
+
 /// `POST` to `format`'s route (`/v1/releases` for the native format): 201 +
 /// `Location` for a new release, 200 with the existing one when the same
 /// (service, environment, version) is the latest, 202 `{"ignored": reason}`
 /// for an event that starts no watch. The router wires one such route per
 /// entry of [`intake::FORMATS`].
 pub(crate) async fn create(
-    ApiState { guardian, ctx }: ApiState,
+    ApiState { guardian, ctx, .. }: ApiState,
     format: &'static dyn IntakeFormat,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -60,7 +70,10 @@ pub(crate) async fn create(
     )
     .map_err(intake_error)?;
     let new = match intake {
-        Intake::Release(new) => new,
+        Intake::Release(new) => {
+            check_annotations(&new.annotations)?;
+            new
+        }
         Intake::Ignored(reason) => {
             return Ok((
                 StatusCode::ACCEPTED,
@@ -90,6 +103,22 @@ pub(crate) async fn create(
     Ok(response)
 }
 
+/// 413 for annotations over [`MAX_ANNOTATIONS_BYTES`] (as JSON): they are
+/// stored with the release and answered with it.
+fn check_annotations(
+    annotations: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<(), ApiError> {
+    let size = serde_json::to_vec(annotations)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_ANNOTATIONS_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "`annotations` is {size} bytes as JSON; at most {MAX_ANNOTATIONS_BYTES} (64 KiB) are accepted"
+        )));
+    }
+    Ok(())
+}
+
 fn intake_error(e: IntakeError) -> ApiError {
     match e {
         IntakeError::Malformed(m) => ApiError::BadRequest(m),
@@ -106,6 +135,7 @@ pub(crate) struct ListParams {
     environment: Option<String>,
     status: Option<String>,
     limit: Option<String>,
+    cursor: Option<String>,
 }
 
 impl ListParams {
@@ -133,25 +163,64 @@ impl ListParams {
                 }
             },
         };
+        let before = match self.cursor.as_deref() {
+            None => None,
+            Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "`cursor` `{}` is not a cursor this API gave out",
+                    super::error::echo(c)
+                ))
+            })?),
+        };
         Ok(ReleaseFilter {
             service: self.service,
             environment: self.environment,
             status,
             limit,
+            before,
         })
     }
 }
 
-/// `GET /v1/releases`: an array of release objects, newest first.
+/// The opaque cursor of the page after `release`: hex of `STARTED_AT.ID`.
+fn encode_cursor(started_at: crate::model::Millis, id: &str) -> String {
+    format!("{started_at}.{id}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_cursor(cursor: &str) -> Option<(crate::model::Millis, String)> {
+    if cursor.len() > MAX_CURSOR_CHARS || cursor.len() % 2 != 0 {
+        return None;
+    }
+    let bytes = (0..cursor.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(cursor.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (started_at, id) = text.split_once('.')?;
+    let started_at = started_at.parse().ok()?;
+    (!id.is_empty()).then(|| (started_at, id.to_string()))
+}
+
+/// `GET /v1/releases`: an array of release objects without their
+/// `annotations`, newest first, one page of at most `limit`; when the page
+/// is full, the `Next-Cursor` header holds the `cursor` of the next one.
 pub(crate) async fn list(
     State(ApiState { ctx, .. }): State<ApiState>,
     params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<Json<Vec<ReleaseView>>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| {
         ApiError::BadRequest(format!("invalid query parameters: {}", e.body_text()))
     })?;
     let filter = params.into_filter()?;
+    let page_size = if filter.limit == 0 { 100 } else { filter.limit };
     let releases = ctx.store.list_releases(&filter).await?;
+    let next_cursor = (releases.len() >= page_size)
+        .then(|| releases.last())
+        .flatten()
+        .map(|r| encode_cursor(r.started_at, &r.id));
     let settings = ctx.settings();
     let redactor = Redactor::from_settings(&settings);
     let mut views = Vec::with_capacity(releases.len());
@@ -159,14 +228,19 @@ pub(crate) async fn list(
         // Releases are never deleted; a missing one would be a store bug,
         // and is skipped rather than failing the whole list.
         match ctx.store.release_details(&release.id).await? {
-            Some(details) => views.push(ReleaseView::new(
-                with_pending(details, &settings),
-                &redactor,
-            )),
+            Some(details) => {
+                let mut view = ReleaseView::new(with_pending(details, &settings), &redactor);
+                view.annotations = None;
+                views.push(view);
+            }
             None => tracing::warn!(release = %release.id, "listed release has no details"),
         }
     }
-    Ok(Json(views))
+    let mut response = Json(views).into_response();
+    if let Some(cursor) = next_cursor.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().insert(NEXT_CURSOR_HEADER, cursor);
+    }
+    Ok(response)
 }
 
 /// `GET /v1/releases/{id}`.
@@ -179,7 +253,7 @@ pub(crate) async fn show(
 
 /// `POST /v1/releases/{id}/rollback`: 202, the hook runs in the background.
 pub(crate) async fn rollback(
-    State(ApiState { guardian, ctx }): State<ApiState>,
+    State(ApiState { guardian, ctx, .. }): State<ApiState>,
     ReleaseId(id): ReleaseId,
 ) -> Result<(StatusCode, Json<ReleaseView>), ApiError> {
     let release = guardian.manual_rollback(&id).await?;
@@ -191,7 +265,7 @@ pub(crate) async fn rollback(
 
 /// `POST /v1/releases/{id}/abort`.
 pub(crate) async fn abort(
-    State(ApiState { guardian, ctx }): State<ApiState>,
+    State(ApiState { guardian, ctx, .. }): State<ApiState>,
     ReleaseId(id): ReleaseId,
 ) -> Result<Json<ReleaseView>, ApiError> {
     let release = guardian.abort(&id).await?;
@@ -200,7 +274,7 @@ pub(crate) async fn abort(
 
 /// `POST /v1/releases/{id}/ack`: no further pages for this release.
 pub(crate) async fn ack(
-    State(ApiState { guardian, ctx }): State<ApiState>,
+    State(ApiState { guardian, ctx, .. }): State<ApiState>,
     ReleaseId(id): ReleaseId,
 ) -> Result<Json<ReleaseView>, ApiError> {
     let release = guardian.ack(&id).await?;
@@ -266,5 +340,39 @@ impl<S: Send + Sync> FromRequestParts<S> for ReleaseId {
                 Err(ApiError::release_not_found(raw))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_anything_else() {
+        let id = "01a209a3-bce4-7375-b7d4-c6d1af8ebfe1";
+        let c = encode_cursor(1_795_458_065_000, id);
+        assert_eq!(decode_cursor(&c), Some((1_795_458_065_000, id.to_string())));
+        for bad in ["", "zz", "abc", "2e", &"00".repeat(600), "31323334"] {
+            assert_eq!(decode_cursor(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn annotations_up_to_64_kib() {
+        let mut a = std::collections::BTreeMap::new();
+        // {"k":"..."} is 8 bytes of framing.
+        a.insert(
+            "k".to_string(),
+            serde_json::json!("x".repeat(MAX_ANNOTATIONS_BYTES - 8)),
+        );
+        assert_eq!(check_annotations(&a), Ok(()));
+        a.insert(
+            "k".to_string(),
+            serde_json::json!("x".repeat(MAX_ANNOTATIONS_BYTES - 7)),
+        );
+        assert_eq!(
+            check_annotations(&a).unwrap_err().status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 }

@@ -30,7 +30,9 @@ pub struct ReleaseView {
     pub ended_at: Option<String>,
     pub acked: bool,
     pub superseded_by: Option<String>,
-    pub annotations: BTreeMap<String, serde_json::Value>,
+    /// Left out of list items (`GET /v1/releases`): they can be large.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, serde_json::Value>>,
     pub checks: Vec<CheckView>,
     pub decisions: Vec<DecisionView>,
     pub notifications: Vec<NotificationView>,
@@ -106,7 +108,7 @@ impl ReleaseView {
             ended_at: release.ended_at.map(rfc3339),
             acked: release.acked,
             superseded_by: release.superseded_by,
-            annotations: release.annotations,
+            annotations: Some(release.annotations),
             checks: checks.into_iter().map(CheckView::from).collect(),
             decisions: decisions
                 .into_iter()

@@ -61,6 +61,28 @@ pub struct ServerConfig {
         deserialize_with = "deserialize_duration"
     )]
     pub shutdown_grace: Duration,
+    /// Most connections open at once; a connection over the cap closes the
+    /// longest-idle one, or is closed itself if none is idle.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// How long a request's head (request line and headers) may take to
+    /// arrive once its first byte has.
+    #[serde(
+        default = "default_header_read_timeout",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub header_read_timeout: Duration,
+    /// How long a connection may stay open without a request (a new one, or
+    /// one kept alive after a response) before it is closed.
+    #[serde(
+        default = "default_idle_timeout",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub idle_timeout: Duration,
+    /// Host names (optionally `NAME:PORT`) accepted in the `Host` header
+    /// without `[auth]`, besides loopback names and addresses.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -68,8 +90,30 @@ impl Default for ServerConfig {
         Self {
             listen: default_listen(),
             shutdown_grace: default_shutdown_grace(),
+            max_connections: default_max_connections(),
+            header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_idle_timeout(),
+            allowed_hosts: Vec::new(),
         }
     }
+}
+
+/// Default `[server] max_connections`: far below the unit's descriptor limit
+/// (`LimitNOFILE=65536`) and even below the common 1024 soft limit, which
+/// leaves room for the store, Prometheus and probe connections, notifier
+/// deliveries and rollback hooks.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
+
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_listen() -> SocketAddr {

@@ -305,6 +305,7 @@ async fn newer_release(g: &Guardian, release: &Release) -> Result<Option<Release
         environment: Some(release.environment.clone()),
         status: None,
         limit: 1,
+        before: None,
     };
     let latest = g.ctx.store.list_releases(&filter).await?.into_iter().next();
     Ok(latest.filter(|l| l.id != release.id))

@@ -157,6 +157,9 @@ pub struct ReleaseFilter {
     pub status: Option<ReleaseStatus>,
     /// 0 means the default (100).
     pub limit: usize,
+    /// Only releases after this (started_at, id) in the list's order (older
+    /// ones): the position of the last release of the previous page.
+    pub before: Option<(Millis, String)>,
 }
 
 /// A release with everything recorded about it.

@@ -478,6 +478,14 @@ pub(super) fn list_releases(
         clauses.push("status = ?");
         args.push(Value::Text(status.as_str().into()));
     }
+    if let Some((started_at, id)) = &filter.before {
+        clauses.push(
+            "(started_at < ? OR (started_at = ? AND seq < (SELECT seq FROM releases WHERE id = ?)))",
+        );
+        args.push(Value::Integer(*started_at));
+        args.push(Value::Integer(*started_at));
+        args.push(Value::Text(id.clone()));
+    }
     let limit = match filter.limit {
         0 => DEFAULT_LIST_LIMIT,
         n => n.min(MAX_LIST_LIMIT),

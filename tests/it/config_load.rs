@@ -180,7 +180,7 @@ x = 1
                 &f,
                 3,
                 1,
-                "unknown field `listn`, expected `listen` or `shutdown_grace`",
+                "unknown field `listn`, expected one of `listen`, `shutdown_grace`, `max_connections`, `header_read_timeout`, `idle_timeout`, `allowed_hosts`",
             ),
             (&f, 6, 27, "invalid duration \"5x\""),
             (
@@ -209,7 +209,7 @@ x = 1
     assert_eq!(
         errors[0].to_string(),
         format!(
-            "{}:3:1: unknown field `listn`, expected `listen` or `shutdown_grace`",
+            "{}:3:1: unknown field `listn`, expected one of `listen`, `shutdown_grace`, `max_connections`, `header_read_timeout`, `idle_timeout`, `allowed_hosts`",
             f.display()
         )
     );
@@ -565,12 +565,18 @@ fn a_public_listen_address_needs_auth() {
         &errors_of(dir.path(), text, &no_env()),
         &[(&f, 2, 1, "without [auth] the API listens on loopback only")],
     );
+    // Off loopback a token needs 16 bytes (located at the key that gives it).
     write(dir.path(), "api.token", "t0ken\n");
     let with_auth = format!(
         "{text}\n[auth]\ntokens = [ {{ token_file = \"api.token\", scopes = [\"read\"] }} ]\n"
     );
+    assert_errors(
+        &errors_of(dir.path(), &with_auth, &no_env()),
+        &[(&f, 5, 14, "the token is 5 bytes long; with a non-loopback `[server] listen` tokens need at least 16 bytes")],
+    );
+    write(dir.path(), "api.token", "t0ken-0123456789\n");
     let s = settings_with_env(dir.path(), &with_auth, &no_env());
-    assert_eq!(s.tokens[0].token.expose(), "t0ken");
+    assert_eq!(s.tokens[0].token.expose(), "t0ken-0123456789");
 }
 
 #[test]

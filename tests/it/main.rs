@@ -10,6 +10,7 @@
 mod support;
 
 mod api;
+mod api_hardening;
 mod cli;
 mod config_bounds;
 mod config_load;

@@ -40,6 +40,7 @@ pub(super) fn validate(parsed: Parsed, report: &mut Report<'_>, file: &Path) -> 
     let tokens = auth_tokens(&config, &base, report);
     if !server_failed {
         check_listen(&config, auth_failed, report);
+        check_server_limits(&config.server, report);
     }
     let cadence = if cadence_failed {
         None
@@ -95,7 +96,18 @@ fn auth_tokens(config: &Config, base: &Path, report: &mut Report<'_>) -> Vec<Api
                 "a token needs at least one scope: read, write",
             );
         }
-        if let Some((token, _)) = secret {
+        if let Some((token, key)) = secret {
+            // A short token can be guessed over the network; on loopback
+            // only local users can try, so it is allowed there.
+            let len = token.expose().trim().len();
+            if len < MIN_TOKEN_BYTES && !config.server.listen.ip().is_loopback() {
+                report.error(
+                    &key,
+                    format!(
+                        "the token is {len} bytes long; with a non-loopback `[server] listen` tokens need at least {MIN_TOKEN_BYTES} bytes"
+                    ),
+                );
+            }
             out.push(ApiToken {
                 token,
                 scopes: t.scopes.clone(),
@@ -103,6 +115,43 @@ fn auth_tokens(config: &Config, base: &Path, report: &mut Report<'_>) -> Vec<Api
         }
     }
     out
+}
+
+/// Shortest API token accepted when the API listens beyond loopback.
+pub const MIN_TOKEN_BYTES: usize = 16;
+
+/// Largest `[server] max_connections`: the unit's descriptor limit (65536)
+/// must keep room for everything else the daemon opens.
+const MAX_MAX_CONNECTIONS: usize = 16_384;
+
+/// `max_connections`, the connection timeouts and `allowed_hosts`.
+fn check_server_limits(server: &super::ServerConfig, report: &mut Report<'_>) {
+    let at = KeyPath::root().key("server");
+    if !(1..=MAX_MAX_CONNECTIONS).contains(&server.max_connections) {
+        report.error(
+            &at.key("max_connections"),
+            format!("`max_connections` must be from 1 to {MAX_MAX_CONNECTIONS}"),
+        );
+    }
+    for (key, value) in [
+        ("header_read_timeout", server.header_read_timeout),
+        ("idle_timeout", server.idle_timeout),
+    ] {
+        if value.is_zero() {
+            report.error(&at.key(key), format!("`{key}` must be positive"));
+        }
+    }
+    for (i, host) in server.allowed_hosts.iter().enumerate() {
+        if crate::api::origin::parse_host(host).is_none() {
+            report.error(
+                &at.key("allowed_hosts").index(i),
+                format!(
+                    "`{}` is not a host name with an optional port (`NAME` or `NAME:PORT`)",
+                    host.escape_debug()
+                ),
+            );
+        }
+    }
 }
 
 fn check_listen(config: &Config, auth_failed: bool, report: &mut Report<'_>) {

@@ -95,6 +95,11 @@ impl Daemon {
         me
     }
 
+    /// The daemon's process id (for `/proc/PID`, `prlimit --pid`).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("daemon running")
+    }
+
     /// SIGKILL: no shutdown path runs.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
