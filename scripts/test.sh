@@ -2,14 +2,17 @@
 # The project's test command (README: "Run the tests"; .ci/run runs it).
 #
 # Installs what the tests need when it is missing (Debian's prometheus,
-# systemd-analyze), then checks formatting and lints, builds once, and runs
-# every test (unit, integration with real servers, the demo) in parallel.
+# systemd-analyze, prlimit), then checks formatting, lints and the module
+# graph, builds once, and runs every test (unit, integration with real
+# servers, the demo) in parallel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 [ -x /usr/bin/prometheus ] || need+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"
     SUDO=""
@@ -22,6 +25,8 @@ fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
+echo "==> module graph (no cycles between the top-level modules of src/)"
+./scripts/module-cycles
 echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "==> cargo doc (warnings are errors)"

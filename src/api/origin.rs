@@ -21,6 +21,7 @@ use super::auth::required_scope;
 use super::error::ApiError;
 use super::ApiState;
 use crate::config::Scope;
+use crate::section::parse_host;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Uri};
 use axum::middleware::Next;
@@ -122,42 +123,6 @@ fn is_loopback_name(name: &str) -> bool {
         .and_then(|n| n.strip_suffix(']'))
         .unwrap_or(name);
     bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Splits `host[:port]` (a `Host` header, an origin's authority, an
-/// `allowed_hosts` entry) into its lowercased name and port. IPv6 addresses
-/// are bracketed (`[::1]:9797`). `None` if it is not one: empty, a path,
-/// user info, a bad port, characters no host name has.
-pub(crate) fn parse_host(value: &str) -> Option<(String, Option<u16>)> {
-    let (name, port) = if value.starts_with('[') {
-        let end = value.find(']')?;
-        let (name, rest) = value.split_at(end + 1);
-        let inner = &name[1..name.len() - 1];
-        inner.parse::<std::net::Ipv6Addr>().ok()?;
-        match rest {
-            "" => (name, None),
-            r => (name, Some(r.strip_prefix(':')?)),
-        }
-    } else {
-        match value.rsplit_once(':') {
-            Some((name, port)) => (name, Some(port)),
-            None => (value, None),
-        }
-    };
-    let valid_name = !name.is_empty()
-        && (name.starts_with('[')
-            || name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'));
-    if !valid_name {
-        return None;
-    }
-    let port = match port {
-        None => None,
-        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse().ok()?),
-        Some(_) => return None,
-    };
-    Some((name.to_ascii_lowercase(), port))
 }
 
 #[cfg(test)]

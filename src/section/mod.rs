@@ -425,6 +425,42 @@ pub fn one_secret(
     }
 }
 
+/// Splits `host[:port]` (a `Host` header, an origin's authority, an
+/// `allowed_hosts` entry) into its lowercased name and port. IPv6 addresses
+/// are bracketed (`[::1]:9797`). `None` if it is not one: empty, a path,
+/// user info, a bad port, characters no host name has.
+pub fn parse_host(value: &str) -> Option<(String, Option<u16>)> {
+    let (name, port) = if value.starts_with('[') {
+        let end = value.find(']')?;
+        let (name, rest) = value.split_at(end + 1);
+        let inner = &name[1..name.len() - 1];
+        inner.parse::<std::net::Ipv6Addr>().ok()?;
+        match rest {
+            "" => (name, None),
+            r => (name, Some(r.strip_prefix(':')?)),
+        }
+    } else {
+        match value.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (value, None),
+        }
+    };
+    let valid_name = !name.is_empty()
+        && (name.starts_with('[')
+            || name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'));
+    if !valid_name {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse().ok()?),
+        Some(_) => return None,
+    };
+    Some((name.to_ascii_lowercase(), port))
+}
+
 /// An absolute `http://` or `https://` URL; the message never quotes `s`.
 pub fn http_url(s: &str) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(s).map_err(|e| e.to_string())?;

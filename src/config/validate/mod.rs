@@ -142,7 +142,7 @@ fn check_server_limits(server: &super::ServerConfig, report: &mut Report<'_>) {
         }
     }
     for (i, host) in server.allowed_hosts.iter().enumerate() {
-        if crate::api::origin::parse_host(host).is_none() {
+        if crate::section::parse_host(host).is_none() {
             report.error(
                 &at.key("allowed_hosts").index(i),
                 format!(
