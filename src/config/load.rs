@@ -173,17 +173,9 @@ fn deserialize_sections(
             },
             "store" => {
                 parsed.store_seen = true;
-                let Ok(Value::InlineTable(table)) = item.clone().into_value() else {
-                    report.error(&path, "`[store]` must be a table");
-                    continue;
-                };
-                let mut section = Section {
-                    fields: Value::InlineTable(table),
-                    at: path.clone(),
-                    base,
-                    report,
-                };
-                parsed.store = store::parse_section(Some(&mut section), state_directory);
+                parsed.store = kind_table(item, &path, base, report, |s| {
+                    store::parse_section(Some(s), state_directory)
+                });
             }
             "webhooks" => {
                 let Some(table) = item.as_table_like() else {
@@ -342,10 +334,6 @@ fn source(
     base: &Path,
     report: &mut Report<'_>,
 ) -> Option<(&'static SourceKind, Arc<dyn SourceConfig>)> {
-    let Ok(Value::InlineTable(table)) = item.clone().into_value() else {
-        report.error(path, format!("`[sources.{name}]` must be a table"));
-        return None;
-    };
     let Some((kind, parse)) = sources::kind(name).and_then(|k| Some((k, k.section?))) else {
         if sources::PLANNED.contains(&name) {
             report.warn(
@@ -369,13 +357,28 @@ fn source(
         }
         return None;
     };
-    let mut section = Section {
+    kind_table(item, path, base, report, parse).map(|c| (kind, c.into()))
+}
+
+/// Hands the table `[GROUP.NAME]` at `path` to its kind's `parse`;
+/// reports it when it is not a table.
+fn kind_table<T>(
+    item: &Item,
+    path: &KeyPath,
+    base: &Path,
+    report: &mut Report<'_>,
+    parse: impl FnOnce(&mut Section<'_, '_>) -> Option<T>,
+) -> Option<T> {
+    let Ok(Value::InlineTable(table)) = item.clone().into_value() else {
+        report.error(path, format!("`[{path}]` must be a table"));
+        return None;
+    };
+    parse(&mut Section {
         fields: Value::InlineTable(table),
         at: path.clone(),
         base,
         report,
-    };
-    parse(&mut section).map(|c| (kind, c.into()))
+    })
 }
 
 /// One `[webhooks.TOOL]`: the section of the intake format `TOOL`, read by
@@ -387,10 +390,6 @@ fn webhook(
     base: &Path,
     report: &mut Report<'_>,
 ) -> Option<(&'static str, Arc<dyn IntakeConfig>)> {
-    let Ok(Value::InlineTable(table)) = item.clone().into_value() else {
-        report.error(path, format!("`[webhooks.{name}]` must be a table"));
-        return None;
-    };
     let Some((format, parse)) = intake::by_name(name).and_then(|f| Some((f, f.section()?))) else {
         let message = if intake::PLANNED.contains(&name) {
             format!("webhook `{name}` is not available in this version (planned)")
@@ -409,13 +408,7 @@ fn webhook(
         report.error(path, message);
         return None;
     };
-    let mut section = Section {
-        fields: Value::InlineTable(table),
-        at: path.clone(),
-        base,
-        report,
-    };
-    parse(&mut section).map(|c| (format.name(), c.into()))
+    kind_table(item, path, base, report, parse).map(|c| (format.name(), c.into()))
 }
 
 impl Finish for Settings {
