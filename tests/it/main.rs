@@ -14,6 +14,7 @@ mod cli;
 mod config_load;
 mod dashboard;
 mod e2e;
+mod hook_supervisor;
 mod logs;
 mod notify;
 mod outbox;
