@@ -141,7 +141,7 @@ async fn a_hook_still_running_after_kill9_is_adopted_and_its_success_recorded() 
     let d = Daemon::start(&config, &listen).await;
     let r = rolled_back(&d, &id).await;
     assert_recorded_by_the_supervisor(&r);
-    assert_eq!(lines(&log), [id.clone()], "the hook ran exactly once");
+    assert_eq!(lines(&log), [id.as_str()], "the hook ran exactly once");
     assert!(
         d.log().contains("still running under its supervisor"),
         "not adopted:\n{}",
@@ -169,7 +169,7 @@ async fn a_hook_that_finished_while_the_daemon_was_down_is_recorded_rolled_back(
     let d = Daemon::start(&config, &listen).await;
     let r = rolled_back(&d, &id).await;
     assert_recorded_by_the_supervisor(&r);
-    assert_eq!(lines(&log), [id.clone()], "the hook ran exactly once");
+    assert_eq!(lines(&log), [id.as_str()], "the hook ran exactly once");
     removed(&status_file).await;
 }
 
