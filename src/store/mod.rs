@@ -402,6 +402,15 @@ pub trait Store: Send + Sync + 'static {
     /// another owner took it, it was released, or no such release.
     async fn renew_watch(&self, release_id: &str, lease: &Lease) -> Result<bool, StoreError>;
 
+    /// [`Store::renew_watch`] for each of `release_ids`, in one transaction
+    /// (one write for all of a replica's watches, not one per watch); returns
+    /// the ids whose lease could not be renewed.
+    async fn renew_watches(
+        &self,
+        release_ids: &[String],
+        lease: &Lease,
+    ) -> Result<Vec<String>, StoreError>;
+
     /// Gives the watch's lease up, if `owner` holds it (otherwise nothing).
     async fn release_watch(&self, release_id: &str, owner: &str) -> Result<(), StoreError>;
 
