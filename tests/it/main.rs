@@ -15,6 +15,7 @@ mod config_load;
 mod dashboard;
 mod e2e;
 mod hook_supervisor;
+mod lease_renewal;
 mod logs;
 mod notify;
 mod outbox;
