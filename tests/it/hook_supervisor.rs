@@ -13,6 +13,11 @@ use std::time::Duration;
 /// one service `checkout` whose probe always fails (rollback level after 2
 /// failures, ticks every 300 ms) and `hook` as its automatic rollback.
 fn config(dir: &Path, listen: &str, hook: &Path) -> PathBuf {
+    config_with(dir, listen, hook, "")
+}
+
+/// [`config`] with `extra` lines in `[services.rollback]`.
+fn config_with(dir: &Path, listen: &str, hook: &Path, extra: &str) -> PathBuf {
     std::fs::write(
         dir.join("rules.yaml"),
         "checks:\n  - name: live\n    source: probe\n    probe: live\n    \
@@ -37,7 +42,7 @@ rules = ["rules.yaml"]
   [services.rollback]
   command = ["{hook}"]
   timeout = "30s"
-"#,
+{extra}"#,
         port = free_port(),
         hook = hook.display(),
     );
@@ -209,6 +214,49 @@ async fn without_a_kill_the_daemon_records_the_supervised_outcome() {
                 == "rollback hook failed: exited with status 3: error: deployment not found"),
         "{decisions:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_supervised_hook_sees_only_its_minimal_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_listen();
+    let dump = dir.path().join("env.txt");
+    let hook = script(
+        dir.path(),
+        "dump-env.sh",
+        &format!("/usr/bin/env > '{}'", dump.display()),
+    );
+    let extra = "  env = { KUBECONFIG = \"/etc/kube/config\" }\n";
+    let config = config_with(dir.path(), &listen, &hook, extra);
+    // The daemon inherits this test's whole environment (CARGO_*, NEXTEST_*...).
+    let d = Daemon::start(&config, &listen).await;
+    let id = register(&d).await;
+    rolled_back(&d, &id).await;
+    let text = std::fs::read_to_string(&dump).unwrap();
+    let mut names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        // `/bin/sh` itself exports PWD to the commands it runs.
+        .filter(|k| *k != "PWD")
+        .collect();
+    names.sort_unstable();
+    let mut expected = vec![
+        "KUBECONFIG",
+        "RG_ENVIRONMENT",
+        "RG_PREVIOUS_VERSION",
+        "RG_REASON",
+        "RG_RELEASE_ID",
+        "RG_SERVICE",
+        "RG_VERSION",
+    ];
+    for inherited in ["PATH", "HOME", "LANG"] {
+        if std::env::var_os(inherited).is_some() {
+            expected.push(inherited);
+        }
+    }
+    expected.sort_unstable();
+    assert_eq!(names, expected, "environment was:\n{text}");
+    assert!(text.contains(&format!("RG_RELEASE_ID={id}\n")), "{text}");
 }
 
 /// Whether `pid` is gone (or a zombie waiting to be reaped).
