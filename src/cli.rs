@@ -1,5 +1,6 @@
 //! The command line: `run`, `check`, `status`, `demo` (one function per
-//! command below, dispatched from [`main`]).
+//! command below, dispatched from [`main`]), and the hidden helpers
+//! `demo-rollback` and `hook-supervisor`.
 
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -48,6 +49,18 @@ enum Command {
     /// The demo's rollback hook (restores the simulated service).
     #[command(hide = true)]
     DemoRollback { url: String },
+    /// Runs a rollback hook for the daemon and records its outcome in
+    /// `--status-file` (see `actions::hook_supervisor`).
+    #[command(hide = true)]
+    HookSupervisor {
+        #[arg(long)]
+        status_file: PathBuf,
+        #[arg(long)]
+        timeout_ms: u64,
+        /// The hook: program and arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 /// Entry point of the binary.
@@ -56,6 +69,8 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => {
             crate::telemetry::init_tracing();
+            // This binary has the `hook-supervisor` subcommand.
+            crate::actions::hook_supervisor::enable();
             let path = config_path(config);
             match runtime().block_on(crate::app::run(path)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -74,6 +89,15 @@ pub fn main() -> ExitCode {
         Command::Demo => crate::demo::main(),
         Command::Status { url, id, json } => runtime().block_on(status(&url, id.as_deref(), json)),
         Command::DemoRollback { url } => runtime().block_on(crate::demo::rollback_hook(&url)),
+        Command::HookSupervisor {
+            status_file,
+            timeout_ms,
+            command,
+        } => crate::actions::hook_supervisor::main(
+            &status_file,
+            std::time::Duration::from_millis(timeout_ms),
+            &command,
+        ),
     }
 }
 

@@ -17,6 +17,12 @@
 //!   read for at most [`DRAIN_AFTER_EXIT`].
 //! - If the caller drops the future (shutdown), the hook itself is killed
 //!   (`kill_on_drop`), but not the rest of its process group.
+//!
+//! The daemon does not call [`run_hook`] itself: it runs the hook under a
+//! supervisor process ([`crate::actions::hook_supervisor`]) that records the
+//! outcome in a file, so that the outcome outlives a crash of the daemon, and
+//! that kills every descendant of the hook on timeout. The supervisor uses
+//! the same code ([`run_command`]) with [`KillScope::Descendants`].
 
 use crate::section::{deserialize_duration, KeyPath, Report};
 use serde::Deserialize;
@@ -124,6 +130,9 @@ pub struct HookRun {
     pub elapsed: Duration,
     /// Why it could not be run at all ("cannot start `x`: ...").
     pub error: Option<String>,
+    /// On timeout under the supervisor: how many processes (the hook and
+    /// its descendants, wherever they moved) were killed.
+    pub killed: Option<usize>,
 }
 
 impl HookRun {
@@ -139,10 +148,12 @@ impl HookRun {
             return error.clone();
         }
         if self.timed_out {
-            return format!(
-                "timed out after {} and was killed",
-                humantime::format_duration(self.time_limit)
-            );
+            let limit = humantime::format_duration(self.time_limit);
+            return match self.killed {
+                Some(1) => format!("timed out after {limit}; killed 1 process"),
+                Some(n) => format!("timed out after {limit}; killed {n} processes"),
+                None => format!("timed out after {limit} and was killed"),
+            };
         }
         match (self.exit_code, self.signal) {
             (Some(code), _) => match last_line(&self.output) {
@@ -163,6 +174,7 @@ impl HookRun {
             time_limit,
             elapsed: started.elapsed(),
             error: Some(error),
+            killed: None,
         }
     }
 }
@@ -211,25 +223,48 @@ pub fn hook_environment(
     env
 }
 
-/// Runs the hook once and reports what it did. Never panics, never hangs
-/// past `cfg.timeout` + 2 × [`DRAIN_AFTER_EXIT`].
+/// Runs the hook once, in this process, and reports what it did. Never
+/// panics, never hangs past `cfg.timeout` + 2 × [`DRAIN_AFTER_EXIT`].
 pub async fn run_hook(cfg: &RollbackConfig, vars: &HookVars) -> HookRun {
+    let env = hook_environment(|k| std::env::var_os(k), &cfg.env, vars);
+    run_command(&cfg.command, cfg.timeout, env, KillScope::Group).await
+}
+
+/// What a timeout kills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillScope {
+    /// The hook's process group (and the hook).
+    Group,
+    /// The hook's process group, then every live descendant of this process
+    /// until none is left: for the supervisor, a child subreaper, to which
+    /// the descendants that left the group (`setsid`) re-parent.
+    Descendants,
+}
+
+/// Runs `command` (program and arguments, no shell) with exactly `env`, in
+/// its own process group, under `timeout`; on timeout kills `scope`.
+pub async fn run_command(
+    command: &[String],
+    timeout: Duration,
+    env: BTreeMap<OsString, OsString>,
+    scope: KillScope,
+) -> HookRun {
     let started = Instant::now();
-    let Some((program, args)) = cfg.command.split_first() else {
-        return HookRun::not_started("the rollback command is empty".into(), cfg.timeout, started);
+    let Some((program, args)) = command.split_first() else {
+        return HookRun::not_started("the rollback command is empty".into(), timeout, started);
     };
     let (reader, writers) = match output_pipe() {
         Ok(pipe) => pipe,
         Err(e) => {
             let error = format!("cannot create a pipe for the hook's output: {e}");
-            return HookRun::not_started(error, cfg.timeout, started);
+            return HookRun::not_started(error, timeout, started);
         }
     };
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)
         .env_clear()
-        .envs(hook_environment(|k| std::env::var_os(k), &cfg.env, vars))
+        .envs(env)
         .stdin(Stdio::null())
         .stdout(writers.0)
         .stderr(writers.1)
@@ -242,10 +277,10 @@ pub async fn run_hook(cfg: &RollbackConfig, vars: &HookVars) -> HookRun {
         Ok(child) => child,
         Err(e) => {
             let error = format!("cannot start `{program}`: {}", io_message(&e));
-            return HookRun::not_started(error, cfg.timeout, started);
+            return HookRun::not_started(error, timeout, started);
         }
     };
-    let (status, output, timed_out) = supervise(&mut child, reader, cfg.timeout).await;
+    let (status, output, timed_out, killed) = supervise(&mut child, reader, timeout, scope).await;
     let (exit_code, signal, error) = match status {
         Some(Ok(status)) => (status.code(), signal_of(status), None),
         Some(Err(e)) => (None, None, Some(format!("cannot wait for the hook: {e}"))),
@@ -256,9 +291,10 @@ pub async fn run_hook(cfg: &RollbackConfig, vars: &HookVars) -> HookRun {
         signal,
         output,
         timed_out,
-        time_limit: cfg.timeout,
+        time_limit: timeout,
         elapsed: started.elapsed(),
         error,
+        killed,
     }
 }
 
@@ -271,13 +307,24 @@ fn output_pipe() -> std::io::Result<(pipe::Receiver, (OwnedFd, OwnedFd))> {
     Ok((receiver, (stdout, stderr)))
 }
 
-/// Waits for `child` while reading its output; kills its group on timeout.
-/// Returns its exit status (if reaped), its output, and whether it timed out.
+/// What [`supervise`] saw: the exit status (if reaped), the output, whether
+/// the hook timed out, and how many processes were killed (by
+/// [`KillScope::Descendants`]).
+type Supervised = (
+    Option<std::io::Result<ExitStatus>>,
+    String,
+    bool,
+    Option<usize>,
+);
+
+/// Waits for `child` while reading its output; kills `scope` on timeout.
 async fn supervise(
     child: &mut tokio::process::Child,
     reader: pipe::Receiver,
     timeout: Duration,
-) -> (Option<std::io::Result<ExitStatus>>, String, bool) {
+    scope: KillScope,
+) -> Supervised {
+    let mut killed = None;
     let mut reader = Some(reader);
     let mut output = TailBuffer::new(OUTPUT_LIMIT);
     let mut buf = [0u8; 8192];
@@ -302,7 +349,14 @@ async fn supervise(
                     break;
                 }
                 timed_out = true;
-                kill_group(child).await;
+                match scope {
+                    KillScope::Group => kill_group(child).await,
+                    KillScope::Descendants => {
+                        let group = child.id();
+                        killed = Some(crate::actions::hook_supervisor::kill_descendants(group).await);
+                        let _ = child.start_kill();
+                    }
+                }
                 timer.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
             }
         }
@@ -313,7 +367,7 @@ async fn supervise(
             .await
             .ok();
     }
-    (status, output.into_string(), timed_out)
+    (status, output.into_string(), timed_out, killed)
 }
 
 /// One read from the pipe while it is open: `Some(n)` bytes, `None` at EOF
@@ -500,6 +554,7 @@ mod tests {
             time_limit: Duration::from_secs(300),
             elapsed: Duration::from_secs(1),
             error: None,
+            killed: None,
         };
         assert_eq!(
             base.describe(),
@@ -525,6 +580,11 @@ mod tests {
             ..base.clone()
         };
         assert_eq!(killed.describe(), "killed by signal 9");
+        let swept = HookRun {
+            killed: Some(3),
+            ..timed_out.clone()
+        };
+        assert_eq!(swept.describe(), "timed out after 5m; killed 3 processes");
     }
 
     #[test]

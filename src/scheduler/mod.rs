@@ -168,6 +168,7 @@ impl Guardian {
             }
         }
         self.outbox.spawn();
+        self.spawn_lease_renewal();
         self.ready.store(true, Ordering::Release);
         Ok(())
     }
@@ -210,6 +211,43 @@ impl Guardian {
             .telemetry
             .active_watches
             .set(self.running_watches() as i64);
+    }
+
+    /// Renews the leases of every running watch every
+    /// [`LEASE_RENEW_EVERY`], in one store write (not one per watch: an idle
+    /// daemon with a thousand watches would otherwise write and `fsync`
+    /// dozens of times a second); a watch whose lease another replica took
+    /// is stopped here.
+    fn spawn_lease_renewal(self: &Arc<Self>) {
+        let me = self.clone();
+        self.ctx.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = me.ctx.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(LEASE_RENEW_EVERY) => {}
+                }
+                let ids: Vec<String> = me.lock_watches().keys().cloned().collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let lease = me.lease(me.ctx.clock.now());
+                match me.ctx.store.renew_watches(&ids, &lease).await {
+                    Ok(lost) => {
+                        for id in lost {
+                            // A watch that just ended gave its lease up
+                            // itself; one still running lost it.
+                            if me.lock_watches().contains_key(&id) {
+                                tracing::warn!(release = %id, "another replica took this watch's lease; stopping here");
+                                me.cancel_watch(&id);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot renew the watch leases; retrying at the next renewal")
+                    }
+                }
+            }
+        });
     }
 
     /// Starts the release's rollback task unless one is already running in

@@ -4,11 +4,14 @@
 //! ([`execute`]: claim the rollback, run the hook through
 //! [`crate::actions::rollback`] while keeping the watch's lease, record the
 //! outcome with its decision and pages); and the recovery of a rollback a
-//! restart finds ([`recover`]: start a requested one, report a hook that was
-//! interrupted, never run it twice). The at-most-once gate is the store's
+//! restart finds ([`recover`]: start a requested one; for one that was
+//! running, record the outcome the hook supervisor wrote, adopt a
+//! supervisor still running, or report the outcome unknown; never run the
+//! hook twice). The at-most-once gate is the store's
 //! rollback claim.
 
 use super::{messages, tick, Guardian, LEASE_RENEW_EVERY};
+use crate::actions::hook_supervisor;
 use crate::actions::rollback::{self, HookVars};
 use crate::actions::rollback::{RollbackConfig, RollbackMode};
 use crate::config::Service;
@@ -93,9 +96,12 @@ pub(super) fn on_trigger(
 }
 
 /// Settles a release a restart finds `rolling_back`: a rollback still
-/// `requested` is started; one that was `running` is recorded as
-/// interrupted (the hook may or may not have finished: it is never run
-/// twice).
+/// `requested` is started. One that was `running` is settled from what the
+/// hook supervisor knows: its status file, if the hook finished (the real
+/// outcome is recorded); the supervisor itself, if it still runs (it is
+/// adopted: [`adopt`] waits for its status file); else the rollback is
+/// recorded as interrupted, its outcome unknown. The hook is never run
+/// twice.
 pub(super) async fn recover(
     g: &Arc<Guardian>,
     release: &Release,
@@ -106,44 +112,164 @@ pub(super) async fn recover(
             g.spawn_rollback(&release.id);
         }
         Some(rb) if rb.state == RollbackState::Running => {
-            let reason = "the daemon stopped while the rollback hook was running; its outcome is unknown and it is not run again — check the service by hand".to_string();
-            let decision = Decision::rollback_failed(now, reason.clone());
-            let msg = messages::release_event(
-                release,
-                "rollback_failed",
-                Severity::Critical,
-                &reason,
-                now,
-                "rollback/finished",
-            );
-            let pages = messages::records_for(&g.ctx.settings(), release, &msg, now);
-            g.ctx
-                .store
-                .finish_rollback(
-                    &release.id,
-                    RollbackState::Interrupted,
-                    None,
-                    None,
-                    &decision,
-                    &pages,
-                    now,
-                )
-                .await?;
-            g.release_lease(&release.id).await;
-            g.ctx
-                .telemetry
-                .rollbacks
-                .get_or_create(&OutcomeLabels {
-                    outcome: Outcome::interrupted,
-                })
-                .inc();
+            let path = status_file(g, &release.id);
+            match hook_supervisor::read_status(&path) {
+                Some(Ok(status)) => {
+                    tracing::warn!(release = %release.id, "the rollback hook finished while the daemon was down; recording its outcome");
+                    let started = rb.started_at.unwrap_or(now);
+                    record_run(g, release, &status.into(), started, now, RECOVERED).await?;
+                    hook_supervisor::remove_status(&path);
+                }
+                Some(Err(e)) => interrupted(g, release, now, &format!("; {e}")).await?,
+                None => match hook_supervisor::find_supervisor(&path) {
+                    Some(pid) => {
+                        tracing::warn!(release = %release.id, pid, "the rollback hook is still running under its supervisor; waiting for its outcome");
+                        spawn_adopt(g, release, path, pid);
+                    }
+                    None => interrupted(g, release, now, "").await?,
+                },
+            }
         }
         _ => {}
     }
     Ok(())
 }
 
-/// Runs the hook, renewing the release's watch lease while it runs so that
+/// Said of an outcome the supervisor recorded while the daemon was down.
+const RECOVERED: &str = " (recorded by the hook supervisor while the daemon was down)";
+
+/// The status file of the release's hook supervisor.
+fn status_file(g: &Guardian, id: &str) -> std::path::PathBuf {
+    hook_supervisor::status_path(&g.ctx.settings().store.state_dir(), id)
+}
+
+/// Records a rollback whose outcome cannot be known: interrupted, the release
+/// `rollback_failed`, a critical page. `detail` is appended to the reason.
+async fn interrupted(
+    g: &Arc<Guardian>,
+    release: &Release,
+    now: Millis,
+    detail: &str,
+) -> Result<(), StoreError> {
+    let reason = format!("the daemon stopped while the rollback hook was running and no record of the hook's end was found{detail}; its outcome is unknown and it is not run again — check the service by hand");
+    let decision = Decision::rollback_failed(now, reason.clone());
+    let msg = messages::release_event(
+        release,
+        "rollback_failed",
+        Severity::Critical,
+        &reason,
+        now,
+        "rollback/finished",
+    );
+    let pages = messages::records_for(&g.ctx.settings(), release, &msg, now);
+    g.ctx
+        .store
+        .finish_rollback(
+            &release.id,
+            RollbackState::Interrupted,
+            None,
+            None,
+            &decision,
+            &pages,
+            now,
+        )
+        .await?;
+    g.outbox.wake();
+    g.release_lease(&release.id).await;
+    g.ctx
+        .telemetry
+        .rollbacks
+        .get_or_create(&OutcomeLabels {
+            outcome: Outcome::interrupted,
+        })
+        .inc();
+    tracing::warn!(release = %release.id, %reason, "rollback interrupted");
+    Ok(())
+}
+
+/// Adopts a hook supervisor a restart found running: [`adopt`] in a
+/// rollback task (awaited at shutdown like a hook the daemon started).
+fn spawn_adopt(g: &Arc<Guardian>, release: &Release, path: std::path::PathBuf, pid: u32) {
+    if !g.lock_rollbacks().insert(release.id.clone()) {
+        return;
+    }
+    let me = g.clone();
+    let release = release.clone();
+    g.rollback_tasks().spawn(async move {
+        let mut attempt = 1;
+        while let Err(e) = adopt(&me, &release, &path, pid).await {
+            tracing::error!(release = %release.id, attempt, error = %e, "cannot record the adopted rollback hook's outcome; retrying");
+            if attempt >= FINISH_ATTEMPTS {
+                break;
+            }
+            tokio::time::sleep(crate::transport::backoff(attempt)).await;
+            attempt += 1;
+        }
+        me.lock_rollbacks().remove(&release.id);
+    });
+}
+
+/// Waits for an adopted supervisor's status file: looks every
+/// [`hook_supervisor::ADOPT_POLL`] (renewing the watch lease), records the
+/// outcome once the file is there; records the rollback interrupted if the
+/// supervisor ends without writing it, or is still running past the hook's
+/// timeout plus slack (it is then killed).
+async fn adopt(
+    g: &Arc<Guardian>,
+    release: &Release,
+    path: &std::path::Path,
+    pid: u32,
+) -> Result<(), StoreError> {
+    let timeout = g
+        .ctx
+        .settings()
+        .service(&release.service, &release.environment)
+        .and_then(|s| s.rollback.as_ref().map(|r| r.timeout))
+        .unwrap_or(rollback::DEFAULT_TIMEOUT);
+    let started = g.ctx.clock.now();
+    let limit = timeout + 2 * rollback::DRAIN_AFTER_EXIT + hook_supervisor::SUPERVISOR_SLACK;
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut renew_at = tokio::time::Instant::now() + LEASE_RENEW_EVERY;
+    loop {
+        let gone = !hook_supervisor::alive(pid);
+        // Read after the liveness check: a supervisor that ended wrote its
+        // file before it ended.
+        match hook_supervisor::read_status(path) {
+            Some(Ok(status)) => {
+                let now = g.ctx.clock.now();
+                record_run(g, release, &status.into(), started, now, RECOVERED).await?;
+                hook_supervisor::remove_status(path);
+                return Ok(());
+            }
+            Some(Err(e)) if gone => {
+                return interrupted(g, release, g.ctx.clock.now(), &format!("; {e}")).await
+            }
+            None if gone => {
+                let detail = "; its supervisor ended without recording it";
+                return interrupted(g, release, g.ctx.clock.now(), detail).await;
+            }
+            _ => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            hook_supervisor::kill_supervisor(pid);
+            let detail = format!(
+                "; its supervisor (pid {pid}) was still running {} after the restart and was killed",
+                humantime::format_duration(limit)
+            );
+            return interrupted(g, release, g.ctx.clock.now(), &detail).await;
+        }
+        if tokio::time::Instant::now() >= renew_at {
+            renew_at = tokio::time::Instant::now() + LEASE_RENEW_EVERY;
+            if let Err(e) = g.renew(&release.id).await {
+                tracing::warn!(release = %release.id, error = %e, "cannot renew the watch lease while the adopted rollback hook runs");
+            }
+        }
+        tokio::time::sleep(hook_supervisor::ADOPT_POLL).await;
+    }
+}
+
+/// Runs the hook (under the supervisor when the binary has it, else in
+/// this process), renewing the release's watch lease while it runs so that
 /// no other replica takes the release over and reports the hook interrupted.
 async fn run_hook_renewing(
     g: &Guardian,
@@ -151,7 +277,14 @@ async fn run_hook_renewing(
     hook: &RollbackConfig,
     vars: &HookVars,
 ) -> rollback::HookRun {
-    let run = rollback::run_hook(hook, vars);
+    let path = status_file(g, id);
+    let run = async {
+        if hook_supervisor::enabled() {
+            hook_supervisor::run_supervised(hook, vars, &path).await
+        } else {
+            rollback::run_hook(hook, vars).await
+        }
+    };
     tokio::pin!(run);
     loop {
         tokio::select! {
@@ -262,32 +395,57 @@ pub(super) async fn execute(g: &Arc<Guardian>, id: &str) -> Result<(), StoreErro
     };
     let run = run_hook_renewing(g, id, &hook, &vars).await;
     let done = ctx.clock.now();
+    record_run(g, &release, &run, now, done, "").await?;
+    hook_supervisor::remove_status(&status_file(g, id));
+    Ok(())
+}
+
+/// Records what a run of the hook did: `rolled_back` if it succeeded, else
+/// `rollback_failed` with what happened; `note` is appended to the reason.
+/// `started`..`done` is the run as this daemon saw it.
+async fn record_run(
+    g: &Arc<Guardian>,
+    release: &Release,
+    run: &rollback::HookRun,
+    started: Millis,
+    done: Millis,
+    note: &str,
+) -> Result<(), StoreError> {
     // The hook's output may quote credentials: redacted before it is kept,
     // sent or logged anywhere.
-    let redactor = crate::config::Redactor::from_settings(&settings);
+    let redactor = crate::config::Redactor::from_settings(&g.ctx.settings());
     let (state, reason) = if run.succeeded() {
+        // A run the supervisor recorded while the daemon was down: its own
+        // measure of the hook's time.
+        let took = if note.is_empty() {
+            done - started
+        } else {
+            run.elapsed.as_millis() as Millis
+        };
         (
             RollbackState::Succeeded,
             format!(
-                "rolled back {} to {}: the rollback hook exited 0 after {} ms",
+                "rolled back {} to {}: the rollback hook exited 0 after {took} ms{note}",
                 release.version,
                 release
                     .previous_version
                     .as_deref()
                     .unwrap_or("the previous version"),
-                done - now
             ),
         )
     } else {
         (
             RollbackState::Failed,
-            format!("rollback hook failed: {}", redactor.redact(&run.describe())),
+            format!(
+                "rollback hook failed: {}{note}",
+                redactor.redact(&run.describe())
+            ),
         )
     };
     let output = redactor.redact(&run.output);
     finish(
         g,
-        &release,
+        release,
         state,
         run.exit_code,
         Some(output.as_str()),

@@ -1,10 +1,10 @@
-//! The life of one watch: wait for the next tick (renewing the watch's lease
-//! meanwhile), tick, gather the facts for the [`verdict`], turn the verdict
+//! The life of one watch: wait for the next tick (the Guardian renews every
+//! watch's lease meanwhile, in one write), tick, gather the facts for the [`verdict`], turn the verdict
 //! into decisions, pages and a status, commit it all in one fenced
 //! transaction, repeat. A rollback trigger is handed to
 //! [`rollback::on_trigger`]; the rollback itself runs in its own task.
 
-use super::{messages, rollback, tick, verdict, Guardian, LEASE_RENEW_EVERY};
+use super::{messages, rollback, tick, verdict, Guardian};
 use crate::config::Service;
 use crate::model::{
     CheckRecord, CheckState, Decision, Level, Millis, Release, ReleaseStatus, Severity,
@@ -24,6 +24,10 @@ enum Next {
     Pause,
     Stop,
 }
+
+/// The longest a watch sleeps before it reads its release and the wall
+/// clock again (a suspended host's monotonic clock stands still).
+const MAX_NAP: Duration = Duration::from_secs(300);
 
 /// How often a paused watch checks whether its service is configured again.
 const PAUSE_POLL: Duration = Duration::from_secs(5);
@@ -50,8 +54,6 @@ pub async fn run(g: &Arc<Guardian>, id: &str, cancel: CancellationToken) {
 /// lease was lost.
 async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool {
     let mut paused = false;
-    let renew_every = LEASE_RENEW_EVERY.as_millis() as Millis;
-    let mut renew_at = g.ctx.clock.now() + renew_every;
     loop {
         let release = match g.ctx.store.get_release(id).await {
             Ok(Some(r)) => r,
@@ -71,27 +73,12 @@ async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool 
             return true;
         };
         let now = g.ctx.clock.now();
-        if now >= renew_at {
-            match g.renew(id).await {
-                Ok(true) => renew_at = now + renew_every,
-                Ok(false) => {
-                    tracing::warn!(release = %id, "another replica took this watch's lease; stopping here");
-                    return false;
-                }
-                Err(e) => {
-                    tracing::error!(release = %id, error = %e, "cannot renew the watch lease");
-                    if sleep_or_cancel(cancel, RETRY_AFTER_ERROR).await {
-                        return false;
-                    }
-                    continue;
-                }
-            }
-        }
         let wait = due - now;
         if wait > 0 {
-            // Wake up to renew the lease if the tick is further away.
-            let until_renew = (renew_at - now).max(0);
-            let nap = wait.min(until_renew);
+            // The lease is renewed for all watches at once by the Guardian
+            // (`renew_leases`); the watch only wakes for its tick, or to look
+            // at the wall clock again after [`MAX_NAP`].
+            let nap = wait.min(MAX_NAP.as_millis() as Millis);
             if sleep_or_cancel(cancel, Duration::from_millis(nap as u64)).await {
                 return false;
             }

@@ -84,6 +84,18 @@ impl StoreSettings {
         StoreSettings::Sqlite { path: path.into() }
     }
 
+    /// The local directory the daemon keeps its own files in beside the
+    /// store (the hook supervisor's status files): the SQLite file's.
+    pub fn state_dir(&self) -> PathBuf {
+        match self {
+            StoreSettings::Sqlite { path } => path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
+        }
+    }
+
     /// Where the state lives, for logs (`/var/lib/.../guardian.db`).
     pub fn describe(&self) -> String {
         match self {
@@ -422,6 +434,15 @@ pub trait Store: Send + Sync + 'static {
     /// it (even past its expiry, as long as nobody took it over). False if
     /// another owner took it, it was released, or no such release.
     async fn renew_watch(&self, release_id: &str, lease: &Lease) -> Result<bool, StoreError>;
+
+    /// [`Store::renew_watch`] for each of `release_ids`, in one transaction
+    /// (one write for all of a replica's watches, not one per watch); returns
+    /// the ids whose lease could not be renewed.
+    async fn renew_watches(
+        &self,
+        release_ids: &[String],
+        lease: &Lease,
+    ) -> Result<Vec<String>, StoreError>;
 
     /// Gives the watch's lease up, if `owner` holds it (otherwise nothing).
     async fn release_watch(&self, release_id: &str, owner: &str) -> Result<(), StoreError>;

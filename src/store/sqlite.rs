@@ -449,6 +449,24 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn renew_watches(
+        &self,
+        release_ids: &[String],
+        lease: &Lease,
+    ) -> Result<Vec<String>, StoreError> {
+        let (ids, lease) = (release_ids.to_vec(), lease.clone());
+        self.write(move |tx| {
+            let mut lost = Vec::new();
+            for id in ids {
+                if !ops::renew_watch(tx, &id, &lease)? {
+                    lost.push(id);
+                }
+            }
+            Ok(lost)
+        })
+        .await
+    }
+
     async fn release_watch(&self, release_id: &str, owner: &str) -> Result<(), StoreError> {
         let (id, owner) = (release_id.to_owned(), owner.to_owned());
         self.write(move |tx| ops::release_watch(tx, &id, &owner))

@@ -17,6 +17,8 @@ mod config_load;
 mod dashboard;
 mod e2e;
 mod guardian_side;
+mod hook_supervisor;
+mod lease_renewal;
 mod logs;
 mod notify;
 mod outbox;
