@@ -167,11 +167,25 @@ async fn tick_once(
         ..Default::default()
     };
 
-    if let Some(trigger) = &out.rollback {
-        let outcome = rollback::on_trigger(release, service, trigger, now);
-        commit.rollback = outcome.request;
-        decisions.extend(outcome.decision);
-        messages_out.extend(outcome.message);
+    match &out.rollback {
+        Some(
+            trigger @ tick::RollbackTrigger {
+                recovered_at: Some(recovered_at),
+                ..
+            },
+        ) => {
+            let (decision, message) =
+                tick::recovered_breach(release, service, trigger, *recovered_at, now);
+            decisions.push(decision);
+            messages_out.push(message);
+        }
+        Some(trigger) => {
+            let outcome = rollback::on_trigger(release, service, trigger, now);
+            commit.rollback = outcome.request;
+            decisions.extend(outcome.decision);
+            messages_out.extend(outcome.message);
+        }
+        None => {}
     }
 
     let window_end = release.started_at + service.cadence.length();
