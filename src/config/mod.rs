@@ -108,13 +108,34 @@ pub enum Scope {
     Write,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// SQLite file. Default: `$STATE_DIRECTORY/guardian.db` under systemd,
     /// else `/var/lib/release-guardian/guardian.db`.
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// How long an ended release (verified, rolled back, aborted, ...) is
+    /// kept, with its checks, decisions and pages, before it is pruned.
+    /// Default 90 days.
+    #[serde(
+        default = "default_retention",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub retention: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            retention: default_retention(),
+        }
+    }
+}
+
+fn default_retention() -> Duration {
+    Duration::from_secs(90 * 24 * 3600)
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -263,7 +263,14 @@ async fn tick_once(
         .flat_map(|m| messages::records_for(&settings, release, m, now))
         .collect();
 
-    let applied = ctx.store.commit_tick(&release.id, &commit).await?;
+    let applied = match ctx.store.commit_tick(&release.id, &commit).await {
+        Ok(applied) => applied,
+        Err(e) => {
+            // Not ready until a write goes through again (`/readyz`).
+            g.note_write(Err(format!("a tick's commit failed: {e}")));
+            return Err(e);
+        }
+    };
     ctx.telemetry.ticks.inc();
     ctx.telemetry
         .tick_duration
