@@ -46,12 +46,42 @@ pub async fn run(g: &Arc<Guardian>, id: &str, cancel: CancellationToken) {
     }
 }
 
+/// The watch's own time: the wall clock when its task started, advanced by
+/// the monotonic clock since. Waits, the cadence, the window's end and range
+/// reads follow it, so a step of the wall clock (an NTP correction, a VM
+/// resumed) neither fires a tick early, nor ends the watch early, nor stalls
+/// it; decisions and pages are stamped with the wall clock. A restarted
+/// watch anchors to the wall clock again.
+pub(super) struct WatchClock {
+    wall0: Millis,
+    mono0: tokio::time::Instant,
+}
+
+impl WatchClock {
+    pub(super) fn new(clock: &dyn crate::clock::Clock) -> Self {
+        Self {
+            wall0: clock.now(),
+            mono0: tokio::time::Instant::now(),
+        }
+    }
+
+    /// The watch's time now.
+    pub(super) fn now(&self) -> Millis {
+        self.wall0 + self.mono0.elapsed().as_millis() as Millis
+    }
+
+    /// The monotonic instant at which the watch's time reaches `t`.
+    fn instant_at(&self, t: Millis) -> tokio::time::Instant {
+        self.mono0 + Duration::from_millis((t - self.wall0).max(0) as u64)
+    }
+}
+
 /// The watch loop; true if it ended by itself, false if cancelled or its
 /// lease was lost.
 async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool {
     let mut paused = false;
-    let renew_every = LEASE_RENEW_EVERY.as_millis() as Millis;
-    let mut renew_at = g.ctx.clock.now() + renew_every;
+    let time = WatchClock::new(g.ctx.clock.as_ref());
+    let mut renew_at = tokio::time::Instant::now() + LEASE_RENEW_EVERY;
     loop {
         let release = match g.ctx.store.get_release(id).await {
             Ok(Some(r)) => r,
@@ -70,10 +100,9 @@ async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool 
         let Some(due) = release.next_check_at else {
             return true;
         };
-        let now = g.ctx.clock.now();
-        if now >= renew_at {
+        if tokio::time::Instant::now() >= renew_at {
             match g.renew(id).await {
-                Ok(true) => renew_at = now + renew_every,
+                Ok(true) => renew_at = tokio::time::Instant::now() + LEASE_RENEW_EVERY,
                 Ok(false) => {
                     tracing::warn!(release = %id, "another replica took this watch's lease; stopping here");
                     return false;
@@ -87,22 +116,22 @@ async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool 
                 }
             }
         }
-        let wait = due - now;
-        if wait > 0 {
-            // Wake up to renew the lease if the tick is further away.
-            let until_renew = (renew_at - now).max(0);
-            let nap = wait.min(until_renew);
-            if sleep_or_cancel(cancel, Duration::from_millis(nap as u64)).await {
+        // Monotonic deadlines: the tick's, or the lease renewal's if sooner
+        // (then the loop comes back here and waits for the rest).
+        let tick_at = time.instant_at(due);
+        if tick_at > tokio::time::Instant::now() {
+            let wake = tick_at.min(renew_at);
+            if sleep_until_or_cancel(cancel, wake).await {
                 return false;
             }
-            if nap < wait {
+            if wake < tick_at {
                 continue;
             }
         }
         if cancel.is_cancelled() {
             return false;
         }
-        match tick_once(g, &release, &mut paused).await {
+        match tick_once(g, &release, &mut paused, time.now()).await {
             Ok(Next::Continue) => {}
             Ok(Next::Pause) => {
                 if sleep_or_cancel(cancel, PAUSE_POLL).await {
@@ -120,6 +149,14 @@ async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool 
     }
 }
 
+/// Sleeps until a monotonic instant; true if cancelled first.
+async fn sleep_until_or_cancel(cancel: &CancellationToken, at: tokio::time::Instant) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep_until(at) => false,
+    }
+}
+
 /// Sleeps; true if cancelled first.
 async fn sleep_or_cancel(cancel: &CancellationToken, d: Duration) -> bool {
     tokio::select! {
@@ -128,22 +165,25 @@ async fn sleep_or_cancel(cancel: &CancellationToken, d: Duration) -> bool {
     }
 }
 
+/// One tick at the watch's time `now` ([`WatchClock`]); what it records is
+/// stamped with the wall clock (`wall`).
 async fn tick_once(
     g: &Arc<Guardian>,
     release: &Release,
     paused: &mut bool,
+    now: Millis,
 ) -> Result<Next, StoreError> {
     let ctx = &g.ctx;
     let started = Instant::now();
     let settings = ctx.settings();
-    let now = ctx.clock.now();
+    let wall = ctx.clock.now();
     let Some(service) = settings.service(&release.service, &release.environment) else {
         // A reload dropped (or renamed) the service. Pause rather than end the
         // watch: a config mistake must not abort watches for good. Once the
         // service is back, the next tick reads the whole gap.
         if !*paused {
             let d = Decision::paused(
-                now,
+                wall,
                 format!(
                     "service {:?} ({}) is no longer in the configuration; the watch is paused until it is back (abort it if it is gone for good)",
                     release.service, release.environment
@@ -163,7 +203,7 @@ async fn tick_once(
     let mut commit = TickCommit {
         lease_owner: Some(g.owner().to_string()),
         checks: out.checks,
-        now,
+        now: wall,
         ..Default::default()
     };
 
@@ -175,12 +215,12 @@ async fn tick_once(
             },
         ) => {
             let (decision, message) =
-                tick::recovered_breach(release, service, trigger, *recovered_at, now);
+                tick::recovered_breach(release, service, trigger, *recovered_at, wall);
             decisions.push(decision);
             messages_out.push(message);
         }
         Some(trigger) => {
-            let outcome = rollback::on_trigger(release, service, trigger, now);
+            let outcome = rollback::on_trigger(release, service, trigger, wall);
             commit.rollback = outcome.request;
             decisions.extend(outcome.decision);
             messages_out.extend(outcome.message);
@@ -223,7 +263,7 @@ async fn tick_once(
         } => {
             if *announce {
                 decisions.push(Decision::window_ended(
-                    now,
+                    wall,
                     format!(
                         "the watch window ended but {} could not be read to its end; retrying until {}",
                         unread.join(", "),
@@ -233,7 +273,7 @@ async fn tick_once(
             }
         }
         verdict::Verdict::WindowEnded => {
-            decisions.push(Decision::window_ended(now, "the watch window ended; a check reached the rollback level, so the release is not verified — waiting for a manual rollback or abort").with_level(Level::Rollback));
+            decisions.push(Decision::window_ended(wall, "the watch window ended; a check reached the rollback level, so the release is not verified — waiting for a manual rollback or abort").with_level(Level::Rollback));
         }
         verdict::Verdict::Verified { unjudged } => {
             commit.status = Some(ReleaseStatus::Verified);
@@ -251,16 +291,16 @@ async fn tick_once(
                     Severity::Warning,
                 )
             };
-            decisions.push(Decision::verified(now, reason.clone()));
+            decisions.push(Decision::verified(wall, reason.clone()));
             messages_out.push(messages::release_event(
-                release, "verified", severity, &reason, now, "verified",
+                release, "verified", severity, &reason, wall, "verified",
             ));
         }
     }
     commit.decisions = decisions;
     commit.notifications = messages_out
         .iter()
-        .flat_map(|m| messages::records_for(&settings, release, m, now))
+        .flat_map(|m| messages::records_for(&settings, release, m, wall))
         .collect();
 
     let applied = match ctx.store.commit_tick(&release.id, &commit).await {

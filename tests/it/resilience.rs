@@ -489,3 +489,120 @@ async fn ended_releases_past_the_retention_are_pruned_with_their_history() {
     // Nothing more to prune.
     assert_eq!(g.prune_once().await.unwrap(), 0);
 }
+
+/// The wall clock plus an offset a test moves: a clock that jumps.
+#[derive(Default)]
+struct JumpClock {
+    offset: std::sync::atomic::AtomicI64,
+}
+
+impl JumpClock {
+    fn jump(&self, by: Millis) {
+        self.offset
+            .fetch_add(by, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for JumpClock {
+    fn now(&self) -> Millis {
+        SystemClock.now() + self.offset.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A service `checkout` without checks ticking every 200 ms for 2 s, a
+/// release of it registered now, and its guardian started on `clock`.
+/// Waits for the first tick; returns (guardian, context, store, when the
+/// release was registered, monotonic).
+async fn watched_on(
+    dir: &Path,
+    clock: Arc<JumpClock>,
+) -> (
+    Arc<Guardian>,
+    Arc<Context>,
+    Arc<dyn Store>,
+    std::time::Instant,
+) {
+    let s = settings(
+        dir,
+        "[store]\npath = \"g.db\"\n[[services]]\nname = \"checkout\"\n  [services.cadence]\n  tiers = [ { until = \"2s\", every = \"200ms\" } ]\n",
+    );
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("g.db")).unwrap());
+    let registered = std::time::Instant::now();
+    let now = clock.now();
+    store
+        .register_release(&new_release("checkout"), "production", "r1", now, now + 200, &superseded())
+        .await
+        .unwrap();
+    let ctx = Context::new(s, store.clone(), clock);
+    let g = Guardian::new(ctx.clone());
+    g.start().await.unwrap();
+    wait_for("the first tick", Duration::from_secs(10), || {
+        let ctx = ctx.clone();
+        async move { (ctx.telemetry.ticks.get() >= 1).then_some(()) }
+    })
+    .await;
+    (g, ctx, store, registered)
+}
+
+async fn verified(store: &Arc<dyn Store>, timeout: Duration) -> release_guardian::model::Release {
+    wait_for("the release to be verified", timeout, || {
+        let store = store.clone();
+        async move {
+            let r = store.get_release("r1").await.unwrap()?;
+            (r.status == ReleaseStatus::Verified).then_some(r)
+        }
+    })
+    .await
+}
+
+async fn stop(ctx: &Arc<Context>) {
+    ctx.shutdown.cancel();
+    ctx.tasks.close();
+    ctx.tasks.wait().await;
+}
+
+/// Task: time. The wall clock jumps an hour forward after the first tick:
+/// the watch neither fires its ticks early nor ends early — it is verified
+/// after its 2 s of ticks, not at once — and the verdict is stamped with
+/// the (jumped) wall clock.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wall_clock_jump_forward_does_not_end_a_watch_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(JumpClock::default());
+    let (_g, ctx, store, registered) = watched_on(dir.path(), clock.clone()).await;
+    let hour: Millis = 3_600_000;
+    clock.jump(hour);
+    let r = verified(&store, Duration::from_secs(20)).await;
+    let took = registered.elapsed();
+    assert!(
+        took >= Duration::from_millis(1_900),
+        "verified {took:?} after registration: the window is 2 s"
+    );
+    assert!(
+        ctx.telemetry.ticks.get() >= 8,
+        "every tick of the cadence ran: {}",
+        ctx.telemetry.ticks.get()
+    );
+    let ended = r.ended_at.unwrap();
+    assert!(
+        ended >= r.started_at + hour,
+        "the record carries the wall clock: ended {ended}, started {}",
+        r.started_at
+    );
+    stop(&ctx).await;
+}
+
+/// Task: time. The wall clock jumps an hour back after the first tick: the
+/// watch does not stall for that hour; it ends after its 2 s of ticks.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wall_clock_jump_backward_does_not_stall_a_watch() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(JumpClock::default());
+    let (_g, ctx, store, registered) = watched_on(dir.path(), clock.clone()).await;
+    clock.jump(-3_600_000);
+    verified(&store, Duration::from_secs(20)).await;
+    let took = registered.elapsed();
+    assert!(took >= Duration::from_millis(1_900), "{took:?}");
+    assert!(ctx.telemetry.ticks.get() >= 8, "{}", ctx.telemetry.ticks.get());
+    stop(&ctx).await;
+}
