@@ -46,7 +46,9 @@ pub(crate) async fn readyz(State(ApiState { guardian, ctx }): State<ApiState>) -
     }
     let store = &ctx.store;
     match tokio::time::timeout(READY_STORE_TIMEOUT, store.count_by_status()).await {
-        Ok(Ok(_)) => {
+        // A corrupt row is the row's fault, not the store's: the store
+        // answered (the row is reported in `unreadable_releases`).
+        Ok(Ok(_)) | Ok(Err(crate::store::StoreError::Corrupt(_))) => {
             let mut body = serde_json::json!({ "status": "ready" });
             let unreadable = guardian.unreadable_releases();
             if !unreadable.is_empty() {

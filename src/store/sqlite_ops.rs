@@ -747,16 +747,11 @@ pub(super) fn claim_rollback(
 pub(super) fn count_by_status(
     tx: &Transaction<'_>,
 ) -> Result<Vec<(ReleaseStatus, u64)>, StoreError> {
-    // A status this build does not know is a corrupt row, reported by
-    // `resumable_releases`; it must not fail the counts of all the others.
-    let counts: Vec<(String, u64)> = tx
+    let out = tx
         .prepare_cached("SELECT status, COUNT(*) FROM releases GROUP BY status ORDER BY status")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map([], |r| Ok((rows::release_status(r, 0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    Ok(counts
-        .into_iter()
-        .filter_map(|(s, n)| ReleaseStatus::parse(&s).map(|s| (s, n)))
-        .collect())
+    Ok(out)
 }
 
 // ---- leases ---------------------------------------------------------------

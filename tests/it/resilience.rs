@@ -530,7 +530,14 @@ async fn watched_on(
     let registered = std::time::Instant::now();
     let now = clock.now();
     store
-        .register_release(&new_release("checkout"), "production", "r1", now, now + 200, &superseded())
+        .register_release(
+            &new_release("checkout"),
+            "production",
+            "r1",
+            now,
+            now + 200,
+            &superseded(),
+        )
         .await
         .unwrap();
     let ctx = Context::new(s, store.clone(), clock);
@@ -603,6 +610,10 @@ async fn a_wall_clock_jump_backward_does_not_stall_a_watch() {
     verified(&store, Duration::from_secs(20)).await;
     let took = registered.elapsed();
     assert!(took >= Duration::from_millis(1_900), "{took:?}");
-    assert!(ctx.telemetry.ticks.get() >= 8, "{}", ctx.telemetry.ticks.get());
+    assert!(
+        ctx.telemetry.ticks.get() >= 8,
+        "{}",
+        ctx.telemetry.ticks.get()
+    );
     stop(&ctx).await;
 }
