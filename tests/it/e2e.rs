@@ -281,10 +281,12 @@ async fn kill_9_resumes_evaluates_the_gap_and_never_repeats() {
     )
     .await;
     target.set_error_ratio(0.0);
+    // Ended for good: low over the last 5 s, so whatever the restarted
+    // daemon reads last is below the rollback level.
     prom_until(
         &http,
         &prom.url,
-        &format!("({ratio}) < 0.005"),
+        &format!("max_over_time(({ratio})[5s:1s]) < 0.005"),
         "Prometheus to see the breach end",
     )
     .await;
