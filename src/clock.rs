@@ -1,4 +1,9 @@
 //! Wall-clock time, injected so tests and the engine never read it directly.
+//!
+//! The wall clock stamps records (decisions, pages, `ended_at`) and anchors
+//! schedules; it may step (NTP, a resumed VM), so nothing waits on it: a
+//! watch measures its waits with the monotonic clock from an anchor taken
+//! when its task starts (see `scheduler/watch.rs`, `WatchClock`).
 
 use crate::model::Millis;
 

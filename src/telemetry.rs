@@ -68,6 +68,12 @@ pub struct Telemetry {
     pub source_latency: Family<SourceLabels, Histogram>,
     pub source_errors: Family<SourceLabels, Counter>,
     pub active_watches: Gauge,
+    /// Active releases whose stored row cannot be read: not resumed.
+    pub unreadable_releases: Gauge,
+    /// 1 while the store's last write probe succeeded, else 0.
+    pub store_writable: Gauge,
+    /// Ended releases pruned by retention.
+    pub releases_pruned: Counter,
     pub probe_latency: Family<ProbeQuantileLabels, Gauge<f64, AtomicU64>>,
     probe_hdr: Mutex<HashMap<String, Hdr<u64>>>,
 }
@@ -139,6 +145,24 @@ impl Telemetry {
             "Watches currently running",
             active_watches.clone(),
         );
+        let unreadable_releases = Gauge::default();
+        registry.register(
+            "unreadable_releases",
+            "Releases whose stored row cannot be read; skipped at start (see /readyz)",
+            unreadable_releases.clone(),
+        );
+        let store_writable = Gauge::default();
+        registry.register(
+            "store_writable",
+            "1 if the store's last write probe succeeded, 0 if it failed",
+            store_writable.clone(),
+        );
+        let releases_pruned = Counter::default();
+        registry.register(
+            "releases_pruned",
+            "Ended releases deleted after the store's retention",
+            releases_pruned.clone(),
+        );
         let probe_latency = Family::<ProbeQuantileLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "probe_latency_seconds",
@@ -157,6 +181,9 @@ impl Telemetry {
             source_latency,
             source_errors,
             active_watches,
+            unreadable_releases,
+            store_writable,
+            releases_pruned,
             probe_latency,
             probe_hdr: Mutex::new(HashMap::new()),
         }

@@ -30,15 +30,33 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 once every watch is recovered and the store answers;
-/// 503 otherwise.
+/// `GET /readyz`: 200 once every watch is recovered, the store's last write
+/// (the periodic write probe, or a tick) succeeded and the store answers;
+/// 503 otherwise. A 200 lists the releases whose rows could not be read
+/// (`unreadable_releases`), if any.
 pub(crate) async fn readyz(State(ApiState { guardian, ctx, .. }): State<ApiState>) -> Response {
     if !guardian.is_ready() {
         return not_ready("watches are still being recovered");
     }
+    if let Some(e) = guardian.store_write_error() {
+        return not_ready_with(
+            "the store cannot write",
+            serde_json::json!({ "store_write_error": e }),
+        );
+    }
     let store = &ctx.store;
     match tokio::time::timeout(READY_STORE_TIMEOUT, store.count_by_status()).await {
-        Ok(Ok(_)) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        // A corrupt row is the row's fault, not the store's: the store
+        // answered (the row is reported in `unreadable_releases`).
+        Ok(Ok(_)) | Ok(Err(crate::store::StoreError::Corrupt(_))) => {
+            let mut body = serde_json::json!({ "status": "ready" });
+            let unreadable = guardian.unreadable_releases();
+            if !unreadable.is_empty() {
+                // Ready: every other watch runs; these rows need a person.
+                body["unreadable_releases"] = serde_json::json!(unreadable);
+            }
+            Json(body).into_response()
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check: the store failed");
             not_ready("the store is not answering")
@@ -51,6 +69,16 @@ pub(crate) async fn readyz(State(ApiState { guardian, ctx, .. }): State<ApiState
             not_ready("the store is not answering")
         }
     }
+}
+
+/// 503 with the reason and details in a JSON body.
+fn not_ready_with(reason: &str, detail: serde_json::Value) -> Response {
+    let body = serde_json::json!({
+        "status": "not_ready",
+        "error": format!("not ready: {reason}"),
+        "detail": detail,
+    });
+    (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
 fn not_ready(reason: &str) -> Response {

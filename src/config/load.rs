@@ -123,6 +123,8 @@ pub struct Parsed {
     pub sources: BTreeMap<&'static str, SourceSpec>,
     /// Every `[webhooks.TOOL]` that passed its format's checks.
     pub webhooks: BTreeMap<&'static str, Arc<dyn IntakeConfig>>,
+    /// `[store] retention`: how long ended releases are kept.
+    pub retention: std::time::Duration,
     /// Whether the file has a `[store]`, and the backend it selects.
     pub store_seen: bool,
     pub store: Option<StoreSettings>,
@@ -156,6 +158,7 @@ fn deserialize_sections(
         source_names: Vec::new(),
         sources: BTreeMap::new(),
         store_seen: false,
+        retention: super::DEFAULT_RETENTION,
         store: None,
         webhooks: BTreeMap::new(),
     };
@@ -173,7 +176,19 @@ fn deserialize_sections(
             },
             "store" => {
                 parsed.store_seen = true;
-                parsed.store = kind_table(item, &path, base, report, |s| {
+                // `retention` is the daemon's, whatever the backend; the
+                // backend's file reads the rest.
+                let mut item = item.clone();
+                if let Some(r) = item
+                    .as_table_like_mut()
+                    .and_then(|t| t.remove("retention"))
+                    .and_then(|r| r.into_value().ok())
+                {
+                    if let Some(d) = value::<DurationValue>(r, &path.key("retention"), report) {
+                        parsed.retention = d.0;
+                    }
+                }
+                parsed.store = kind_table(&item, &path, base, report, |s| {
                     store::parse_section(Some(s), state_directory)
                 });
             }
@@ -416,3 +431,9 @@ impl Finish for Settings {
         self.warnings = warnings;
     }
 }
+
+/// A humantime duration as a whole value (`[store] retention = "90d"`).
+#[derive(serde::Deserialize)]
+struct DurationValue(
+    #[serde(deserialize_with = "crate::section::deserialize_duration")] std::time::Duration,
+);

@@ -32,6 +32,8 @@ use std::time::Duration;
 
 /// Default listen address of the API.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9797";
+/// How long ended releases are kept by default (`[store] retention`).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 /// Default range-query resolution of a check.
 pub const DEFAULT_STEP: Duration = Duration::from_secs(15);
 

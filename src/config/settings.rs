@@ -24,6 +24,8 @@ pub struct Settings {
     pub config: Config,
     /// `[store]`: the backend and where its state lives.
     pub store: StoreSettings,
+    /// `[store] retention`: ended releases older than this are pruned.
+    pub retention: Duration,
     pub services: Vec<Service>,
     /// `[notifiers.NAME]`, each checked by its kind's file.
     pub notifiers: BTreeMap<String, NotifierSpec>,

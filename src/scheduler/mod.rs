@@ -33,7 +33,7 @@ pub use control::ControlError;
 use crate::actions::notify::outbox::Outbox;
 use crate::context::Context;
 use crate::model::{Decision, Millis, ReleaseStatus};
-use crate::store::{Lease, StoreError};
+use crate::store::{Lease, StoreError, UnreadableRelease};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -52,6 +52,19 @@ pub const LEASE_TTL: Duration = Duration::from_secs(90);
 /// How often a lease is renewed: well within [`LEASE_TTL`].
 pub const LEASE_RENEW_EVERY: Duration = Duration::from_secs(30);
 
+/// How often the store's write probe runs (the result `/readyz` reports).
+pub const STORE_PROBE_EVERY: Duration = Duration::from_secs(5);
+
+/// How long a write probe may take before the store counts as not writable.
+pub const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How often ended releases older than the retention are pruned.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Releases deleted per pruning transaction (so a first run after a long
+/// history never holds the write lock for long).
+const PRUNE_BATCH: usize = 500;
+
 /// The supervisor of all watches.
 pub struct Guardian {
     ctx: Arc<Context>,
@@ -65,6 +78,11 @@ pub struct Guardian {
     rollback_tasks: TaskTracker,
     outbox: Arc<Outbox>,
     ready: AtomicBool,
+    /// Active rows the last start could not read (not resumed).
+    unreadable: Mutex<Vec<UnreadableRelease>>,
+    /// Why the store could not write at its last write (probe or tick);
+    /// `None` while it writes.
+    write_error: Mutex<Option<String>>,
 }
 
 impl Guardian {
@@ -87,6 +105,8 @@ impl Guardian {
             rollback_tasks: TaskTracker::new(),
             outbox,
             ready: AtomicBool::new(false),
+            unreadable: Mutex::new(Vec::new()),
+            write_error: Mutex::new(None),
         })
     }
 
@@ -102,6 +122,117 @@ impl Guardian {
     /// True once [`Guardian::start`] has recovered every watch.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Active releases whose rows the last [`Guardian::start`] could not
+    /// read: reported, not resumed.
+    pub fn unreadable_releases(&self) -> Vec<UnreadableRelease> {
+        self.unreadable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Why the store's last write (the write probe, or a tick's commit)
+    /// failed; `None` if it succeeded.
+    pub fn store_write_error(&self) -> Option<String> {
+        self.write_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records the outcome of a write to the store.
+    fn note_write(&self, result: Result<(), String>) {
+        let ok = result.is_ok();
+        let mut last = self.write_error.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(()) => {
+                if last.take().is_some() {
+                    tracing::info!("the store writes again");
+                }
+            }
+            Err(e) => {
+                if last.is_none() {
+                    tracing::error!(error = %e, "the store cannot write; not ready until it can");
+                }
+                *last = Some(e);
+            }
+        }
+        self.ctx.telemetry.store_writable.set(i64::from(ok));
+    }
+
+    /// Runs the store's write probe once (bounded by
+    /// [`STORE_PROBE_TIMEOUT`]) and records its outcome for `/readyz`.
+    pub async fn probe_store(&self) -> bool {
+        let now = self.ctx.clock.now();
+        let result = match tokio::time::timeout(
+            STORE_PROBE_TIMEOUT,
+            self.ctx.store.probe_write(&self.owner, now),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "the write probe did not finish within {STORE_PROBE_TIMEOUT:?}"
+            )),
+        };
+        let ok = result.is_ok();
+        self.note_write(result);
+        ok
+    }
+
+    /// Deletes the releases that ended more than the configured retention
+    /// (`[store] retention`) ago, with everything recorded about them, in
+    /// batches; returns how many were deleted.
+    pub async fn prune_once(&self) -> Result<usize, StoreError> {
+        let retention = self.ctx.settings().retention;
+        let before = self.ctx.clock.now() - retention.as_millis() as Millis;
+        let mut total = 0;
+        loop {
+            let n = self.ctx.store.prune_ended(before, PRUNE_BATCH).await?;
+            total += n;
+            self.ctx.telemetry.releases_pruned.inc_by(n as u64);
+            if n < PRUNE_BATCH {
+                break;
+            }
+        }
+        if total > 0 {
+            tracing::info!(releases = total, retention = ?retention, "pruned ended releases past the retention");
+        }
+        Ok(total)
+    }
+
+    /// The timers of the store's upkeep: the write probe every
+    /// [`STORE_PROBE_EVERY`], pruning every [`PRUNE_EVERY`] (first at start).
+    fn spawn_upkeep(self: &Arc<Self>) {
+        let me = self.clone();
+        self.ctx.tasks.spawn(async move {
+            let mut probe = tokio::time::interval(STORE_PROBE_EVERY);
+            probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = me.ctx.shutdown.cancelled() => break,
+                    _ = probe.tick() => { me.probe_store().await; }
+                }
+            }
+        });
+        let me = self.clone();
+        self.ctx.tasks.spawn(async move {
+            let mut prune = tokio::time::interval(PRUNE_EVERY);
+            prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = me.ctx.shutdown.cancelled() => break,
+                    _ = prune.tick() => {
+                        if let Err(e) = me.prune_once().await {
+                            tracing::warn!(error = %e, "cannot prune ended releases; trying again later");
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// Number of watch tasks running now.
@@ -144,7 +275,16 @@ impl Guardian {
     pub async fn start(self: &Arc<Self>) -> Result<(), ControlError> {
         let store = &self.ctx.store;
         let now = self.ctx.clock.now();
-        for release in store.active_releases().await? {
+        let found = store.resumable_releases().await?;
+        for bad in &found.unreadable {
+            tracing::error!(release = %bad.id, error = %bad.error, "the release's stored row cannot be read; its watch is not resumed (see /readyz)");
+        }
+        self.ctx
+            .telemetry
+            .unreadable_releases
+            .set(found.unreadable.len() as i64);
+        *self.unreadable.lock().unwrap_or_else(|e| e.into_inner()) = found.unreadable;
+        for release in found.releases {
             if !self.claim(&release.id).await? {
                 tracing::info!(release = %release.id, "watch held by another replica; not resumed here");
                 continue;
@@ -169,6 +309,8 @@ impl Guardian {
         }
         self.outbox.spawn();
         self.spawn_lease_renewal();
+        self.probe_store().await;
+        self.spawn_upkeep();
         self.ready.store(true, Ordering::Release);
         Ok(())
     }

@@ -45,6 +45,7 @@ pub(super) fn on_trigger(
         check,
         value,
         reason,
+        ..
     } = trigger;
     match service.rollback.as_ref().map(|r| r.mode) {
         Some(RollbackMode::Auto) => TriggerOutcome {

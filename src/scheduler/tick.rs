@@ -22,6 +22,25 @@ pub struct RollbackTrigger {
     pub check: String,
     pub value: f64,
     pub reason: String,
+    /// When the check left the rollback level again, if it is no longer at
+    /// it at the reading's last sample (a breach found in a gap — downtime,
+    /// a source outage — that has since recovered). Such a trigger is never
+    /// acted on automatically: it pages with both instants and leaves the
+    /// rollback to people.
+    pub recovered_at: Option<Millis>,
+}
+
+impl RollbackTrigger {
+    /// Whether `self` should replace `other` as the tick's trigger: a check
+    /// still at the rollback level wins over one that recovered; among
+    /// equals, the earliest breach wins.
+    fn outranks(&self, other: &RollbackTrigger) -> bool {
+        match (self.recovered_at.is_none(), other.recovered_at.is_none()) {
+            (true, false) => true,
+            (false, true) => false,
+            _ => self.at < other.at,
+        }
+    }
 }
 
 /// What a tick produced.
@@ -30,7 +49,9 @@ pub struct TickOutput {
     pub checks: Vec<CheckRecord>,
     pub decisions: Vec<Decision>,
     pub messages: Vec<Message>,
-    /// The first transition into the rollback level during this tick, if any.
+    /// The first transition into the rollback level during this tick, if
+    /// any, preferring a check that is still at that level at its reading's
+    /// last sample (see [`RollbackTrigger::recovered_at`]).
     pub rollback: Option<RollbackTrigger>,
 }
 
@@ -123,8 +144,33 @@ fn judge(
             if until.is_some() {
                 evaluated_until = until;
             }
+            let mut trigger: Option<RollbackTrigger> = None;
             for t in &outcome.transitions {
-                record_transition(out, release, spec, t, note.as_deref());
+                let reason = record_transition(out, release, spec, t, note.as_deref());
+                if t.to == Level::Rollback && trigger.is_none() {
+                    trigger = Some(RollbackTrigger {
+                        at: t.at,
+                        check: spec.name.clone(),
+                        value: t.value,
+                        reason,
+                        recovered_at: None,
+                    });
+                }
+            }
+            if let Some(mut trigger) = trigger {
+                // Judge the breach by where the check stands at the last
+                // sample read, not by where it once was.
+                if outcome.level < Level::Rollback {
+                    trigger.recovered_at = outcome
+                        .transitions
+                        .iter()
+                        .rev()
+                        .find(|t| t.from == Level::Rollback && t.to < Level::Rollback)
+                        .map(|t| t.at);
+                }
+                if out.rollback.as_ref().is_none_or(|r| trigger.outranks(r)) {
+                    out.rollback = Some(trigger);
+                }
             }
             (outcome.state(), outcome.value.or(prev_value))
         }
@@ -154,13 +200,14 @@ pub fn variables(release: &Release, service: &Service) -> BTreeMap<String, Strin
     vars
 }
 
+/// Records a level change's decision and page; returns its reason.
 fn record_transition(
     out: &mut TickOutput,
     release: &Release,
     spec: &CheckSpec,
     t: &Transition,
     note: Option<&str>,
-) {
+) -> String {
     let observed = match (t.value.is_finite(), note) {
         (true, _) => format!("value {}", format_value(t.value)),
         (false, Some(n)) => format!("probe failed ({n})"),
@@ -192,12 +239,182 @@ fn record_transition(
             release, &spec.name, t.to, t.value, &reason, t.at,
         ));
     }
-    if t.to == Level::Rollback && out.rollback.as_ref().is_none_or(|r| t.at < r.at) {
-        out.rollback = Some(RollbackTrigger {
-            at: t.at,
-            check: spec.name.clone(),
-            value: t.value,
-            reason,
-        });
+    reason
+}
+
+/// What a tick records for a breach of the rollback level that recovered
+/// before the reading's last sample: no rollback request, whatever the
+/// service's rollback mode, but a decision and a critical page naming both
+/// instants, so people can roll back by hand (`POST .../rollback`) if the
+/// breach still worries them.
+pub fn recovered_breach(
+    release: &Release,
+    service: &Service,
+    trigger: &RollbackTrigger,
+    recovered_at: Millis,
+    now: Millis,
+) -> (Decision, Message) {
+    let mode = service.rollback.as_ref().map(|r| r.mode);
+    let would = match mode {
+        Some(crate::actions::rollback::RollbackMode::Auto) => "would have rolled back",
+        Some(crate::actions::rollback::RollbackMode::Manual) => "would have recommended a rollback",
+        None => "reached the rollback level (no hook is configured)",
+    };
+    let why = format!(
+        "{} {would} at {}; recovered at {} ({}); not rolled back automatically, since the check is no longer at the rollback level at the latest sample — POST /v1/releases/{}/rollback to roll back",
+        trigger.check,
+        crate::model::rfc3339(trigger.at),
+        crate::model::rfc3339(recovered_at),
+        trigger.reason,
+        release.id
+    );
+    let decision = Decision::rollback_recommended(now, trigger.check.clone(), why.clone());
+    let mut msg = messages::release_event(
+        release,
+        "rollback_recovered",
+        crate::model::Severity::Critical,
+        &why,
+        trigger.at,
+        &format!("rollback/recovered/{}", trigger.at),
+    );
+    msg.check = Some(trigger.check.clone());
+    msg.level = Some(Level::Rollback);
+    msg.value = trigger.value.is_finite().then_some(trigger.value);
+    (decision, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Sample;
+    use crate::model::ReleaseStatus;
+
+    /// A service `checkout` with two range checks, `errors` and `latency`,
+    /// each rolling back above 5 and an automatic rollback hook.
+    fn service(dir: &std::path::Path) -> Service {
+        std::fs::write(
+            dir.join("rules.yaml"),
+            "checks:\n  - name: errors\n    source: prometheus\n    query: errors\n    step: 1s\n    rollback: { above: 5 }\n  - name: latency\n    source: prometheus\n    query: latency\n    step: 1s\n    rollback: { above: 5 }\n",
+        )
+        .unwrap();
+        let toml = "[store]\npath = \"g.db\"\n[sources.prometheus]\nurl = \"http://127.0.0.1:9/\"\n\n[[services]]\nname = \"checkout\"\nrules = [\"rules.yaml\"]\n  [services.rollback]\n  command = [\"/bin/true\"]\n";
+        let s = crate::config::load_str(toml, &dir.join("guardian.toml"), &[]).expect("config");
+        s.services[0].clone()
+    }
+
+    fn release() -> Release {
+        Release {
+            id: "r1".into(),
+            service: "checkout".into(),
+            environment: "production".into(),
+            version: "v2".into(),
+            previous_version: None,
+            annotations: Default::default(),
+            status: ReleaseStatus::Watching,
+            started_at: 0,
+            next_check_at: Some(1_000),
+            ended_at: None,
+            acked: false,
+            superseded_by: None,
+        }
+    }
+
+    /// A reading of one series sampled every second from 1 s on.
+    fn reading(values: &[f64]) -> Reading {
+        let samples: Vec<Sample> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &value)| Sample {
+                ts: (i as Millis + 1) * 1_000,
+                value,
+                ok: true,
+            })
+            .collect();
+        let until = samples.last().map(|s| s.ts);
+        Reading::Series {
+            series: vec![("{}".into(), samples)],
+            step: Some(1_000),
+            window_start: 0,
+            until,
+            note: None,
+        }
+    }
+
+    fn judge_all(service: &Service, readings: Vec<Reading>) -> TickOutput {
+        let mut out = TickOutput::default();
+        for (spec, r) in service.checks.iter().zip(readings) {
+            judge(&mut out, &release(), spec, None, r, 100_000);
+        }
+        out
+    }
+
+    #[test]
+    fn a_breach_still_at_the_rollback_level_at_the_last_sample_triggers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(dir.path());
+        let out = judge_all(&s, vec![reading(&[0.0, 9.0, 9.0]), reading(&[0.0])]);
+        let t = out.rollback.expect("a trigger");
+        assert_eq!(
+            (t.check.as_str(), t.at, t.recovered_at),
+            ("errors", 2_000, None)
+        );
+    }
+
+    #[test]
+    fn a_breach_that_recovered_in_the_gap_is_reported_with_both_instants() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(dir.path());
+        // Broke at 2 s, recovered at 4 s, still fine at the last sample.
+        let out = judge_all(
+            &s,
+            vec![reading(&[0.0, 9.0, 9.0, 1.0, 1.0]), reading(&[0.0])],
+        );
+        let t = out.rollback.expect("a trigger");
+        assert_eq!((t.at, t.recovered_at), (2_000, Some(4_000)));
+        let (d, msg) = recovered_breach(&release(), &s, &t, 4_000, 100_000);
+        assert_eq!(d.action, crate::model::DecisionAction::RollbackRecommended);
+        assert_eq!(d.level, Some(Level::Rollback));
+        assert!(
+            d.reason
+                .contains("would have rolled back at 1970-01-01T00:00:02"),
+            "{}",
+            d.reason
+        );
+        assert!(
+            d.reason.contains("recovered at 1970-01-01T00:00:04"),
+            "{}",
+            d.reason
+        );
+        assert_eq!(msg.severity, crate::model::Severity::Critical);
+        assert_eq!(msg.dedup_key, "r1/rollback/recovered/2000");
+    }
+
+    #[test]
+    fn a_check_still_breaching_outranks_an_earlier_one_that_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(dir.path());
+        // errors broke first but recovered; latency broke later and stays.
+        let out = judge_all(
+            &s,
+            vec![
+                reading(&[9.0, 1.0, 1.0, 1.0]),
+                reading(&[0.0, 0.0, 9.0, 9.0]),
+            ],
+        );
+        let t = out.rollback.expect("a trigger");
+        assert_eq!(
+            (t.check.as_str(), t.at, t.recovered_at),
+            ("latency", 3_000, None)
+        );
+        // The other way round: the still-breaching one is found first.
+        let out = judge_all(
+            &s,
+            vec![
+                reading(&[0.0, 0.0, 9.0, 9.0]),
+                reading(&[9.0, 1.0, 1.0, 1.0]),
+            ],
+        );
+        let t = out.rollback.expect("a trigger");
+        assert_eq!((t.check.as_str(), t.recovered_at), ("errors", None));
     }
 }

@@ -25,10 +25,6 @@ enum Next {
     Stop,
 }
 
-/// The longest a watch sleeps before it reads its release and the wall
-/// clock again (a suspended host's monotonic clock stands still).
-const MAX_NAP: Duration = Duration::from_secs(300);
-
 /// How often a paused watch checks whether its service is configured again.
 const PAUSE_POLL: Duration = Duration::from_secs(5);
 
@@ -50,10 +46,41 @@ pub async fn run(g: &Arc<Guardian>, id: &str, cancel: CancellationToken) {
     }
 }
 
+/// The watch's own time: the wall clock when its task started, advanced by
+/// the monotonic clock since. Waits, the cadence, the window's end and range
+/// reads follow it, so a step of the wall clock (an NTP correction, a VM
+/// resumed) neither fires a tick early, nor ends the watch early, nor stalls
+/// it; decisions and pages are stamped with the wall clock. A restarted
+/// watch anchors to the wall clock again.
+pub(super) struct WatchClock {
+    wall0: Millis,
+    mono0: tokio::time::Instant,
+}
+
+impl WatchClock {
+    pub(super) fn new(clock: &dyn crate::clock::Clock) -> Self {
+        Self {
+            wall0: clock.now(),
+            mono0: tokio::time::Instant::now(),
+        }
+    }
+
+    /// The watch's time now.
+    pub(super) fn now(&self) -> Millis {
+        self.wall0 + self.mono0.elapsed().as_millis() as Millis
+    }
+
+    /// The monotonic instant at which the watch's time reaches `t`.
+    fn instant_at(&self, t: Millis) -> tokio::time::Instant {
+        self.mono0 + Duration::from_millis((t - self.wall0).max(0) as u64)
+    }
+}
+
 /// The watch loop; true if it ended by itself, false if cancelled or its
 /// lease was lost.
 async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool {
     let mut paused = false;
+    let time = WatchClock::new(g.ctx.clock.as_ref());
     loop {
         let release = match g.ctx.store.get_release(id).await {
             Ok(Some(r)) => r,
@@ -72,24 +99,18 @@ async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool 
         let Some(due) = release.next_check_at else {
             return true;
         };
-        let now = g.ctx.clock.now();
-        let wait = due - now;
-        if wait > 0 {
-            // The lease is renewed for all watches at once by the Guardian
-            // (`renew_leases`); the watch only wakes for its tick, or to look
-            // at the wall clock again after [`MAX_NAP`].
-            let nap = wait.min(MAX_NAP.as_millis() as Millis);
-            if sleep_or_cancel(cancel, Duration::from_millis(nap as u64)).await {
+        let tick_at = time.instant_at(due);
+        if tick_at > tokio::time::Instant::now() {
+            // The Guardian renews every lease at once (`renew_leases`); the
+            // watch sleeps until its tick on the monotonic clock.
+            if sleep_until_or_cancel(cancel, tick_at).await {
                 return false;
-            }
-            if nap < wait {
-                continue;
             }
         }
         if cancel.is_cancelled() {
             return false;
         }
-        match tick_once(g, &release, &mut paused).await {
+        match tick_once(g, &release, &mut paused, time.now()).await {
             Ok(Next::Continue) => {}
             Ok(Next::Pause) => {
                 if sleep_or_cancel(cancel, PAUSE_POLL).await {
@@ -107,6 +128,14 @@ async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool 
     }
 }
 
+/// Sleeps until a monotonic instant; true if cancelled first.
+async fn sleep_until_or_cancel(cancel: &CancellationToken, at: tokio::time::Instant) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep_until(at) => false,
+    }
+}
+
 /// Sleeps; true if cancelled first.
 async fn sleep_or_cancel(cancel: &CancellationToken, d: Duration) -> bool {
     tokio::select! {
@@ -115,22 +144,25 @@ async fn sleep_or_cancel(cancel: &CancellationToken, d: Duration) -> bool {
     }
 }
 
+/// One tick at the watch's time `now` ([`WatchClock`]); what it records is
+/// stamped with the wall clock (`wall`).
 async fn tick_once(
     g: &Arc<Guardian>,
     release: &Release,
     paused: &mut bool,
+    now: Millis,
 ) -> Result<Next, StoreError> {
     let ctx = &g.ctx;
     let started = Instant::now();
     let settings = ctx.settings();
-    let now = ctx.clock.now();
+    let wall = ctx.clock.now();
     let Some(service) = settings.service(&release.service, &release.environment) else {
         // A reload dropped (or renamed) the service. Pause rather than end the
         // watch: a config mistake must not abort watches for good. Once the
         // service is back, the next tick reads the whole gap.
         if !*paused {
             let d = Decision::paused(
-                now,
+                wall,
                 format!(
                     "service {:?} ({}) is no longer in the configuration; the watch is paused until it is back (abort it if it is gone for good)",
                     release.service, release.environment
@@ -150,15 +182,29 @@ async fn tick_once(
     let mut commit = TickCommit {
         lease_owner: Some(g.owner().to_string()),
         checks: out.checks,
-        now,
+        now: wall,
         ..Default::default()
     };
 
-    if let Some(trigger) = &out.rollback {
-        let outcome = rollback::on_trigger(release, service, trigger, now);
-        commit.rollback = outcome.request;
-        decisions.extend(outcome.decision);
-        messages_out.extend(outcome.message);
+    match &out.rollback {
+        Some(
+            trigger @ tick::RollbackTrigger {
+                recovered_at: Some(recovered_at),
+                ..
+            },
+        ) => {
+            let (decision, message) =
+                tick::recovered_breach(release, service, trigger, *recovered_at, wall);
+            decisions.push(decision);
+            messages_out.push(message);
+        }
+        Some(trigger) => {
+            let outcome = rollback::on_trigger(release, service, trigger, wall);
+            commit.rollback = outcome.request;
+            decisions.extend(outcome.decision);
+            messages_out.extend(outcome.message);
+        }
+        None => {}
     }
 
     let window_end = release.started_at + service.cadence.length();
@@ -196,7 +242,7 @@ async fn tick_once(
         } => {
             if *announce {
                 decisions.push(Decision::window_ended(
-                    now,
+                    wall,
                     format!(
                         "the watch window ended but {} could not be read to its end; retrying until {}",
                         unread.join(", "),
@@ -206,7 +252,7 @@ async fn tick_once(
             }
         }
         verdict::Verdict::WindowEnded => {
-            decisions.push(Decision::window_ended(now, "the watch window ended; a check reached the rollback level, so the release is not verified — waiting for a manual rollback or abort").with_level(Level::Rollback));
+            decisions.push(Decision::window_ended(wall, "the watch window ended; a check reached the rollback level, so the release is not verified — waiting for a manual rollback or abort").with_level(Level::Rollback));
         }
         verdict::Verdict::Verified { unjudged } => {
             commit.status = Some(ReleaseStatus::Verified);
@@ -224,19 +270,26 @@ async fn tick_once(
                     Severity::Warning,
                 )
             };
-            decisions.push(Decision::verified(now, reason.clone()));
+            decisions.push(Decision::verified(wall, reason.clone()));
             messages_out.push(messages::release_event(
-                release, "verified", severity, &reason, now, "verified",
+                release, "verified", severity, &reason, wall, "verified",
             ));
         }
     }
     commit.decisions = decisions;
     commit.notifications = messages_out
         .iter()
-        .flat_map(|m| messages::records_for(&settings, release, m, now))
+        .flat_map(|m| messages::records_for(&settings, release, m, wall))
         .collect();
 
-    let applied = ctx.store.commit_tick(&release.id, &commit).await?;
+    let applied = match ctx.store.commit_tick(&release.id, &commit).await {
+        Ok(applied) => applied,
+        Err(e) => {
+            // Not ready until a write goes through again (`/readyz`).
+            g.note_write(Err(format!("a tick's commit failed: {e}")));
+            return Err(e);
+        }
+    };
     ctx.telemetry.ticks.inc();
     ctx.telemetry
         .tick_duration

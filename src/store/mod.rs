@@ -219,6 +219,25 @@ pub enum TickApplied {
     LeaseLost,
 }
 
+/// A release whose stored row cannot be read (an unknown status, broken
+/// JSON, a value of the wrong type): reported and skipped, never resumed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnreadableRelease {
+    pub id: String,
+    /// What is wrong with the row (the column and the offending value).
+    pub error: String,
+}
+
+/// What a restart finds to resume ([`Store::resumable_releases`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResumableReleases {
+    /// Releases in `watching` or `rolling_back`, oldest first.
+    pub releases: Vec<Release>,
+    /// Rows that may be active (an active or unknown status) but cannot be
+    /// read: one bad row is one bad release, not a daemon that cannot start.
+    pub unreadable: Vec<UnreadableRelease>,
+}
+
 /// A claim on a watch or an outbox row: who holds it, and until when unless
 /// renewed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,6 +311,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Releases in `watching` or `rolling_back`: what a restart resumes.
     async fn active_releases(&self) -> Result<Vec<Release>, StoreError>;
+
+    /// [`Store::active_releases`] row by row: a row that cannot be read is
+    /// listed in [`ResumableReleases::unreadable`] (with its id) instead of
+    /// failing the whole read, and so is a row whose status is not one this
+    /// build knows (it may be active). Only a failure of the store itself is
+    /// an error.
+    async fn resumable_releases(&self) -> Result<ResumableReleases, StoreError>;
+
+    /// Proves the store can write: one tiny durable write (`owner`'s
+    /// heartbeat at `now`). An error means writes are failing now (disk
+    /// full, read-only file system, lock held too long).
+    async fn probe_write(&self, owner: &str, now: Millis) -> Result<(), StoreError>;
+
+    /// Deletes up to `limit` releases that ended (a terminal status) before
+    /// `ended_before`, with their checks, decisions, outbox rows and
+    /// rollback, oldest first, in one transaction. Returns how many releases
+    /// were deleted. Active releases are never touched.
+    async fn prune_ended(&self, ended_before: Millis, limit: usize) -> Result<usize, StoreError>;
 
     async fn load_checks(&self, release_id: &str) -> Result<Vec<CheckRecord>, StoreError>;
 

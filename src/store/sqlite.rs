@@ -30,8 +30,8 @@
 //!   first" are well defined even when timestamps are equal.
 
 use super::{
-    Lease, Registered, ReleaseDetails, ReleaseFilter, RollbackRequest, Silence, Store, StoreError,
-    TickApplied, TickCommit,
+    Lease, Registered, ReleaseDetails, ReleaseFilter, ResumableReleases, RollbackRequest, Silence,
+    Store, StoreError, TickApplied, TickCommit,
 };
 use crate::model::{
     CheckRecord, Decision, DeliveryStatus, Millis, NewRelease, NotificationRecord, Release,
@@ -265,6 +265,21 @@ impl Store for SqliteStore {
 
     async fn active_releases(&self) -> Result<Vec<Release>, StoreError> {
         self.read(ops::active_releases).await
+    }
+
+    async fn resumable_releases(&self) -> Result<ResumableReleases, StoreError> {
+        self.read(ops::resumable_releases).await
+    }
+
+    async fn probe_write(&self, owner: &str, now: Millis) -> Result<(), StoreError> {
+        let owner = owner.to_owned();
+        self.write(move |tx| ops::probe_write(tx, &owner, now))
+            .await
+    }
+
+    async fn prune_ended(&self, ended_before: Millis, limit: usize) -> Result<usize, StoreError> {
+        self.write(move |tx| ops::prune_ended(tx, ended_before, limit))
+            .await
     }
 
     async fn load_checks(&self, release_id: &str) -> Result<Vec<CheckRecord>, StoreError> {

@@ -10,8 +10,8 @@ use crate::model::{
     ReleaseStatus, RollbackRecord, RollbackState,
 };
 use crate::store::{
-    Lease, Registered, ReleaseDetails, ReleaseFilter, RollbackRequest, Silence, StoreError,
-    TickApplied, TickCommit,
+    Lease, Registered, ReleaseDetails, ReleaseFilter, ResumableReleases, RollbackRequest, Silence,
+    StoreError, TickApplied, TickCommit, UnreadableRelease,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -520,6 +520,89 @@ pub(super) fn active_releases(tx: &Transaction<'_>) -> Result<Vec<Release>, Stor
         )?
         .collect::<Result<_, _>>()?;
     Ok(out)
+}
+
+pub(super) fn resumable_releases(tx: &Transaction<'_>) -> Result<ResumableReleases, StoreError> {
+    let known = ReleaseStatus::ALL
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {RELEASE_COLUMNS} FROM releases
+         WHERE status IN (?1, ?2) OR status NOT IN ({known})
+         ORDER BY started_at, seq"
+    );
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let mut rows = stmt.query([
+        ReleaseStatus::Watching.as_str(),
+        ReleaseStatus::RollingBack.as_str(),
+    ])?;
+    let mut out = ResumableReleases::default();
+    // A failure to step is the store's; a row that does not map is the row's.
+    while let Some(row) = rows.next()? {
+        match rows::release(row) {
+            Ok(r) => out.releases.push(r),
+            Err(e) => {
+                let id = match row.get_ref(0)? {
+                    rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                    other => format!("{other:?}"),
+                };
+                out.unreadable.push(UnreadableRelease {
+                    id,
+                    error: StoreError::from(e).to_string(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn probe_write(
+    tx: &Transaction<'_>,
+    owner: &str,
+    now: Millis,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO heartbeats (owner, at) VALUES (?1, ?2)
+         ON CONFLICT (owner) DO UPDATE SET at = excluded.at",
+    )?
+    .execute(params![owner, now])?;
+    Ok(())
+}
+
+pub(super) fn prune_ended(
+    tx: &Transaction<'_>,
+    ended_before: Millis,
+    limit: usize,
+) -> Result<usize, StoreError> {
+    let terminal: Vec<&str> = ReleaseStatus::ALL
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .map(|s| s.as_str())
+        .collect();
+    let list = terminal
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let ids: Vec<String> = tx
+        .prepare_cached(&format!(
+            "SELECT id FROM releases
+             WHERE ended_at IS NOT NULL AND ended_at < ?1 AND status IN ({list})
+             ORDER BY ended_at, seq LIMIT ?2"
+        ))?
+        .query_map(params![ended_before, limit as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        for table in ["checks", "decisions", "notifications", "rollbacks"] {
+            tx.prepare_cached(&format!("DELETE FROM {table} WHERE release_id = ?1"))?
+                .execute([id])?;
+        }
+        tx.prepare_cached("DELETE FROM releases WHERE id = ?1")?
+            .execute([id])?;
+    }
+    Ok(ids.len())
 }
 
 pub(super) fn ack(

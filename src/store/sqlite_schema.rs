@@ -92,6 +92,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE notifications ADD COLUMN claim_expires_at INTEGER;
     ALTER TABLE rollbacks ADD COLUMN claimed_by TEXT;
     ",
+    // 3: registration and retention that do not grow with history, and the
+    // readiness write probe. Registering supersedes the `watching` releases
+    // of one (service, environment): found through the status, not by
+    // scanning the service's whole history. Retention finds ended releases
+    // by their end.
+    "
+    CREATE INDEX releases_by_service_status ON releases (service, environment, status, seq);
+    CREATE INDEX releases_by_end ON releases (ended_at, seq) WHERE ended_at IS NOT NULL;
+    CREATE TABLE heartbeats (
+        owner TEXT PRIMARY KEY,
+        at    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Applies the migrations the file lacks, all in one immediate transaction

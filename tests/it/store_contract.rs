@@ -2159,6 +2159,7 @@ async fn open_creates_a_versioned_schema_in_wal_mode() {
         [
             "checks",
             "decisions",
+            "heartbeats",
             "notifications",
             "releases",
             "rollbacks"

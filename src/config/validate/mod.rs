@@ -34,6 +34,7 @@ pub(super) fn validate(parsed: Parsed, report: &mut Report<'_>, file: &Path) -> 
         source_names,
         sources,
         store_seen: _,
+        retention,
         store,
         webhooks,
     } = parsed;
@@ -61,6 +62,7 @@ pub(super) fn validate(parsed: Parsed, report: &mut Report<'_>, file: &Path) -> 
         file: file.to_path_buf(),
         config,
         store: store.unwrap_or_else(|| StoreSettings::sqlite(DEFAULT_PATH)),
+        retention,
         services,
         notifiers,
         sources,
