@@ -73,8 +73,9 @@ fn the_unit_is_notify_with_watchdog_state_and_hardening() {
         "DynamicUser=yes",
         "CapabilityBoundingSet=",
         "SystemCallFilter=@system-service",
-        // A stop must not SIGTERM a running rollback hook with the daemon.
-        "KillMode=mixed",
+        // A stop must not SIGTERM a running rollback hook with the daemon,
+        // and a crash of the daemon must not SIGKILL the hook's supervisor.
+        "KillMode=process",
     ] {
         assert!(
             text.lines().any(|l| l.starts_with(line)),
