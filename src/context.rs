@@ -48,20 +48,8 @@ impl Context {
         use crate::transport::client;
         let http = client(reqwest::redirect::Policy::limited(10));
         let notify_http = client(reqwest::redirect::Policy::none());
-        let notifiers = Notifiers::build(
-            &settings.notifiers,
-            &BuildContext {
-                http: notify_http.clone(),
-            },
-        );
         let probe_http = crate::sources::probe::probe_client();
-        let sources = Sources::build(
-            &settings.sources,
-            &SourceBuildContext {
-                http: http.clone(),
-                probe_http: probe_http.clone(),
-            },
-        );
+        let (notifiers, sources) = components(&settings, &http, &probe_http, &notify_http);
         Arc::new(Self {
             notifiers: watch::Sender::new(Arc::new(notifiers)),
             sources: RwLock::new(Arc::new(sources)),
@@ -89,20 +77,9 @@ impl Context {
     /// Swaps in a new, already validated configuration, with the components
     /// built from it (in place before the settings that name them).
     pub fn replace_settings(&self, settings: Settings) {
-        let notifiers = Notifiers::build(
-            &settings.notifiers,
-            &BuildContext {
-                http: self.notify_http.clone(),
-            },
-        );
+        let (notifiers, sources) =
+            components(&settings, &self.http, &self.probe_http, &self.notify_http);
         self.notifiers.send_replace(Arc::new(notifiers));
-        let sources = Sources::build(
-            &settings.sources,
-            &SourceBuildContext {
-                http: self.http.clone(),
-                probe_http: self.probe_http.clone(),
-            },
-        );
         *self.sources.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(sources);
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
     }
@@ -127,4 +104,27 @@ impl Context {
             tasks: self.tasks.clone(),
         }
     }
+}
+
+/// The notifiers and sources `settings` describe, built on the shared clients.
+fn components(
+    settings: &Settings,
+    http: &reqwest::Client,
+    probe_http: &reqwest::Client,
+    notify_http: &reqwest::Client,
+) -> (Notifiers, Sources) {
+    let notifiers = Notifiers::build(
+        &settings.notifiers,
+        &BuildContext {
+            http: notify_http.clone(),
+        },
+    );
+    let sources = Sources::build(
+        &settings.sources,
+        &SourceBuildContext {
+            http: http.clone(),
+            probe_http: probe_http.clone(),
+        },
+    );
+    (notifiers, sources)
 }

@@ -14,7 +14,8 @@ use super::{CheckSpec, DEFAULT_STEP};
 use crate::engine::{Condition, Rule};
 use crate::section::locate::{Seg, YamlLocator};
 use crate::section::{
-    at_most, deserialize_opt_duration, saturating_millis, ConfigError, KeyPath, MAX_RULE_WINDOW,
+    at_most, deserialize_opt_duration, missing_because_removed, offending_key, saturating_millis,
+    ConfigError, KeyPath, MAX_RULE_WINDOW,
 };
 use crate::sources::probe::ProbeConfig;
 use crate::sources::template::{misplaced_variables, unknown_variables, BUILTIN_VARIABLES};
@@ -242,25 +243,12 @@ fn read_check(
                 "struct RawCondition",
                 "a level such as `{ above: 0.01, for: 5m }`",
             );
-        let field = |prefix: &str| {
-            let rest = &message[message.find(prefix)? + prefix.len()..];
-            rest.split_once('`').map(|(f, _)| f.to_string())
-        };
-        if field("missing field `").is_some_and(|f| removed.contains(&at.key(&f))) {
-            // Missing because its bad value was taken out: already reported.
+        if missing_because_removed(&at, &message, &removed) {
             return None;
         }
-        let mut key = at.clone();
-        if let Some(f) = field("unknown field `") {
-            if key.last_key().as_deref() != Some(f.as_str()) {
-                key = key.key(&f);
-            }
-        }
+        let key = offending_key(&at, &message);
         let err = pack.error_at(&at, message);
         pack.errors.push(err);
-        while matches!(key.0.last(), Some(Seg::Index(_))) {
-            key.0.pop();
-        }
         if key.0.len() <= path.0.len() || removed.len() >= 32 {
             return None;
         }

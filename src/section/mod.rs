@@ -256,8 +256,7 @@ pub fn value<T: DeserializeOwned>(
         };
         let at = path.join(&KeyPath::from_serde(e.path()));
         let message = humanize(e.inner().message());
-        let missing = quoted_after(&message, "missing field `").map(|f| at.key(f));
-        if missing.is_some_and(|m| removed.contains(&m)) {
+        if missing_because_removed(&at, &message, &removed) {
             // Missing because its bad value was taken out: already reported.
             return None;
         }
@@ -282,15 +281,7 @@ pub fn value<T: DeserializeOwned>(
         // Take the offending key out (the array holding an offending element:
         // removing the element would shift the others' positions) and read
         // the table again.
-        let mut key = at.clone();
-        if let Some(field) = quoted_after(&message, "unknown field `") {
-            if key.last_key().as_deref() != Some(field) {
-                key = key.key(field);
-            }
-        }
-        while matches!(key.0.last(), Some(Seg::Index(_))) {
-            key.0.pop();
-        }
+        let key = offending_key(&at, &message);
         if key.0.len() <= path.0.len() || !key.starts_with(path) || removed.len() >= 64 {
             return None;
         }
@@ -300,6 +291,29 @@ pub fn value<T: DeserializeOwned>(
         report.removed.push(key.clone());
         removed.push(key);
     }
+}
+
+/// serde's "missing field `k`" at `at`, for a key whose bad value was taken
+/// out after its own error was reported (so it is not reported again).
+pub fn missing_because_removed(at: &KeyPath, message: &str, removed: &[KeyPath]) -> bool {
+    quoted_after(message, "missing field `").is_some_and(|f| removed.contains(&at.key(f)))
+}
+
+/// The key to take out of a table after serde's error `message` at `at`:
+/// the unknown field itself, or the key holding the offending value (the
+/// array, not an element: removing an element would shift the others'
+/// positions).
+pub fn offending_key(at: &KeyPath, message: &str) -> KeyPath {
+    let mut key = at.clone();
+    if let Some(field) = quoted_after(message, "unknown field `") {
+        if key.last_key().as_deref() != Some(field) {
+            key = key.key(field);
+        }
+    }
+    while matches!(key.0.last(), Some(Seg::Index(_))) {
+        key.0.pop();
+    }
+    key
 }
 
 /// The text between `prefix` and the next backquote in `message`.
@@ -509,11 +523,6 @@ impl Section<'_, '_> {
     /// An error at `key` of this section.
     pub fn error(&mut self, key: &str, message: impl Into<String>) {
         self.report.error(&self.at.key(key), message);
-    }
-
-    /// A warning at the section itself.
-    pub fn warn(&mut self, message: impl fmt::Display) {
-        self.report.warn(&self.at, message);
     }
 
     /// `key` must be greater than zero.
