@@ -538,7 +538,8 @@ pub struct Message {
     pub version: String,
     pub previous_version: Option<String>,
     pub severity: Severity,
-    /// `level_changed`, `rollback_started`, `rolled_back`, `rollback_failed`,
+    /// `level_changed`, `recovered`, `resolved`, `reminder`,
+    /// `rollback_started`, `rolled_back`, `rollback_failed`,
     /// `rollback_recommended`, `verified`, `inconclusive`.
     pub event: String,
     pub check: Option<String>,
@@ -549,6 +550,24 @@ pub struct Message {
 }
 
 impl Message {
+    /// The incident this message belongs to, the same for the message that
+    /// opens it and the one that closes it: `RELEASE/CHECK` for a check's
+    /// messages, `RELEASE` for the release's own. Receivers that group or
+    /// resolve (PagerDuty's `dedup_key`, Alertmanager's labels) key on it.
+    pub fn incident_key(&self) -> String {
+        match &self.check {
+            Some(check) => format!("{}/{}", self.release_id, check),
+            None => self.release_id.clone(),
+        }
+    }
+
+    /// Whether this message closes its incident: `recovered` (a check back
+    /// to `ok`) and `resolved` (a check still above `ok` when the watch
+    /// ended, closed with the release).
+    pub fn closes_incident(&self) -> bool {
+        matches!(self.event.as_str(), "recovered" | "resolved")
+    }
+
     /// One line naming service, environment, version, check, level and value.
     pub fn summary(&self) -> String {
         let mut s = format!(
