@@ -133,10 +133,14 @@ fn the_design_example_loads() {
         s.notifiers["pager"].min_severity,
         release_guardian::model::Severity::Critical
     );
-    // Loki is configured but not available yet: a warning, not an error.
-    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
-    assert!(s.warnings[0].contains("loki checks are not available"));
-    assert!(s.warnings[0].starts_with(&format!("{}:21:10: ", file.display())));
+    // Both query sources of the example, each of the kind it is named after.
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    let kinds: Vec<(&str, &str)> = s
+        .sources
+        .iter()
+        .map(|(name, spec)| (name.as_str(), spec.kind.name))
+        .collect();
+    assert_eq!(kinds, [("loki", "loki"), ("prometheus", "prometheus")]);
 }
 
 #[test]
@@ -418,7 +422,7 @@ probes = [ { name = "live", url = "http://127.0.0.1/" } ]
                 &pack,
                 23,
                 5,
-                "source `loki` is not available in this version (planned)",
+                "check `logs` uses loki, but [sources.loki] is not configured",
             ),
             (&pack, 29, 27, "invalid duration \"fast\""),
             (&pack, 30, 5, "check `nothing` has no level"),
