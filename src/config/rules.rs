@@ -680,8 +680,18 @@ pub fn compile(packs: &[&RulePack], scope: &ServiceScope<'_>) -> Compiled {
                         _ => {}
                     }
                     let query = c.raw.query.as_deref().unwrap_or_default();
-                    let logs = c.raw.logs.as_ref().map_or("", |l| l.query.as_str());
-                    for var in unknown_variables(&format!("{query}\n{logs}"), &known) {
+                    if let Some(logs) = &c.raw.logs {
+                        for var in unknown_variables(&logs.query, &known) {
+                            out.errors.push(pack.error_at(
+                                &c.path.key("logs").key("query"),
+                                format!(
+                                    "check `{name}`: unknown template variable `{{{{{var}}}}}` in `logs.query` for {service}; known: {}",
+                                    known.join(", ")
+                                ),
+                            ));
+                        }
+                    }
+                    for var in unknown_variables(query, &known) {
                         out.errors.push(pack.error_at(
                             &c.path.key("query"),
                             format!(

@@ -209,19 +209,23 @@ pub fn parse_remote(s: &mut Section<'_, '_>, what: &str) -> Option<RemoteConfig>
         (None, None) => {}
     }
     for (name, value) in &c.headers {
-        let at = format!("headers.{name}");
+        let at = s.at.key("headers").key(name);
         if HeaderName::from_bytes(name.as_bytes()).is_err() {
-            s.error(&at, format!("`{name}` is not a valid HTTP header name"));
+            s.report
+                .error(&at, format!("`{name}` is not a valid HTTP header name"));
             ok = false;
         } else if name.eq_ignore_ascii_case("authorization") {
-            s.error(
+            s.report.error(
                 &at,
                 "set `Authorization` with `bearer_token` or `username`/`password`, whose values are kept secret",
             );
             ok = false;
         }
         if HeaderValue::from_str(value).is_err() {
-            s.error(&at, format!("the value of header `{name}` holds characters an HTTP header cannot carry"));
+            s.report.error(
+                &at,
+                format!("the value of header `{name}` holds characters an HTTP header cannot carry"),
+            );
             ok = false;
         }
     }

@@ -29,7 +29,7 @@ fn fixture() -> TempDir {
     dir
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(&p, text).unwrap();
@@ -48,7 +48,7 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// Loads `text` as `DIR/guardian.toml` and returns its errors.
-fn errors_of(dir: &Path, text: &str, env: &[(String, String)]) -> Vec<ConfigError> {
+pub(crate) fn errors_of(dir: &Path, text: &str, env: &[(String, String)]) -> Vec<ConfigError> {
     let path = write(dir, "guardian.toml", text);
     match load_str(text, &path, env) {
         Ok(s) => panic!(
@@ -61,7 +61,7 @@ fn errors_of(dir: &Path, text: &str, env: &[(String, String)]) -> Vec<ConfigErro
 
 /// Asserts that `errors` are exactly `expected` (file, line, col, a piece of
 /// the message), in order.
-fn assert_errors(errors: &[ConfigError], expected: &[(&Path, usize, usize, &str)]) {
+pub(crate) fn assert_errors(errors: &[ConfigError], expected: &[(&Path, usize, usize, &str)]) {
     let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
     assert_eq!(errors.len(), expected.len(), "got:\n{}", shown.join("\n"));
     for (e, (file, line, col, msg)) in errors.iter().zip(expected) {
