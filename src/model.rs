@@ -589,7 +589,10 @@ impl Message {
     /// to `ok`) and `resolved` (a check still above `ok` when the watch
     /// ended, closed with the release).
     pub fn closes_incident(&self) -> bool {
-        matches!(self.event.as_str(), "recovered" | "resolved" | "blind_cleared")
+        matches!(
+            self.event.as_str(),
+            "recovered" | "resolved" | "blind_cleared"
+        )
     }
 
     /// One line naming service, environment, version, check, level and value.

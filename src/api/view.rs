@@ -68,13 +68,15 @@ pub struct LogLineView {
 
 impl LogLineView {
     fn new(l: crate::model::LogLine, redactor: &Redactor) -> Self {
-        let at = l
-            .ts
-            .parse::<i128>()
-            .ok()
-            .and_then(|ns| time::OffsetDateTime::from_unix_timestamp_nanos(ns).ok())
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-            .unwrap_or_default();
+        let at =
+            l.ts.parse::<i128>()
+                .ok()
+                .and_then(|ns| time::OffsetDateTime::from_unix_timestamp_nanos(ns).ok())
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_default();
         Self {
             at,
             ts: l.ts,

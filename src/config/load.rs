@@ -354,10 +354,7 @@ fn source(
     path: &KeyPath,
     base: &Path,
     report: &mut Report<'_>,
-) -> (
-    Option<&'static SourceKind>,
-    Option<Arc<dyn SourceConfig>>,
-) {
+) -> (Option<&'static SourceKind>, Option<Arc<dyn SourceConfig>>) {
     let Ok(Value::InlineTable(mut table)) = item.clone().into_value() else {
         report.error(path, format!("`[{path}]` must be a table"));
         return (None, None);

@@ -12,8 +12,8 @@
 //! with nothing new to read leaves the count as it is. The count lives
 //! with the watch's task: a restarted daemon starts counting afresh.
 
-use super::read::Reading;
 use super::messages;
+use super::read::Reading;
 use crate::config::{CheckSpec, Settings};
 use crate::model::{Message, Millis, Release, Severity};
 use crate::sources::Reads;
@@ -199,7 +199,12 @@ mod tests {
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].event, "blind");
         assert_eq!(m[0].severity, Severity::Warning);
-        assert!(m[0].reason.starts_with("guardian cannot see prometheus: 2 consecutive reads failed"), "{}", m[0].reason);
+        assert!(
+            m[0].reason
+                .starts_with("guardian cannot see prometheus: 2 consecutive reads failed"),
+            "{}",
+            m[0].reason
+        );
         assert!(m[0].reason.contains("connection refused"));
         assert_eq!(m[0].dedup_key, "r1/blind/prometheus/1000");
         // Still failing: nothing more.
@@ -210,7 +215,9 @@ mod tests {
         assert_eq!(m2[0].event, "blind_cleared");
         assert_eq!(m2[0].incident_key(), m[0].incident_key());
         assert!(m2[0].closes_incident());
-        assert!(b.update(&seen("prometheus", Seen::Saw), &settings, &release(), 5_000).is_empty());
+        assert!(b
+            .update(&seen("prometheus", Seen::Saw), &settings, &release(), 5_000)
+            .is_empty());
     }
 
     #[test]
@@ -220,10 +227,17 @@ mod tests {
         let mut b = Blindness::default();
         let fail = || seen("prometheus", Seen::Failed("timed out".into()));
         assert!(b.update(&fail(), &settings, &release(), 1_000).is_empty());
-        assert!(b.update(&seen("prometheus", Seen::Saw), &settings, &release(), 2_000).is_empty());
+        assert!(b
+            .update(&seen("prometheus", Seen::Saw), &settings, &release(), 2_000)
+            .is_empty());
         assert!(b.update(&fail(), &settings, &release(), 3_000).is_empty());
         // A source not in the settings uses the default (3).
-        let other = || seen("gone", Seen::Failed("no [sources.gone] is configured".into()));
+        let other = || {
+            seen(
+                "gone",
+                Seen::Failed("no [sources.gone] is configured".into()),
+            )
+        };
         assert!(b.update(&other(), &settings, &release(), 1).is_empty());
         assert!(b.update(&other(), &settings, &release(), 2).is_empty());
         assert_eq!(b.update(&other(), &settings, &release(), 3).len(), 1);

@@ -87,7 +87,9 @@ pub async fn evaluate(
         sources_seen: super::blindness::observe(&service.checks, &readings),
         ..TickOutput::default()
     };
-    for (((spec, prev), reading), logs) in service.checks.iter().zip(prev).zip(readings).zip(evidence) {
+    for (((spec, prev), reading), logs) in
+        service.checks.iter().zip(prev).zip(readings).zip(evidence)
+    {
         let mut record = judge(&mut out, release, spec, prev, reading, now);
         if let Some(logs) = logs {
             record.logs = logs;

@@ -224,7 +224,9 @@ pub fn parse_remote(s: &mut Section<'_, '_>, what: &str) -> Option<RemoteConfig>
         if HeaderValue::from_str(value).is_err() {
             s.report.error(
                 &at,
-                format!("the value of header `{name}` holds characters an HTTP header cannot carry"),
+                format!(
+                    "the value of header `{name}` holds characters an HTTP header cannot carry"
+                ),
             );
             ok = false;
         }
@@ -234,8 +236,14 @@ pub fn parse_remote(s: &mut Section<'_, '_>, what: &str) -> Option<RemoteConfig>
             s.error("tenant", "`tenant` must be a non-empty header value");
             ok = false;
         }
-        if c.headers.keys().any(|h| h.eq_ignore_ascii_case("x-scope-orgid")) {
-            s.error("tenant", "set the tenant with `tenant` or with `headers`, not both");
+        if c.headers
+            .keys()
+            .any(|h| h.eq_ignore_ascii_case("x-scope-orgid"))
+        {
+            s.error(
+                "tenant",
+                "set the tenant with `tenant` or with `headers`, not both",
+            );
             ok = false;
         }
     }
@@ -254,10 +262,14 @@ pub fn parse_remote(s: &mut Section<'_, '_>, what: &str) -> Option<RemoteConfig>
 }
 
 fn read_ca(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
-    let pem =
-        std::fs::read(path).map_err(|e| format!("cannot read `ca_file` {}: {e}", path.display()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|_| format!("`ca_file` {} holds no valid PEM certificate", path.display()))?;
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("cannot read `ca_file` {}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| {
+        format!(
+            "`ca_file` {} holds no valid PEM certificate",
+            path.display()
+        )
+    })?;
     if certs.is_empty() {
         return Err(format!(
             "`ca_file` {} holds no PEM certificate",
@@ -341,8 +353,8 @@ impl RemoteClient {
             headers.insert(name, value);
         }
         if let Some(t) = &cfg.tenant {
-            let value = HeaderValue::from_str(t)
-                .map_err(|_| format!("{source_name}: invalid `tenant`"))?;
+            let value =
+                HeaderValue::from_str(t).map_err(|_| format!("{source_name}: invalid `tenant`"))?;
             headers.insert("x-scope-orgid", value);
         }
         let token = match (&cfg.bearer_token, &cfg.bearer_token_file) {
@@ -374,7 +386,9 @@ impl RemoteClient {
             (Some(t), _) => Some(format!("Bearer {}", t.expose().trim())),
             (None, Some(user)) => {
                 use base64::Engine as _;
-                let pass = password.as_ref().map_or("", |p| p.expose().trim_end_matches(['\r', '\n']));
+                let pass = password
+                    .as_ref()
+                    .map_or("", |p| p.expose().trim_end_matches(['\r', '\n']));
                 let raw = format!("{user}:{pass}");
                 Some(format!(
                     "Basic {}",
@@ -385,7 +399,9 @@ impl RemoteClient {
         };
         if let Some(a) = authorization {
             let mut v = HeaderValue::from_str(&a).map_err(|_| {
-                format!("{source_name}: the credentials hold characters an HTTP header cannot carry")
+                format!(
+                    "{source_name}: the credentials hold characters an HTTP header cannot carry"
+                )
             })?;
             v.set_sensitive(true);
             headers.insert(AUTHORIZATION, v);
@@ -398,7 +414,8 @@ impl RemoteClient {
                 }
             }
             if let (Some(cert), Some(key)) = (&cfg.cert_file, &cfg.key_file) {
-                b = b.identity(read_identity(cert, key).map_err(|e| format!("{source_name}: {e}"))?);
+                b = b
+                    .identity(read_identity(cert, key).map_err(|e| format!("{source_name}: {e}"))?);
             }
             b.build()
                 .map_err(|_| format!("{source_name}: cannot build a TLS client from its files"))?

@@ -284,9 +284,9 @@ pub fn decode_streams(
                     "stream {key}: an entry is not [\"<ns>\", \"<line>\"]"
                 )));
             };
-            let ns: i128 = ts
-                .parse()
-                .map_err(|_| decode(format!("stream {key}: timestamp {ts:?} is not nanoseconds")))?;
+            let ns: i128 = ts.parse().map_err(|_| {
+                decode(format!("stream {key}: timestamp {ts:?} is not nanoseconds"))
+            })?;
             lines.push((
                 ns,
                 LogLine {
@@ -298,8 +298,8 @@ pub fn decode_streams(
         }
     }
     match direction {
-        Direction::Backward => lines.sort_by(|a, b| b.0.cmp(&a.0)),
-        Direction::Forward => lines.sort_by(|a, b| a.0.cmp(&b.0)),
+        Direction::Backward => lines.sort_by_key(|l| std::cmp::Reverse(l.0)),
+        Direction::Forward => lines.sort_by_key(|l| l.0),
     }
     lines.truncate(limit as usize);
     Ok((lines.into_iter().map(|(_, l)| l).collect(), env.warnings))
@@ -334,7 +334,10 @@ mod tests {
             {"stream":{"job":"b"},"values":[["1569266495000000000","baz",{"structuredMetadata":{"x":"y"}}]]}],"stats":{}}}"#;
         let (lines, warnings) = decode_streams(body, 2, Direction::Backward).unwrap();
         assert_eq!(warnings, ["w"]);
-        let got: Vec<_> = lines.iter().map(|l| (l.line.as_str(), l.stream.as_str())).collect();
+        let got: Vec<_> = lines
+            .iter()
+            .map(|l| (l.line.as_str(), l.stream.as_str()))
+            .collect();
         assert_eq!(got, [("foo", r#"{job="a"}"#), ("baz", r#"{job="b"}"#)]);
         assert_eq!(lines[0].ts, "1569266497240578000");
         let (lines, _) = decode_streams(body, 10, Direction::Forward).unwrap();

@@ -257,7 +257,8 @@ pub fn decode_response(
         });
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let env: Envelope = serde_path_to_error::deserialize(&mut de).map_err(|e| decode_error(e.to_string()))?;
+    let env: Envelope =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| decode_error(e.to_string()))?;
     if env.status != "success" {
         return Err(if env.status == "error" {
             query_error(source_name, env.error_type, env.error)
@@ -300,7 +301,11 @@ fn series_of(source_name: &'static str, data: QueryData) -> Result<SeriesSet, So
     }
 }
 
-fn sample(source_name: &'static str, (ts, value): &Point, key: &str) -> Result<Sample, SourceError> {
+fn sample(
+    source_name: &'static str,
+    (ts, value): &Point,
+    key: &str,
+) -> Result<Sample, SourceError> {
     let decode_error = |d: String| decode_error_of(source_name, d);
     let v = parse_value(value)
         .ok_or_else(|| decode_error(format!("series {key}: invalid sample value {value:?}")))?;

@@ -161,7 +161,11 @@ async fn plain_text_errors_and_long_queries() {
 
     // A long filter goes in a POST form and still answers.
     let needle = "x".repeat(3000);
-    loki.push(T + 5_000, &[("app", "checkout")], &format!("error {needle}"));
+    loki.push(
+        T + 5_000,
+        &[("app", "checkout")],
+        &format!("error {needle}"),
+    );
     let long = RangeQuery {
         query: format!(r#"sum(count_over_time({{app="checkout"}} |= "{needle}" [15s]))"#),
         ..errors_of_checkout(T, T + 15_000)
@@ -261,32 +265,39 @@ webhook_url = "{slack}"
     assert_eq!(r["status"], "watching", "{r}");
 
     // Then five error lines a second until it rolls back.
-    let r = wait_for("the release is rolled back", Duration::from_secs(60), || {
-        let t = now_ms();
-        for i in 0..5 {
-            loki.push(
-                t + i,
-                &[("app", "checkout"), ("pod", "p1")],
-                &format!("error: upstream reset #{i}"),
-            );
-        }
-        let d = &daemon;
-        let id = id.clone();
-        async move {
-            let r = d.get(&format!("/v1/releases/{id}")).await;
-            (r["status"] == "rolled_back").then_some(r)
-        }
-    })
+    let r = wait_for(
+        "the release is rolled back",
+        Duration::from_secs(60),
+        || {
+            let t = now_ms();
+            for i in 0..5 {
+                loki.push(
+                    t + i,
+                    &[("app", "checkout"), ("pod", "p1")],
+                    &format!("error: upstream reset #{i}"),
+                );
+            }
+            let d = &daemon;
+            let id = id.clone();
+            async move {
+                let r = d.get(&format!("/v1/releases/{id}")).await;
+                (r["status"] == "rolled_back").then_some(r)
+            }
+        },
+    )
     .await;
     let decisions = r["decisions"].as_array().unwrap();
     assert!(
-        decisions
-            .iter()
-            .any(|d| d["action"] == "level_changed" && d["level"] == "rollback" && d["check"] == "errors"),
+        decisions.iter().any(|d| d["action"] == "level_changed"
+            && d["level"] == "rollback"
+            && d["check"] == "errors"),
         "{r}"
     );
     // Its evidence: at most `limit` lines, the newest first.
-    let logs = check(&r, "errors").unwrap()["logs"].as_array().unwrap().clone();
+    let logs = check(&r, "errors").unwrap()["logs"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert!(!logs.is_empty() && logs.len() <= 3, "{logs:?}");
     for l in &logs {
         assert!(l["line"].as_str().unwrap().starts_with("error: "), "{l}");
@@ -303,7 +314,10 @@ webhook_url = "{slack}"
         assert_eq!(req.params["start"].len(), 19, "{:?}", req.params);
     }
     assert!(
-        slack.texts().iter().any(|t| t.contains("errors") && t.contains("rollback")),
+        slack
+            .texts()
+            .iter()
+            .any(|t| t.contains("errors") && t.contains("rollback")),
         "{:?}",
         slack.texts()
     );

@@ -39,19 +39,23 @@ async fn basic_auth_right_and_wrong_credentials() {
             prometheus.url
         )
     };
-    let good = range_source(dir.path(), &toml("password_file = \"right.password\""), "prometheus");
+    let good = range_source(
+        dir.path(),
+        &toml("password_file = \"right.password\""),
+        "prometheus",
+    );
     let series = good.query_range(&vector_one()).await.unwrap();
     assert_eq!(series[0].1.len(), 3);
     assert!(series[0].1.iter().all(|s| s.value == 1.0));
 
     let bad = range_source(dir.path(), &toml("password = \"wrong-pass\""), "prometheus");
     let e = bad.query_range(&vector_one()).await.unwrap_err();
-    assert!(
-        matches!(&e, SourceError::Http { status: 401, .. }),
-        "{e:?}"
-    );
+    assert!(matches!(&e, SourceError::Http { status: 401, .. }), "{e:?}");
     let shown = e.to_string();
-    assert!(shown.starts_with("prometheus answered HTTP 401: Unauthorized"), "{shown}");
+    assert!(
+        shown.starts_with("prometheus answered HTTP 401: Unauthorized"),
+        "{shown}"
+    );
     assert!(!shown.contains("wrong-pass") && !shown.contains(&prometheus.url));
 }
 
@@ -186,7 +190,10 @@ url = "{hook}"
     .unwrap();
     let daemon = Daemon::start(&config, &listen).await;
     let (status, r) = daemon
-        .post("/v1/releases", json!({"service": "checkout", "version": "v2"}))
+        .post(
+            "/v1/releases",
+            json!({"service": "checkout", "version": "v2"}),
+        )
         .await;
     assert_eq!(status, 201, "{r}");
     let id = r["id"].as_str().unwrap().to_string();

@@ -102,7 +102,9 @@ async fn identical_queries_in_flight_are_sent_once() {
     // Twenty watches ticking at the same instant with the same query.
     let same = q("sum(rate(http_requests_total[5m]))");
     let answers = join_all((0..20).map(|_| source.query_range(&same))).await;
-    assert!(answers.iter().all(|a| a.as_ref().is_ok_and(|s| s.len() == 1)));
+    assert!(answers
+        .iter()
+        .all(|a| a.as_ref().is_ok_and(|s| s.len() == 1)));
     assert_eq!(counter.seen.lock().unwrap().len(), 1, "sent once");
 
     // Different queries are not merged; a finished one is not cached.

@@ -28,7 +28,10 @@ pub fn range_source(
     name: &str,
 ) -> std::sync::Arc<dyn release_guardian::sources::RangeSource> {
     let s = settings(dir, toml);
-    let spec = s.sources.get(name).unwrap_or_else(|| panic!("no [sources.{name}]"));
+    let spec = s
+        .sources
+        .get(name)
+        .unwrap_or_else(|| panic!("no [sources.{name}]"));
     let cx = release_guardian::sources::BuildContext {
         http: reqwest::Client::new(),
         probe_http: release_guardian::sources::probe::probe_client(),

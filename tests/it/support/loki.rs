@@ -94,12 +94,11 @@ impl Loki {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        self.shared
-            .inner
-            .lock()
-            .unwrap()
-            .lines
-            .push((i128::from(ms) * 1_000_000, labels, line.to_string()));
+        self.shared.inner.lock().unwrap().lines.push((
+            i128::from(ms) * 1_000_000,
+            labels,
+            line.to_string(),
+        ));
     }
 
     /// Every request so far.
@@ -290,10 +289,11 @@ fn parse_ns(params: &HashMap<String, String>, key: &str) -> Result<i128, String>
 
 impl Selector {
     fn matches(&self, labels: &BTreeMap<String, String>, line: &str) -> bool {
-        self.matchers
-            .iter()
-            .all(|(k, v)| labels.get(k) == Some(v))
-            && self.contains.as_ref().is_none_or(|c| line.contains(c.as_str()))
+        self.matchers.iter().all(|(k, v)| labels.get(k) == Some(v))
+            && self
+                .contains
+                .as_ref()
+                .is_none_or(|c| line.contains(c.as_str()))
     }
 }
 
@@ -351,12 +351,7 @@ fn answer(
                 None => false,
                 Some(d) if d == "backward" => false,
                 Some(d) if d == "forward" => true,
-                Some(_) => {
-                    return Err(format!(
-                        "invalid direction '{}'",
-                        params["direction"]
-                    ))
-                }
+                Some(_) => return Err(format!("invalid direction '{}'", params["direction"])),
             };
             let mut hits: Vec<&(i128, BTreeMap<String, String>, String)> = lines
                 .iter()
@@ -379,7 +374,9 @@ fn answer(
                 .into_iter()
                 .map(|(stream, values)| serde_json::json!({"stream": stream, "values": values}))
                 .collect();
-            Ok(serde_json::json!({"status":"success","data":{"resultType":"streams","result":result,"stats":{}}}))
+            Ok(
+                serde_json::json!({"status":"success","data":{"resultType":"streams","result":result,"stats":{}}}),
+            )
         }
         Query::Count {
             selector,
@@ -411,7 +408,9 @@ fn answer(
                     serde_json::json!({"metric": labels, "values": values})
                 })
                 .collect();
-            Ok(serde_json::json!({"status":"success","data":{"resultType":"matrix","result":result,"stats":{}}}))
+            Ok(
+                serde_json::json!({"status":"success","data":{"resultType":"matrix","result":result,"stats":{}}}),
+            )
         }
     }
 }

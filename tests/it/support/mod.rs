@@ -37,8 +37,8 @@ pub use config::{range_source, settings, settings_with_env};
 pub use daemon::{
     bin, free_listen, minimal_config, minimal_config_text, stdout_and_stderr, Daemon,
 };
-pub use poll::{now_ms, wait_for};
 pub use loki::Loki;
+pub use poll::{now_ms, wait_for};
 pub use prometheus::Prometheus;
 pub use receiver::{Receiver, Reply};
 pub use scripts::script;

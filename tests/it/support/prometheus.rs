@@ -72,19 +72,27 @@ impl Prometheus {
     /// scrape; returns once it answers `/-/ready` through `client` (which
     /// must trust its certificate) with status 200 or 401 (basic auth
     /// guards `/-/ready` too).
-    pub async fn start_with_web_config(web_config: &str, https: bool, client: reqwest::Client) -> Self {
+    pub async fn start_with_web_config(
+        web_config: &str,
+        https: bool,
+        client: reqwest::Client,
+    ) -> Self {
         let mut me = Self::spawn_with("none", |_| "127.0.0.1:1".into(), Some(web_config));
         if https {
             me.url = me.url.replacen("http://", "https://", 1);
         }
         let ready = format!("{}/-/ready", me.url);
-        wait_for("prometheus /-/ready behind its web config", Duration::from_secs(60), || {
-            let r = client.get(&ready).send();
-            async move {
-                let s = r.await.ok()?.status().as_u16();
-                (s == 200 || s == 401).then_some(())
-            }
-        })
+        wait_for(
+            "prometheus /-/ready behind its web config",
+            Duration::from_secs(60),
+            || {
+                let r = client.get(&ready).send();
+                async move {
+                    let s = r.await.ok()?.status().as_u16();
+                    (s == 200 || s == 401).then_some(())
+                }
+            },
+        )
         .await;
         me
     }
