@@ -388,18 +388,8 @@ fn check_shape(
                     format!("check `{name}`: `query` must not be empty"),
                 ),
                 Some(q) => {
-                    for m in misplaced_variables(q) {
-                        err(
-                            pack,
-                            path.key("query"),
-                            format!(
-                                "check `{name}`: template variable `{{{{{}}}}}` must stand inside a double-quoted label value (\"...\"), where it is escaped; it stands {} (query line {}, column {})",
-                                m.name,
-                                m.placement.describe(),
-                                m.line,
-                                m.col
-                            ),
-                        );
+                    for m in misplaced(&name, q) {
+                        err(pack, path.key("query"), m);
                     }
                 }
             }
@@ -521,6 +511,21 @@ fn check_shape(
     })
 }
 
+/// Why each template variable of `query` that does not stand inside a
+/// double-quoted label value is refused.
+fn misplaced(check: &str, query: &str) -> Vec<String> {
+    misplaced_variables(query)
+        .into_iter()
+        .map(|m| format!(
+            "check `{check}`: template variable `{{{{{}}}}}` must stand inside a double-quoted label value (\"...\"), where it is escaped; it stands {} (query line {}, column {})",
+            m.name,
+            m.placement.describe(),
+            m.line,
+            m.col
+        ))
+        .collect()
+}
+
 /// `datasource` (query checks) and `logs` (loki checks).
 fn check_remote_keys(
     pack: &mut RulePack,
@@ -560,17 +565,8 @@ fn check_remote_keys(
             format!("check `{name}`: `logs.query` must not be empty"),
         );
     }
-    for m in misplaced_variables(&logs.query) {
-        err(
-            at.key("query"),
-            format!(
-                "check `{name}`: template variable `{{{{{}}}}}` must stand inside a double-quoted label value (\"...\"), where it is escaped; it stands {} (query line {}, column {})",
-                m.name,
-                m.placement.describe(),
-                m.line,
-                m.col
-            ),
-        );
+    for m in misplaced(name, &logs.query) {
+        err(at.key("query"), m);
     }
     if !(1..=sources::loki::MAX_LOG_LINES).contains(&logs.limit) {
         err(

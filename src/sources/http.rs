@@ -11,7 +11,7 @@
 //! watches that tick at the same instant with the same query send it once).
 //! Errors never carry the URL, a header value or a secret.
 
-use super::SourceError;
+use super::{BuildContext, RangeSource, SourceConfig, SourceError};
 use crate::section::{at_most, deserialize_duration, Secret, Section, MAX_REQUEST_TIMEOUT};
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION};
@@ -302,6 +302,49 @@ impl RemoteConfig {
     /// The secrets it holds.
     pub fn secrets(&self) -> Vec<&Secret> {
         self.bearer_token.iter().chain(&self.password).collect()
+    }
+}
+
+/// How a kind builds its client from its checked keys.
+pub type BuildRemote = fn(reqwest::Client, &RemoteConfig) -> Result<Arc<dyn RangeSource>, String>;
+
+/// A checked `[sources.NAME]` of an HTTP query source, with how its kind
+/// builds the client.
+#[derive(Debug, Clone)]
+struct RemoteSection {
+    config: RemoteConfig,
+    build: BuildRemote,
+}
+
+impl SourceConfig for RemoteSection {
+    fn secrets(&self) -> Vec<&Secret> {
+        self.config.secrets()
+    }
+
+    fn build(&self, cx: &BuildContext) -> Result<Arc<dyn RangeSource>, String> {
+        (self.build)(cx.http.clone(), &self.config)
+    }
+
+    fn blind_after(&self) -> u32 {
+        self.config.blind_after
+    }
+}
+
+/// Reads a `[sources.NAME]` of the HTTP query source kind `what`
+/// ([`parse_remote`]), built by `build`.
+pub fn section(
+    s: &mut Section<'_, '_>,
+    what: &str,
+    build: BuildRemote,
+) -> Option<Box<dyn SourceConfig>> {
+    parse_remote(s, what).map(|config| Box::new(RemoteSection { config, build }) as _)
+}
+
+/// Logs the `warnings` of an answer (at warn, with the query).
+pub fn log_warnings(source: &str, warnings: &[String], params: &[(&'static str, String)]) {
+    if !warnings.is_empty() {
+        let query = params.first().map(|(_, q)| q.as_str()).unwrap_or_default();
+        tracing::warn!(source, query, warnings = ?warnings, "the query answered with warnings");
     }
 }
 

@@ -19,14 +19,14 @@
 //! (`no org id`: the server wants a tenant) and any other non-2xx answer
 //! [`SourceError::Http`] with the start of the body.
 
-use super::http::{body_excerpt, parse_remote, RemoteClient, RemoteConfig};
-use super::prometheus::{decode_response, promql_escape, series_key};
+use super::http::{body_excerpt, log_warnings, RemoteClient, RemoteConfig};
+use super::prometheus::{decode_response, render_quoted, series_key};
 use super::{
-    BuildContext, Direction, LogLine, LogQuery, RangeQuery, RangeSource, Reads, SeriesSet,
-    SourceConfig, SourceError, SourceKind,
+    Direction, LogLine, LogQuery, RangeQuery, RangeSource, Reads, SeriesSet, SourceConfig,
+    SourceError, SourceKind,
 };
 use crate::model::{Millis, MAX_LOG_LINE_BYTES};
-use crate::section::{Secret, Section};
+use crate::section::Section;
 use async_trait::async_trait;
 use reqwest::Url;
 use serde::Deserialize;
@@ -55,25 +55,7 @@ pub const MAX_LOG_LINES: u32 = 100;
 pub type LokiConfig = RemoteConfig;
 
 fn parse(s: &mut Section<'_, '_>) -> Option<Box<dyn SourceConfig>> {
-    parse_remote(s, SOURCE).map(|c| Box::new(Loki(c)) as Box<dyn SourceConfig>)
-}
-
-/// A checked `[sources.NAME]` of kind loki.
-#[derive(Debug, Clone)]
-struct Loki(RemoteConfig);
-
-impl SourceConfig for Loki {
-    fn secrets(&self) -> Vec<&Secret> {
-        self.0.secrets()
-    }
-
-    fn build(&self, cx: &BuildContext) -> Result<Arc<dyn RangeSource>, String> {
-        Ok(Arc::new(LokiSource::new(cx.http.clone(), &self.0)?))
-    }
-
-    fn blind_after(&self) -> u32 {
-        self.0.blind_after
-    }
+    super::http::section(s, SOURCE, |http, c| Ok(Arc::new(LokiSource::new(http, c)?)))
 }
 
 /// A Loki server (or a gateway in front of it).
@@ -130,20 +112,13 @@ impl LokiSource {
             }
             e => e,
         })?;
-        warn(&warnings, &params);
+        log_warnings(SOURCE, &warnings, &params);
         Ok(series)
     }
 
     /// Distinct requests in flight now (identical ones share one).
     pub fn in_flight(&self) -> usize {
         self.client.in_flight()
-    }
-}
-
-fn warn(warnings: &[String], params: &[(&'static str, String)]) {
-    if !warnings.is_empty() {
-        let query = params.first().map(|(_, q)| q.as_str()).unwrap_or_default();
-        tracing::warn!(source = SOURCE, query, warnings = ?warnings, "the query answered with warnings");
     }
 }
 
@@ -185,11 +160,7 @@ impl RangeSource for LokiSource {
 
     /// LogQL strings quote as PromQL's (Go string literals).
     fn render(&self, template: &str, vars: &BTreeMap<String, String>) -> String {
-        let quoted = vars
-            .iter()
-            .map(|(k, v)| (k.clone(), promql_escape(v)))
-            .collect();
-        super::template::render(template, &quoted)
+        render_quoted(template, vars)
     }
 
     fn max_points_per_query(&self) -> i64 {
@@ -220,7 +191,7 @@ impl RangeSource for LokiSource {
             .await?;
         let body = success(status, &body)?;
         let (lines, warnings) = decode_streams(body, q.limit, q.direction)?;
-        warn(&warnings, &params);
+        log_warnings(SOURCE, &warnings, &params);
         Ok(lines)
     }
 }

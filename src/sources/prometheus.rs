@@ -17,13 +17,11 @@
 //! of its basic auth or a proxy's 502 page, becomes [`SourceError::Http`].
 //! Errors never carry the URL or a credential.
 
-use super::http::{body_excerpt, parse_remote, RemoteClient, RemoteConfig};
-use super::{
-    BuildContext, RangeQuery, RangeSource, Reads, SeriesSet, SourceConfig, SourceError, SourceKind,
-};
+use super::http::{body_excerpt, log_warnings, RemoteClient, RemoteConfig};
+use super::{RangeQuery, RangeSource, Reads, SeriesSet, SourceConfig, SourceError, SourceKind};
 use crate::engine::Sample;
 use crate::model::Millis;
-use crate::section::{Secret, Section};
+use crate::section::Section;
 use async_trait::async_trait;
 use reqwest::Url;
 use serde::Deserialize;
@@ -49,25 +47,19 @@ pub use super::http::DEFAULT_TIMEOUT;
 pub type PrometheusConfig = RemoteConfig;
 
 fn parse(s: &mut Section<'_, '_>) -> Option<Box<dyn SourceConfig>> {
-    parse_remote(s, SOURCE).map(|c| Box::new(Prometheus(c)) as Box<dyn SourceConfig>)
+    super::http::section(s, SOURCE, |http, c| {
+        Ok(Arc::new(PrometheusSource::new(http, c)?))
+    })
 }
 
-/// A checked `[sources.NAME]` of kind prometheus.
-#[derive(Debug, Clone)]
-struct Prometheus(RemoteConfig);
-
-impl SourceConfig for Prometheus {
-    fn secrets(&self) -> Vec<&Secret> {
-        self.0.secrets()
-    }
-
-    fn build(&self, cx: &BuildContext) -> Result<Arc<dyn RangeSource>, String> {
-        Ok(Arc::new(PrometheusSource::new(cx.http.clone(), &self.0)?))
-    }
-
-    fn blind_after(&self) -> u32 {
-        self.0.blind_after
-    }
+/// `template` with each `{{variable}}` replaced by its value escaped for
+/// the inside of a double-quoted string (PromQL's and LogQL's).
+pub fn render_quoted(template: &str, vars: &BTreeMap<String, String>) -> String {
+    let quoted = vars
+        .iter()
+        .map(|(k, v)| (k.clone(), promql_escape(v)))
+        .collect();
+    super::template::render(template, &quoted)
 }
 
 /// Escapes a value for the inside of a double-quoted PromQL string.
@@ -126,10 +118,7 @@ impl PrometheusSource {
     ) -> Result<SeriesSet, SourceError> {
         let (status, body) = self.client.send(url.clone(), params.clone()).await?;
         let (series, warnings) = decode_response(SOURCE, status, &body)?;
-        if !warnings.is_empty() {
-            let query = params.first().map(|(_, q)| q.as_str()).unwrap_or_default();
-            tracing::warn!(source = SOURCE, query, warnings = ?warnings, "the query answered with warnings");
-        }
+        log_warnings(SOURCE, &warnings, &params);
         Ok(series)
     }
 
@@ -146,11 +135,7 @@ impl RangeSource for PrometheusSource {
     }
 
     fn render(&self, template: &str, vars: &BTreeMap<String, String>) -> String {
-        let quoted = vars
-            .iter()
-            .map(|(k, v)| (k.clone(), promql_escape(v)))
-            .collect();
-        super::template::render(template, &quoted)
+        render_quoted(template, vars)
     }
 
     fn max_points_per_query(&self) -> i64 {

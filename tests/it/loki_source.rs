@@ -6,7 +6,9 @@
 //! daemon watching a release whose Loki metric check breaches, with the
 //! matching log lines shown in the status API.
 
-use crate::support::{free_listen, now_ms, range_source, wait_for, Daemon, Loki, Receiver, Reply};
+use crate::support::{
+    now_ms, one_service_config, range_source, wait_for, Daemon, Loki, Receiver, Reply,
+};
 use axum::http::Method;
 use release_guardian::sources::{Direction, LogQuery, RangeQuery, SourceError};
 use serde_json::{json, Value};
@@ -196,45 +198,15 @@ async fn a_watch_whose_loki_metric_check_breaches_rolls_back_with_its_log_lines(
     let loki = Loki::start(Some("shop")).await;
     let slack = Receiver::start(Reply::Ok).await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
-    std::fs::write(dir.path().join("rules/logs.yaml"), RULES).unwrap();
-    let listen = free_listen();
-    let config = dir.path().join("guardian.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[server]
-listen = "{listen}"
-shutdown_grace = "2s"
-
-[store]
-path = "guardian.db"
-
-[cadence]
-tiers = [ {{ until = "2m", every = "1s" }} ]
-
-[sources.loki]
-url = "{loki}"
-tenant = "shop"
-timeout = "2s"
-
-[[services]]
-name = "checkout"
-rules = ["rules/logs.yaml"]
-notify = ["oncall-slack"]
-  [services.rollback]
-  command = ["/bin/true"]
-  mode = "auto"
-
-[notifiers.oncall-slack]
-kind = "slack"
-webhook_url = "{slack}"
-"#,
-            loki = loki.url,
-            slack = slack.slack_url(),
+    let (config, listen) = one_service_config(
+        dir.path(),
+        &format!(
+            "[sources.loki]\nurl = \"{}\"\ntenant = \"shop\"\ntimeout = \"2s\"",
+            loki.url
         ),
-    )
-    .unwrap();
+        RULES,
+        &format!("kind = \"slack\"\nwebhook_url = \"{}\"", slack.slack_url()),
+    );
     let daemon = Daemon::start(&config, &listen).await;
     let (status, r) = daemon
         .post(

@@ -6,7 +6,9 @@
 //! check, one "guardian cannot see" warning, never a breach or a rollback.
 
 use crate::support::credentials::{bcrypt, pki};
-use crate::support::{free_listen, range_source, wait_for, Daemon, Prometheus, Receiver, Reply};
+use crate::support::{
+    one_service_config, range_source, wait_for, Daemon, Prometheus, Receiver, Reply,
+};
 use release_guardian::model::parse_time;
 use release_guardian::sources::{RangeQuery, SourceError};
 use serde_json::json;
@@ -22,15 +24,20 @@ fn vector_one() -> RangeQuery {
     }
 }
 
-#[tokio::test]
-async fn basic_auth_right_and_wrong_credentials() {
+/// A real Prometheus that lets in `guardian` with `right-pass` only.
+async fn behind_basic_auth() -> Prometheus {
     let hash = bcrypt("right-pass");
-    let prometheus = Prometheus::start_with_web_config(
+    Prometheus::start_with_web_config(
         &format!("basic_auth_users:\n  guardian: {hash}\n"),
         false,
         reqwest::Client::new(),
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn basic_auth_right_and_wrong_credentials() {
+    let prometheus = behind_basic_auth().await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("right.password"), "right-pass\n").unwrap();
     let toml = |password: &str| {
@@ -138,56 +145,18 @@ const RULES: &str = r#"checks:
 
 #[tokio::test]
 async fn wrong_credentials_are_inconclusive_and_blind_never_a_rollback() {
-    let hash = bcrypt("right-pass");
-    let prometheus = Prometheus::start_with_web_config(
-        &format!("basic_auth_users:\n  guardian: {hash}\n"),
-        false,
-        reqwest::Client::new(),
-    )
-    .await;
+    let prometheus = behind_basic_auth().await;
     let hook = Receiver::start(Reply::Ok).await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
-    std::fs::write(dir.path().join("rules/r.yaml"), RULES).unwrap();
-    let listen = free_listen();
-    let config = dir.path().join("guardian.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[server]
-listen = "{listen}"
-shutdown_grace = "2s"
-
-[store]
-path = "guardian.db"
-
-[cadence]
-tiers = [ {{ until = "2m", every = "1s" }} ]
-
-[sources.prometheus]
-url = "{url}"
-username = "guardian"
-password = "wrong-pass"
-timeout = "2s"
-blind_after = 2
-
-[[services]]
-name = "checkout"
-rules = ["rules/r.yaml"]
-notify = ["hook"]
-  [services.rollback]
-  command = ["/bin/true"]
-  mode = "auto"
-
-[notifiers.hook]
-kind = "webhook"
-url = "{hook}"
-"#,
-            url = prometheus.url,
-            hook = hook.webhook_url(),
+    let (config, listen) = one_service_config(
+        dir.path(),
+        &format!(
+            "[sources.prometheus]\nurl = \"{}\"\nusername = \"guardian\"\npassword = \"wrong-pass\"\ntimeout = \"2s\"\nblind_after = 2",
+            prometheus.url
         ),
-    )
-    .unwrap();
+        RULES,
+        &format!("kind = \"webhook\"\nurl = \"{}\"", hook.webhook_url()),
+    );
     let daemon = Daemon::start(&config, &listen).await;
     let (status, r) = daemon
         .post(

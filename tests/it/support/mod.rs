@@ -35,7 +35,8 @@ pub mod target;
 
 pub use config::{range_source, settings, settings_with_env};
 pub use daemon::{
-    bin, free_listen, minimal_config, minimal_config_text, stdout_and_stderr, Daemon,
+    bin, free_listen, minimal_config, minimal_config_text, one_service_config, stdout_and_stderr,
+    Daemon,
 };
 pub use loki::Loki;
 pub use poll::{now_ms, wait_for};
