@@ -10,6 +10,7 @@ use crate::support::{
     now_ms, one_service_config, range_source, wait_for, Daemon, Loki, Receiver, Reply,
 };
 use axum::http::Method;
+use release_guardian::sources::loki::LokiSource;
 use release_guardian::sources::{Direction, LogQuery, RangeQuery, SourceError};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -136,6 +137,48 @@ async fn log_lines_by_limit_and_direction() {
     assert_eq!(r[0].params["limit"], "5");
     assert_eq!(r[0].params["direction"], "backward");
     assert_eq!(r[1].params["direction"], "forward");
+}
+
+#[tokio::test]
+async fn instant_metric_queries_are_vectors_and_log_queries_are_refused() {
+    let loki = Loki::start(None).await;
+    push_lines(&loki);
+    let cfg = release_guardian::sources::loki::LokiConfig {
+        url: loki.url.clone(),
+        ..Default::default()
+    };
+    let source = LokiSource::new(reqwest::Client::new(), &cfg).unwrap();
+    let v = source
+        .query_instant(
+            r#"count_over_time({app="checkout"} |= "error" [30s])"#,
+            Some(T + 40_000),
+        )
+        .await
+        .unwrap();
+    // (T+10 s, T+40 s]: one line per label set.
+    let got: Vec<(&str, Vec<f64>)> = v
+        .iter()
+        .map(|(k, s)| (k.as_str(), s.iter().map(|x| x.value).collect()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (r#"{app="checkout"}"#, vec![1.0]),
+            (r#"{app="checkout",pod="b"}"#, vec![1.0])
+        ]
+    );
+    assert_eq!(v[0].1[0].ts, T + 40_000);
+    let r = loki.requests().pop().unwrap();
+    assert_eq!(r.path, "/loki/api/v1/query");
+    assert_eq!(r.params["time"], "1700000040000000000");
+    let e = source
+        .query_instant(r#"{app="checkout"}"#, Some(T + 40_000))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, SourceError::Query { detail, .. } if detail.starts_with("log queries are not supported as an instant query type")),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
@@ -293,4 +336,89 @@ async fn a_watch_whose_loki_metric_check_breaches_rolls_back_with_its_log_lines(
         "{:?}",
         slack.texts()
     );
+}
+
+const ALWAYS: &str = r#"checks:
+  - name: lines
+    source: loki
+    query: 'sum(count_over_time({app="{{service}}"}[10s]))'
+    step: 1s
+    critical: { above: 1000000 }
+"#;
+
+/// Loki fails for a while and comes back: one `blind` warning after
+/// `blind_after` failed ticks, one `blind_cleared` when it is seen again,
+/// through the notifier; never a breach.
+#[tokio::test]
+async fn a_loki_outage_warns_once_and_clears_once() {
+    let loki = Loki::start(None).await;
+    let hook = Receiver::start(Reply::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, listen) = one_service_config(
+        dir.path(),
+        &format!(
+            "[sources.loki]\nurl = \"{}\"\ntimeout = \"2s\"\nblind_after = 3",
+            loki.url
+        ),
+        ALWAYS,
+        &format!("kind = \"webhook\"\nurl = \"{}\"", hook.webhook_url()),
+    );
+    loki.set_failing(true);
+    let daemon = Daemon::start(&config, &listen).await;
+    let (status, r) = daemon
+        .post(
+            "/v1/releases",
+            json!({"service": "checkout", "version": "v2"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{r}");
+    let events = |name: &'static str| {
+        hook.received()
+            .into_iter()
+            .filter(move |m| m.body["event"] == name)
+            .collect::<Vec<_>>()
+    };
+    let blind = wait_for("a `blind` warning", Duration::from_secs(30), || {
+        let got = events("blind");
+        async move { (!got.is_empty()).then_some(got) }
+    })
+    .await;
+    let reason = blind[0].body["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("guardian cannot see loki: 3 consecutive reads failed")
+            && reason.contains("loki answered HTTP 500: rpc error"),
+        "{reason}"
+    );
+    assert_eq!(blind[0].body["severity"], "warning");
+    assert!(blind[0].body["summary"]
+        .as_str()
+        .unwrap()
+        .contains("checkout"));
+
+    // Loki is back (with lines to count): one clearing message.
+    loki.set_failing(false);
+    let mut last = 0;
+    let cleared = wait_for("a `blind_cleared` message", Duration::from_secs(30), || {
+        let t = now_ms();
+        if t - last >= 500 {
+            loki.push(t, &[("app", "checkout")], "a line");
+            last = t;
+        }
+        let got = events("blind_cleared");
+        async move { (!got.is_empty()).then_some(got) }
+    })
+    .await;
+    assert!(
+        cleared[0].body["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("guardian sees loki again"),
+        "{}",
+        cleared[0].body
+    );
+    assert_eq!(events("blind").len(), 1, "one warning for the whole outage");
+    assert!(hook
+        .received()
+        .iter()
+        .all(|m| m.body["event"] != "level_changed"));
 }

@@ -16,7 +16,8 @@
 //!   query is refused with 400, as Loki does.
 //! - Errors are plain text (`text/plain; charset=utf-8`): 400 for a bad
 //!   parameter or query, 401 `no org id` without `X-Scope-OrgID` when
-//!   tenancy is on (Loki's default, `auth_enabled: true`).
+//!   tenancy is on (Loki's default, `auth_enabled: true`), 500 with the
+//!   raw error text while it is told to fail ([`Loki::set_failing`]).
 //!
 //! It validates what it receives the way Loki's parser does, more
 //! strictly where the guardian's client promises a form: `start`/`end`
@@ -58,6 +59,8 @@ struct Inner {
 struct Shared {
     /// `Some(tenant)`: requests need `X-Scope-OrgID: tenant`.
     tenant: Option<String>,
+    /// Answer every query 500 (an outage), as set by [`Loki::set_failing`].
+    failing: std::sync::atomic::AtomicBool,
     inner: Mutex<Inner>,
 }
 
@@ -74,6 +77,7 @@ impl Loki {
     pub async fn start(tenant: Option<&str>) -> Self {
         let shared = Arc::new(Shared {
             tenant: tenant.map(String::from),
+            failing: Default::default(),
             inner: Mutex::default(),
         });
         let app = Router::new()
@@ -99,6 +103,14 @@ impl Loki {
             labels,
             line.to_string(),
         ));
+    }
+
+    /// While `failing`, every query is answered 500 with a plain-text
+    /// body, as a Loki whose storage fails answers.
+    pub fn set_failing(&self, failing: bool) {
+        self.shared
+            .failing
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Every request so far.
@@ -153,6 +165,12 @@ async fn handle(
         params: params.clone(),
         headers: headers.clone(),
     });
+    if shared.failing.load(std::sync::atomic::Ordering::SeqCst) {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "rpc error: code = Unavailable desc = connection error",
+        );
+    }
     if let Some(tenant) = &shared.tenant {
         match headers.get("x-scope-orgid").and_then(|v| v.to_str().ok()) {
             None => return text(StatusCode::UNAUTHORIZED, "no org id\n"),
