@@ -54,6 +54,14 @@ async fn basic_auth_right_and_wrong_credentials() {
     let series = good.query_range(&vector_one()).await.unwrap();
     assert_eq!(series[0].1.len(), 3);
     assert!(series[0].1.iter().all(|s| s.value == 1.0));
+    // A query longer than a URL should carry goes as a POST form; the real
+    // server answers it the same.
+    let long = RangeQuery {
+        query: format!("vector(1){}", " ".repeat(4000)),
+        ..vector_one()
+    };
+    let series = good.query_range(&long).await.unwrap();
+    assert!(series[0].1.iter().all(|s| s.value == 1.0));
 
     let bad = range_source(dir.path(), &toml("password = \"wrong-pass\""), "prometheus");
     let e = bad.query_range(&vector_one()).await.unwrap_err();
