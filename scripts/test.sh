@@ -2,7 +2,7 @@
 # The project's test command (README: "Run the tests"; .ci/run runs it).
 #
 # Installs what the tests need when it is missing (Debian's prometheus,
-# systemd-analyze, prlimit), then checks formatting, lints and the module
+# systemd-analyze, prlimit, openssl, htpasswd), then checks formatting, lints and the module
 # graph, builds once, and runs every test (unit, integration with real
 # servers, the demo) in parallel.
 set -euo pipefail
@@ -13,6 +13,10 @@ need=()
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# Credentials made by the tests: certificates (openssl), bcrypt hashes for
+# Prometheus' basic auth (htpasswd).
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"
     SUDO=""

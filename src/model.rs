@@ -266,7 +266,26 @@ pub struct CheckRecord {
     /// The last instant a range source has evaluated up to (inclusive).
     pub evaluated_until: Option<Millis>,
     pub updated_at: Millis,
+    /// Evidence: the log lines of the check's `logs` query at its latest
+    /// reading (empty for checks without one).
+    #[serde(default)]
+    pub logs: Vec<LogLine>,
 }
+
+/// One log line kept as a check's evidence.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LogLine {
+    /// Nanoseconds since the Unix epoch, as Loki gives them (a string: they
+    /// do not fit a JSON double).
+    pub ts: String,
+    /// The stream's labels, `{a="b",...}`.
+    pub stream: String,
+    /// The line (cut at [`MAX_LOG_LINE_BYTES`]).
+    pub line: String,
+}
+
+/// Longest log line kept as evidence; longer ones are cut with `…`.
+pub const MAX_LOG_LINE_BYTES: usize = 2048;
 
 /// One entry of a release's decision timeline: what was decided and why.
 ///
@@ -555,6 +574,11 @@ impl Message {
     /// messages, `RELEASE` for the release's own. Receivers that group or
     /// resolve (PagerDuty's `dedup_key`, Alertmanager's labels) key on it.
     pub fn incident_key(&self) -> String {
+        // A source's blindness: one incident per run of failed reads,
+        // opened by `blind` and closed by `blind_cleared`.
+        if matches!(self.event.as_str(), "blind" | "blind_cleared") {
+            return self.dedup_key.trim_end_matches("/cleared").to_string();
+        }
         match &self.check {
             Some(check) => format!("{}/{}", self.release_id, check),
             None => self.release_id.clone(),
@@ -565,7 +589,10 @@ impl Message {
     /// to `ok`) and `resolved` (a check still above `ok` when the watch
     /// ended, closed with the release).
     pub fn closes_incident(&self) -> bool {
-        matches!(self.event.as_str(), "recovered" | "resolved")
+        matches!(
+            self.event.as_str(),
+            "recovered" | "resolved" | "blind_cleared"
+        )
     }
 
     /// One line naming service, environment, version, check, level and value.

@@ -316,6 +316,7 @@ fn with_pending(mut details: ReleaseDetails, settings: &Settings) -> ReleaseDeta
                 tracker: serde_json::Value::Null,
                 evaluated_until: None,
                 updated_at: started_at,
+                logs: Vec::new(),
             });
         }
     }

@@ -48,6 +48,42 @@ pub struct CheckView {
     pub level: Level,
     pub evaluated_until: Option<String>,
     pub updated_at: String,
+    /// Evidence: the lines of the check's `logs` query at its latest
+    /// reading, in the query's direction. Left out when it has none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<LogLineView>,
+}
+
+/// One log line kept as a check's evidence.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLineView {
+    /// RFC 3339 UTC with nanoseconds.
+    pub at: String,
+    /// Nanoseconds since the Unix epoch, as a string (as Loki gives it).
+    pub ts: String,
+    /// The stream's labels, `{a="b",...}`.
+    pub stream: String,
+    pub line: String,
+}
+
+impl LogLineView {
+    fn new(l: crate::model::LogLine, redactor: &Redactor) -> Self {
+        let at =
+            l.ts.parse::<i128>()
+                .ok()
+                .and_then(|ns| time::OffsetDateTime::from_unix_timestamp_nanos(ns).ok())
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_default();
+        Self {
+            at,
+            ts: l.ts,
+            stream: l.stream,
+            line: redactor.redact(&l.line),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -109,7 +145,10 @@ impl ReleaseView {
             acked: release.acked,
             superseded_by: release.superseded_by,
             annotations: Some(release.annotations),
-            checks: checks.into_iter().map(CheckView::from).collect(),
+            checks: checks
+                .into_iter()
+                .map(|c| CheckView::new(c, redactor))
+                .collect(),
             decisions: decisions
                 .into_iter()
                 .map(|d| DecisionView::new(d, redactor))
@@ -123,8 +162,9 @@ impl ReleaseView {
     }
 }
 
-impl From<CheckRecord> for CheckView {
-    fn from(c: CheckRecord) -> Self {
+impl CheckView {
+    /// Log lines may quote anything: redacted.
+    fn new(c: CheckRecord, redactor: &Redactor) -> Self {
         Self {
             name: c.name,
             state: c.state,
@@ -132,6 +172,11 @@ impl From<CheckRecord> for CheckView {
             level: c.level,
             evaluated_until: c.evaluated_until.map(rfc3339),
             updated_at: rfc3339(c.updated_at),
+            logs: c
+                .logs
+                .into_iter()
+                .map(|l| LogLineView::new(l, redactor))
+                .collect(),
         }
     }
 }
@@ -227,6 +272,11 @@ mod tests {
                 tracker: serde_json::json!({"opaque": true}),
                 evaluated_until: Some(1_000),
                 updated_at: 1_000,
+                logs: vec![crate::model::LogLine {
+                    ts: "1569266497240578000".into(),
+                    stream: r#"{job="a"}"#.into(),
+                    line: "error: upstream https://hooks.example/T0/SECRET-PATH".into(),
+                }],
             }],
             decisions: vec![],
             notifications: vec![NotificationRecord {
@@ -260,5 +310,10 @@ mod tests {
         assert_eq!(v["notifications"][0]["check"], "error_rate");
         let err = v["notifications"][0]["last_error"].as_str().unwrap();
         assert!(!err.contains("SECRET-PATH"), "{err}");
+        let log = &v["checks"][0]["logs"][0];
+        assert_eq!(log["at"], "2019-09-23T19:21:37.240578Z");
+        assert_eq!(log["ts"], "1569266497240578000");
+        assert_eq!(log["stream"], r#"{job="a"}"#);
+        assert!(!log["line"].as_str().unwrap().contains("SECRET-PATH"));
     }
 }

@@ -117,10 +117,11 @@ pub struct Parsed {
     pub notifier_names: Vec<String>,
     /// Every notifier that deserialized and passed its kind's checks.
     pub notifiers: BTreeMap<String, NotifierSpec>,
-    /// Every name under `[sources]`, whether it deserialized or not.
-    pub source_names: Vec<String>,
-    /// Every `[sources.NAME]` that passed its kind's checks.
-    pub sources: BTreeMap<&'static str, SourceSpec>,
+    /// Every name under `[sources]`, whether it deserialized or not, with
+    /// its kind when that is known.
+    pub source_names: BTreeMap<String, Option<&'static str>>,
+    /// Every `[sources.NAME]` that passed its kind's checks, by name.
+    pub sources: BTreeMap<String, SourceSpec>,
     /// Every `[webhooks.TOOL]` that passed its format's checks.
     pub webhooks: BTreeMap<&'static str, Arc<dyn IntakeConfig>>,
     /// `[store] retention`: how long ended releases are kept.
@@ -155,7 +156,7 @@ fn deserialize_sections(
         services: Vec::new(),
         notifier_names: Vec::new(),
         notifiers: BTreeMap::new(),
-        source_names: Vec::new(),
+        source_names: BTreeMap::new(),
         sources: BTreeMap::new(),
         store_seen: false,
         retention: super::DEFAULT_RETENTION,
@@ -213,11 +214,14 @@ fn deserialize_sections(
                     continue;
                 };
                 for (name, s) in table.iter() {
-                    parsed.source_names.push(name.to_string());
-                    if let Some((kind, config)) = source(name, s, &path.key(name), base, report) {
+                    let (kind, config) = source(name, s, &path.key(name), base, report);
+                    parsed
+                        .source_names
+                        .insert(name.to_string(), kind.map(|k| k.name));
+                    if let (Some(kind), Some(config)) = (kind, config) {
                         parsed
                             .sources
-                            .insert(kind.name, SourceSpec { kind, config });
+                            .insert(name.to_string(), SourceSpec { kind, config });
                     }
                 }
             }
@@ -340,39 +344,84 @@ fn notifier(
     })
 }
 
-/// One `[sources.NAME]`: the section of the query source kind `NAME`,
-/// read by its file (the registry in [`crate::sources`]).
+/// One `[sources.NAME]`: the section of a query source kind, read by its
+/// file (the registry in [`crate::sources`]). The kind is `kind` when
+/// given, else the name itself (`[sources.prometheus]`). Returns the kind
+/// when it is known, and the checked section when it passed.
 fn source(
     name: &str,
     item: &Item,
     path: &KeyPath,
     base: &Path,
     report: &mut Report<'_>,
-) -> Option<(&'static SourceKind, Arc<dyn SourceConfig>)> {
-    let Some((kind, parse)) = sources::kind(name).and_then(|k| Some((k, k.section?))) else {
-        if sources::PLANNED.contains(&name) {
+) -> (Option<&'static SourceKind>, Option<Arc<dyn SourceConfig>>) {
+    let Ok(Value::InlineTable(mut table)) = item.clone().into_value() else {
+        report.error(path, format!("`[{path}]` must be a table"));
+        return (None, None);
+    };
+    let configurable = || {
+        sources::KINDS
+            .iter()
+            .filter(|k| k.section.is_some())
+            .map(|k| k.name)
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    let kind_path = path.key("kind");
+    let (kind_name, at) = match table.remove("kind") {
+        None => (name.to_string(), path.clone()),
+        Some(k) => match k.as_str() {
+            Some(k) => (k.to_string(), kind_path.clone()),
+            None => {
+                report.error(&kind_path, "`kind` must be a string");
+                return (None, None);
+            }
+        },
+    };
+    let Some((kind, parse)) = sources::kind(&kind_name).and_then(|k| Some((k, k.section?))) else {
+        if sources::PLANNED.contains(&kind_name.as_str()) {
             report.warn(
-                path,
-                format_args!("[sources.{name}] is configured, but {name} checks are not available in this version (planned)"),
+                &at,
+                format_args!("[sources.{name}] is configured, but {kind_name} checks are not available in this version (planned)"),
+            );
+        } else if at == kind_path {
+            report.error(
+                &at,
+                format!(
+                    "unknown source kind `{kind_name}`; expected {} ({} planned)",
+                    configurable(),
+                    sources::PLANNED.join(" and ")
+                ),
             );
         } else {
-            let configurable: Vec<&str> = sources::KINDS
-                .iter()
-                .filter(|k| k.section.is_some())
-                .map(|k| k.name)
-                .collect();
             report.error(
                 path,
                 format!(
-                    "unknown source `{name}` in [sources]; expected {} ({} are planned)",
-                    configurable.join(" or "),
+                    "unknown source `{name}` in [sources]; name it after its kind ({}) or give it `kind = \"...\"` ({} planned)",
+                    configurable(),
                     sources::PLANNED.join(" and ")
                 ),
             );
         }
-        return None;
+        return (None, None);
     };
-    kind_table(item, path, base, report, parse).map(|c| (kind, c.into()))
+    if let Some(other) = sources::kind(name).filter(|k| k.name != kind.name) {
+        report.error(
+            &kind_path,
+            format!(
+                "[sources.{name}] is named after the kind {}; a source of kind {} needs another name",
+                other.name, kind.name
+            ),
+        );
+        return (Some(kind), None);
+    }
+    let config = parse(&mut Section {
+        fields: Value::InlineTable(table),
+        at: path.clone(),
+        base,
+        report,
+    });
+    (Some(kind), config.map(Arc::from))
 }
 
 /// Hands the table `[GROUP.NAME]` at `path` to its kind's `parse`;

@@ -22,7 +22,7 @@ pub use crate::section::{
 pub use cadence::Cadence;
 pub use load::{load, load_str};
 pub use redact::Redactor;
-pub use settings::{ApiToken, CheckSpec, Service, Settings};
+pub use settings::{ApiToken, CheckSpec, LogsSpec, Service, Settings};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;

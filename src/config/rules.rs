@@ -10,7 +10,7 @@
 //! Every error is `PACKFILE:LINE:COL: message`, located at the offending key
 //! through a [`YamlLocator`]; a YAML syntax error uses the YAML parser's location.
 
-use super::{CheckSpec, DEFAULT_STEP};
+use super::{CheckSpec, LogsSpec, DEFAULT_STEP};
 use crate::engine::{Condition, Rule};
 use crate::section::locate::{Seg, YamlLocator};
 use crate::section::{
@@ -35,6 +35,12 @@ struct RawCheck {
     query: Option<String>,
     #[serde(default)]
     probe: Option<String>,
+    /// The `[sources.NAME]` a query check reads (default: its kind's name).
+    #[serde(default)]
+    datasource: Option<String>,
+    /// Log lines kept as evidence (loki checks).
+    #[serde(default)]
+    logs: Option<RawLogs>,
     #[serde(default, deserialize_with = "deserialize_opt_duration")]
     step: Option<Duration>,
     #[serde(default)]
@@ -43,6 +49,24 @@ struct RawCheck {
     critical: Option<RawCondition>,
     #[serde(default)]
     rollback: Option<RawCondition>,
+}
+
+/// A check's `logs` as written in the pack.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogs {
+    query: String,
+    #[serde(default = "default_log_limit")]
+    limit: u32,
+    #[serde(default)]
+    direction: sources::Direction,
+}
+
+/// Default `logs.limit`.
+pub const DEFAULT_LOG_LIMIT: u32 = 20;
+
+fn default_log_limit() -> u32 {
+    DEFAULT_LOG_LIMIT
 }
 
 /// One level's condition as written in the pack.
@@ -364,18 +388,8 @@ fn check_shape(
                     format!("check `{name}`: `query` must not be empty"),
                 ),
                 Some(q) => {
-                    for m in misplaced_variables(q) {
-                        err(
-                            pack,
-                            path.key("query"),
-                            format!(
-                                "check `{name}`: template variable `{{{{{}}}}}` must stand inside a double-quoted label value (\"...\"), where it is escaped; it stands {} (query line {}, column {})",
-                                m.name,
-                                m.placement.describe(),
-                                m.line,
-                                m.col
-                            ),
-                        );
+                    for m in misplaced(&name, q) {
+                        err(pack, path.key("query"), m);
                     }
                 }
             }
@@ -414,6 +428,7 @@ fn check_shape(
         }
         None => {}
     }
+    check_remote_keys(pack, &path, &raw, source);
     if raw.step == Some(Duration::ZERO) {
         err(
             pack,
@@ -496,6 +511,74 @@ fn check_shape(
     })
 }
 
+/// Why each template variable of `query` that does not stand inside a
+/// double-quoted label value is refused.
+fn misplaced(check: &str, query: &str) -> Vec<String> {
+    misplaced_variables(query)
+        .into_iter()
+        .map(|m| format!(
+            "check `{check}`: template variable `{{{{{}}}}}` must stand inside a double-quoted label value (\"...\"), where it is escaped; it stands {} (query line {}, column {})",
+            m.name,
+            m.placement.describe(),
+            m.line,
+            m.col
+        ))
+        .collect()
+}
+
+/// `datasource` (query checks) and `logs` (loki checks).
+fn check_remote_keys(
+    pack: &mut RulePack,
+    path: &KeyPath,
+    raw: &RawCheck,
+    source: Option<&'static SourceKind>,
+) {
+    let name = &raw.name;
+    let mut err = |p: KeyPath, m: String| {
+        let e = pack.error_at(&p, m);
+        pack.errors.push(e);
+    };
+    if let Some(d) = &raw.datasource {
+        if source.is_some_and(|s| s.reads != Reads::Query) {
+            err(
+                path.key("datasource"),
+                format!("check `{name}`: `datasource` is only used by query checks"),
+            );
+        } else if d.trim().is_empty() {
+            err(
+                path.key("datasource"),
+                format!("check `{name}`: `datasource` must not be empty"),
+            );
+        }
+    }
+    let Some(logs) = &raw.logs else { return };
+    let at = path.key("logs");
+    if source.is_some_and(|s| s.name != sources::loki::KIND.name) {
+        err(
+            at.clone(),
+            format!("check `{name}`: `logs` is only used by loki checks"),
+        );
+    }
+    if logs.query.trim().is_empty() {
+        err(
+            at.key("query"),
+            format!("check `{name}`: `logs.query` must not be empty"),
+        );
+    }
+    for m in misplaced(name, &logs.query) {
+        err(at.key("query"), m);
+    }
+    if !(1..=sources::loki::MAX_LOG_LINES).contains(&logs.limit) {
+        err(
+            at.key("limit"),
+            format!(
+                "check `{name}`: `logs.limit` must be from 1 to {}",
+                sources::loki::MAX_LOG_LINES
+            ),
+        );
+    }
+}
+
 /// Thresholds in the wrong order (e.g. a rollback `above` lower than the
 /// critical one) are legal but almost always a typo.
 fn sanity_warnings(pack: &mut RulePack, path: &KeyPath, name: &str, rule: &Rule) {
@@ -532,8 +615,8 @@ pub struct ServiceScope<'a> {
     pub environment: &'a str,
     pub labels: &'a BTreeMap<String, String>,
     pub probes: &'a [ProbeConfig],
-    /// Every name under `[sources]`.
-    pub sources: &'a [String],
+    /// Every name under `[sources]`, with its kind when known.
+    pub sources: &'a BTreeMap<String, Option<&'static str>>,
 }
 
 /// A service's checks, compiled from its packs, with what went wrong.
@@ -566,13 +649,44 @@ pub fn compile(packs: &[&RulePack], scope: &ServiceScope<'_>) -> Compiled {
             match c.source.reads {
                 Reads::Query => {
                     let kind = c.source.name;
-                    if !scope.sources.iter().any(|s| s == kind) {
-                        out.errors.push(pack.error_at(
+                    match (&c.raw.datasource, scope.sources.get(c.raw.datasource.as_deref().unwrap_or(kind))) {
+                        (None, None) => out.errors.push(pack.error_at(
                             &c.path.key("source"),
                             format!("check `{name}` uses {kind}, but [sources.{kind}] is not configured"),
-                        ));
+                        )),
+                        (Some(d), None) => {
+                            let of_kind: Vec<&str> = scope
+                                .sources
+                                .iter()
+                                .filter(|(_, k)| **k == Some(kind))
+                                .map(|(n, _)| n.as_str())
+                                .collect();
+                            out.errors.push(pack.error_at(
+                                &c.path.key("datasource"),
+                                format!(
+                                    "check `{name}`: unknown datasource `{d}`: no [sources.{d}] is configured; {kind} sources: {}",
+                                    if of_kind.is_empty() { "none".to_string() } else { of_kind.join(", ") }
+                                ),
+                            ))
+                        }
+                        (Some(d), Some(Some(k))) if *k != kind => out.errors.push(pack.error_at(
+                            &c.path.key("datasource"),
+                            format!("check `{name}`: datasource `{d}` is a {k} source, not {kind}"),
+                        )),
+                        _ => {}
                     }
                     let query = c.raw.query.as_deref().unwrap_or_default();
+                    if let Some(logs) = &c.raw.logs {
+                        for var in unknown_variables(&logs.query, &known) {
+                            out.errors.push(pack.error_at(
+                                &c.path.key("logs").key("query"),
+                                format!(
+                                    "check `{name}`: unknown template variable `{{{{{var}}}}}` in `logs.query` for {service}; known: {}",
+                                    known.join(", ")
+                                ),
+                            ));
+                        }
+                    }
                     for var in unknown_variables(query, &known) {
                         out.errors.push(pack.error_at(
                             &c.path.key("query"),
@@ -608,6 +722,12 @@ pub fn compile(packs: &[&RulePack], scope: &ServiceScope<'_>) -> Compiled {
                 source: c.source,
                 query: c.raw.query.clone(),
                 probe: c.raw.probe.clone(),
+                datasource: c.raw.datasource.clone(),
+                logs: c.raw.logs.as_ref().map(|l| LogsSpec {
+                    query: l.query.clone(),
+                    limit: l.limit,
+                    direction: l.direction,
+                }),
                 step: c.raw.step.unwrap_or(DEFAULT_STEP),
                 rule: c.rule,
                 pack: pack.file.clone(),
@@ -642,7 +762,7 @@ mod tests {
             environment: "production",
             labels: &labels,
             probes: &probes,
-            sources: &["prometheus".to_string()],
+            sources: &[("prometheus".to_string(), Some("prometheus"))].into(),
         };
         let c = compile(&[&pack], &scope);
         assert!(c.errors.is_empty(), "{:?}", c.errors);

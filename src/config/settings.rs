@@ -29,8 +29,8 @@ pub struct Settings {
     pub services: Vec<Service>,
     /// `[notifiers.NAME]`, each checked by its kind's file.
     pub notifiers: BTreeMap<String, NotifierSpec>,
-    /// `[sources.NAME]` by kind name, each checked by its kind's file.
-    pub sources: BTreeMap<&'static str, SourceSpec>,
+    /// `[sources.NAME]` by name, each checked by its kind's file.
+    pub sources: BTreeMap<String, SourceSpec>,
     /// `[webhooks.TOOL]` by intake format name, each checked by its format's file.
     pub webhooks: BTreeMap<&'static str, Arc<dyn IntakeConfig>>,
     /// API bearer tokens; empty without `[auth]`.
@@ -75,6 +75,17 @@ impl Service {
     }
 }
 
+/// A check's `logs`: the log query whose matching lines are kept as its
+/// evidence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogsSpec {
+    /// The LogQL log query (template variables as in `query`).
+    pub query: String,
+    /// Most lines kept (1 to 100).
+    pub limit: u32,
+    pub direction: crate::sources::Direction,
+}
+
 /// One check of a rule pack, compiled.
 #[derive(Debug, Clone)]
 pub struct CheckSpec {
@@ -85,9 +96,21 @@ pub struct CheckSpec {
     pub query: Option<String>,
     /// The probe name (probe checks).
     pub probe: Option<String>,
+    /// The `[sources.NAME]` it reads (query checks): its `datasource`,
+    /// else the section named after its kind.
+    pub datasource: Option<String>,
+    /// Log lines kept as evidence with its result (loki checks).
+    pub logs: Option<LogsSpec>,
     /// Range-query resolution (default 15s).
     pub step: Duration,
     pub rule: Rule,
     /// The rule pack it came from.
     pub pack: PathBuf,
+}
+
+impl CheckSpec {
+    /// The name of the `[sources.NAME]` a query check reads.
+    pub fn source_name(&self) -> &str {
+        self.datasource.as_deref().unwrap_or(self.source.name)
+    }
 }

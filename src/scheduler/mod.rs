@@ -18,6 +18,7 @@
 //!
 //! The tiered tick schedule is [`crate::config::Cadence`].
 
+mod blindness;
 mod control;
 mod messages;
 mod read;

@@ -3,7 +3,8 @@
 //! (in chunks its source accepts), or one live probe. A probe that failed
 //! by the service's doing is a failed sample; one that failed on the
 //! guardian's side (or that cannot be attributed) is
-//! [`Reading::Inconclusive`], never a failed sample.
+//! [`Reading::Inconclusive`], never a failed sample. A check with `logs`
+//! also reads its log lines, kept as evidence ([`TickSources::evidence`]).
 
 use super::tick::variables;
 use crate::config::{CheckSpec, Service};
@@ -11,7 +12,9 @@ use crate::context::Context;
 use crate::engine::Sample;
 use crate::model::{Millis, Release};
 use crate::section::saturating_millis;
-use crate::sources::{ProbeOutcome, RangeQuery, RangeSource, Reads, SeriesSet, Sources};
+use crate::sources::{
+    LogLine, LogQuery, ProbeOutcome, RangeQuery, RangeSource, Reads, SeriesSet, Sources,
+};
 use crate::telemetry::SourceLabels;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -79,9 +82,9 @@ impl<'a> TickSources<'a> {
     /// Reads one check; `evaluated_until` is where its last reading ended.
     pub async fn read(&self, spec: &CheckSpec, evaluated_until: Option<Millis>) -> Reading {
         match spec.source.reads {
-            Reads::Query => match self.sources.range(spec.source.name) {
+            Reads::Query => match self.sources.range(spec.source_name()) {
                 None => Reading::failed(
-                    format!("no [sources.{}] is configured", spec.source.name),
+                    format!("no [sources.{}] is configured", spec.source_name()),
                     self.now,
                 ),
                 Some(Err(e)) => Reading::failed(e.clone(), self.now),
@@ -99,6 +102,44 @@ impl<'a> TickSources<'a> {
             // tick after it, nor at a catch-up tick long after it.
             Reads::Probe if self.past_window() => Reading::NothingNew,
             Reads::Probe => self.probe(spec).await,
+        }
+    }
+
+    /// The log lines a check with `logs` keeps as evidence: its log query
+    /// over the interval this tick reads (`[from, now)`, within the watch
+    /// window). None when it has no `logs`, nothing new is to be read, or
+    /// the read failed (the lines of the previous reading stay; a failure
+    /// is logged, and never judged).
+    pub async fn evidence(
+        &self,
+        spec: &CheckSpec,
+        evaluated_until: Option<Millis>,
+    ) -> Option<Vec<LogLine>> {
+        let logs = spec.logs.as_ref()?;
+        let Some(Ok(source)) = self.sources.range(spec.source_name()) else {
+            return None;
+        };
+        let start = evaluated_until
+            .map(|u| u.saturating_add(1))
+            .unwrap_or(self.release.started_at);
+        let end = self.now.min(self.window_end);
+        if end <= start {
+            return None;
+        }
+        let q = LogQuery {
+            query: source.render(&logs.query, &self.vars),
+            start,
+            end,
+            limit: logs.limit,
+            direction: logs.direction,
+        };
+        let _permit = self.ctx.source_permits.acquire().await;
+        match source.query_logs(&q).await {
+            Ok(lines) => Some(lines),
+            Err(e) => {
+                tracing::warn!(release = %self.release.id, check = %spec.name, error = %e, "cannot read the check's log lines");
+                None
+            }
         }
     }
 

@@ -53,6 +53,8 @@ pub struct TickOutput {
     /// any, preferring a check that is still at that level at its reading's
     /// last sample (see [`RollbackTrigger::recovered_at`]).
     pub rollback: Option<RollbackTrigger>,
+    /// What this tick saw of each query source (for blindness).
+    pub sources_seen: BTreeMap<String, super::blindness::Seen>,
 }
 
 /// Evaluates every check of `service` for `release` at `now`. Sources are
@@ -73,16 +75,25 @@ pub async fn evaluate(
         .map(|spec| previous.remove(&spec.name))
         .collect();
     let sources = TickSources::new(ctx, release, service, now);
-    let readings =
-        join_all(
-            service.checks.iter().zip(&prev).map(|(spec, prev)| {
-                sources.read(spec, prev.as_ref().and_then(|r| r.evaluated_until))
-            }),
-        )
-        .await;
-    let mut out = TickOutput::default();
-    for ((spec, prev), reading) in service.checks.iter().zip(prev).zip(readings) {
-        let record = judge(&mut out, release, spec, prev, reading, now);
+    let (readings, evidence): (Vec<_>, Vec<_>) =
+        join_all(service.checks.iter().zip(&prev).map(|(spec, prev)| {
+            let until = prev.as_ref().and_then(|r| r.evaluated_until);
+            futures_util::future::join(sources.read(spec, until), sources.evidence(spec, until))
+        }))
+        .await
+        .into_iter()
+        .unzip();
+    let mut out = TickOutput {
+        sources_seen: super::blindness::observe(&service.checks, &readings),
+        ..TickOutput::default()
+    };
+    for (((spec, prev), reading), logs) in
+        service.checks.iter().zip(prev).zip(readings).zip(evidence)
+    {
+        let mut record = judge(&mut out, release, spec, prev, reading, now);
+        if let Some(logs) = logs {
+            record.logs = logs;
+        }
         ctx.telemetry
             .check_results
             .get_or_create(&StateLabels {
@@ -183,6 +194,7 @@ fn judge(
         tracker: serde_json::to_value(&tracker).unwrap_or_default(),
         evaluated_until,
         updated_at: now,
+        logs: prev.map(|r| r.logs).unwrap_or_default(),
     }
 }
 

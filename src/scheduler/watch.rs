@@ -80,6 +80,7 @@ impl WatchClock {
 /// lease was lost.
 async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool {
     let mut paused = false;
+    let mut blind = super::blindness::Blindness::default();
     let time = WatchClock::new(g.ctx.clock.as_ref());
     loop {
         let release = match g.ctx.store.get_release(id).await {
@@ -110,7 +111,7 @@ async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool 
         if cancel.is_cancelled() {
             return false;
         }
-        match tick_once(g, &release, &mut paused, time.now()).await {
+        match tick_once(g, &release, &mut paused, &mut blind, time.now()).await {
             Ok(Next::Continue) => {}
             Ok(Next::Pause) => {
                 if sleep_or_cancel(cancel, PAUSE_POLL).await {
@@ -150,6 +151,7 @@ async fn tick_once(
     g: &Arc<Guardian>,
     release: &Release,
     paused: &mut bool,
+    blind: &mut super::blindness::Blindness,
     now: Millis,
 ) -> Result<Next, StoreError> {
     let ctx = &g.ctx;
@@ -179,6 +181,7 @@ async fn tick_once(
     let out = tick::evaluate(ctx, release, service, previous, now).await;
     let mut decisions = out.decisions;
     let mut messages_out = out.messages;
+    messages_out.extend(blind.update(&out.sources_seen, &settings, release, wall));
     let mut commit = TickCommit {
         lease_owner: Some(g.owner().to_string()),
         checks: out.checks,

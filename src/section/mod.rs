@@ -351,8 +351,9 @@ fn humanize(message: &str) -> String {
 }
 
 /// Keys whose values are secrets (inline forms of the `*_file` keys).
-const SECRET_KEYS: [&str; 5] = [
+const SECRET_KEYS: [&str; 6] = [
     "token",
+    "password",
     "webhook_url",
     "bearer_token",
     "routing_key",

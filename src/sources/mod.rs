@@ -11,12 +11,18 @@
 //! `[[services.probes]]` entries — and, for query sources, the quoting of
 //! template values in its query language. The daemon builds the sources
 //! once per (re)load into [`Sources`], which the scheduler reads through.
+//! A `[sources.NAME]` is named after its kind (`[sources.prometheus]`) or
+//! names its kind (`kind = "prometheus"`); checks choose a named one with
+//! `datasource: NAME`. The HTTP query sources share their keys and client
+//! ([`http`]).
 //!
 //! Adding a kind: its file (a `pub const KIND: SourceKind`, its config
 //! struct implementing [`SourceConfig`], the [`RangeSource`] it builds),
 //! one line in [`KINDS`], its docs (`docs/configuration.md`,
 //! `docs/rules.md`) and its tests.
 
+pub mod http;
+pub mod loki;
 pub mod probe;
 pub mod prometheus;
 pub mod template;
@@ -32,10 +38,10 @@ use std::time::Duration;
 
 /// Every source kind this version reads, by the name rule packs give in
 /// `source:` (and, for query sources, the `[sources.NAME]` section).
-pub const KINDS: &[SourceKind] = &[prometheus::KIND, probe::KIND];
+pub const KINDS: &[SourceKind] = &[prometheus::KIND, loki::KIND, probe::KIND];
 
 /// Kinds of the contract that later versions add; `check` says so.
-pub const PLANNED: &[&str] = &["loki", "scrape"];
+pub const PLANNED: &[&str] = &["scrape"];
 
 /// The kind named `name`, if this version has it.
 pub fn kind(name: &str) -> Option<&'static SourceKind> {
@@ -84,6 +90,11 @@ pub trait SourceConfig: std::fmt::Debug + Send + Sync {
     /// Builds the client, once per (re)load. The error says what is wrong
     /// without quoting a secret.
     fn build(&self, cx: &BuildContext) -> Result<Arc<dyn RangeSource>, String>;
+    /// Consecutive failed reads of a watch before it says that the
+    /// guardian cannot see this source (`blind_after`).
+    fn blind_after(&self) -> u32 {
+        http::DEFAULT_BLIND_AFTER
+    }
 }
 
 /// What building a source may use.
@@ -94,7 +105,8 @@ pub struct BuildContext {
     pub probe_http: reqwest::Client,
 }
 
-/// One `[sources.NAME]` as the configuration holds it.
+/// One `[sources.NAME]` as the configuration holds it (by name in
+/// [`crate::config::Settings::sources`]).
 #[derive(Debug, Clone)]
 pub struct SourceSpec {
     pub kind: &'static SourceKind,
@@ -103,18 +115,18 @@ pub struct SourceSpec {
 
 /// The sources in force, built from the configuration.
 pub struct Sources {
-    range: BTreeMap<&'static str, Result<Arc<dyn RangeSource>, String>>,
+    range: BTreeMap<String, Result<Arc<dyn RangeSource>, String>>,
     /// Measures probes (every service's).
     pub prober: probe::Prober,
 }
 
 impl Sources {
     /// Builds every configured query source and the prober.
-    pub fn build(specs: &BTreeMap<&'static str, SourceSpec>, cx: &BuildContext) -> Self {
+    pub fn build(specs: &BTreeMap<String, SourceSpec>, cx: &BuildContext) -> Self {
         Self {
             range: specs
                 .iter()
-                .map(|(name, spec)| (*name, spec.config.build(cx)))
+                .map(|(name, spec)| (name.clone(), spec.config.build(cx)))
                 .collect(),
             prober: probe::Prober::new(cx.probe_http.clone()),
         }
@@ -184,6 +196,48 @@ pub trait RangeSource: Send + Sync {
 
     /// Runs one range query. An empty answer is `Ok(vec![])`.
     async fn query_range(&self, q: &RangeQuery) -> Result<SeriesSet, SourceError>;
+
+    /// The log lines a log query matches in `[start, end)` (sources of
+    /// logs: Loki), newest or oldest first, at most `limit`.
+    async fn query_logs(&self, q: &LogQuery) -> Result<Vec<LogLine>, SourceError> {
+        let _ = q;
+        Err(SourceError::Decode {
+            source_name: self.name(),
+            detail: "this source has no log lines".into(),
+        })
+    }
+}
+
+pub use crate::model::LogLine;
+
+/// A log query for a check's evidence: `query` over `[start, end)` (ms).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogQuery {
+    pub query: String,
+    pub start: Millis,
+    pub end: Millis,
+    pub limit: u32,
+    pub direction: Direction,
+}
+
+/// Which lines a log query keeps when there are more than its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// The newest first (Loki's default).
+    #[default]
+    Backward,
+    /// The oldest first.
+    Forward,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Backward => "backward",
+            Self::Forward => "forward",
+        }
+    }
 }
 
 /// The result of one live probe.

@@ -1,36 +1,37 @@
 //! Prometheus HTTP API client: range queries (the [`RangeSource`] the rule
 //! engine reads) and instant queries, and the decoding of the API's answers.
 //!
-//! Requests are `GET {url}/api/v1/query_range?query&start&end&step` and
-//! `GET {url}/api/v1/query?query[&time]`, times as unix seconds with
+//! Requests are `{url}/api/v1/query_range?query&start&end&step` and
+//! `{url}/api/v1/query?query[&time]`, times as unix seconds with
 //! millisecond precision, the step as seconds; `url` may carry a path prefix
-//! (`http://host/prom`). Every request has the configured timeout.
+//! (`http://host/prom`). A long query goes as a POST form. Authentication,
+//! TLS, extra headers, timeouts, the concurrency bound and the coalescing of
+//! identical requests are the shared client's ([`super::http`]).
 //!
 //! Answers are read per the API's envelope: sample values are strings
-//! (`"NaN"`, `"+Inf"`, `"-Inf"` included), timestamps float seconds. JSON
-//! error envelopes (`errorType`/`error`, sent with 400, 422, 503 and 500)
-//! become [`SourceError::Query`]; any other non-2xx answer, e.g. the plain
-//! `Service Unavailable` of a starting server or a proxy's 502 page, becomes
-//! [`SourceError::Http`]. Errors never carry the URL or the bearer token.
+//! (`"NaN"`, `"+Inf"`, `"-Inf"` included), timestamps float seconds;
+//! `warnings` are logged (target `release_guardian::sources`, level warn)
+//! with the query. JSON error envelopes (`errorType`/`error`, sent with 400,
+//! 422, 503 and 500) become [`SourceError::Query`]; any other non-2xx
+//! answer, e.g. the plain `Service Unavailable` of a starting server, a 401
+//! of its basic auth or a proxy's 502 page, becomes [`SourceError::Http`].
+//! Errors never carry the URL or a credential.
 
-use super::{
-    BuildContext, RangeQuery, RangeSource, Reads, SeriesSet, SourceConfig, SourceError, SourceKind,
-};
+use super::http::{body_excerpt, log_warnings, RemoteClient, RemoteConfig};
+use super::{RangeQuery, RangeSource, Reads, SeriesSet, SourceConfig, SourceError, SourceKind};
 use crate::engine::Sample;
 use crate::model::Millis;
-use crate::section::{at_most, deserialize_duration, Secret, Section, MAX_REQUEST_TIMEOUT};
+use crate::section::Section;
 use async_trait::async_trait;
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::Url;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 const SOURCE: &str = "prometheus";
 
-/// `source: prometheus`, configured by `[sources.prometheus]`.
+/// `source: prometheus`, configured by `[sources.prometheus]` (or any
+/// `[sources.NAME]` with `kind = "prometheus"`).
 pub const KIND: SourceKind = SourceKind {
     name: SOURCE,
     reads: Reads::Query,
@@ -40,61 +41,25 @@ pub const KIND: SourceKind = SourceKind {
 /// Prometheus refuses more than 11,000 points per series in one query.
 pub const MAX_POINTS_PER_QUERY: i64 = 11_000;
 
-/// Default timeout of one query.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub use super::http::DEFAULT_TIMEOUT;
 
-fn default_timeout() -> Duration {
-    DEFAULT_TIMEOUT
-}
-
-/// `[sources.prometheus]`: the server's URL (a path prefix allowed), the
-/// per-query timeout, and an optional bearer token (inline or from a file).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PrometheusConfig {
-    pub url: String,
-    #[serde(default = "default_timeout", deserialize_with = "deserialize_duration")]
-    pub timeout: Duration,
-    /// Optional `Authorization: Bearer` for a proxy or hosted Prometheus.
-    #[serde(default)]
-    pub bearer_token: Option<Secret>,
-    #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
-}
+/// `[sources.prometheus]`: the shared keys of HTTP query sources.
+pub type PrometheusConfig = RemoteConfig;
 
 fn parse(s: &mut Section<'_, '_>) -> Option<Box<dyn SourceConfig>> {
-    let mut c: PrometheusConfig = s.deserialize()?;
-    let url = s.http_url("url", &c.url, "prometheus");
-    s.positive("timeout", c.timeout);
-    let bounded = at_most("timeout", c.timeout, MAX_REQUEST_TIMEOUT);
-    if let Err(e) = &bounded {
-        s.error("timeout", e.clone());
-    }
-    let had_token = c.bearer_token.is_some() || c.bearer_token_file.is_some();
-    // Read now; from here on `bearer_token` holds the secret whichever way
-    // it was given.
-    let token = s.optional_secret(
-        c.bearer_token.as_ref(),
-        c.bearer_token_file.as_ref(),
-        "bearer_token",
-    );
-    if had_token && token.is_none() {
-        return None;
-    }
-    c.bearer_token = token;
-    c.bearer_token_file = None;
-    (url.is_some() && !c.timeout.is_zero() && bounded.is_ok())
-        .then(|| Box::new(c) as Box<dyn SourceConfig>)
+    super::http::section(s, SOURCE, |http, c| {
+        Ok(Arc::new(PrometheusSource::new(http, c)?))
+    })
 }
 
-impl SourceConfig for PrometheusConfig {
-    fn secrets(&self) -> Vec<&Secret> {
-        self.bearer_token.iter().collect()
-    }
-
-    fn build(&self, cx: &BuildContext) -> Result<Arc<dyn RangeSource>, String> {
-        Ok(Arc::new(PrometheusSource::new(cx.http.clone(), self)?))
-    }
+/// `template` with each `{{variable}}` replaced by its value escaped for
+/// the inside of a double-quoted string (PromQL's and LogQL's).
+pub fn render_quoted(template: &str, vars: &BTreeMap<String, String>) -> String {
+    let quoted = vars
+        .iter()
+        .map(|(k, v)| (k.clone(), promql_escape(v)))
+        .collect();
+    super::template::render(template, &quoted)
 }
 
 /// Escapes a value for the inside of a double-quoted PromQL string.
@@ -111,56 +76,23 @@ pub fn promql_escape(v: &str) -> String {
     out
 }
 
-/// Largest answer read; a bigger one is a decode error, not an OOM.
-pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
-
-/// A Prometheus server (or anything speaking its query API).
+/// A Prometheus server (or anything speaking its query API: Thanos,
+/// Mimir, Cortex, VictoriaMetrics).
 pub struct PrometheusSource {
-    http: reqwest::Client,
+    client: RemoteClient,
     query_url: Url,
     query_range_url: Url,
-    timeout: Duration,
-    /// `Authorization: Bearer ...`, marked sensitive.
-    authorization: Option<HeaderValue>,
 }
 
 impl PrometheusSource {
     /// Builds a client for `cfg`; the error names what is wrong (bad URL,
-    /// unreadable token file) without echoing the URL or the token.
+    /// unreadable token file) without echoing the URL or a secret.
     pub fn new(http: reqwest::Client, cfg: &PrometheusConfig) -> Result<Self, String> {
-        let base = parse_base_url(&cfg.url)?;
-        let token = match (&cfg.bearer_token, &cfg.bearer_token_file) {
-            (Some(_), Some(_)) => {
-                return Err(
-                    "prometheus: set either bearer_token or bearer_token_file, not both".into(),
-                )
-            }
-            (Some(t), None) => Some(t.clone()),
-            (None, Some(path)) => Some(Secret::from_file(path).map_err(|e| {
-                format!(
-                    "prometheus: cannot read bearer_token_file {}: {e}",
-                    path.display()
-                )
-            })?),
-            (None, None) => None,
-        };
-        let authorization = match token {
-            None => None,
-            Some(t) => {
-                let mut v =
-                    HeaderValue::from_str(&format!("Bearer {}", t.expose())).map_err(|_| {
-                        "prometheus: the bearer token holds characters an HTTP header cannot carry"
-                    })?;
-                v.set_sensitive(true);
-                Some(v)
-            }
-        };
+        let client = RemoteClient::new(SOURCE, http, cfg)?;
         Ok(Self {
-            http,
-            query_url: endpoint(&base, "query"),
-            query_range_url: endpoint(&base, "query_range"),
-            timeout: cfg.timeout,
-            authorization,
+            query_url: client.endpoint(&["api", "v1", "query"]),
+            query_range_url: client.endpoint(&["api", "v1", "query_range"]),
+            client,
         })
     }
 
@@ -176,36 +108,23 @@ impl PrometheusSource {
         if let Some(at) = at {
             params.push(("time", unix_seconds(at)));
         }
-        self.get(&self.query_url, &params).await
+        self.get(&self.query_url, params).await
     }
 
-    async fn get(&self, url: &Url, params: &[(&str, String)]) -> Result<SeriesSet, SourceError> {
-        let mut request = self
-            .http
-            .get(url.clone())
-            .query(params)
-            .timeout(self.timeout)
-            .header(ACCEPT, "application/json");
-        if let Some(auth) = &self.authorization {
-            request = request.header(AUTHORIZATION, auth.clone());
-        }
-        let unreachable = |e: reqwest::Error| SourceError::Unreachable {
-            source_name: SOURCE,
-            detail: crate::transport::describe_transport_error(&e, self.timeout),
-        };
-        let mut response = request.send().await.map_err(unreachable)?;
-        let status = response.status().as_u16();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(SourceError::Decode {
-                    source_name: SOURCE,
-                    detail: format!("answer larger than {MAX_RESPONSE_BYTES} bytes"),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        decode_response(status, &body)
+    async fn get(
+        &self,
+        url: &Url,
+        params: Vec<(&'static str, String)>,
+    ) -> Result<SeriesSet, SourceError> {
+        let (status, body) = self.client.send(url.clone(), params.clone()).await?;
+        let (series, warnings) = decode_response(SOURCE, status, &body)?;
+        log_warnings(SOURCE, &warnings, &params);
+        Ok(series)
+    }
+
+    /// Distinct requests in flight now (identical ones share one).
+    pub fn in_flight(&self) -> usize {
+        self.client.in_flight()
     }
 }
 
@@ -216,11 +135,7 @@ impl RangeSource for PrometheusSource {
     }
 
     fn render(&self, template: &str, vars: &BTreeMap<String, String>) -> String {
-        let quoted = vars
-            .iter()
-            .map(|(k, v)| (k.clone(), promql_escape(v)))
-            .collect();
-        super::template::render(template, &quoted)
+        render_quoted(template, vars)
     }
 
     fn max_points_per_query(&self) -> i64 {
@@ -228,38 +143,14 @@ impl RangeSource for PrometheusSource {
     }
 
     async fn query_range(&self, q: &RangeQuery) -> Result<SeriesSet, SourceError> {
-        let params = [
+        let params = vec![
             ("query", q.query.clone()),
             ("start", unix_seconds(q.start)),
             ("end", unix_seconds(q.end)),
             ("step", unix_seconds(q.step)),
         ];
-        self.get(&self.query_range_url, &params).await
+        self.get(&self.query_range_url, params).await
     }
-}
-
-/// Checks the configured URL: absolute `http(s)` with a host.
-fn parse_base_url(raw: &str) -> Result<Url, String> {
-    let url = Url::parse(raw.trim()).map_err(|e| format!("prometheus: invalid url: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "prometheus: url must be http:// or https://, not {}://",
-            url.scheme()
-        ));
-    }
-    if url.host_str().unwrap_or_default().is_empty() {
-        return Err("prometheus: url has no host".into());
-    }
-    Ok(url)
-}
-
-/// `{base}/api/v1/{name}`, keeping any path prefix of `base`.
-fn endpoint(base: &Url, name: &str) -> Url {
-    let mut url = base.clone();
-    if let Ok(mut segments) = url.path_segments_mut() {
-        segments.pop_if_empty().extend(["api", "v1", name]);
-    }
-    url
 }
 
 /// Milliseconds as unix seconds with millisecond precision: `1435781430.781`,
@@ -329,38 +220,45 @@ struct VectorSample {
 /// `[<unix seconds>, "<value>"]`.
 type Point = (f64, String);
 
-/// Decodes one HTTP answer of the query API into series.
-pub(crate) fn decode_response(status: u16, body: &[u8]) -> Result<SeriesSet, SourceError> {
+/// Decodes one HTTP answer of the query API into series, with the
+/// answer's warnings.
+/// `source_name` names the source in errors (Loki's metric answers have
+/// the same shapes).
+pub fn decode_response(
+    source_name: &'static str,
+    status: u16,
+    body: &[u8],
+) -> Result<(SeriesSet, Vec<String>), SourceError> {
+    let decode_error = |d: String| decode_error_of(source_name, d);
     let success = (200..300).contains(&status);
     if !success {
         return Err(match serde_json::from_slice::<ErrorEnvelope>(body) {
-            Ok(env) if env.status == "error" => query_error(env.error_type, env.error),
+            Ok(env) if env.status == "error" => query_error(source_name, env.error_type, env.error),
             _ => SourceError::Http {
-                source_name: SOURCE,
+                source_name,
                 status,
                 detail: body_excerpt(status, body),
             },
         });
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let env: Envelope = serde_path_to_error::deserialize(&mut de).map_err(|e| decode_error(&e))?;
+    let env: Envelope =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| decode_error(e.to_string()))?;
     if env.status != "success" {
         return Err(if env.status == "error" {
-            query_error(env.error_type, env.error)
+            query_error(source_name, env.error_type, env.error)
         } else {
             decode_error(format!("unknown status {:?}", env.status))
         });
     }
-    if !env.warnings.is_empty() {
-        tracing::debug!(warnings = ?env.warnings, "prometheus answered with warnings");
-    }
     match env.data {
-        None => Err(decode_error("a success without data")),
-        Some(data) => series_of(data),
+        None => Err(decode_error("a success without data".into())),
+        Some(data) => Ok((series_of(source_name, data)?, env.warnings)),
     }
 }
 
-fn series_of(data: QueryData) -> Result<SeriesSet, SourceError> {
+fn series_of(source_name: &'static str, data: QueryData) -> Result<SeriesSet, SourceError> {
+    let sample = |p: &Point, key: &str| sample(source_name, p, key);
     match data {
         QueryData::Matrix(series) => series
             .into_iter()
@@ -381,11 +279,19 @@ fn series_of(data: QueryData) -> Result<SeriesSet, SourceError> {
             .map(|(key, p)| Ok((key.clone(), vec![sample(&p, &key)?])))
             .collect(),
         QueryData::Scalar(p) => Ok(vec![("scalar".to_string(), vec![sample(&p, "scalar")?])]),
-        QueryData::String(_) => Err(decode_error("a string result, not a number")),
+        QueryData::String(_) => Err(decode_error_of(
+            source_name,
+            "a string result, not a number",
+        )),
     }
 }
 
-fn sample((ts, value): &Point, key: &str) -> Result<Sample, SourceError> {
+fn sample(
+    source_name: &'static str,
+    (ts, value): &Point,
+    key: &str,
+) -> Result<Sample, SourceError> {
+    let decode_error = |d: String| decode_error_of(source_name, d);
     let v = parse_value(value)
         .ok_or_else(|| decode_error(format!("series {key}: invalid sample value {value:?}")))?;
     if !ts.is_finite() {
@@ -428,36 +334,22 @@ pub fn series_key(labels: &BTreeMap<String, String>) -> String {
     key
 }
 
-fn query_error(error_type: Option<String>, error: Option<String>) -> SourceError {
+fn query_error(
+    source_name: &'static str,
+    error_type: Option<String>,
+    error: Option<String>,
+) -> SourceError {
     SourceError::Query {
-        source_name: SOURCE,
+        source_name,
         error_type: error_type.unwrap_or_else(|| "unknown".into()),
         detail: error.unwrap_or_default(),
     }
 }
 
-fn decode_error(detail: impl ToString) -> SourceError {
+fn decode_error_of(source_name: &'static str, detail: impl ToString) -> SourceError {
     SourceError::Decode {
-        source_name: SOURCE,
+        source_name,
         detail: detail.to_string(),
-    }
-}
-
-/// The start of a plain-text body, on one line; the reason phrase if empty.
-fn body_excerpt(status: u16, body: &[u8]) -> String {
-    const MAX: usize = 200;
-    let text = String::from_utf8_lossy(body);
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.is_empty() {
-        return reqwest::StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("no body")
-            .to_string();
-    }
-    match flat.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &flat[..cut]),
-        None => flat,
     }
 }
 
@@ -506,16 +398,20 @@ mod tests {
     #[test]
     fn scalar_and_vector_shapes() {
         let s = decode_response(
+            SOURCE,
             200,
             br#"{"status":"success","data":{"resultType":"scalar","result":[0.010,"20"]}}"#,
         )
-        .unwrap();
+        .unwrap()
+        .0;
         assert_eq!(s, vec![("scalar".into(), vec![Sample::ok(10, 20.0)])]);
         let v = decode_response(
+            SOURCE,
             200,
             br#"{"status":"success","data":{"result":[{"metric":{"__name__":"foo"},"value":[1,"1"]}],"resultType":"vector","stats":{"timings":{}}}}"#,
         )
-        .unwrap();
+        .unwrap()
+        .0;
         assert_eq!(
             v,
             vec![(r#"{__name__="foo"}"#.into(), vec![Sample::ok(1000, 1.0)])]
@@ -523,29 +419,14 @@ mod tests {
     }
 
     #[test]
-    fn base_url_keeps_its_prefix() {
-        let base = parse_base_url("http://host:9090/prom/").unwrap();
-        assert_eq!(
-            endpoint(&base, "query_range").as_str(),
-            "http://host:9090/prom/api/v1/query_range"
-        );
-        let base = parse_base_url("http://host:9090").unwrap();
-        assert_eq!(
-            endpoint(&base, "query").as_str(),
-            "http://host:9090/api/v1/query"
-        );
-        assert!(parse_base_url("ftp://host").is_err());
-        assert!(parse_base_url("not a url").is_err());
-    }
-
-    #[test]
     fn string_results_and_garbage_are_decode_errors() {
         let e = decode_response(
+            SOURCE,
             200,
             br#"{"status":"success","data":{"resultType":"string","result":[1,"x"]}}"#,
         );
         assert!(matches!(e, Err(SourceError::Decode { .. })));
-        let e = decode_response(200, b"<html>");
+        let e = decode_response(SOURCE, 200, b"<html>");
         assert!(matches!(e, Err(SourceError::Decode { .. })));
     }
 }

@@ -267,12 +267,12 @@ pub(super) fn commit_tick(
     {
         let mut upsert = tx.prepare_cached(
             "INSERT INTO checks (release_id, name, state, level, value, tracker,
-                 evaluated_until, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 evaluated_until, updated_at, logs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (release_id, name) DO UPDATE SET
                  state = excluded.state, level = excluded.level, value = excluded.value,
                  tracker = excluded.tracker, evaluated_until = excluded.evaluated_until,
-                 updated_at = excluded.updated_at",
+                 updated_at = excluded.updated_at, logs = excluded.logs",
         )?;
         for c in &tick.checks {
             upsert.execute(params![
@@ -283,7 +283,12 @@ pub(super) fn commit_tick(
                 c.value,
                 rows::to_json(&c.tracker, "checks.tracker")?,
                 c.evaluated_until,
-                c.updated_at
+                c.updated_at,
+                if c.logs.is_empty() {
+                    None
+                } else {
+                    Some(rows::to_json(&c.logs, "checks.logs")?)
+                }
             ])?;
         }
     }

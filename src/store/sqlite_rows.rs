@@ -23,7 +23,7 @@ pub(super) const RELEASE_COLUMNS: &str = "id, service, environment, version, pre
 
 /// Columns read by [`check`], in order.
 pub(super) const CHECK_COLUMNS: &str =
-    "name, state, level, value, tracker, evaluated_until, updated_at";
+    "name, state, level, value, tracker, evaluated_until, updated_at, logs";
 
 /// Columns read by [`decision`], in order.
 pub(super) const DECISION_COLUMNS: &str = "at, check_name, level, action, reason";
@@ -67,6 +67,13 @@ pub(super) fn check(row: &Row<'_>) -> rusqlite::Result<CheckRecord> {
         tracker: json(row, 4, "checks.tracker")?,
         evaluated_until: row.get(5)?,
         updated_at: row.get(6)?,
+        logs: {
+            let raw: Option<String> = row.get(7)?;
+            match raw {
+                None => Vec::new(),
+                Some(_) => json(row, 7, "checks.logs")?,
+            }
+        },
     })
 }
 

@@ -105,6 +105,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
         at    INTEGER NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 4: the log lines a check keeps as evidence (JSON array; NULL: none).
+    "
+    ALTER TABLE checks ADD COLUMN logs TEXT;
+    ",
 ];
 
 /// Applies the migrations the file lacks, all in one immediate transaction

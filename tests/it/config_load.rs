@@ -29,7 +29,7 @@ fn fixture() -> TempDir {
     dir
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(&p, text).unwrap();
@@ -48,7 +48,7 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// Loads `text` as `DIR/guardian.toml` and returns its errors.
-fn errors_of(dir: &Path, text: &str, env: &[(String, String)]) -> Vec<ConfigError> {
+pub(crate) fn errors_of(dir: &Path, text: &str, env: &[(String, String)]) -> Vec<ConfigError> {
     let path = write(dir, "guardian.toml", text);
     match load_str(text, &path, env) {
         Ok(s) => panic!(
@@ -61,7 +61,7 @@ fn errors_of(dir: &Path, text: &str, env: &[(String, String)]) -> Vec<ConfigErro
 
 /// Asserts that `errors` are exactly `expected` (file, line, col, a piece of
 /// the message), in order.
-fn assert_errors(errors: &[ConfigError], expected: &[(&Path, usize, usize, &str)]) {
+pub(crate) fn assert_errors(errors: &[ConfigError], expected: &[(&Path, usize, usize, &str)]) {
     let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
     assert_eq!(errors.len(), expected.len(), "got:\n{}", shown.join("\n"));
     for (e, (file, line, col, msg)) in errors.iter().zip(expected) {
@@ -133,10 +133,14 @@ fn the_design_example_loads() {
         s.notifiers["pager"].min_severity,
         release_guardian::model::Severity::Critical
     );
-    // Loki is configured but not available yet: a warning, not an error.
-    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
-    assert!(s.warnings[0].contains("loki checks are not available"));
-    assert!(s.warnings[0].starts_with(&format!("{}:21:10: ", file.display())));
+    // Both query sources of the example, each of the kind it is named after.
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    let kinds: Vec<(&str, &str)> = s
+        .sources
+        .iter()
+        .map(|(name, spec)| (name.as_str(), spec.kind.name))
+        .collect();
+    assert_eq!(kinds, [("loki", "loki"), ("prometheus", "prometheus")]);
 }
 
 #[test]
@@ -418,7 +422,7 @@ probes = [ { name = "live", url = "http://127.0.0.1/" } ]
                 &pack,
                 23,
                 5,
-                "source `loki` is not available in this version (planned)",
+                "check `logs` uses loki, but [sources.loki] is not configured",
             ),
             (&pack, 29, 27, "invalid duration \"fast\""),
             (&pack, 30, 5, "check `nothing` has no level"),

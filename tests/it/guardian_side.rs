@@ -91,8 +91,7 @@ async fn out_of_descriptors_a_probe_is_inconclusive_not_failed() {
         &PrometheusConfig {
             url: format!("http://{addr}"),
             timeout: Duration::from_secs(5),
-            bearer_token: None,
-            bearer_token_file: None,
+            ..PrometheusConfig::default()
         },
     )
     .unwrap()

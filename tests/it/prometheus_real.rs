@@ -32,8 +32,7 @@ async fn real_prometheus_range_and_instant_queries() {
         &PrometheusConfig {
             url: base.clone(),
             timeout: Duration::from_secs(5),
-            bearer_token: None,
-            bearer_token_file: None,
+            ..PrometheusConfig::default()
         },
     )
     .unwrap();

@@ -111,8 +111,7 @@ fn config(url: String) -> PrometheusConfig {
     PrometheusConfig {
         url,
         timeout: Duration::from_secs(5),
-        bearer_token: None,
-        bearer_token_file: None,
+        ..PrometheusConfig::default()
     }
 }
 

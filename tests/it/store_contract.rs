@@ -222,6 +222,16 @@ fn check(name: &str, state: CheckState, value: Option<f64>, at: Millis) -> Check
         tracker: serde_json::json!({"since": at, "samples": [1, 2, 3]}),
         evaluated_until: Some(at - 1),
         updated_at: at,
+        // Evidence round-trips (and its absence: `latency` keeps none).
+        logs: if name == "latency" {
+            Vec::new()
+        } else {
+            vec![release_guardian::model::LogLine {
+                ts: format!("{}000000", at),
+                stream: r#"{app="checkout"}"#.into(),
+                line: format!("error at {at}: \"quoted\" ünïcode"),
+            }]
+        },
     }
 }
 

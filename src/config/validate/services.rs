@@ -19,8 +19,8 @@ pub(super) struct ServiceContext<'a> {
     pub(super) base: &'a Path,
     pub(super) notifier_names: &'a [String],
     pub(super) cadence: &'a Cadence,
-    /// Every name under `[sources]`.
-    pub(super) sources: &'a [String],
+    /// Every name under `[sources]`, with its kind when known.
+    pub(super) sources: &'a std::collections::BTreeMap<String, Option<&'static str>>,
 }
 
 pub(super) fn build_services(

@@ -19,3 +19,24 @@ pub fn settings_with_env(dir: &Path, toml: &str, env: &[(String, String)]) -> Se
     std::fs::write(&path, toml).unwrap();
     load_str(toml, &path, env).unwrap_or_else(|e| panic!("unexpected config errors:\n{e}"))
 }
+
+/// The query source `[sources.NAME]` of `toml` (loaded as by
+/// [`settings`]), built as the daemon builds it.
+pub fn range_source(
+    dir: &Path,
+    toml: &str,
+    name: &str,
+) -> std::sync::Arc<dyn release_guardian::sources::RangeSource> {
+    let s = settings(dir, toml);
+    let spec = s
+        .sources
+        .get(name)
+        .unwrap_or_else(|| panic!("no [sources.{name}]"));
+    let cx = release_guardian::sources::BuildContext {
+        http: reqwest::Client::new(),
+        probe_http: release_guardian::sources::probe::probe_client(),
+    };
+    spec.config
+        .build(&cx)
+        .unwrap_or_else(|e| panic!("cannot build [sources.{name}]: {e}"))
+}

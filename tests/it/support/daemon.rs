@@ -46,6 +46,53 @@ pub fn minimal_config(dir: &Path) -> (PathBuf, String) {
     (config, listen)
 }
 
+/// Writes `DIR/guardian.toml` (and `DIR/rules/rules.yaml` = `rules`) for
+/// one service `checkout` ticking every second for two minutes, with the
+/// query source section(s) `sources`, an automatic rollback hook that
+/// succeeds (`/bin/true`), and one notifier `[notifiers.out]` whose other
+/// keys are `notifier`; returns (config path, listen).
+pub fn one_service_config(
+    dir: &Path,
+    sources: &str,
+    rules: &str,
+    notifier: &str,
+) -> (PathBuf, String) {
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    std::fs::write(dir.join("rules/rules.yaml"), rules).unwrap();
+    let listen = free_listen();
+    let config = dir.join("guardian.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[server]
+listen = "{listen}"
+shutdown_grace = "2s"
+
+[store]
+path = "guardian.db"
+
+[cadence]
+tiers = [ {{ until = "2m", every = "1s" }} ]
+
+{sources}
+
+[[services]]
+name = "checkout"
+rules = ["rules/rules.yaml"]
+notify = ["out"]
+  [services.rollback]
+  command = ["/bin/true"]
+  mode = "auto"
+
+[notifiers.out]
+{notifier}
+"#
+        ),
+    )
+    .unwrap();
+    (config, listen)
+}
+
 pub struct Daemon {
     pub api: String,
     child: Option<Child>,

@@ -17,9 +17,15 @@
 //!   way the daemon loads its file (tests never build `Settings` by hand).
 //! - [`scripts`]: [`script`], an executable `#!/bin/sh` script (rollback
 //!   hooks).
+//! - [`loki`]: [`Loki`], a stand-in for Loki's query API (no real Loki
+//!   installs here), checking the documented parameters and shapes.
+//! - [`credentials`]: a CA with server and client certificates (openssl)
+//!   and bcrypt hashes (htpasswd), made in the test.
 
 pub mod config;
+pub mod credentials;
 pub mod daemon;
+pub mod loki;
 pub mod poll;
 pub mod prometheus;
 pub mod receiver;
@@ -27,10 +33,12 @@ pub mod scripts;
 pub mod server;
 pub mod target;
 
-pub use config::{settings, settings_with_env};
+pub use config::{range_source, settings, settings_with_env};
 pub use daemon::{
-    bin, free_listen, minimal_config, minimal_config_text, stdout_and_stderr, Daemon,
+    bin, free_listen, minimal_config, minimal_config_text, one_service_config, stdout_and_stderr,
+    Daemon,
 };
+pub use loki::Loki;
 pub use poll::{now_ms, wait_for};
 pub use prometheus::Prometheus;
 pub use receiver::{Receiver, Reply};

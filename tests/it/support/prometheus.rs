@@ -1,6 +1,7 @@
 //! A real Prometheus (Debian's package, or the binary named by
 //! `$RG_TEST_PROMETHEUS`) on a free loopback port, scraping every second,
-//! with its data and log in a temp dir. Killed when dropped; when the test
+//! with its data and log in a temp dir; optionally behind a web config
+//! file (TLS, basic auth). Killed when dropped; when the test
 //! is failing, the tail of its log goes to stderr.
 
 use super::{free_port, wait_for};
@@ -66,10 +67,44 @@ impl Prometheus {
         me
     }
 
+    /// Starts Prometheus with `web_config` (the text of its
+    /// `--web.config.file`: TLS, basic auth) serving `https` or not, and no
+    /// scrape; returns once it answers `/-/ready` through `client` (which
+    /// must trust its certificate) with status 200 or 401 (basic auth
+    /// guards `/-/ready` too).
+    pub async fn start_with_web_config(
+        web_config: &str,
+        https: bool,
+        client: reqwest::Client,
+    ) -> Self {
+        let mut me = Self::spawn_with("none", |_| "127.0.0.1:1".into(), Some(web_config));
+        if https {
+            me.url = me.url.replacen("http://", "https://", 1);
+        }
+        let ready = format!("{}/-/ready", me.url);
+        wait_for(
+            "prometheus /-/ready behind its web config",
+            Duration::from_secs(60),
+            || {
+                let r = client.get(&ready).send();
+                async move {
+                    let s = r.await.ok()?.status().as_u16();
+                    (s == 200 || s == 401).then_some(())
+                }
+            },
+        )
+        .await;
+        me
+    }
+
     /// Spawns the binary scraping `target(port)` as job `job`. Panics (fails
     /// the test) when Prometheus is not installed: `scripts/test.sh`
     /// installs it.
     fn spawn(job: &str, target: impl FnOnce(u16) -> String) -> Self {
+        Self::spawn_with(job, target, None)
+    }
+
+    fn spawn_with(job: &str, target: impl FnOnce(u16) -> String, web_config: Option<&str>) -> Self {
         let binary = binary();
         assert!(
             binary.exists(),
@@ -89,7 +124,13 @@ impl Prometheus {
         )
         .unwrap();
         let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        if let Some(web) = web_config {
+            let path = dir.path().join("web.yml");
+            std::fs::write(&path, web).unwrap();
+            command.arg(format!("--web.config.file={}", path.display()));
+        }
+        let child = command
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
