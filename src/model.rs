@@ -240,6 +240,21 @@ pub struct Release {
     pub superseded_by: Option<String>,
 }
 
+/// The annotation marking a release registered as a revert (a release of
+/// the version the latest release replaced): the id of the release it
+/// reverts. Set only by the guardian; a value a client sends is replaced.
+pub const REVERT_ANNOTATION: &str = "revert_of";
+
+/// Whether `release` was registered as a revert.
+pub fn is_revert(release: &Release) -> bool {
+    release.annotations.contains_key(REVERT_ANNOTATION)
+}
+
+/// The environment of a release or service that names none: `production`.
+pub fn default_environment() -> String {
+    "production".into()
+}
+
 /// What a deploy tool tells us: "this version is live".
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]

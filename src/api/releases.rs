@@ -60,29 +60,55 @@ pub(crate) async fn create(
             format.name()
         )));
     }
-    let intake = intake::receive(
-        format,
-        &IntakeRequest {
-            headers: &headers,
-            body: &bytes,
-            config,
-        },
-    )
-    .map_err(intake_error)?;
+    let request = IntakeRequest {
+        headers: &headers,
+        body: &bytes,
+        config,
+    };
+    let intake = intake::receive(format, &request).map_err(intake_error)?;
+    // Read only once the request is authenticated.
+    let delivery = format.delivery(&request);
     let new = match intake {
         Intake::Release(new) => {
             check_annotations(&new.annotations)?;
             new
         }
         Intake::Ignored(reason) => {
+            tracing::info!(format = format.name(), %reason, "event starts no watch");
             return Ok((
                 StatusCode::ACCEPTED,
                 Json(serde_json::json!({ "ignored": reason })),
             )
-                .into_response())
+                .into_response());
         }
     };
+    if let Some(delivery) = &delivery {
+        if let Some(id) = ctx.store.delivery_release(format.name(), delivery).await? {
+            // A redelivery (the tool retried, or someone pressed
+            // "Redeliver"): answer with what it registered, start nothing.
+            tracing::info!(format = format.name(), %delivery, release = %id, "delivery seen before; nothing new started");
+            return match release_view(&ctx, &id).await {
+                Ok(view) => Ok((StatusCode::OK, Json(view)).into_response()),
+                Err(ApiError::NotFound(_)) => Ok((
+                    StatusCode::ACCEPTED,
+                    Json(serde_json::json!({ "ignored": format!("delivery {delivery} was processed before") })),
+                )
+                    .into_response()),
+                Err(e) => Err(e),
+            };
+        }
+    }
     let registered = guardian.register(new).await?;
+    if let Some(delivery) = &delivery {
+        ctx.store
+            .record_delivery(
+                format.name(),
+                delivery,
+                &registered.release.id,
+                ctx.clock.now(),
+            )
+            .await?;
+    }
     let view = release_view(&ctx, &registered.release.id).await?;
     if !registered.created {
         return Ok((StatusCode::OK, Json(view)).into_response());

@@ -66,10 +66,22 @@ pub struct Service {
     pub probes: Vec<ProbeConfig>,
     pub rollback: Option<RollbackConfig>,
     pub cadence: Cadence,
+    /// The cadence of a revert (`[cadence] revert_tiers`).
+    pub revert_cadence: Cadence,
     pub checks: Vec<CheckSpec>,
 }
 
 impl Service {
+    /// The cadence `release` is watched on: the revert cadence for a
+    /// release registered as a revert, the service's cadence otherwise.
+    pub fn cadence_for(&self, release: &crate::model::Release) -> &Cadence {
+        if crate::model::is_revert(release) {
+            &self.revert_cadence
+        } else {
+            &self.cadence
+        }
+    }
+
     pub fn probe(&self, name: &str) -> Option<&ProbeConfig> {
         self.probes.iter().find(|p| p.name == name)
     }

@@ -19,6 +19,7 @@
 //! The tiered tick schedule is [`crate::config::Cadence`].
 
 mod control;
+mod lineage;
 mod messages;
 mod read;
 mod rollback;

@@ -330,6 +330,25 @@ pub trait Store: Send + Sync + 'static {
     /// were deleted. Active releases are never touched.
     async fn prune_ended(&self, ended_before: Millis, limit: usize) -> Result<usize, StoreError>;
 
+    /// The release that the webhook delivery `delivery` of `source` (an
+    /// intake format's name) registered, if it was seen before.
+    async fn delivery_release(
+        &self,
+        source: &str,
+        delivery: &str,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Records that `delivery` of `source` registered `release_id`; a
+    /// delivery already recorded keeps its first release. Pruned with the
+    /// release.
+    async fn record_delivery(
+        &self,
+        source: &str,
+        delivery: &str,
+        release_id: &str,
+        at: Millis,
+    ) -> Result<(), StoreError>;
+
     async fn load_checks(&self, release_id: &str) -> Result<Vec<CheckRecord>, StoreError>;
 
     /// Writes a tick (see [`TickCommit`]) if the release is still `watching`.

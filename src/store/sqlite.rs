@@ -277,6 +277,32 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn delivery_release(
+        &self,
+        source: &str,
+        delivery: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (source, delivery) = (source.to_owned(), delivery.to_owned());
+        self.read(move |tx| ops::delivery_release(tx, &source, &delivery))
+            .await
+    }
+
+    async fn record_delivery(
+        &self,
+        source: &str,
+        delivery: &str,
+        release_id: &str,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        let (source, delivery, id) = (
+            source.to_owned(),
+            delivery.to_owned(),
+            release_id.to_owned(),
+        );
+        self.write(move |tx| ops::record_delivery(tx, &source, &delivery, &id, at))
+            .await
+    }
+
     async fn prune_ended(&self, ended_before: Millis, limit: usize) -> Result<usize, StoreError> {
         self.write(move |tx| ops::prune_ended(tx, ended_before, limit))
             .await

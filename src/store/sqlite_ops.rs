@@ -571,6 +571,32 @@ pub(super) fn probe_write(
     Ok(())
 }
 
+pub(super) fn delivery_release(
+    tx: &Transaction<'_>,
+    source: &str,
+    id: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT release_id FROM deliveries WHERE source = ?1 AND id = ?2")?
+        .query_row(params![source, id], |r| r.get(0))
+        .optional()?)
+}
+
+pub(super) fn record_delivery(
+    tx: &Transaction<'_>,
+    source: &str,
+    id: &str,
+    release_id: &str,
+    at: Millis,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO deliveries (source, id, release_id, at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (source, id) DO NOTHING",
+    )?
+    .execute(params![source, id, release_id, at])?;
+    Ok(())
+}
+
 pub(super) fn prune_ended(
     tx: &Transaction<'_>,
     ended_before: Millis,
@@ -595,7 +621,13 @@ pub(super) fn prune_ended(
         .query_map(params![ended_before, limit as i64], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for id in &ids {
-        for table in ["checks", "decisions", "notifications", "rollbacks"] {
+        for table in [
+            "checks",
+            "decisions",
+            "notifications",
+            "rollbacks",
+            "deliveries",
+        ] {
             tx.prepare_cached(&format!("DELETE FROM {table} WHERE release_id = ?1"))?
                 .execute([id])?;
         }

@@ -105,6 +105,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
         at    INTEGER NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 4: deploy-tool webhook deliveries already registered (idempotent
+    // redelivery), pruned with their release.
+    "
+    CREATE TABLE deliveries (
+        source     TEXT NOT NULL,
+        id         TEXT NOT NULL,
+        release_id TEXT NOT NULL,
+        at         INTEGER NOT NULL,
+        PRIMARY KEY (source, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_by_release ON deliveries (release_id);
+    ",
 ];
 
 /// Applies the migrations the file lacks, all in one immediate transaction

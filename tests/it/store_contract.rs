@@ -120,6 +120,7 @@ macro_rules! store_contract {
                 a_fenced_tick_is_written_only_by_the_lease_holder,
                 concurrent_watch_claims_have_one_winner,
                 an_outbox_row_is_claimed_by_one_replica_at_a_time,
+                a_delivery_keeps_its_first_release_and_goes_with_it,
             );
         }
     };
@@ -1830,6 +1831,57 @@ async fn every_decision_verb_reads_back_as_written(db: Backend) {
 }
 
 // ---- leases -------------------------------------------------------------------
+
+/// Webhook deliveries: the first release a delivery registered is kept
+/// (per source), survives reopening, and is pruned with its release.
+async fn a_delivery_keeps_its_first_release_and_goes_with_it(db: Backend) {
+    let s = db.store.as_ref();
+    assert_eq!(s.delivery_release("github", "d-1").await.unwrap(), None);
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    register(s, "checkout", "v2", "r2", 2_000).await;
+    s.record_delivery("github", "d-1", "r1", 1_000)
+        .await
+        .unwrap();
+    s.record_delivery("github", "d-1", "r2", 2_000)
+        .await
+        .unwrap();
+    s.record_delivery("gitlab", "d-1", "r2", 2_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.delivery_release("github", "d-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("r1")
+    );
+    assert_eq!(
+        s.delivery_release("gitlab", "d-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("r2")
+    );
+    let db = db.reopen();
+    let s = db.store.as_ref();
+    assert_eq!(
+        s.delivery_release("github", "d-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("r1")
+    );
+    // r1 was superseded by r2 at 2 000: pruned with it.
+    assert_eq!(s.prune_ended(10_000, 10).await.unwrap(), 1);
+    assert_eq!(s.delivery_release("github", "d-1").await.unwrap(), None);
+    assert_eq!(
+        s.delivery_release("gitlab", "d-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("r2")
+    );
+}
 
 async fn a_watch_lease_has_one_live_owner(db: Backend) {
     let s = &*db.store;
