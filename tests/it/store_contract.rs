@@ -2211,6 +2211,7 @@ async fn open_creates_a_versioned_schema_in_wal_mode() {
         [
             "checks",
             "decisions",
+            "deliveries",
             "heartbeats",
             "notifications",
             "releases",
