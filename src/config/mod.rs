@@ -136,6 +136,10 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
+    /// Extension: the name the audit log records for this token's writes
+    /// (default `token-N`, N its position from 1).
+    #[serde(default)]
+    pub name: Option<String>,
     #[serde(default)]
     pub token: Option<Secret>,
     #[serde(default)]

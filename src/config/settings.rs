@@ -50,6 +50,8 @@ impl Settings {
 
 #[derive(Debug, Clone)]
 pub struct ApiToken {
+    /// Who the audit log says wrote, when this token was used.
+    pub name: String,
     pub token: Secret,
     pub scopes: Vec<Scope>,
 }

@@ -62,8 +62,8 @@
 pub mod sqlite;
 
 use crate::model::{
-    CheckRecord, Decision, DeliveryStatus, Millis, NewRelease, NotificationRecord, Release,
-    ReleaseStatus, RollbackRecord, RollbackState,
+    AuditRecord, CheckRecord, Decision, DeliveryStatus, Millis, NewRelease, NotificationRecord,
+    Release, ReleaseStatus, RollbackRecord, RollbackState,
 };
 use crate::section::Section;
 use async_trait::async_trait;
@@ -337,6 +337,17 @@ pub trait Store: Send + Sync + 'static {
         source: &str,
         delivery: &str,
     ) -> Result<Option<String>, StoreError>;
+
+    /// Appends one API write to the audit log (pruned with its release).
+    async fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
+
+    /// The newest `limit` audit records, of one release or of all, oldest
+    /// first.
+    async fn audit_log(
+        &self,
+        release_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
 
     /// Records that `delivery` of `source` registered `release_id`; a
     /// delivery already recorded keeps its first release. Pruned with the

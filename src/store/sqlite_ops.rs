@@ -6,8 +6,8 @@ use super::rows::{
     self, CHECK_COLUMNS, DECISION_COLUMNS, NOTIFICATION_COLUMNS, RELEASE_COLUMNS, ROLLBACK_COLUMNS,
 };
 use crate::model::{
-    CheckRecord, Decision, DeliveryStatus, Millis, NewRelease, NotificationRecord, Release,
-    ReleaseStatus, RollbackRecord, RollbackState,
+    AuditRecord, CheckRecord, Decision, DeliveryStatus, Millis, NewRelease, NotificationRecord,
+    Release, ReleaseStatus, RollbackRecord, RollbackState,
 };
 use crate::store::{
     Lease, Registered, ReleaseDetails, ReleaseFilter, ResumableReleases, RollbackRequest, Silence,
@@ -597,6 +597,58 @@ pub(super) fn record_delivery(
     Ok(())
 }
 
+pub(super) fn append_audit(tx: &Transaction<'_>, r: &AuditRecord) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO audit (at, actor, action, release_id, detail, client)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        r.at,
+        r.actor,
+        r.action,
+        r.release_id,
+        r.detail,
+        r.client
+    ])?;
+    Ok(())
+}
+
+pub(super) fn audit_log(
+    tx: &Transaction<'_>,
+    release_id: Option<&str>,
+    limit: usize,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let row = |r: &rusqlite::Row<'_>| {
+        Ok(AuditRecord {
+            at: r.get(0)?,
+            actor: r.get(1)?,
+            action: r.get(2)?,
+            release_id: r.get(3)?,
+            detail: r.get(4)?,
+            client: r.get(5)?,
+        })
+    };
+    let columns = "at, actor, action, release_id, detail, client";
+    // Newest last: the log reads in the order things happened; `limit`
+    // keeps the newest.
+    let mut out: Vec<AuditRecord> = match release_id {
+        Some(id) => tx
+            .prepare_cached(&format!(
+                "SELECT {columns} FROM audit WHERE release_id = ?1 ORDER BY seq DESC LIMIT ?2"
+            ))?
+            .query_map(params![id, limit as i64], row)?
+            .collect::<Result<_, _>>()?,
+        None => tx
+            .prepare_cached(&format!(
+                "SELECT {columns} FROM audit ORDER BY seq DESC LIMIT ?1"
+            ))?
+            .query_map(params![limit as i64], row)?
+            .collect::<Result<_, _>>()?,
+    };
+    out.reverse();
+    Ok(out)
+}
+
 pub(super) fn prune_ended(
     tx: &Transaction<'_>,
     ended_before: Millis,
@@ -627,6 +679,7 @@ pub(super) fn prune_ended(
             "notifications",
             "rollbacks",
             "deliveries",
+            "audit",
         ] {
             tx.prepare_cached(&format!("DELETE FROM {table} WHERE release_id = ?1"))?
                 .execute([id])?;

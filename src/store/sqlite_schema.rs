@@ -106,7 +106,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     ",
     // 4: deploy-tool webhook deliveries already registered (idempotent
-    // redelivery), pruned with their release.
+    // redelivery), and the audit log of API writes; both pruned with
+    // their release.
     "
     CREATE TABLE deliveries (
         source     TEXT NOT NULL,
@@ -116,6 +117,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (source, id)
     ) WITHOUT ROWID;
     CREATE INDEX deliveries_by_release ON deliveries (release_id);
+    CREATE TABLE audit (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        at         INTEGER NOT NULL,
+        actor      TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        release_id TEXT NOT NULL,
+        detail     TEXT NOT NULL,
+        client     TEXT
+    );
+    CREATE INDEX audit_by_release ON audit (release_id, seq);
     ",
 ];
 

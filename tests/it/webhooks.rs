@@ -21,7 +21,7 @@ listen = "{listen}"
 [store]
 path = "g.db"
 [auth]
-tokens = [ {{ token = "{WRITE_TOKEN}", scopes = ["read", "write"] }} ]
+tokens = [ {{ name = "deploy-bot", token = "{WRITE_TOKEN}", scopes = ["read", "write"] }} ]
 [cadence]
 tiers = [ {{ until = "6h", every = "1h" }} ]
 revert_tiers = [ {{ until = "10m", every = "2m" }} ]
@@ -164,6 +164,35 @@ async fn github_deployments_start_watches_once_per_delivery() {
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["id"], first.as_str());
     assert_eq!(releases(&d).await.len(), 2);
+
+    // Every write is in the audit log, with who made it.
+    let log: Vec<Value> = reqwest::Client::new()
+        .get(format!("{}/v1/audit", d.api))
+        .bearer_auth(WRITE_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let who: Vec<(&str, &str)> = log
+        .iter()
+        .map(|r| (r["actor"].as_str().unwrap(), r["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        who,
+        [
+            ("webhook:github", "register"),
+            ("token:deploy-bot", "register")
+        ],
+        "{log:?}"
+    );
+    assert!(
+        log[0]["detail"].as_str().unwrap().contains("delivery d-1"),
+        "{log:?}"
+    );
+    assert_eq!(log[0]["client"], "127.0.0.1");
+    assert_eq!(v["audit"][0]["actor"], "webhook:github");
 
     // Events that start nothing: 202 with the reason.
     let pending = github_event("0123456789abcdef0123456789abcdef01234567", "in_progress");

@@ -122,8 +122,19 @@ fn auth_tokens(config: &Config, base: &Path, report: &mut Report<'_>) -> Vec<Api
         report.error(&at, "`[auth]` needs at least one token in `tokens`");
     }
     let mut out = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
     for (i, t) in auth.tokens.iter().enumerate() {
         let tp = at.index(i);
+        if let Some(name) = &t.name {
+            if name.trim().is_empty() || name.chars().any(char::is_control) {
+                report.error(&tp.key("name"), "a token's `name` must be non-empty text");
+            } else if !names.insert(name.clone()) {
+                report.error(
+                    &tp.key("name"),
+                    format!("token name `{name}` is used twice"),
+                );
+            }
+        }
         let secret = one_secret(
             t.token.as_ref(),
             t.token_file.as_ref(),
@@ -152,6 +163,7 @@ fn auth_tokens(config: &Config, base: &Path, report: &mut Report<'_>) -> Vec<Api
                 );
             }
             out.push(ApiToken {
+                name: t.name.clone().unwrap_or_else(|| format!("token-{}", i + 1)),
                 token,
                 scopes: t.scopes.clone(),
             });
