@@ -240,6 +240,39 @@ pub struct Release {
     pub superseded_by: Option<String>,
 }
 
+/// One write through the API, as the audit log keeps it: who (the token's
+/// name, or the webhook), what, to which release, when.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AuditRecord {
+    pub at: Millis,
+    /// `token:NAME` (an `[auth]` token), `webhook:TOOL` (a deploy tool's
+    /// signed webhook), or `anonymous` (no `[auth]`: loopback only).
+    pub actor: String,
+    /// `register`, `rollback`, `abort`, `ack`.
+    pub action: String,
+    pub release_id: String,
+    /// What the write said or did (the version registered, the delivery,
+    /// whether a new watch started).
+    pub detail: String,
+    /// The client's address, when known.
+    pub client: Option<String>,
+}
+
+/// The annotation marking a release registered as a revert (a release of
+/// the version the latest release replaced): the id of the release it
+/// reverts. Set only by the guardian; a value a client sends is replaced.
+pub const REVERT_ANNOTATION: &str = "revert_of";
+
+/// Whether `release` was registered as a revert.
+pub fn is_revert(release: &Release) -> bool {
+    release.annotations.contains_key(REVERT_ANNOTATION)
+}
+
+/// The environment of a release or service that names none: `production`.
+pub fn default_environment() -> String {
+    "production".into()
+}
+
 /// What a deploy tool tells us: "this version is live".
 #[derive(Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]

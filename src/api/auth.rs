@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use subtle::{Choice, ConstantTimeEq};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 /// Failed authentications a client IP may make at once; its budget refills
 /// at this many per minute.
@@ -51,17 +51,28 @@ pub(crate) async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    if is_open(request.uri().path()) {
-        return next.run(request).await;
-    }
-    let settings = ctx.settings();
-    if settings.tokens.is_empty() {
-        return next.run(request).await;
-    }
+    let mut request = request;
     let client = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
+    let path = request.uri().path();
+    if let Some(format) = intake::by_route(path).filter(|f| f.auth() == Auth::Own) {
+        // The format checks the request's own signature.
+        let actor = Actor::new(format!("webhook:{}", format.name()), client);
+        request.extensions_mut().insert(actor);
+        return next.run(request).await;
+    }
+    if is_open(path) {
+        return next.run(request).await;
+    }
+    let settings = ctx.settings();
+    if settings.tokens.is_empty() {
+        request
+            .extensions_mut()
+            .insert(Actor::new("anonymous".into(), client));
+        return next.run(request).await;
+    }
     let now = Instant::now();
     if let Err(wait) = auth_failures.admit(client, now) {
         return ApiError::TooManyRequests {
@@ -72,13 +83,32 @@ pub(crate) async fn require_token(
     }
     let scope = required_scope(request.method());
     match check(&settings.tokens, request.headers(), scope) {
-        Ok(()) => next.run(request).await,
+        Ok(name) => {
+            let actor = Actor::new(format!("token:{name}"), client);
+            request.extensions_mut().insert(actor);
+            next.run(request).await
+        }
         Err(e) => {
             if matches!(e, ApiError::Unauthorized(_)) {
                 auth_failures.record_failure(client, now);
             }
             e.into_response()
         }
+    }
+}
+
+/// Who made a request, as the audit log records it: `token:NAME`,
+/// `webhook:TOOL` or `anonymous`, and the client's address. Set by
+/// the token middleware on every route that can write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub name: String,
+    pub client: Option<IpAddr>,
+}
+
+impl Actor {
+    fn new(name: String, client: Option<IpAddr>) -> Self {
+        Self { name, client }
     }
 }
 
@@ -187,12 +217,13 @@ pub(crate) fn required_scope(method: &Method) -> Scope {
     }
 }
 
-/// Checks the request's bearer token against the configured ones.
-pub(crate) fn check(
-    tokens: &[ApiToken],
+/// Checks the request's bearer token against the configured ones; the name
+/// of the token that matched.
+pub(crate) fn check<'t>(
+    tokens: &'t [ApiToken],
     headers: &HeaderMap,
     scope: Scope,
-) -> Result<(), ApiError> {
+) -> Result<&'t str, ApiError> {
     let presented = bearer_token(headers).ok_or_else(|| {
         ApiError::Unauthorized("missing bearer token: send `Authorization: Bearer TOKEN`".into())
     })?;
@@ -202,10 +233,12 @@ pub(crate) fn check(
     // are fixed-size digests: the time taken tells neither which token
     // matched, nor how much of one, nor how long the configured ones are.
     let presented = sha256(presented.as_bytes());
-    for token in tokens {
+    let mut which = 0u32;
+    for (i, token) in tokens.iter().enumerate() {
         let matches = sha256(token.token.expose().as_bytes()).ct_eq(&presented);
         known |= matches;
         allowed |= matches & Choice::from(u8::from(token.scopes.contains(&scope)));
+        which = u32::conditional_select(&which, &(i as u32), matches);
     }
     if !bool::from(known) {
         return Err(ApiError::Unauthorized("invalid bearer token".into()));
@@ -216,7 +249,7 @@ pub(crate) fn check(
             scope_name(scope)
         )));
     }
-    Ok(())
+    Ok(&tokens[which as usize].name)
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -251,10 +284,12 @@ mod tests {
     fn tokens() -> Vec<ApiToken> {
         vec![
             ApiToken {
+                name: "reader".into(),
                 token: Secret::new("reader-token-1234"),
                 scopes: vec![Scope::Read],
             },
             ApiToken {
+                name: "writer".into(),
                 token: Secret::new("writer-token-5678"),
                 scopes: vec![Scope::Read, Scope::Write],
             },
@@ -272,7 +307,7 @@ mod tests {
         let t = tokens();
         assert_eq!(
             check(&t, &with("Bearer reader-token-1234"), Scope::Read),
-            Ok(())
+            Ok("reader")
         );
         assert!(matches!(
             check(&t, &with("Bearer reader-token-1234"), Scope::Write),
@@ -280,7 +315,7 @@ mod tests {
         ));
         assert_eq!(
             check(&t, &with("bearer writer-token-5678"), Scope::Write),
-            Ok(())
+            Ok("writer")
         );
         for bad in [
             "Bearer writer-token-567",
@@ -351,10 +386,13 @@ mod tests {
     fn open_paths() {
         assert!(is_open("/healthz"));
         assert!(is_open("/metrics"));
-        assert!(
-            !is_open("/v1/webhooks/github"),
-            "no webhook route exists yet"
-        );
+        for tool in ["github", "gitlab", "argocd", "flux"] {
+            assert!(
+                is_open(&format!("/v1/webhooks/{tool}")),
+                "{tool}: the format checks its own signature"
+            );
+        }
+        assert!(!is_open("/v1/webhooks/nope"));
         assert!(!is_open("/v1/releases"));
         assert!(!is_open("/healthz/../v1/releases"));
         assert!(!is_open("/nope"));

@@ -26,6 +26,7 @@
 //! above [`MAX_CONCURRENT_REQUESTS`] → body limit → authentication → the
 //! route.
 
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod error;
@@ -95,6 +96,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/releases/{id}/rollback", post(releases::rollback))
         .route("/v1/releases/{id}/abort", post(releases::abort))
         .route("/v1/releases/{id}/ack", post(releases::ack))
+        .route("/v1/audit", get(audit::list))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

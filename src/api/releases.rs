@@ -7,6 +7,8 @@
 //! watches never disagree; every answer is the full release object
 //! ([`ReleaseView`]) read back from the store.
 
+use super::audit;
+use super::auth::Actor;
 use super::body;
 use super::error::ApiError;
 use super::view::ReleaseView;
@@ -19,7 +21,7 @@ use crate::model::{CheckRecord, CheckState, Level, ReleaseStatus};
 use crate::store::ReleaseDetails;
 use crate::store::ReleaseFilter;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::extract::{Extension, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -50,6 +52,7 @@ pub(crate) async fn create(
     request: Request,
 ) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
+    let actor = request.extensions().get::<Actor>().cloned();
     let bytes = body::read(request).await?;
     let settings = ctx.settings();
     let config = settings.webhooks.get(format.name()).map(|c| c.as_ref());
@@ -60,29 +63,75 @@ pub(crate) async fn create(
             format.name()
         )));
     }
-    let intake = intake::receive(
-        format,
-        &IntakeRequest {
-            headers: &headers,
-            body: &bytes,
-            config,
-        },
-    )
-    .map_err(intake_error)?;
+    let request = IntakeRequest {
+        headers: &headers,
+        body: &bytes,
+        config,
+    };
+    let intake = intake::receive(format, &request).map_err(intake_error)?;
+    // Read only once the request is authenticated.
+    let delivery = format.delivery(&request);
     let new = match intake {
         Intake::Release(new) => {
             check_annotations(&new.annotations)?;
             new
         }
         Intake::Ignored(reason) => {
+            tracing::info!(format = format.name(), %reason, "event starts no watch");
             return Ok((
                 StatusCode::ACCEPTED,
                 Json(serde_json::json!({ "ignored": reason })),
             )
-                .into_response())
+                .into_response());
         }
     };
+    if let Some(delivery) = &delivery {
+        if let Some(id) = ctx.store.delivery_release(format.name(), delivery).await? {
+            // A redelivery (the tool retried, or someone pressed
+            // "Redeliver"): answer with what it registered, start nothing.
+            tracing::info!(format = format.name(), %delivery, release = %id, "delivery seen before; nothing new started");
+            return match release_view(&ctx, &id).await {
+                Ok(view) => Ok((StatusCode::OK, Json(view)).into_response()),
+                Err(ApiError::NotFound(_)) => Ok((
+                    StatusCode::ACCEPTED,
+                    Json(serde_json::json!({ "ignored": format!("delivery {delivery} was processed before") })),
+                )
+                    .into_response()),
+                Err(e) => Err(e),
+            };
+        }
+    }
+    let version = new.version.clone();
     let registered = guardian.register(new).await?;
+    audit::record(
+        &ctx,
+        actor.as_ref(),
+        "register",
+        &registered.release.id,
+        format!(
+            "version {version}{}: {}",
+            delivery
+                .as_deref()
+                .map(|d| format!(" (delivery {d})"))
+                .unwrap_or_default(),
+            if registered.created {
+                "new watch"
+            } else {
+                "already the latest release"
+            }
+        ),
+    )
+    .await;
+    if let Some(delivery) = &delivery {
+        ctx.store
+            .record_delivery(
+                format.name(),
+                delivery,
+                &registered.release.id,
+                ctx.clock.now(),
+            )
+            .await?;
+    }
     let view = release_view(&ctx, &registered.release.id).await?;
     if !registered.created {
         return Ok((StatusCode::OK, Json(view)).into_response());
@@ -254,9 +303,18 @@ pub(crate) async fn show(
 /// `POST /v1/releases/{id}/rollback`: 202, the hook runs in the background.
 pub(crate) async fn rollback(
     State(ApiState { guardian, ctx, .. }): State<ApiState>,
+    actor: Option<Extension<Actor>>,
     ReleaseId(id): ReleaseId,
 ) -> Result<(StatusCode, Json<ReleaseView>), ApiError> {
     let release = guardian.manual_rollback(&id).await?;
+    audit::record(
+        &ctx,
+        actor.as_deref(),
+        "rollback",
+        &release.id,
+        "manual rollback requested".into(),
+    )
+    .await;
     Ok((
         StatusCode::ACCEPTED,
         Json(release_view(&ctx, &release.id).await?),
@@ -266,18 +324,36 @@ pub(crate) async fn rollback(
 /// `POST /v1/releases/{id}/abort`.
 pub(crate) async fn abort(
     State(ApiState { guardian, ctx, .. }): State<ApiState>,
+    actor: Option<Extension<Actor>>,
     ReleaseId(id): ReleaseId,
 ) -> Result<Json<ReleaseView>, ApiError> {
     let release = guardian.abort(&id).await?;
+    audit::record(
+        &ctx,
+        actor.as_deref(),
+        "abort",
+        &release.id,
+        "watch aborted".into(),
+    )
+    .await;
     Ok(Json(release_view(&ctx, &release.id).await?))
 }
 
 /// `POST /v1/releases/{id}/ack`: no further pages for this release.
 pub(crate) async fn ack(
     State(ApiState { guardian, ctx, .. }): State<ApiState>,
+    actor: Option<Extension<Actor>>,
     ReleaseId(id): ReleaseId,
 ) -> Result<Json<ReleaseView>, ApiError> {
     let release = guardian.ack(&id).await?;
+    audit::record(
+        &ctx,
+        actor.as_deref(),
+        "ack",
+        &release.id,
+        "pages silenced".into(),
+    )
+    .await;
     Ok(Json(release_view(&ctx, &release.id).await?))
 }
 
@@ -289,10 +365,12 @@ async fn release_view(ctx: &Context, id: &str) -> Result<ReleaseView, ApiError> 
         .await?
         .ok_or_else(|| ApiError::release_not_found(id))?;
     let settings = ctx.settings();
-    Ok(ReleaseView::new(
+    let mut view = ReleaseView::new(
         with_pending(details, &settings),
         &Redactor::from_settings(&settings),
-    ))
+    );
+    view.audit = Some(audit::of_release(ctx, id).await?);
+    Ok(view)
 }
 
 /// Adds the service's configured checks that have no result yet as

@@ -37,6 +37,10 @@ pub struct ReleaseView {
     pub decisions: Vec<DecisionView>,
     pub notifications: Vec<NotificationView>,
     pub rollback: Option<RollbackView>,
+    /// The writes made to this release through the API (who, what, when);
+    /// left out of list items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<Vec<super::audit::AuditView>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -158,6 +162,7 @@ impl ReleaseView {
                 .map(|n| NotificationView::new(n, redactor))
                 .collect(),
             rollback: rollback.map(|r| RollbackView::new(r, redactor)),
+            audit: None,
         }
     }
 }

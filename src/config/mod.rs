@@ -136,6 +136,10 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
+    /// Extension: the name the audit log records for this token's writes
+    /// (default `token-N`, N its position from 1).
+    #[serde(default)]
+    pub name: Option<String>,
     #[serde(default)]
     pub token: Option<Secret>,
     #[serde(default)]
@@ -154,6 +158,26 @@ pub enum Scope {
 #[serde(deny_unknown_fields)]
 pub struct CadenceConfig {
     pub tiers: Vec<TierConfig>,
+    /// Extension: the tiers of a revert (a release of the version the
+    /// latest release replaced); default [`default_revert_tiers`].
+    #[serde(default)]
+    pub revert_tiers: Option<Vec<TierConfig>>,
+}
+
+/// A revert's default schedule: every minute for 15 minutes, then every 5
+/// minutes until the hour: a known version coming back needs a fast
+/// answer, not six hours of watching.
+pub fn default_revert_tiers() -> Vec<TierConfig> {
+    vec![
+        TierConfig {
+            until: Duration::from_secs(15 * 60),
+            every: Duration::from_secs(60),
+        },
+        TierConfig {
+            until: Duration::from_secs(60 * 60),
+            every: Duration::from_secs(5 * 60),
+        },
+    ]
 }
 
 impl Default for CadenceConfig {
@@ -165,6 +189,7 @@ impl Default for CadenceConfig {
         };
         Self {
             tiers: vec![tier(60, 5), tier(180, 15), tier(360, 30)],
+            revert_tiers: None,
         }
     }
 }
@@ -204,6 +229,4 @@ pub struct ServiceConfig {
     pub cadence: Option<CadenceConfig>,
 }
 
-pub fn default_environment() -> String {
-    "production".into()
-}
+pub use crate::model::default_environment;

@@ -50,6 +50,8 @@ impl Settings {
 
 #[derive(Debug, Clone)]
 pub struct ApiToken {
+    /// Who the audit log says wrote, when this token was used.
+    pub name: String,
     pub token: Secret,
     pub scopes: Vec<Scope>,
 }
@@ -66,10 +68,22 @@ pub struct Service {
     pub probes: Vec<ProbeConfig>,
     pub rollback: Option<RollbackConfig>,
     pub cadence: Cadence,
+    /// The cadence of a revert (`[cadence] revert_tiers`).
+    pub revert_cadence: Cadence,
     pub checks: Vec<CheckSpec>,
 }
 
 impl Service {
+    /// The cadence `release` is watched on: the revert cadence for a
+    /// release registered as a revert, the service's cadence otherwise.
+    pub fn cadence_for(&self, release: &crate::model::Release) -> &Cadence {
+        if crate::model::is_revert(release) {
+            &self.revert_cadence
+        } else {
+            &self.cadence
+        }
+    }
+
     pub fn probe(&self, name: &str) -> Option<&ProbeConfig> {
         self.probes.iter().find(|p| p.name == name)
     }

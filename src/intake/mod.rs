@@ -12,6 +12,16 @@
 //! | format     | route               | authentication                          |
 //! |------------|---------------------|-----------------------------------------|
 //! | [`native`] | `POST /v1/releases` | the API's bearer tokens (`write` scope) |
+//! | [`github`] | `POST /v1/webhooks/github` | `X-Hub-Signature-256` (HMAC-SHA256) |
+//! | [`gitlab`] | `POST /v1/webhooks/gitlab` | `X-Gitlab-Token` |
+//! | [`argocd`] | `POST /v1/webhooks/argocd` | `Authorization: Bearer` shared secret |
+//! | [`flux`]   | `POST /v1/webhooks/flux`   | `X-Signature` (HMAC-SHA256, `generic-hmac`) |
+//!
+//! What the webhook formats share (secrets, constant-time checks, the
+//! deploy record kept on the release) lives in [`webhook`]. A format that
+//! names a delivery id ([`IntakeFormat::delivery`]) is idempotent per
+//! delivery: the API answers a delivery it has seen with the release that
+//! delivery registered, and starts nothing new.
 //!
 //! # Adding a format
 //!
@@ -41,19 +51,30 @@
 //! webhook routes under `/v1/webhooks/NAME`, and a format that authenticates
 //! itself refusing requests until it implements `authenticate`.
 
+pub mod argocd;
+pub mod flux;
+pub mod github;
+pub mod gitlab;
 pub mod json;
 pub mod native;
+pub mod webhook;
 
 use crate::model::NewRelease;
 use crate::section::{Secret, Section};
 use axum::http::HeaderMap;
 
 /// Every intake format, one line each; the API serves each at its route.
-pub static FORMATS: &[&dyn IntakeFormat] = &[&native::Native];
+pub static FORMATS: &[&dyn IntakeFormat] = &[
+    &native::Native,
+    &github::GitHub,
+    &gitlab::GitLab,
+    &argocd::ArgoCd,
+    &flux::Flux,
+];
 
 /// Deploy tools of the contract whose webhooks later versions add; a
 /// `[webhooks.NAME]` for one of them is refused with that message.
-pub const PLANNED: &[&str] = &["github", "gitlab", "argocd", "flux"];
+pub const PLANNED: &[&str] = &[];
 
 /// The format named `name`, if this version has it.
 pub fn by_name(name: &str) -> Option<&'static dyn IntakeFormat> {
@@ -120,6 +141,11 @@ pub trait IntakeConfig: std::fmt::Debug + Send + Sync + std::any::Any {
     fn secrets(&self) -> Vec<&Secret>;
     /// For the format's own downcast (`as_any().downcast_ref::<MyConfig>()`).
     fn as_any(&self) -> &dyn std::any::Any;
+    /// The services (and environments) its events may start watches for;
+    /// the config check makes sure each is configured.
+    fn targets(&self) -> Vec<webhook::Target> {
+        Vec::new()
+    }
 }
 
 /// A way deploy tools announce releases.
@@ -157,6 +183,14 @@ pub trait IntakeFormat: Send + Sync {
                 self.name()
             ))),
         }
+    }
+
+    /// The id of this delivery, stable across the sender's retries
+    /// (`X-GitHub-Delivery`, GitLab's `Idempotency-Key`, or a digest of the
+    /// body for tools that resend the same bytes); `None` when the format
+    /// has none (registration is then idempotent per version only).
+    fn delivery(&self, _request: &IntakeRequest<'_>) -> Option<String> {
+        None
     }
 
     /// Turns an authenticated request into a release (or an ignored event).

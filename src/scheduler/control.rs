@@ -10,8 +10,9 @@ use super::Guardian;
 use crate::actions::rollback::RollbackMode;
 use crate::model::{
     Decision, Millis, NewRelease, Release, ReleaseStatus, RollbackRecord, RollbackState,
+    REVERT_ANNOTATION,
 };
-use crate::store::{Registered, RollbackRequest, Silence, StoreError};
+use crate::store::{Registered, ReleaseFilter, RollbackRequest, Silence, StoreError};
 use std::sync::Arc;
 
 use crate::model::MAX_NAME_LEN;
@@ -81,7 +82,10 @@ impl Guardian {
             .await
     }
 
-    async fn register_now(self: &Arc<Self>, new: NewRelease) -> Result<Registered, ControlError> {
+    async fn register_now(
+        self: &Arc<Self>,
+        mut new: NewRelease,
+    ) -> Result<Registered, ControlError> {
         validate_name("service", &new.service)?;
         validate_name("version", &new.version)?;
         let environment = new
@@ -99,8 +103,24 @@ impl Guardian {
                 service: new.service.clone(),
                 environment: environment.clone(),
             })?;
+        let latest = self
+            .ctx
+            .store
+            .list_releases(&ReleaseFilter {
+                service: Some(new.service.clone()),
+                environment: Some(environment.clone()),
+                limit: 1,
+                ..ReleaseFilter::default()
+            })
+            .await?;
+        super::lineage::complete(&mut new, latest.first());
         let now = self.ctx.clock.now();
-        let first = service.cadence.next_tick(now, now).unwrap_or(now);
+        let cadence = if new.annotations.contains_key(REVERT_ANNOTATION) {
+            &service.revert_cadence
+        } else {
+            &service.cadence
+        };
+        let first = cadence.next_tick(now, now).unwrap_or(now);
         let id = uuid::Uuid::now_v7().to_string();
         let reg = self
             .ctx
@@ -122,7 +142,8 @@ impl Guardian {
             if self.claim(&reg.release.id).await? {
                 self.spawn_watch(&reg.release.id);
             }
-            tracing::info!(release = %reg.release.id, service = %new.service, %environment, version = %new.version, "watch started");
+            let revert = crate::model::is_revert(&reg.release);
+            tracing::info!(release = %reg.release.id, service = %new.service, %environment, version = %new.version, revert, "watch started");
         } else if reg.release.status == ReleaseStatus::Watching
             && reg.release.next_check_at.is_some()
             && !self.lock_watches().contains_key(&reg.release.id)

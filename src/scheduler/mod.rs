@@ -20,6 +20,7 @@
 
 mod blindness;
 mod control;
+mod lineage;
 mod messages;
 mod read;
 mod rollback;

@@ -75,7 +75,9 @@ impl<'a> TickSources<'a> {
             sources: ctx.sources(),
             vars: variables(release, service),
             now,
-            window_end: release.started_at.saturating_add(service.cadence.length()),
+            window_end: release
+                .started_at
+                .saturating_add(service.cadence_for(release).length()),
         }
     }
 
@@ -147,7 +149,11 @@ impl<'a> TickSources<'a> {
     /// past its end, or a (late) tick more than a minute past it.
     fn past_window(&self) -> bool {
         let due = self.release.next_check_at.unwrap_or(self.now);
-        let tolerance = self.service.cadence.last_every().min(60_000);
+        let tolerance = self
+            .service
+            .cadence_for(self.release)
+            .last_every()
+            .min(60_000);
         due > self.window_end || self.now.saturating_sub(self.window_end) > tolerance
     }
 

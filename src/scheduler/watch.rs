@@ -210,8 +210,9 @@ async fn tick_once(
         None => {}
     }
 
-    let window_end = release.started_at + service.cadence.length();
-    let cadence_next = service.cadence.next_tick(release.started_at, now);
+    let cadence = service.cadence_for(release);
+    let window_end = release.started_at + cadence.length();
+    let cadence_next = cadence.next_tick(release.started_at, now);
     let rollback_requested = commit.rollback.is_some();
     let reached_rollback = out.rollback.is_some()
         || (verdict::needs_history(cadence_next, rollback_requested)
@@ -221,7 +222,7 @@ async fn tick_once(
         due: release.next_check_at,
         cadence_next,
         window_end,
-        last_every: service.cadence.last_every(),
+        last_every: cadence.last_every(),
         // Range checks the window's last ticks could not read (source down).
         unread: unread_checks(service, &commit.checks, window_end),
         inconclusive: commit

@@ -62,8 +62,8 @@
 pub mod sqlite;
 
 use crate::model::{
-    CheckRecord, Decision, DeliveryStatus, Millis, NewRelease, NotificationRecord, Release,
-    ReleaseStatus, RollbackRecord, RollbackState,
+    AuditRecord, CheckRecord, Decision, DeliveryStatus, Millis, NewRelease, NotificationRecord,
+    Release, ReleaseStatus, RollbackRecord, RollbackState,
 };
 use crate::section::Section;
 use async_trait::async_trait;
@@ -329,6 +329,36 @@ pub trait Store: Send + Sync + 'static {
     /// rollback, oldest first, in one transaction. Returns how many releases
     /// were deleted. Active releases are never touched.
     async fn prune_ended(&self, ended_before: Millis, limit: usize) -> Result<usize, StoreError>;
+
+    /// The release that the webhook delivery `delivery` of `source` (an
+    /// intake format's name) registered, if it was seen before.
+    async fn delivery_release(
+        &self,
+        source: &str,
+        delivery: &str,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Appends one API write to the audit log (pruned with its release).
+    async fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
+
+    /// The newest `limit` audit records, of one release or of all, oldest
+    /// first.
+    async fn audit_log(
+        &self,
+        release_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Records that `delivery` of `source` registered `release_id`; a
+    /// delivery already recorded keeps its first release. Pruned with the
+    /// release.
+    async fn record_delivery(
+        &self,
+        source: &str,
+        delivery: &str,
+        release_id: &str,
+        at: Millis,
+    ) -> Result<(), StoreError>;
 
     async fn load_checks(&self, release_id: &str) -> Result<Vec<CheckRecord>, StoreError>;
 

@@ -34,8 +34,8 @@ use super::{
     Store, StoreError, TickApplied, TickCommit,
 };
 use crate::model::{
-    CheckRecord, Decision, DeliveryStatus, Millis, NewRelease, NotificationRecord, Release,
-    ReleaseStatus, RollbackRecord, RollbackState,
+    AuditRecord, CheckRecord, Decision, DeliveryStatus, Millis, NewRelease, NotificationRecord,
+    Release, ReleaseStatus, RollbackRecord, RollbackState,
 };
 use crate::section::Section;
 use async_trait::async_trait;
@@ -274,6 +274,47 @@ impl Store for SqliteStore {
     async fn probe_write(&self, owner: &str, now: Millis) -> Result<(), StoreError> {
         let owner = owner.to_owned();
         self.write(move |tx| ops::probe_write(tx, &owner, now))
+            .await
+    }
+
+    async fn delivery_release(
+        &self,
+        source: &str,
+        delivery: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (source, delivery) = (source.to_owned(), delivery.to_owned());
+        self.read(move |tx| ops::delivery_release(tx, &source, &delivery))
+            .await
+    }
+
+    async fn record_delivery(
+        &self,
+        source: &str,
+        delivery: &str,
+        release_id: &str,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        let (source, delivery, id) = (
+            source.to_owned(),
+            delivery.to_owned(),
+            release_id.to_owned(),
+        );
+        self.write(move |tx| ops::record_delivery(tx, &source, &delivery, &id, at))
+            .await
+    }
+
+    async fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        let record = record.clone();
+        self.write(move |tx| ops::append_audit(tx, &record)).await
+    }
+
+    async fn audit_log(
+        &self,
+        release_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let id = release_id.map(str::to_owned);
+        self.read(move |tx| ops::audit_log(tx, id.as_deref(), limit))
             .await
     }
 

@@ -6,8 +6,8 @@ use super::rows::{
     self, CHECK_COLUMNS, DECISION_COLUMNS, NOTIFICATION_COLUMNS, RELEASE_COLUMNS, ROLLBACK_COLUMNS,
 };
 use crate::model::{
-    CheckRecord, Decision, DeliveryStatus, Millis, NewRelease, NotificationRecord, Release,
-    ReleaseStatus, RollbackRecord, RollbackState,
+    AuditRecord, CheckRecord, Decision, DeliveryStatus, Millis, NewRelease, NotificationRecord,
+    Release, ReleaseStatus, RollbackRecord, RollbackState,
 };
 use crate::store::{
     Lease, Registered, ReleaseDetails, ReleaseFilter, ResumableReleases, RollbackRequest, Silence,
@@ -576,6 +576,84 @@ pub(super) fn probe_write(
     Ok(())
 }
 
+pub(super) fn delivery_release(
+    tx: &Transaction<'_>,
+    source: &str,
+    id: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT release_id FROM deliveries WHERE source = ?1 AND id = ?2")?
+        .query_row(params![source, id], |r| r.get(0))
+        .optional()?)
+}
+
+pub(super) fn record_delivery(
+    tx: &Transaction<'_>,
+    source: &str,
+    id: &str,
+    release_id: &str,
+    at: Millis,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO deliveries (source, id, release_id, at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (source, id) DO NOTHING",
+    )?
+    .execute(params![source, id, release_id, at])?;
+    Ok(())
+}
+
+pub(super) fn append_audit(tx: &Transaction<'_>, r: &AuditRecord) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO audit (at, actor, action, release_id, detail, client)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        r.at,
+        r.actor,
+        r.action,
+        r.release_id,
+        r.detail,
+        r.client
+    ])?;
+    Ok(())
+}
+
+pub(super) fn audit_log(
+    tx: &Transaction<'_>,
+    release_id: Option<&str>,
+    limit: usize,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let row = |r: &rusqlite::Row<'_>| {
+        Ok(AuditRecord {
+            at: r.get(0)?,
+            actor: r.get(1)?,
+            action: r.get(2)?,
+            release_id: r.get(3)?,
+            detail: r.get(4)?,
+            client: r.get(5)?,
+        })
+    };
+    let columns = "at, actor, action, release_id, detail, client";
+    // Newest last: the log reads in the order things happened; `limit`
+    // keeps the newest.
+    let mut out: Vec<AuditRecord> = match release_id {
+        Some(id) => tx
+            .prepare_cached(&format!(
+                "SELECT {columns} FROM audit WHERE release_id = ?1 ORDER BY seq DESC LIMIT ?2"
+            ))?
+            .query_map(params![id, limit as i64], row)?
+            .collect::<Result<_, _>>()?,
+        None => tx
+            .prepare_cached(&format!(
+                "SELECT {columns} FROM audit ORDER BY seq DESC LIMIT ?1"
+            ))?
+            .query_map(params![limit as i64], row)?
+            .collect::<Result<_, _>>()?,
+    };
+    out.reverse();
+    Ok(out)
+}
+
 pub(super) fn prune_ended(
     tx: &Transaction<'_>,
     ended_before: Millis,
@@ -600,7 +678,14 @@ pub(super) fn prune_ended(
         .query_map(params![ended_before, limit as i64], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for id in &ids {
-        for table in ["checks", "decisions", "notifications", "rollbacks"] {
+        for table in [
+            "checks",
+            "decisions",
+            "notifications",
+            "rollbacks",
+            "deliveries",
+            "audit",
+        ] {
             tx.prepare_cached(&format!("DELETE FROM {table} WHERE release_id = ?1"))?
                 .execute([id])?;
         }

@@ -109,6 +109,29 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE checks ADD COLUMN logs TEXT;
     ",
+    // 5: deploy-tool webhook deliveries already registered (idempotent
+    // redelivery), and the audit log of API writes; both pruned with
+    // their release.
+    "
+    CREATE TABLE deliveries (
+        source     TEXT NOT NULL,
+        id         TEXT NOT NULL,
+        release_id TEXT NOT NULL,
+        at         INTEGER NOT NULL,
+        PRIMARY KEY (source, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_by_release ON deliveries (release_id);
+    CREATE TABLE audit (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        at         INTEGER NOT NULL,
+        actor      TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        release_id TEXT NOT NULL,
+        detail     TEXT NOT NULL,
+        client     TEXT
+    );
+    CREATE INDEX audit_by_release ON audit (release_id, seq);
+    ",
 ];
 
 /// Applies the migrations the file lacks, all in one immediate transaction

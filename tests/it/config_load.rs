@@ -886,21 +886,30 @@ fn a_structural_error_in_a_check_does_not_hide_its_other_errors() {
 #[test]
 fn webhook_sections_go_through_the_intake_registry() {
     let dir = tempfile::tempdir().unwrap();
-    let text =
-        "[webhooks.github]\nsecret_file = \"gh.secret\"\n\n[webhooks.jenkins]\nurl = \"x\"\n";
+    let text = r#"[[services]]
+name = "checkout"
+
+[webhooks.github]
+secret_file = "gh.secret"
+map = [ { repository = "", environment = "production", service = "checkout" } ]
+
+[webhooks.gitlab]
+token = "t"
+map = [ { project = "a/b", environment = "production", service = "nope" } ]
+
+[webhooks.jenkins]
+url = "x"
+"#;
     let f = dir.path().join("guardian.toml");
     assert_errors(
         &errors_of(dir.path(), text, &no_env()),
         &[
+            (&f, 5, 1, "cannot read `secret_file`"),
+            (&f, 6, 11, "`repository` must not be empty"),
+            (&f, 10, 56, "service `nope` (production) is not configured"),
             (
                 &f,
-                1,
-                11,
-                "webhook `github` is not available in this version (planned)",
-            ),
-            (
-                &f,
-                4,
+                12,
                 11,
                 "unknown webhook `jenkins`; deploy tools: github, gitlab, argocd, flux",
             ),

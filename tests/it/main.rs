@@ -37,3 +37,4 @@ mod rollback_hook_env;
 mod shutdown;
 mod store_contract;
 mod systemd;
+mod webhooks;

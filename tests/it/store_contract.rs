@@ -11,8 +11,8 @@
 //! Self-contained on purpose: its helpers live at the top of this file.
 
 use release_guardian::model::{
-    CheckRecord, CheckState, Decision, DecisionAction, DeliveryStatus, Level, Message, Millis,
-    NewRelease, NotificationRecord, Release, ReleaseStatus, RollbackRecord, RollbackState,
+    AuditRecord, CheckRecord, CheckState, Decision, DecisionAction, DeliveryStatus, Level, Message,
+    Millis, NewRelease, NotificationRecord, Release, ReleaseStatus, RollbackRecord, RollbackState,
     Severity,
 };
 use release_guardian::store::sqlite::SqliteStore;
@@ -120,6 +120,8 @@ macro_rules! store_contract {
                 a_fenced_tick_is_written_only_by_the_lease_holder,
                 concurrent_watch_claims_have_one_winner,
                 an_outbox_row_is_claimed_by_one_replica_at_a_time,
+                a_delivery_keeps_its_first_release_and_goes_with_it,
+                the_audit_log_keeps_writes_in_order_and_goes_with_the_release,
             );
         }
     };
@@ -1841,6 +1843,89 @@ async fn every_decision_verb_reads_back_as_written(db: Backend) {
 
 // ---- leases -------------------------------------------------------------------
 
+/// Webhook deliveries: the first release a delivery registered is kept
+/// (per source), survives reopening, and is pruned with its release.
+async fn a_delivery_keeps_its_first_release_and_goes_with_it(db: Backend) {
+    let s = db.store.as_ref();
+    assert_eq!(s.delivery_release("github", "d-1").await.unwrap(), None);
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    register(s, "checkout", "v2", "r2", 2_000).await;
+    s.record_delivery("github", "d-1", "r1", 1_000)
+        .await
+        .unwrap();
+    s.record_delivery("github", "d-1", "r2", 2_000)
+        .await
+        .unwrap();
+    s.record_delivery("gitlab", "d-1", "r2", 2_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.delivery_release("github", "d-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("r1")
+    );
+    assert_eq!(
+        s.delivery_release("gitlab", "d-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("r2")
+    );
+    let db = db.reopen();
+    let s = db.store.as_ref();
+    assert_eq!(
+        s.delivery_release("github", "d-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("r1")
+    );
+    // r1 was superseded by r2 at 2 000: pruned with it.
+    assert_eq!(s.prune_ended(10_000, 10).await.unwrap(), 1);
+    assert_eq!(s.delivery_release("github", "d-1").await.unwrap(), None);
+    assert_eq!(
+        s.delivery_release("gitlab", "d-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("r2")
+    );
+}
+
+async fn the_audit_log_keeps_writes_in_order_and_goes_with_the_release(db: Backend) {
+    let s = db.store.as_ref();
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    register(s, "checkout", "v2", "r2", 2_000).await;
+    let rec = |at: Millis, actor: &str, action: &str, id: &str| AuditRecord {
+        at,
+        actor: actor.into(),
+        action: action.into(),
+        release_id: id.into(),
+        detail: format!("{action} {id}"),
+        client: Some("127.0.0.1".into()),
+    };
+    let written = [
+        rec(1_000, "token:ci", "register", "r1"),
+        rec(2_000, "webhook:github", "register", "r2"),
+        rec(3_000, "token:ops", "ack", "r2"),
+        rec(3_000, "token:ops", "abort", "r2"),
+    ];
+    for r in &written {
+        s.append_audit(r).await.unwrap();
+    }
+    assert_eq!(s.audit_log(None, 100).await.unwrap(), written);
+    assert_eq!(s.audit_log(None, 2).await.unwrap(), written[2..]);
+    assert_eq!(s.audit_log(Some("r2"), 100).await.unwrap(), written[1..]);
+    let db = db.reopen();
+    let s = db.store.as_ref();
+    assert_eq!(s.audit_log(Some("r1"), 100).await.unwrap(), written[..1]);
+    // r1 (superseded at 2 000) is pruned, and its records with it.
+    assert_eq!(s.prune_ended(10_000, 10).await.unwrap(), 1);
+    assert_eq!(s.audit_log(None, 100).await.unwrap(), written[1..]);
+}
+
 async fn a_watch_lease_has_one_live_owner(db: Backend) {
     let s = &*db.store;
     register(s, "checkout", "v1", "r1", 1_000).await;
@@ -2167,8 +2252,10 @@ async fn open_creates_a_versioned_schema_in_wal_mode() {
     assert_eq!(
         tables,
         [
+            "audit",
             "checks",
             "decisions",
+            "deliveries",
             "heartbeats",
             "notifications",
             "releases",

@@ -12,7 +12,7 @@ mod services;
 
 use super::load::Parsed;
 use super::Cadence;
-use super::{ApiToken, CadenceConfig, Config, Settings};
+use super::{default_revert_tiers, ApiToken, CadenceConfig, Config, Settings, TierConfig};
 use crate::section::{one_secret, KeyPath, Report};
 use crate::store::sqlite::DEFAULT_PATH;
 use crate::store::StoreSettings;
@@ -51,13 +51,21 @@ pub(super) fn validate(parsed: Parsed, report: &mut Report<'_>, file: &Path) -> 
     let cadence = cadence.unwrap_or_else(|| {
         Cadence::from_config(&CadenceConfig::default()).expect("the default cadence is valid")
     });
+    let revert_cadence = (!cadence_failed)
+        .then(|| revert_cadence(&config.cadence, &KeyPath::root().key("cadence"), report))
+        .flatten()
+        .unwrap_or_else(|| {
+            Cadence::new(&default_revert_tiers()).expect("the default revert cadence is valid")
+        });
     let ctx = ServiceContext {
         base: &base,
         notifier_names: &notifier_names,
         cadence: &cadence,
+        revert_cadence: &revert_cadence,
         sources: &source_names,
     };
     let services = build_services(&services, &ctx, report);
+    check_webhook_targets(&webhooks, &services, report);
     Settings {
         file: file.to_path_buf(),
         config,
@@ -72,6 +80,39 @@ pub(super) fn validate(parsed: Parsed, report: &mut Report<'_>, file: &Path) -> 
     }
 }
 
+/// Every `[webhooks.TOOL] map` entry names a configured service and
+/// environment (else its events would be accepted and fail to register).
+fn check_webhook_targets(
+    webhooks: &std::collections::BTreeMap<
+        &'static str,
+        std::sync::Arc<dyn crate::intake::IntakeConfig>,
+    >,
+    services: &[super::Service],
+    report: &mut Report<'_>,
+) {
+    for (name, config) in webhooks {
+        for (i, t) in config.targets().iter().enumerate() {
+            let known = services
+                .iter()
+                .any(|s| s.name == t.service && s.environment == t.environment);
+            if !known {
+                report.error(
+                    &KeyPath::root()
+                        .key("webhooks")
+                        .key(name)
+                        .key("map")
+                        .index(i)
+                        .key("service"),
+                    format!(
+                        "service `{}` ({}) is not configured in [[services]]",
+                        t.service, t.environment
+                    ),
+                );
+            }
+        }
+    }
+}
+
 fn auth_tokens(config: &Config, base: &Path, report: &mut Report<'_>) -> Vec<ApiToken> {
     let Some(auth) = &config.auth else {
         return Vec::new();
@@ -81,8 +122,19 @@ fn auth_tokens(config: &Config, base: &Path, report: &mut Report<'_>) -> Vec<Api
         report.error(&at, "`[auth]` needs at least one token in `tokens`");
     }
     let mut out = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
     for (i, t) in auth.tokens.iter().enumerate() {
         let tp = at.index(i);
+        if let Some(name) = &t.name {
+            if name.trim().is_empty() || name.chars().any(char::is_control) {
+                report.error(&tp.key("name"), "a token's `name` must be non-empty text");
+            } else if !names.insert(name.clone()) {
+                report.error(
+                    &tp.key("name"),
+                    format!("token name `{name}` is used twice"),
+                );
+            }
+        }
         let secret = one_secret(
             t.token.as_ref(),
             t.token_file.as_ref(),
@@ -111,6 +163,7 @@ fn auth_tokens(config: &Config, base: &Path, report: &mut Report<'_>) -> Vec<Api
                 );
             }
             out.push(ApiToken {
+                name: t.name.clone().unwrap_or_else(|| format!("token-{}", i + 1)),
                 token,
                 scopes: t.scopes.clone(),
             });
@@ -171,11 +224,26 @@ fn check_listen(config: &Config, auth_failed: bool, report: &mut Report<'_>) {
 
 /// Validates a cadence at `at` (a `[cadence]` table), locating a bad tier.
 pub(super) fn cadence(c: &CadenceConfig, at: &KeyPath, report: &mut Report<'_>) -> Option<Cadence> {
-    match Cadence::from_config(c) {
+    tiers(&c.tiers, &at.key("tiers"), report)
+}
+
+/// Validates the revert tiers of a `[cadence]` table at `at`: `None` when
+/// they are not set or not valid (reported).
+pub(super) fn revert_cadence(
+    c: &CadenceConfig,
+    at: &KeyPath,
+    report: &mut Report<'_>,
+) -> Option<Cadence> {
+    tiers(c.revert_tiers.as_deref()?, &at.key("revert_tiers"), report)
+}
+
+/// Validates a list of tiers at `tiers`, locating a bad tier.
+fn tiers(list: &[TierConfig], tiers: &KeyPath, report: &mut Report<'_>) -> Option<Cadence> {
+    match Cadence::new(list) {
         Ok(c) => Some(c),
         Err(msg) => {
             // Cadence says "tier N: `key` ..."; point at that key when it does.
-            let tiers = at.key("tiers");
+            let tiers = tiers.clone();
             let path = msg
                 .strip_prefix("tier ")
                 .and_then(|r| r.split_once(": `"))

@@ -3,7 +3,7 @@
 //! compiled per service) and the warnings `check` prints for a service that
 //! watches little or nothing.
 
-use super::cadence;
+use super::{cadence, revert_cadence};
 use crate::config::rules::{self, RulePack, ServiceScope};
 use crate::config::Cadence;
 use crate::config::{CheckSpec, Service, ServiceConfig};
@@ -19,6 +19,7 @@ pub(super) struct ServiceContext<'a> {
     pub(super) base: &'a Path,
     pub(super) notifier_names: &'a [String],
     pub(super) cadence: &'a Cadence,
+    pub(super) revert_cadence: &'a Cadence,
     /// Every name under `[sources]`, with its kind when known.
     pub(super) sources: &'a std::collections::BTreeMap<String, Option<&'static str>>,
 }
@@ -58,6 +59,11 @@ pub(super) fn build_services(
             }
             None => ctx.cadence.clone(),
         };
+        let revert_cadence = s
+            .cadence
+            .as_ref()
+            .and_then(|c| revert_cadence(c, &at.key("cadence"), report))
+            .unwrap_or_else(|| ctx.revert_cadence.clone());
         let checks = service_checks(s, &at, ctx, &mut packs, report);
         service_warnings(s, &at, &checks, report);
         out.push(Service {
@@ -68,6 +74,7 @@ pub(super) fn build_services(
             probes: s.probes.clone(),
             rollback: s.rollback.clone(),
             cadence,
+            revert_cadence,
             checks,
         });
     }

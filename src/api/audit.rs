@@ -1,0 +1,115 @@
+//! The audit log of API writes: every registration (API or webhook),
+//! manual rollback, abort and ack is recorded with who made it (the
+//! `[auth]` token's name, the webhook, or `anonymous`), the client's
+//! address, what it did and when; served in each release object
+//! (`audit`) and at `GET /v1/audit`.
+//!
+//! A record is written once the write it describes has been committed, so
+//! the log never claims a write that did not happen; if the daemon dies in
+//! between, that one record is missing (the write itself is not lost).
+
+use super::auth::Actor;
+use super::error::ApiError;
+use super::ApiState;
+use crate::context::Context;
+use crate::model::{rfc3339, AuditRecord};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+/// Records served by `GET /v1/audit` by default, and at most.
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1000;
+
+/// One audit record as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AuditView {
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub release_id: String,
+    pub detail: String,
+    pub client: Option<String>,
+}
+
+impl From<AuditRecord> for AuditView {
+    fn from(r: AuditRecord) -> Self {
+        Self {
+            at: rfc3339(r.at),
+            actor: r.actor,
+            action: r.action,
+            release_id: r.release_id,
+            detail: r.detail,
+            client: r.client,
+        }
+    }
+}
+
+/// Appends a record of `action` on `release_id` by `actor`. The write it
+/// describes is done: a failure here is logged, not answered.
+pub(crate) async fn record(
+    ctx: &Context,
+    actor: Option<&Actor>,
+    action: &str,
+    release_id: &str,
+    detail: String,
+) {
+    let record = AuditRecord {
+        at: ctx.clock.now(),
+        actor: actor.map_or_else(|| "anonymous".into(), |a| a.name.clone()),
+        action: action.into(),
+        release_id: release_id.into(),
+        detail,
+        client: actor.and_then(|a| a.client).map(|c| c.to_string()),
+    };
+    if let Err(e) = ctx.store.append_audit(&record).await {
+        tracing::error!(error = %e, actor = %record.actor, action, release = release_id, "could not record the audit entry");
+    }
+}
+
+/// The audit records of one release, oldest first.
+pub(crate) async fn of_release(ctx: &Context, id: &str) -> Result<Vec<AuditView>, ApiError> {
+    Ok(ctx
+        .store
+        .audit_log(Some(id), MAX_LIMIT)
+        .await?
+        .into_iter()
+        .map(AuditView::from)
+        .collect())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditParams {
+    limit: Option<String>,
+    release: Option<String>,
+}
+
+/// `GET /v1/audit?limit=N&release=ID`: the newest records, oldest first.
+pub(crate) async fn list(
+    State(ApiState { ctx, .. }): State<ApiState>,
+    params: Result<Query<AuditParams>, QueryRejection>,
+) -> Result<Json<Vec<AuditView>>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let limit = match p.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "`limit` must be a whole number from 1 to {MAX_LIMIT}"
+                ))
+            })?,
+    };
+    Ok(Json(
+        ctx.store
+            .audit_log(p.release.as_deref(), limit)
+            .await?
+            .into_iter()
+            .map(AuditView::from)
+            .collect(),
+    ))
+}
