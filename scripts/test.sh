@@ -2,9 +2,10 @@
 # The project's test command (README: "Run the tests"; .ci/run runs it).
 #
 # Installs what the tests need when it is missing (Debian's prometheus,
-# systemd-analyze, prlimit), then checks formatting, lints and the module
-# graph, builds once, and runs every test (unit, integration with real
-# servers, the demo) in parallel.
+# prometheus-alertmanager, python3-aiosmtpd, openssl, systemd-analyze,
+# prlimit), then checks formatting, lints and the module graph, builds
+# once, and runs every test (unit, integration with real servers, the
+# demo) in parallel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,10 @@ need=()
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# The email tests' SMTP server runs on Debian's own Python.
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need+=(python3-aiosmtpd)
+[ -x /usr/bin/prometheus-alertmanager ] || need+=(prometheus-alertmanager)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"
     SUDO=""

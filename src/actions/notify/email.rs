@@ -100,7 +100,7 @@ impl std::fmt::Debug for EmailConfig {
 }
 
 /// How the connection is secured.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Security {
     /// `smtps://`: TLS from the first byte.
     Implicit,

@@ -19,3 +19,23 @@ pub fn settings_with_env(dir: &Path, toml: &str, env: &[(String, String)]) -> Se
     std::fs::write(&path, toml).unwrap();
     load_str(toml, &path, env).unwrap_or_else(|e| panic!("unexpected config errors:\n{e}"))
 }
+
+/// The notifier `name` of the config `toml` (loaded as in [`settings`]),
+/// built as the daemon builds it: the notifiers' client (no redirects) and
+/// links under `[server] public_url`.
+pub fn notifier(
+    dir: &Path,
+    toml: &str,
+    name: &str,
+) -> std::sync::Arc<dyn release_guardian::actions::notify::Notifier> {
+    use release_guardian::actions::notify::{BuildContext, Links};
+    let s = settings(dir, toml);
+    let spec = s
+        .notifiers
+        .get(name)
+        .unwrap_or_else(|| panic!("no notifier `{name}` in the config"));
+    spec.config.build(&BuildContext {
+        http: release_guardian::transport::client(reqwest::redirect::Policy::none()),
+        links: Links::new(s.config.server.public_url.as_deref()),
+    })
+}

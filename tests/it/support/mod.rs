@@ -14,10 +14,15 @@
 //! - [`daemon`]: [`Daemon`], the real `release-guardian run` as a child
 //!   process; the binary itself ([`bin`]); minimal config files for it.
 //! - [`config`]: [`settings`], config TOML text loaded into `Settings` the
-//!   way the daemon loads its file (tests never build `Settings` by hand).
+//!   way the daemon loads its file (tests never build `Settings` by hand);
+//!   [`notifier`], one notifier of such a config, built as the daemon does.
+//! - [`smtp`]: [`Smtp`], a real SMTP server (aiosmtpd) with STARTTLS, TLS
+//!   and AUTH, and the certificate it serves.
+//! - [`alertmanager`]: [`Alertmanager`], Debian's binary on a free port.
 //! - [`scripts`]: [`script`], an executable `#!/bin/sh` script (rollback
 //!   hooks).
 
+pub mod alertmanager;
 pub mod config;
 pub mod daemon;
 pub mod poll;
@@ -25,15 +30,18 @@ pub mod prometheus;
 pub mod receiver;
 pub mod scripts;
 pub mod server;
+pub mod smtp;
 pub mod target;
 
-pub use config::{settings, settings_with_env};
+pub use config::{notifier, settings, settings_with_env};
 pub use daemon::{
     bin, free_listen, minimal_config, minimal_config_text, stdout_and_stderr, Daemon,
 };
 pub use poll::{now_ms, wait_for};
+pub use alertmanager::Alertmanager;
 pub use prometheus::Prometheus;
 pub use receiver::{Receiver, Reply};
 pub use scripts::script;
 pub use server::{free_port, never_answer, serve};
+pub use smtp::Smtp;
 pub use target::Target;
