@@ -49,7 +49,12 @@ pub async fn run(config: &Path, name: &str) -> ExitCode {
     };
     let notifier = spec.config.build(&cx);
     let redactor = crate::config::Redactor::from_settings(&settings);
-    match notifier.send(&test_message(crate::clock::Clock::now(&crate::clock::SystemClock))).await {
+    match notifier
+        .send(&test_message(crate::clock::Clock::now(
+            &crate::clock::SystemClock,
+        )))
+        .await
+    {
         Ok(()) => {
             println!(
                 "delivered: the test message went through `{name}` ({})",

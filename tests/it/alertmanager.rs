@@ -62,7 +62,11 @@ async fn an_alert_fires_with_its_labels_is_kept_firing_adopted_and_resolved() {
         .unwrap();
     let alert = wait_for("the alert in Alertmanager", Duration::from_secs(10), || {
         let am = &am;
-        async move { active(&am.alerts().await, "error_rate").first().map(|a| (*a).clone()) }
+        async move {
+            active(&am.alerts().await, "error_rate")
+                .first()
+                .map(|a| (*a).clone())
+        }
     })
     .await;
     let labels = &alert["labels"];
@@ -73,7 +77,10 @@ async fn an_alert_fires_with_its_labels_is_kept_firing_adopted_and_resolved() {
     assert_eq!(labels["check"], "error_rate");
     assert_eq!(labels["severity"], "critical");
     assert_eq!(labels["release_id"], "0190-release");
-    assert_eq!(alert["annotations"]["reason"], "error_rate entered critical");
+    assert_eq!(
+        alert["annotations"]["reason"],
+        "error_rate entered critical"
+    );
     assert!(alert["annotations"]["summary"]
         .as_str()
         .unwrap()
@@ -101,24 +108,29 @@ async fn an_alert_fires_with_its_labels_is_kept_firing_adopted_and_resolved() {
     let second = notifier(dir.path(), &toml, "am");
     // Past every re-post the first notifier may have had in flight.
     let before = ends_at(active(&am.alerts().await, "error_rate")[0]) + Duration::from_secs(2);
-    wait_for("the adopted alert re-posted", Duration::from_secs(15), || {
-        let am = &am;
-        async move {
-            let alerts = am.alerts().await;
-            let now = active(&alerts, "error_rate");
-            (now.len() == 1 && ends_at(now[0]) > before).then_some(())
-        }
-    })
+    wait_for(
+        "the adopted alert re-posted",
+        Duration::from_secs(15),
+        || {
+            let am = &am;
+            async move {
+                let alerts = am.alerts().await;
+                let now = active(&alerts, "error_rate");
+                (now.len() == 1 && ends_at(now[0]) > before).then_some(())
+            }
+        },
+    )
     .await;
 
     // The closing message resolves it (same labels, endsAt = now).
-    second
-        .send(&message("recovered", Level::Ok))
-        .await
-        .unwrap();
+    second.send(&message("recovered", Level::Ok)).await.unwrap();
     wait_for("the alert resolved", Duration::from_secs(15), || {
         let am = &am;
-        async move { active(&am.alerts().await, "error_rate").is_empty().then_some(()) }
+        async move {
+            active(&am.alerts().await, "error_rate")
+                .is_empty()
+                .then_some(())
+        }
     })
     .await;
 }
@@ -136,14 +148,18 @@ async fn a_new_severity_resolves_the_old_alert_of_the_incident() {
         .send(&message("level_changed", Level::Critical))
         .await
         .unwrap();
-    let firing = wait_for("only the critical alert firing", Duration::from_secs(10), || {
-        let am = &am;
-        async move {
-            let alerts = am.alerts().await;
-            let now: Vec<Value> = active(&alerts, "error_rate").into_iter().cloned().collect();
-            (now.len() == 1).then_some(now)
-        }
-    })
+    let firing = wait_for(
+        "only the critical alert firing",
+        Duration::from_secs(10),
+        || {
+            let am = &am;
+            async move {
+                let alerts = am.alerts().await;
+                let now: Vec<Value> = active(&alerts, "error_rate").into_iter().cloned().collect();
+                (now.len() == 1).then_some(now)
+            }
+        },
+    )
     .await;
     assert_eq!(firing[0]["labels"]["severity"], "critical");
     // A message of no check is a one-off alert that expires by itself.

@@ -45,10 +45,7 @@ async fn pagerduty_trigger_and_resolve_share_the_dedup_key() {
         .send(&message("level_changed", Level::Rollback))
         .await
         .unwrap();
-    pager
-        .send(&message("recovered", Level::Ok))
-        .await
-        .unwrap();
+    pager.send(&message("recovered", Level::Ok)).await.unwrap();
     let got = rx.received();
     assert_eq!(rx.problems(), Vec::<String>::new());
     assert_eq!(got.len(), 2);
@@ -66,7 +63,14 @@ async fn pagerduty_trigger_and_resolve_share_the_dedup_key() {
     assert_eq!(p["component"], "error_rate");
     assert_eq!(p["timestamp"], "2026-08-22T10:00:00Z");
     let summary = p["summary"].as_str().unwrap();
-    for part in ["checkout", "production", "v2", "error_rate", "rollback", "0.0712"] {
+    for part in [
+        "checkout",
+        "production",
+        "v2",
+        "error_rate",
+        "rollback",
+        "0.0712",
+    ] {
         assert!(summary.contains(part), "{part} missing from {summary}");
     }
     assert_eq!(p["custom_details"]["previous_version"], "v1");
@@ -147,6 +151,10 @@ async fn webhook_body_is_signed_and_the_signature_verifies() {
     ring::hmac::verify(&key, raw, &tag).expect("the signature verifies");
     let wrong = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"another secret");
     assert!(ring::hmac::verify(&wrong, raw, &tag).is_err());
+    // The receiver example of docs/api.md verifies it too, and refuses a
+    // wrong secret.
+    assert_eq!(doc_verify(b"hook-s3cret-value", raw, sig), Ok("v2".into()));
+    assert!(doc_verify(b"another secret", raw, sig).is_err());
 
     // Without a secret: no signature header.
     let toml = format!(
@@ -160,6 +168,34 @@ async fn webhook_body_is_signed_and_the_signature_verifies() {
     let got = rx.received();
     assert!(got[1].headers.get("x-guardian-signature").is_none());
     assert_eq!(got[1].body["closes_incident"], true);
+}
+
+/// Runs the Python example of docs/api.md ("Verifying the signature") on
+/// `raw` and `header` under `secret`: the body's `version`, or the error.
+fn doc_verify(secret: &[u8], raw: &[u8], header: &str) -> Result<String, String> {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/api.md")).unwrap();
+    let section = &doc[doc
+        .find("### Verifying the signature")
+        .expect("the section")..];
+    let start = section.find("```python\n").expect("the example") + "```python\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("body"), raw).unwrap();
+    let script = format!(
+        "{example}\nimport sys\nprint(verify(sys.argv[1].encode(), open(sys.argv[2], 'rb').read(), sys.argv[3])['version'])\n"
+    );
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", &script, std::str::from_utf8(secret).unwrap()])
+        .arg(dir.path().join("body"))
+        .arg(header)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
 }
 
 #[tokio::test]
@@ -177,7 +213,10 @@ async fn slack_blocks_carry_the_evidence_and_links() {
         .unwrap();
     assert_eq!(rx.problems(), Vec::<String>::new());
     let body = &rx.received()[0].body;
-    assert!(body["text"].as_str().unwrap().contains("checkout production v2"));
+    assert!(body["text"]
+        .as_str()
+        .unwrap()
+        .contains("checkout production v2"));
     let texts: Vec<&str> = body["blocks"]
         .as_array()
         .unwrap()
@@ -189,8 +228,7 @@ async fn slack_blocks_carry_the_evidence_and_links() {
         texts,
         [
             "*Evidence*\nValue `0.0712` vs rule `above 0.05 for 5m` → *rollback*",
-            "<https://guardian.example/v1/releases/0190-release|Release status> • \
-             <https://guardian.example/v1/releases/0190-release/report?format=html|Report>",
+            "<https://guardian.example/v1/releases/0190-release|Release status>",
         ]
     );
 }
@@ -229,7 +267,10 @@ async fn notify_test_says_delivered_or_why_not() {
     assert_eq!(got.len(), 1, "{out}");
     assert_eq!(rx.problems(), Vec::<String>::new());
     assert_eq!(got[0].body["event"], "test");
-    assert!(got[0].body["reason"].as_str().unwrap().contains("test message"));
+    assert!(got[0].body["reason"]
+        .as_str()
+        .unwrap()
+        .contains("test message"));
 
     let (ok, out) = notify_test(&config, "gone").await;
     assert!(!ok, "{out}");
@@ -242,7 +283,10 @@ async fn notify_test_says_delivered_or_why_not() {
 
     let (ok, out) = notify_test(&config, "nobody").await;
     assert!(!ok);
-    assert!(out.contains("no notifier `nobody`") && out.contains("gone, hook"), "{out}");
+    assert!(
+        out.contains("no notifier `nobody`") && out.contains("gone, hook"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -269,9 +313,15 @@ fn the_design_example_with_pagerduty_passes_check() {
         .unwrap();
     let shown = stdout_and_stderr(&out);
     assert!(out.status.success(), "{shown}");
-    assert!(shown.contains("OK (1 services, 2 checks, 2 notifiers)"), "{shown}");
+    assert!(
+        shown.contains("OK (1 services, 2 checks, 2 notifiers)"),
+        "{shown}"
+    );
     let key = std::fs::read_to_string(src.join("pd.key")).unwrap();
-    assert!(!shown.contains(key.trim()), "the routing key leaked: {shown}");
+    assert!(
+        !shown.contains(key.trim()),
+        "the routing key leaked: {shown}"
+    );
 }
 
 #[test]

@@ -141,7 +141,7 @@ fn the_example_config_is_valid() {
     let (ok, all) = check(std::path::Path::new(example));
     assert!(ok, "{all}");
     assert!(
-        all.contains("OK (1 services, 4 checks, 2 notifiers)"),
+        all.contains("OK (1 services, 4 checks, 5 notifiers)"),
         "{all}"
     );
 }

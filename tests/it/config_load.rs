@@ -132,7 +132,10 @@ fn the_design_example_loads() {
     assert_eq!(secrets, [SLACK_URL]);
     let pager = &s.notifiers["pager"];
     assert_eq!(pager.kind, "pagerduty");
-    assert_eq!(pager.min_severity, release_guardian::model::Severity::Critical);
+    assert_eq!(
+        pager.min_severity,
+        release_guardian::model::Severity::Critical
+    );
     let secrets: Vec<&str> = pager.config.secrets().iter().map(|s| s.expose()).collect();
     assert_eq!(secrets, ["0123456789abcdef0123456789abcdef"]);
     // Loki is configured but not available yet: a warning, not an error.
@@ -741,16 +744,46 @@ name = "checkout"
     assert_errors(
         &errors,
         &[
-            (&f, 1, 12, "pagerduty notifier `pager` needs `routing_key` or `routing_key_file`"),
-            (&f, 3, 1, "pagerduty `url` \"ftp://events.example\" is not an http(s) URL"),
-            (&f, 8, 1, "`alertname` \"9lives\" is not a metric-style name"),
-            (&f, 11, 1, &format!("unknown notifier kind `carrier-pigeon`; expected {kinds}")),
-            (&f, 13, 12, &format!("notifier `bare` needs a `kind`: {kinds}")),
+            (
+                &f,
+                1,
+                12,
+                "pagerduty notifier `pager` needs `routing_key` or `routing_key_file`",
+            ),
+            (
+                &f,
+                3,
+                1,
+                "pagerduty `url` \"ftp://events.example\" is not an http(s) URL",
+            ),
+            (
+                &f,
+                8,
+                1,
+                "`alertname` \"9lives\" is not a metric-style name",
+            ),
+            (
+                &f,
+                11,
+                1,
+                &format!("unknown notifier kind `carrier-pigeon`; expected {kinds}"),
+            ),
+            (
+                &f,
+                13,
+                12,
+                &format!("notifier `bare` needs a `kind`: {kinds}"),
+            ),
             (&f, 16, 12, "missing field `url`"),
             (&f, 22, 1, "`smtp_url` holds credentials"),
             (&f, 23, 1, "\"not an address\" is not an email address"),
             (&f, 24, 1, "`to` needs at least one address"),
-            (&f, 25, 1, "`starttls` must be \"required\" or \"opportunistic\""),
+            (
+                &f,
+                25,
+                1,
+                "`starttls` must be \"required\" or \"opportunistic\"",
+            ),
             (&f, 26, 1, "a `password` needs a `username`"),
             (&f, 30, 13, "missing field `command`"),
         ],

@@ -38,10 +38,14 @@ fn config(dir: &std::path::Path, smtp: &Smtp, url: &str, extra: &str) -> String 
 }
 
 async fn one_mail(smtp: &Smtp) -> crate::support::smtp::Mail {
-    wait_for("the mail at the SMTP server", Duration::from_secs(10), || {
-        let mails = smtp.mails();
-        async move { mails.into_iter().next() }
-    })
+    wait_for(
+        "the mail at the SMTP server",
+        Duration::from_secs(10),
+        || {
+            let mails = smtp.mails();
+            async move { mails.into_iter().next() }
+        },
+    )
     .await
 }
 
@@ -85,8 +89,13 @@ async fn email_through_starttls_with_auth_arrives_with_subject_and_both_parts() 
     }
     let html = got.html.expect("a text/html part");
     assert!(html.contains("<td>0.0712</td>"), "{html}");
-    assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"), "{html}");
-    assert!(html.contains("href=\"https://guardian.example/v1/releases/0190-release/report?format=html\""));
+    assert!(
+        html.contains("&lt;script&gt;") && !html.contains("<script>"),
+        "{html}"
+    );
+    assert!(html.contains(
+        "<a href=\"https://guardian.example/v1/releases/0190-release\">Release status</a>"
+    ));
     // The same message always has the same Message-ID.
     mail.send(&message()).await.unwrap();
     let both = wait_for("the second mail", Duration::from_secs(10), || {
@@ -112,7 +121,10 @@ async fn email_through_smtps_arrives() {
     msg.event = "recovered".into();
     msg.level = Some(Level::Ok);
     msg.severity = Severity::Info;
-    notifier(dir.path(), &toml, "mail").send(&msg).await.unwrap();
+    notifier(dir.path(), &toml, "mail")
+        .send(&msg)
+        .await
+        .unwrap();
     let got = one_mail(&smtp).await;
     assert!(got.tls);
     assert_eq!(got.auth, None);
@@ -120,7 +132,10 @@ async fn email_through_smtps_arrives() {
         got.subject,
         "[INFO] checkout production v2: error_rate ok (recovered)"
     );
-    assert!(got.plain.unwrap().contains("Event:       recovered at 2026-08-22T10:00:00Z"));
+    assert!(got
+        .plain
+        .unwrap()
+        .contains("Event:       recovered at 2026-08-22T10:00:00Z"));
 }
 
 #[tokio::test]

@@ -114,7 +114,9 @@ fn parse(s: &mut Section<'_, '_>) -> Option<Box<dyn NotifierConfig>> {
     if !valid_name {
         s.error(
             "alertname",
-            format!("`alertname` {alertname:?} is not a metric-style name ([a-zA-Z_:][a-zA-Z0-9_:]*)"),
+            format!(
+                "`alertname` {alertname:?} is not a metric-style name ([a-zA-Z_:][a-zA-Z0-9_:]*)"
+            ),
         );
     }
     let name = s.at.last_key().unwrap_or_default();
@@ -397,7 +399,10 @@ impl Inner {
             ("inhibited", "true".to_string()),
             ("unprocessed", "true".to_string()),
             ("filter", format!("guardian=\"{}\"", quote(&self.name))),
-            ("filter", format!("alertname=\"{}\"", quote(&self.alertname))),
+            (
+                "filter",
+                format!("alertname=\"{}\"", quote(&self.alertname)),
+            ),
         ];
         let failed = |detail: String| NotifyError::Temporary {
             detail: redact(&detail, &self.alerts_url),

@@ -125,7 +125,8 @@ fn parse(s: &mut Section<'_, '_>) -> Option<Box<dyn NotifierConfig>> {
         match parsed {
             Ok((host, port, security)) => Some((url, host, port, security)),
             Err(e) => {
-                s.report.error(&at, format!("{e}; the value is a secret and is not shown"));
+                s.report
+                    .error(&at, format!("{e}; the value is a secret and is not shown"));
                 None
             }
         }
@@ -152,7 +153,10 @@ fn parse(s: &mut Section<'_, '_>) -> Option<Box<dyn NotifierConfig>> {
         }
         (Some(_), None) => {
             if f.password.is_none() && f.password_file.is_none() {
-                s.error("username", "a `username` needs `password` or `password_file`");
+                s.error(
+                    "username",
+                    "a `username` needs `password` or `password_file`",
+                );
             }
             None
         }
@@ -176,7 +180,9 @@ fn parse(s: &mut Section<'_, '_>) -> Option<Box<dyn NotifierConfig>> {
         Some(file) => {
             let path = s.base.join(file);
             match std::fs::read(&path) {
-                Ok(pem) if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") => {
+                Ok(pem)
+                    if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") =>
+                {
                     match Certificate::from_pem(&pem) {
                         Ok(cert) => Some(Some(cert)),
                         Err(e) => {
@@ -257,7 +263,10 @@ fn server(url: &str, starttls: Option<&str>) -> Result<(String, u16, Security), 
         );
     }
     if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() {
-        return Err("`smtp_url` is `smtp://HOST[:PORT]` or `smtps://HOST[:PORT]`, without a path or query".into());
+        return Err(
+            "`smtp_url` is `smtp://HOST[:PORT]` or `smtps://HOST[:PORT]`, without a path or query"
+                .into(),
+        );
     }
     let (security, default_port) = match (parsed.scheme(), starttls) {
         ("smtps", _) => (Security::Implicit, SMTPS_PORT),
@@ -296,7 +305,8 @@ impl NotifierConfig for EmailConfig {
             .tls(self.tls.clone())
             .timeout(Some(self.timeout));
         if let Some((user, pass)) = &self.credentials {
-            builder = builder.credentials(Credentials::new(user.clone(), pass.expose().to_string()));
+            builder =
+                builder.credentials(Credentials::new(user.clone(), pass.expose().to_string()));
         }
         Arc::new(EmailNotifier {
             transport: builder.build(),
@@ -507,17 +517,26 @@ mod tests {
         m.check = None;
         m.level = None;
         m.event = "rollback_failed".into();
-        assert_eq!(subject(&m), "[INFO] checkout production v2: rollback failed");
+        assert_eq!(
+            subject(&m),
+            "[INFO] checkout production v2: rollback failed"
+        );
     }
 
     #[test]
     fn both_parts_carry_every_field_and_html_is_escaped() {
-        let links = vec![("Release status", "https://g.example/v1/releases/r1".to_string())];
+        let links = vec![(
+            "Release status",
+            "https://g.example/v1/releases/r1".to_string(),
+        )];
         let text = plain(&message(), &links);
         assert!(text.contains("Value:       0.0712\n"), "{text}");
         assert!(text.contains("Release status: https://g.example/v1/releases/r1"));
         let page = html(&message(), &links);
-        assert!(page.contains("&lt;b&gt;bold&lt;/b&gt; &amp; more"), "{page}");
+        assert!(
+            page.contains("&lt;b&gt;bold&lt;/b&gt; &amp; more"),
+            "{page}"
+        );
         assert!(!page.contains("<b>bold"));
         assert!(page.contains("<a href=\"https://g.example/v1/releases/r1\">Release status</a>"));
     }

@@ -118,16 +118,13 @@ impl Links {
         Some(format!("{base}/v1/releases/{}", path_segment(release_id)))
     }
 
-    /// `(text, href)` of every link for `msg`: the release object and its
-    /// HTML report. Empty without a base URL.
+    /// `(text, href)` of every link for `msg`: the release object (its
+    /// checks, decisions, pages and rollback). Empty without a base URL.
     pub fn of(&self, msg: &Message) -> Vec<(&'static str, String)> {
-        let Some(release) = self.release(&msg.release_id) else {
-            return Vec::new();
-        };
-        vec![
-            ("Release status", release.clone()),
-            ("Report", format!("{release}/report?format=html")),
-        ]
+        self.release(&msg.release_id)
+            .map(|release| ("Release status", release))
+            .into_iter()
+            .collect()
     }
 }
 

@@ -17,7 +17,7 @@
 //! (the service), `class` (the event), `custom_details` (version, previous
 //! version, check, level, value, reason, release id, event, dedup key).
 //! With `[server] public_url` it also carries `links` (the release in the
-//! status API, its report) and `client_url`.
+//! status API) and `client_url`.
 //!
 //! Answers: 202 (any 2xx) → delivered; 429, 5xx, network errors →
 //! `Temporary` (with `Retry-After` if given); 400 (an invalid event, a

@@ -8,7 +8,7 @@
 //! for a check's message a `section` with the evidence (the value against
 //! the rule it was judged by: threshold and window, as the check's reason
 //! states them), with `[server] public_url` a `section` of links (the
-//! release in the status API, its report), and a `context` line with the
+//! release in the status API), and a `context` line with the
 //! event and its RFC 3339 time. `&`, `<`, `>`
 //! in anything that came from users are escaped in `text` and in mrkdwn;
 //! the header is `plain_text`, which Slack does not parse, so it is sent as is.
@@ -131,9 +131,10 @@ impl Notifier for SlackNotifier {
     }
 
     async fn send(&self, msg: &Message) -> Result<(), NotifyError> {
-        let body = serde_json::to_vec(&payload(msg, &self.links)).map_err(|e| NotifyError::Permanent {
-            detail: format!("cannot encode the message: {e}"),
-        })?;
+        let body =
+            serde_json::to_vec(&payload(msg, &self.links)).map_err(|e| NotifyError::Permanent {
+                detail: format!("cannot encode the message: {e}"),
+            })?;
         let reply = post_json(
             &self.http,
             &self.webhook_url,
@@ -331,8 +332,7 @@ mod tests {
         );
         assert_eq!(
             p["blocks"][3]["text"]["text"],
-            "<https://guardian.example/v1/releases/r1|Release status> • \
-             <https://guardian.example/v1/releases/r1/report?format=html|Report>"
+            "<https://guardian.example/v1/releases/r1|Release status>"
         );
         assert!(p["blocks"][4]["elements"][0]["text"]
             .as_str()

@@ -239,7 +239,15 @@ impl Notifier for WebhookNotifier {
         if let Some(sig) = &signature {
             headers.push((SIGNATURE_HEADER, sig.as_str()));
         }
-        let reply = post_json(&self.http, &self.url, self.timeout, body, &headers, "webhook").await?;
+        let reply = post_json(
+            &self.http,
+            &self.url,
+            self.timeout,
+            body,
+            &headers,
+            "webhook",
+        )
+        .await?;
         classify(reply, "webhook")
     }
 }

@@ -33,12 +33,12 @@ pub mod server;
 pub mod smtp;
 pub mod target;
 
+pub use alertmanager::Alertmanager;
 pub use config::{notifier, settings, settings_with_env};
 pub use daemon::{
     bin, free_listen, minimal_config, minimal_config_text, stdout_and_stderr, Daemon,
 };
 pub use poll::{now_ms, wait_for};
-pub use alertmanager::Alertmanager;
 pub use prometheus::Prometheus;
 pub use receiver::{Receiver, Reply};
 pub use scripts::script;

@@ -118,7 +118,9 @@ impl Smtp {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
         let status = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
             .args(["-subj", "/CN=localhost"])
             .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
             .args(["-addext", "basicConstraints=critical,CA:FALSE"])
@@ -129,7 +131,9 @@ impl Smtp {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .expect("openssl is missing: install Debian's `openssl` package (scripts/test.sh does)");
+            .expect(
+                "openssl is missing: install Debian's `openssl` package (scripts/test.sh does)",
+            );
         assert!(status.success(), "openssl could not make a certificate");
         let out = dir.path().join("mail");
         std::fs::create_dir(&out).unwrap();
