@@ -8,21 +8,12 @@ use release_guardian::model::{Level, Message, Severity};
 use serde_json::Value;
 use std::time::Duration;
 
+/// The shared test message, stamped now (Alertmanager judges `startsAt`
+/// and `endsAt` against its own clock).
 fn message(event: &str, level: Level) -> Message {
     Message {
-        dedup_key: format!("0190-release/error_rate/{level}/1"),
-        release_id: "0190-release".into(),
-        service: "checkout".into(),
-        environment: "production".into(),
-        version: "v2".into(),
-        previous_version: Some("v1".into()),
-        severity: level.severity(),
-        event: event.into(),
-        check: Some("error_rate".into()),
-        level: Some(level),
-        value: Some(0.0712),
-        reason: "error_rate entered critical".into(),
         at: crate::support::now_ms(),
+        ..crate::support::message(event, level)
     }
 }
 
@@ -79,7 +70,7 @@ async fn an_alert_fires_with_its_labels_is_kept_firing_adopted_and_resolved() {
     assert_eq!(labels["release_id"], "0190-release");
     assert_eq!(
         alert["annotations"]["reason"],
-        "error_rate entered critical"
+        "error_rate entered critical: value 0.0712, rule above 0.05 for 5m"
     );
     assert!(alert["annotations"]["summary"]
         .as_str()

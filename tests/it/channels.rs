@@ -4,31 +4,15 @@
 //! the DESIGN example configuration (with `kind = "pagerduty"`) passing
 //! `check`.
 
-use crate::support::{bin, free_port, notifier, stdout_and_stderr, Receiver, Reply};
+use crate::support::{
+    bin, design_fixture, free_port, message, notifier, stdout_and_stderr, Receiver, Reply,
+};
 use release_guardian::actions::notify::NotifyError;
-use release_guardian::model::{Level, Message, Severity};
+use release_guardian::model::{Level, Severity};
 use std::path::Path;
 
 /// A PagerDuty integration key: 32 characters, as PagerDuty checks.
 const ROUTING_KEY: &str = "e93facc04764012d7bfb002500d5d1a6";
-
-fn message(event: &str, level: Level) -> Message {
-    Message {
-        dedup_key: format!("0190-release/error_rate/{level}/1787392800000"),
-        release_id: "0190-release".into(),
-        service: "checkout".into(),
-        environment: "production".into(),
-        version: "v2".into(),
-        previous_version: Some("v1".into()),
-        severity: level.severity(),
-        event: event.into(),
-        check: Some("error_rate".into()),
-        level: Some(level),
-        value: Some(0.0712),
-        reason: "error_rate entered rollback: value 0.0712, rule above 0.05 for 5m".into(),
-        at: 1_787_392_800_000,
-    }
-}
 
 #[tokio::test]
 async fn pagerduty_trigger_and_resolve_share_the_dedup_key() {
@@ -291,19 +275,8 @@ async fn notify_test_says_delivered_or_why_not() {
 
 #[test]
 fn the_design_example_with_pagerduty_passes_check() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = design_fixture();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
-    for name in [
-        "guardian.toml",
-        "ops.token",
-        "slack.url",
-        "pd.key",
-        "rules/checklist.yaml",
-    ] {
-        let to = dir.path().join(name);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(src.join(name), to).unwrap();
-    }
     let text = std::fs::read_to_string(dir.path().join("guardian.toml")).unwrap();
     assert!(text.contains("kind = \"pagerduty\"\nrouting_key_file = \"pd.key\""));
     let out = std::process::Command::new(bin())

@@ -14,20 +14,7 @@ const SLACK_URL: &str = "https://hooks.slack.example/services/T000/B000/sl4ck-s3
 
 /// A temp dir holding a copy of `tests/fixtures/config`.
 fn fixture() -> TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
-    for name in [
-        "guardian.toml",
-        "ops.token",
-        "slack.url",
-        "pd.key",
-        "rules/checklist.yaml",
-    ] {
-        let to = dir.path().join(name);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(src.join(name), to).unwrap();
-    }
-    dir
+    crate::support::design_fixture()
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -185,7 +172,7 @@ x = 1
                 &f,
                 3,
                 1,
-                "unknown field `listn`, expected one of `listen`, `shutdown_grace`, `max_connections`, `header_read_timeout`, `idle_timeout`, `allowed_hosts`",
+                "unknown field `listn`, expected one of `listen`, `shutdown_grace`, `max_connections`, `header_read_timeout`, `idle_timeout`, `allowed_hosts`, `public_url`",
             ),
             (&f, 6, 27, "invalid duration \"5x\""),
             (
@@ -201,12 +188,7 @@ x = 1
                 "probe `live`: `url` \"ftp://x/health\" is not an http(s) URL",
             ),
             (&f, 17, 1, "unknown field `enviroment`"),
-            (
-                &f,
-                24,
-                1,
-                "notifier kind `email` is not available in this version (planned)",
-            ),
+            (&f, 23, 12, "missing field `from`"),
             (&f, 27, 2, "unknown section `extra`"),
         ],
     );
@@ -214,7 +196,7 @@ x = 1
     assert_eq!(
         errors[0].to_string(),
         format!(
-            "{}:3:1: unknown field `listn`, expected one of `listen`, `shutdown_grace`, `max_connections`, `header_read_timeout`, `idle_timeout`, `allowed_hosts`",
+            "{}:3:1: unknown field `listn`, expected one of `listen`, `shutdown_grace`, `max_connections`, `header_read_timeout`, `idle_timeout`, `allowed_hosts`, `public_url`",
             f.display()
         )
     );

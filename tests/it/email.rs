@@ -8,21 +8,9 @@ use release_guardian::model::{Level, Message, Severity};
 use std::time::Duration;
 
 fn message() -> Message {
-    Message {
-        dedup_key: "0190-release/error_rate/rollback/1787392800000".into(),
-        release_id: "0190-release".into(),
-        service: "checkout".into(),
-        environment: "production".into(),
-        version: "v2".into(),
-        previous_version: Some("v1".into()),
-        severity: Severity::Critical,
-        event: "level_changed".into(),
-        check: Some("error_rate".into()),
-        level: Some(Level::Rollback),
-        value: Some(0.0712),
-        reason: "error_rate entered rollback: value 0.0712, rule above 0.05 for 5m <script>".into(),
-        at: 1_787_392_800_000,
-    }
+    let mut m = crate::support::message("level_changed", Level::Rollback);
+    m.reason.push_str(" <script>");
+    m
 }
 
 /// The config of one email notifier `mail` for `smtp_url`, with `extra` keys.

@@ -508,24 +508,9 @@ async fn keep_firing(inner: Arc<Inner>, cancel: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Severity;
 
     fn message(event: &str, level: Option<Level>) -> Message {
-        Message {
-            dedup_key: "r1/error_rate/x".into(),
-            release_id: "r1".into(),
-            service: "checkout".into(),
-            environment: "production".into(),
-            version: "v2".into(),
-            previous_version: None,
-            severity: level.map_or(Severity::Warning, |l| l.severity()),
-            event: event.into(),
-            check: Some("error_rate".into()),
-            level,
-            value: Some(0.07),
-            reason: "why".into(),
-            at: 1_000,
-        }
+        crate::actions::notify::sample_message(event, level, "why")
     }
 
     #[test]

@@ -483,21 +483,11 @@ mod tests {
     use crate::model::{Level, Severity};
 
     fn message() -> Message {
-        Message {
-            dedup_key: "r1/error_rate/rollback/1".into(),
-            release_id: "r1".into(),
-            service: "checkout".into(),
-            environment: "production".into(),
-            version: "v2".into(),
-            previous_version: Some("v1".into()),
-            severity: Severity::Critical,
-            event: "level_changed".into(),
-            check: Some("error_rate".into()),
-            level: Some(Level::Rollback),
-            value: Some(0.0712),
-            reason: "<b>bold</b> & more".into(),
-            at: 0,
-        }
+        crate::actions::notify::sample_message(
+            "level_changed",
+            Some(Level::Rollback),
+            "<b>bold</b> & more",
+        )
     }
 
     #[test]

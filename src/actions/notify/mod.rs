@@ -178,3 +178,29 @@ impl Notifiers {
         self.by_name.contains_key(name)
     }
 }
+
+/// A message of check `error_rate` of release `r1` (checkout, production,
+/// v2 after v1, value 0.0712, at 2026-08-22T10:00:00Z), for the kinds'
+/// unit tests; the severity follows the level.
+#[cfg(test)]
+pub(crate) fn sample_message(
+    event: &str,
+    level: Option<crate::model::Level>,
+    reason: &str,
+) -> Message {
+    Message {
+        dedup_key: "r1/error_rate/rollback/1".into(),
+        release_id: "r1".into(),
+        service: "checkout".into(),
+        environment: "production".into(),
+        version: "v2".into(),
+        previous_version: Some("v1".into()),
+        severity: level.map_or(Severity::Warning, |l| l.severity()),
+        event: event.into(),
+        check: Some("error_rate".into()),
+        level,
+        value: Some(0.0712),
+        reason: reason.into(),
+        at: 1_787_392_800_000,
+    }
+}

@@ -228,21 +228,7 @@ mod tests {
     use super::*;
 
     fn message(event: &str, level: Option<Level>) -> Message {
-        Message {
-            dedup_key: "r1/error_rate/rollback/1".into(),
-            release_id: "r1".into(),
-            service: "checkout".into(),
-            environment: "production".into(),
-            version: "v2".into(),
-            previous_version: Some("v1".into()),
-            severity: level.map_or(Severity::Info, |l| l.severity()),
-            event: event.into(),
-            check: Some("error_rate".into()),
-            level,
-            value: Some(0.07),
-            reason: "why".into(),
-            at: 0,
-        }
+        crate::actions::notify::sample_message(event, level, "why")
     }
 
     #[test]
@@ -257,7 +243,7 @@ mod tests {
         assert_eq!(t["dedup_key"], "r1/error_rate");
         assert_eq!(t["payload"]["severity"], "critical");
         assert_eq!(t["payload"]["source"], "checkout/production");
-        assert_eq!(t["payload"]["custom_details"]["value"], "0.07");
+        assert_eq!(t["payload"]["custom_details"]["value"], "0.0712");
         assert_eq!(t["links"][0]["href"], "https://g.example/v1/releases/r1");
         assert_eq!(t["client_url"], "https://g.example/v1/releases/r1");
         let r = event(&message("recovered", Some(Level::Ok)), "KEY", &links);

@@ -291,24 +291,14 @@ pub fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Level, Severity};
+    use crate::model::Level;
 
     fn message() -> Message {
-        Message {
-            dedup_key: "r1/error_rate/rollback/1".into(),
-            release_id: "r1".into(),
-            service: "checkout".into(),
-            environment: "production".into(),
-            version: "v2".into(),
-            previous_version: Some("v1".into()),
-            severity: Severity::Critical,
-            event: "level_changed".into(),
-            check: Some("error_rate".into()),
-            level: Some(Level::Rollback),
-            value: Some(0.0712),
-            reason: "error_rate > 0.05 for 5m <!channel> & co".into(),
-            at: 1_787_392_800_000,
-        }
+        crate::actions::notify::sample_message(
+            "level_changed",
+            Some(Level::Rollback),
+            "error_rate > 0.05 for 5m <!channel> & co",
+        )
     }
 
     #[test]

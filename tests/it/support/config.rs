@@ -39,3 +39,23 @@ pub fn notifier(
         links: Links::new(s.config.server.public_url.as_deref()),
     })
 }
+
+/// A temp dir holding a copy of `tests/fixtures/config`: the documented
+/// example configuration (`guardian.toml`, as in docs/configuration.md but
+/// for relative file paths) and the files it names.
+pub fn design_fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
+    for name in [
+        "guardian.toml",
+        "ops.token",
+        "slack.url",
+        "pd.key",
+        "rules/checklist.yaml",
+    ] {
+        let to = dir.path().join(name);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(src.join(name), to).unwrap();
+    }
+    dir
+}

@@ -15,7 +15,9 @@
 //!   process; the binary itself ([`bin`]); minimal config files for it.
 //! - [`config`]: [`settings`], config TOML text loaded into `Settings` the
 //!   way the daemon loads its file (tests never build `Settings` by hand);
-//!   [`notifier`], one notifier of such a config, built as the daemon does.
+//!   [`notifier`], one notifier of such a config, built as the daemon does;
+//!   [`design_fixture`], the documented example configuration in a temp dir.
+//! - [`message`]: [`message()`], the message the notifier tests send.
 //! - [`smtp`]: [`Smtp`], a real SMTP server (aiosmtpd) with STARTTLS, TLS
 //!   and AUTH, and the certificate it serves.
 //! - [`alertmanager`]: [`Alertmanager`], Debian's binary on a free port.
@@ -25,6 +27,7 @@
 pub mod alertmanager;
 pub mod config;
 pub mod daemon;
+pub mod message;
 pub mod poll;
 pub mod prometheus;
 pub mod receiver;
@@ -34,10 +37,11 @@ pub mod smtp;
 pub mod target;
 
 pub use alertmanager::Alertmanager;
-pub use config::{notifier, settings, settings_with_env};
+pub use config::{design_fixture, notifier, settings, settings_with_env};
 pub use daemon::{
     bin, free_listen, minimal_config, minimal_config_text, stdout_and_stderr, Daemon,
 };
+pub use message::message;
 pub use poll::{now_ms, wait_for};
 pub use prometheus::Prometheus;
 pub use receiver::{Receiver, Reply};
