@@ -25,6 +25,7 @@ mod lease_renewal;
 mod logs;
 mod notify;
 mod outbox;
+mod paging_e2e;
 mod probe;
 mod prometheus_real;
 mod prometheus_source;
