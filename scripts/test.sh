@@ -2,7 +2,8 @@
 # The project's test command (README: "Run the tests"; .ci/run runs it).
 #
 # Installs what the tests need when it is missing (Debian's prometheus,
-# systemd-analyze, prlimit, openssl, htpasswd), then checks formatting, lints and the module
+# prometheus-alertmanager, python3-aiosmtpd, openssl, htpasswd,
+# systemd-analyze, prlimit), then checks formatting, lints and the module
 # graph, builds once, and runs every test (unit, integration with real
 # servers, the demo) in parallel.
 set -euo pipefail
@@ -17,6 +18,9 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 # Prometheus' basic auth (htpasswd).
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+# The email tests' SMTP server runs on Debian's own Python.
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need+=(python3-aiosmtpd)
+[ -x /usr/bin/prometheus-alertmanager ] || need+=(prometheus-alertmanager)
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"
     SUDO=""

@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `status`, `demo` (one function per
+//! The command line: `run`, `check`, `status`, `demo`, `notify-test` (one function per
 //! command below, dispatched from [`main`]), and the hidden helpers
 //! `demo-rollback` and `hook-supervisor`.
 
@@ -46,6 +46,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send a test message through one configured notifier; exit 0 when delivered.
+    NotifyTest {
+        /// The notifier's name (`[notifiers.NAME]`).
+        notifier: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// The demo's rollback hook (restores the simulated service).
     #[command(hide = true)]
     DemoRollback { url: String },
@@ -88,6 +95,9 @@ pub fn main() -> ExitCode {
         Command::Check { config } => check(&config_path(config)),
         Command::Demo => crate::demo::main(),
         Command::Status { url, id, json } => runtime().block_on(status(&url, id.as_deref(), json)),
+        Command::NotifyTest { notifier, config } => {
+            runtime().block_on(crate::notify_test::run(&config_path(config), &notifier))
+        }
         Command::DemoRollback { url } => runtime().block_on(crate::demo::rollback_hook(&url)),
         Command::HookSupervisor {
             status_file,

@@ -3,7 +3,7 @@
 //! built once at start and handed to every component (no globals).
 
 use crate::actions::notify::outbox::OutboxParts;
-use crate::actions::notify::{BuildContext, Notifiers};
+use crate::actions::notify::{BuildContext, Links, Notifiers};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::sources::{BuildContext as SourceBuildContext, Sources};
@@ -117,6 +117,7 @@ fn components(
         &settings.notifiers,
         &BuildContext {
             http: notify_http.clone(),
+            links: Links::new(settings.config.server.public_url.as_deref()),
         },
     );
     let sources = Sources::build(

@@ -11,15 +11,16 @@
 //! - [`sources`] — where samples come from: Prometheus range queries, live
 //!   HTTP probes.
 //! - [`engine`] — the pure rule engine: levels, `above`/`below`/`for`/`failures`.
-//! - [`actions`] — the notification outbox and notifiers (Slack, webhook), the
-//!   rollback hook.
+//! - [`actions`] — the notification outbox and notifiers (Slack, email,
+//!   PagerDuty, Alertmanager, webhook), the rollback hook.
 //! - [`store`] — durable state behind the [`store::Store`] trait (SQLite).
 //! - [`config`] — the TOML config and YAML rule packs, validated with
 //!   `FILE:LINE:COL` errors.
 //! - [`context`] — the [`context::Context`] every component is handed; [`app`] runs the daemon; [`cli`] the
 //!   command line; [`demo`] the self-contained demo; [`systemd`] readiness
 //!   and watchdog notifications; [`telemetry`] the daemon's own metrics;
-//!   [`report`] renders release objects for people.
+//!   [`report`] renders release objects for people; [`notify_test`] sends a
+//!   test message through one notifier.
 
 #![forbid(unsafe_code)]
 
@@ -34,6 +35,7 @@ pub mod demo;
 pub mod engine;
 pub mod intake;
 pub mod model;
+pub mod notify_test;
 pub mod report;
 pub mod scheduler;
 pub mod section;

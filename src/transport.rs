@@ -304,6 +304,15 @@ impl reqwest::dns::Resolve for TrackedResolver {
     }
 }
 
+/// HMAC-SHA256 of `body` under `key`, as lowercase hex: the signature of
+/// signed outbound requests (the webhook notifier's `X-Guardian-Signature`,
+/// the HTTP rollback hook).
+pub fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let tag = ring::hmac::sign(&key, body);
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// What stage of the exchange failed, in words (reqwest's own `Display`
 /// would name the URL, which may be a secret).
 fn error_kind(err: &reqwest::Error) -> &'static str {
@@ -323,6 +332,14 @@ fn error_kind(err: &reqwest::Error) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        assert_eq!(
+            hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

@@ -314,6 +314,8 @@ fn notifier(
     let Some(registered) = notify::kind(&kind) else {
         let message = if notify::PLANNED.contains(&kind.as_str()) {
             format!("notifier kind `{kind}` is not available in this version (planned)")
+        } else if notify::PLANNED.is_empty() {
+            format!("unknown notifier kind `{kind}`; expected {}", names())
         } else {
             format!(
                 "unknown notifier kind `{kind}`; expected {} ({} are planned)",

@@ -85,6 +85,10 @@ pub struct ServerConfig {
     /// without `[auth]`, besides loopback names and addresses.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// The address people reach this API at (`https://guardian.example`),
+    /// for links in notifications; without it messages carry no links.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +100,7 @@ impl Default for ServerConfig {
             header_read_timeout: default_header_read_timeout(),
             idle_timeout: default_idle_timeout(),
             allowed_hosts: Vec::new(),
+            public_url: None,
         }
     }
 }

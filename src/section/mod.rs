@@ -351,13 +351,14 @@ fn humanize(message: &str) -> String {
 }
 
 /// Keys whose values are secrets (inline forms of the `*_file` keys).
-const SECRET_KEYS: [&str; 6] = [
+const SECRET_KEYS: [&str; 7] = [
     "token",
     "password",
     "webhook_url",
     "bearer_token",
     "routing_key",
     "smtp_url",
+    "secret",
 ];
 
 /// serde quotes the offending value ("invalid type: integer `1234`"); not

@@ -23,6 +23,7 @@ notify = ["nobody"]
 [notifiers.pager]
 kind = "pagerduty"
 routing_key = "a-secret-routing-key"
+url = "not a url"
 "#;
 
 const BROKEN_RULES: &str = r#"checks:
@@ -70,7 +71,7 @@ fn check_prints_every_error_with_its_location() {
         format!("{c}:10:31: cannot read rule pack `rules/missing.yaml`"),
         format!("{c}:11:11: unknown notifier `nobody` in `notify`"),
         format!("{c}:14:3: probe `live`: `url` \"not a url\" is not an http(s) URL"),
-        format!("{c}:17:1: notifier kind `pagerduty` is not available in this version"),
+        format!("{c}:19:1: pagerduty `url` \"not a url\" is not an http(s) URL"),
         // A shape error in a check does not hide its other errors.
         format!("{r}:3:5: check `error_rate` uses prometheus, but [sources.prometheus] is not configured"),
         format!("{r}:6:30: check `error_rate`: `failures` is only valid for probe checks"),
@@ -140,7 +141,7 @@ fn the_example_config_is_valid() {
     let (ok, all) = check(std::path::Path::new(example));
     assert!(ok, "{all}");
     assert!(
-        all.contains("OK (1 services, 4 checks, 2 notifiers)"),
+        all.contains("OK (1 services, 4 checks, 5 notifiers)"),
         "{all}"
     );
 }

@@ -14,19 +14,7 @@ const SLACK_URL: &str = "https://hooks.slack.example/services/T000/B000/sl4ck-s3
 
 /// A temp dir holding a copy of `tests/fixtures/config`.
 fn fixture() -> TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
-    for name in [
-        "guardian.toml",
-        "ops.token",
-        "slack.url",
-        "rules/checklist.yaml",
-    ] {
-        let to = dir.path().join(name);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(src.join(name), to).unwrap();
-    }
-    dir
+    crate::support::design_fixture()
 }
 
 pub(crate) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -129,10 +117,14 @@ fn the_design_example_loads() {
     assert_eq!(slack.kind, "slack");
     let secrets: Vec<&str> = slack.config.secrets().iter().map(|s| s.expose()).collect();
     assert_eq!(secrets, [SLACK_URL]);
+    let pager = &s.notifiers["pager"];
+    assert_eq!(pager.kind, "pagerduty");
     assert_eq!(
-        s.notifiers["pager"].min_severity,
+        pager.min_severity,
         release_guardian::model::Severity::Critical
     );
+    let secrets: Vec<&str> = pager.config.secrets().iter().map(|s| s.expose()).collect();
+    assert_eq!(secrets, ["0123456789abcdef0123456789abcdef"]);
     // Both query sources of the example, each of the kind it is named after.
     assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     let kinds: Vec<(&str, &str)> = s
@@ -184,7 +176,7 @@ x = 1
                 &f,
                 3,
                 1,
-                "unknown field `listn`, expected one of `listen`, `shutdown_grace`, `max_connections`, `header_read_timeout`, `idle_timeout`, `allowed_hosts`",
+                "unknown field `listn`, expected one of `listen`, `shutdown_grace`, `max_connections`, `header_read_timeout`, `idle_timeout`, `allowed_hosts`, `public_url`",
             ),
             (&f, 6, 27, "invalid duration \"5x\""),
             (
@@ -200,12 +192,7 @@ x = 1
                 "probe `live`: `url` \"ftp://x/health\" is not an http(s) URL",
             ),
             (&f, 17, 1, "unknown field `enviroment`"),
-            (
-                &f,
-                24,
-                1,
-                "notifier kind `email` is not available in this version (planned)",
-            ),
+            (&f, 23, 12, "missing field `from`"),
             (&f, 27, 2, "unknown section `extra`"),
         ],
     );
@@ -213,7 +200,7 @@ x = 1
     assert_eq!(
         errors[0].to_string(),
         format!(
-            "{}:3:1: unknown field `listn`, expected one of `listen`, `shutdown_grace`, `max_connections`, `header_read_timeout`, `idle_timeout`, `allowed_hosts`",
+            "{}:3:1: unknown field `listn`, expected one of `listen`, `shutdown_grace`, `max_connections`, `header_read_timeout`, `idle_timeout`, `allowed_hosts`, `public_url`",
             f.display()
         )
     );
@@ -707,11 +694,12 @@ fn notifier_kinds_and_missing_fields() {
     let dir = tempfile::tempdir().unwrap();
     let text = r#"[notifiers.pager]
 kind = "pagerduty"
-routing_key = "k"
+url = "ftp://events.example"
 
 [notifiers.am]
 kind = "alertmanager"
 url = "http://127.0.0.1:9093"
+alertname = "9lives"
 
 [notifiers.odd]
 kind = "carrier-pigeon"
@@ -723,43 +711,71 @@ webhook_url = "https://x/"
 kind = "webhook"
 timeout = "1s"
 
+[notifiers.mail]
+kind = "email"
+smtp_url = "smtp://user:hunter22@mail.example"
+from = "not an address"
+to = []
+starttls = "sometimes"
+password = "p"
+
 [[services]]
 name = "checkout"
   [services.rollback]
   mode = "auto"
 "#;
     let f = dir.path().join("guardian.toml");
+    let kinds = "slack or webhook or email or pagerduty or alertmanager";
+    let errors = errors_of(dir.path(), text, &no_env());
     assert_errors(
-        &errors_of(dir.path(), text, &no_env()),
+        &errors,
         &[
             (
                 &f,
-                2,
                 1,
-                "notifier kind `pagerduty` is not available in this version (planned)",
-            ),
-            (
-                &f,
-                6,
-                1,
-                "notifier kind `alertmanager` is not available in this version (planned)",
-            ),
-            (
-                &f,
-                10,
-                1,
-                "unknown notifier kind `carrier-pigeon`; expected slack or webhook",
-            ),
-            (
-                &f,
                 12,
-                12,
-                "notifier `bare` needs a `kind`: slack or webhook",
+                "pagerduty notifier `pager` needs `routing_key` or `routing_key_file`",
             ),
-            (&f, 15, 12, "missing field `url`"),
-            (&f, 21, 13, "missing field `command`"),
+            (
+                &f,
+                3,
+                1,
+                "pagerduty `url` \"ftp://events.example\" is not an http(s) URL",
+            ),
+            (
+                &f,
+                8,
+                1,
+                "`alertname` \"9lives\" is not a metric-style name",
+            ),
+            (
+                &f,
+                11,
+                1,
+                &format!("unknown notifier kind `carrier-pigeon`; expected {kinds}"),
+            ),
+            (
+                &f,
+                13,
+                12,
+                &format!("notifier `bare` needs a `kind`: {kinds}"),
+            ),
+            (&f, 16, 12, "missing field `url`"),
+            (&f, 22, 1, "`smtp_url` holds credentials"),
+            (&f, 23, 1, "\"not an address\" is not an email address"),
+            (&f, 24, 1, "`to` needs at least one address"),
+            (
+                &f,
+                25,
+                1,
+                "`starttls` must be \"required\" or \"opportunistic\"",
+            ),
+            (&f, 26, 1, "a `password` needs a `username`"),
+            (&f, 30, 13, "missing field `command`"),
         ],
     );
+    let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert!(!shown.join("\n").contains("hunter22"), "{shown:?}");
 }
 
 #[test]

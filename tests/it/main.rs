@@ -9,13 +9,16 @@
 
 mod support;
 
+mod alertmanager;
 mod api;
 mod api_hardening;
+mod channels;
 mod cli;
 mod config_bounds;
 mod config_load;
 mod dashboard;
 mod e2e;
+mod email;
 mod guardian_side;
 mod hook_supervisor;
 mod lease_renewal;
@@ -23,6 +26,7 @@ mod logs;
 mod loki_source;
 mod notify;
 mod outbox;
+mod paging_e2e;
 mod probe;
 mod prometheus_real;
 mod prometheus_secured;

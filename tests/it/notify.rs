@@ -97,7 +97,13 @@ async fn slack_message_has_the_documented_shape() {
         );
     }
     assert!(fields.contains(&"*Version*\nv2 (previous v1)"));
-    assert!(body["blocks"][2]["elements"][0]["text"]
+    let context = body["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "context")
+        .expect("a context block");
+    assert!(context["elements"][0]["text"]
         .as_str()
         .unwrap()
         .contains("2026-08-22T10:00:00Z"));
@@ -188,8 +194,8 @@ async fn webhook_posts_the_schema_with_an_idempotency_key() {
     let got = rx.received();
     assert_eq!(got[0].problem, None);
     let b = &got[0].body;
-    assert_eq!(b["version"], 1);
-    assert_eq!(b["release_version"], "v2");
+    assert_eq!(b["schema_version"], 2);
+    assert_eq!(b["version"], "v2");
     assert_eq!(b["previous_version"], "v1");
     assert_eq!(b["service"], "checkout");
     assert_eq!(b["environment"], "production");

@@ -12,7 +12,10 @@
 //! the [`Notifier`] it builds, a `pub const KIND: NotifierKind`), one line
 //! in [`KINDS`], its docs (`docs/configuration.md`) and its tests.
 
+pub mod alertmanager;
+pub mod email;
 pub mod outbox;
+pub mod pagerduty;
 pub mod slack;
 pub mod webhook;
 
@@ -23,10 +26,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Every notifier kind this version runs, by its `kind` name.
-pub const KINDS: &[NotifierKind] = &[slack::KIND, webhook::KIND];
+pub const KINDS: &[NotifierKind] = &[
+    slack::KIND,
+    webhook::KIND,
+    email::KIND,
+    pagerduty::KIND,
+    alertmanager::KIND,
+];
 
 /// Kinds of the contract that later versions add; `check` says so.
-pub const PLANNED: &[&str] = &["email", "pagerduty", "alertmanager"];
+pub const PLANNED: &[&str] = &[];
 
 /// The kind named `name`, if this version has it.
 pub fn kind(name: &str) -> Option<&'static NotifierKind> {
@@ -76,6 +85,59 @@ pub struct BuildContext {
     /// Pooled client that never follows redirects (a redirected POST would
     /// turn into a GET and a lost message would look delivered).
     pub http: reqwest::Client,
+    /// Links to the status API (`[server] public_url`), for the notifiers
+    /// whose messages carry links.
+    pub links: Links,
+}
+
+/// Links from a message to the release in the status API, built on
+/// `[server] public_url` (the address people reach the API at). Without
+/// it, messages carry no links.
+#[derive(Debug, Clone, Default)]
+pub struct Links {
+    base: Option<String>,
+}
+
+impl Links {
+    /// Links under `public_url` (`None`: no links), an http(s) URL that
+    /// the config check has accepted.
+    pub fn new(public_url: Option<&str>) -> Self {
+        Self {
+            base: public_url.map(|u| u.trim_end_matches('/').to_string()),
+        }
+    }
+
+    /// The base URL itself, when configured.
+    pub fn base(&self) -> Option<&str> {
+        self.base.as_deref()
+    }
+
+    /// `BASE/v1/releases/ID`: the release object.
+    pub fn release(&self, release_id: &str) -> Option<String> {
+        let base = self.base.as_deref()?;
+        Some(format!("{base}/v1/releases/{}", path_segment(release_id)))
+    }
+
+    /// `(text, href)` of every link for `msg`: the release object (its
+    /// checks, decisions, pages and rollback). Empty without a base URL.
+    pub fn of(&self, msg: &Message) -> Vec<(&'static str, String)> {
+        self.release(&msg.release_id)
+            .map(|release| ("Release status", release))
+            .into_iter()
+            .collect()
+    }
+}
+
+/// `s` with every byte but unreserved URL characters percent-encoded.
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// One `[notifiers.NAME]` as the configuration holds it.
@@ -114,5 +176,31 @@ impl Notifiers {
 
     pub fn contains(&self, name: &str) -> bool {
         self.by_name.contains_key(name)
+    }
+}
+
+/// A message of check `error_rate` of release `r1` (checkout, production,
+/// v2 after v1, value 0.0712, at 2026-08-22T10:00:00Z), for the kinds'
+/// unit tests; the severity follows the level.
+#[cfg(test)]
+pub(crate) fn sample_message(
+    event: &str,
+    level: Option<crate::model::Level>,
+    reason: &str,
+) -> Message {
+    Message {
+        dedup_key: "r1/error_rate/rollback/1".into(),
+        release_id: "r1".into(),
+        service: "checkout".into(),
+        environment: "production".into(),
+        version: "v2".into(),
+        previous_version: Some("v1".into()),
+        severity: level.map_or(Severity::Warning, |l| l.severity()),
+        event: event.into(),
+        check: Some("error_rate".into()),
+        level,
+        value: Some(0.0712),
+        reason: reason.into(),
+        at: 1_787_392_800_000,
     }
 }

@@ -5,7 +5,11 @@
 //! The message: a `header` (plain text, ≤ 150 characters), a `section` of
 //! mrkdwn fields (Service, Environment, Version and previous version, Check,
 //! Level, Value, Reason, Release id, Dedup key; each ≤ 2000 characters),
-//! and a `context` line with the event and its RFC 3339 time. `&`, `<`, `>`
+//! for a check's message a `section` with the evidence (the value against
+//! the rule it was judged by: threshold and window, as the check's reason
+//! states them), with `[server] public_url` a `section` of links (the
+//! release in the status API), and a `context` line with the
+//! event and its RFC 3339 time. `&`, `<`, `>`
 //! in anything that came from users are escaped in `text` and in mrkdwn;
 //! the header is `plain_text`, which Slack does not parse, so it is sent as is.
 //!
@@ -16,7 +20,7 @@
 //! part of an error or a log line.
 
 use super::webhook::{classify, post_json};
-use super::{BuildContext, Notifier, NotifierConfig, NotifierKind, NotifyError};
+use super::{BuildContext, Links, Notifier, NotifierConfig, NotifierKind, NotifyError};
 use crate::model::{format_value, rfc3339, Message};
 use crate::section::{deserialize_duration, secret_url, Secret, Section};
 use async_trait::async_trait;
@@ -80,11 +84,10 @@ impl NotifierConfig for SlackConfig {
     }
 
     fn build(&self, cx: &BuildContext) -> Arc<dyn Notifier> {
-        Arc::new(SlackNotifier::new(
-            cx.http.clone(),
-            self.webhook_url.clone(),
-            self.timeout,
-        ))
+        Arc::new(
+            SlackNotifier::new(cx.http.clone(), self.webhook_url.clone(), self.timeout)
+                .with_links(cx.links.clone()),
+        )
     }
 }
 
@@ -100,6 +103,7 @@ pub struct SlackNotifier {
     http: reqwest::Client,
     webhook_url: Secret,
     timeout: Duration,
+    links: Links,
 }
 
 impl SlackNotifier {
@@ -109,7 +113,14 @@ impl SlackNotifier {
             http,
             webhook_url,
             timeout,
+            links: Links::default(),
         }
+    }
+
+    /// Adds links to the status API to every message.
+    pub fn with_links(mut self, links: Links) -> Self {
+        self.links = links;
+        self
     }
 }
 
@@ -120,9 +131,10 @@ impl Notifier for SlackNotifier {
     }
 
     async fn send(&self, msg: &Message) -> Result<(), NotifyError> {
-        let body = serde_json::to_vec(&payload(msg)).map_err(|e| NotifyError::Permanent {
-            detail: format!("cannot encode the message: {e}"),
-        })?;
+        let body =
+            serde_json::to_vec(&payload(msg, &self.links)).map_err(|e| NotifyError::Permanent {
+                detail: format!("cannot encode the message: {e}"),
+            })?;
         let reply = post_json(
             &self.http,
             &self.webhook_url,
@@ -140,7 +152,7 @@ impl Notifier for SlackNotifier {
 }
 
 /// The webhook body for `msg`: `text`, `blocks`, no link unfurling.
-pub fn payload(msg: &Message) -> Value {
+pub fn payload(msg: &Message, links: &Links) -> Value {
     let text = truncate(&escape(&one_line(&msg.summary())), TEXT_MAX);
     let version = match &msg.previous_version {
         Some(prev) => format!("{} (previous {prev})", msg.version),
@@ -174,19 +186,49 @@ pub fn payload(msg: &Message) -> Value {
         ),
         TEXT_MAX,
     );
+    let mut blocks = vec![
+        json!({
+            "type": "header",
+            "text": {"type": "plain_text", "text": truncate(&header(msg), HEADER_MAX), "emoji": true}
+        }),
+        json!({"type": "section", "fields": fields}),
+    ];
+    if let Some(evidence) = evidence(msg) {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": evidence}}));
+    }
+    let links = links
+        .of(msg)
+        .into_iter()
+        .map(|(label, href)| format!("<{}|{label}>", escape(&href)))
+        .collect::<Vec<_>>();
+    if !links.is_empty() {
+        let text = truncate(&links.join(" • "), TEXT_MAX);
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
+    }
+    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}));
     json!({
         "text": text,
-        "blocks": [
-            {
-                "type": "header",
-                "text": {"type": "plain_text", "text": truncate(&header(msg), HEADER_MAX), "emoji": true}
-            },
-            {"type": "section", "fields": fields},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}
-        ],
+        "blocks": blocks,
         "unfurl_links": false,
         "unfurl_media": false
     })
+}
+
+/// The evidence of a check's message in mrkdwn: the value judged and the
+/// rule (threshold and window) it was judged against, which the check's
+/// reason states after `rule ` (`error_rate entered rollback: value 0.07,
+/// rule above 0.05 for 5m`). `None` for a message about no check.
+fn evidence(msg: &Message) -> Option<String> {
+    msg.check.as_ref()?;
+    let value = msg.value.map(format_value).unwrap_or_else(|| "—".into());
+    let mut text = format!("*Evidence*\nValue `{}`", escape(&value));
+    if let Some((_, rule)) = msg.reason.rsplit_once("rule ") {
+        text.push_str(&format!(" vs rule `{}`", escape(rule.trim())));
+    }
+    if let Some(level) = msg.level {
+        text.push_str(&format!(" → *{level}*"));
+    }
+    Some(truncate(&text, TEXT_MAX))
 }
 
 /// "CRITICAL: checkout production v2 — error_rate rollback" (or the event).
@@ -249,29 +291,20 @@ pub fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Level, Severity};
+    use crate::model::Level;
 
     fn message() -> Message {
-        Message {
-            dedup_key: "r1/error_rate/rollback/1".into(),
-            release_id: "r1".into(),
-            service: "checkout".into(),
-            environment: "production".into(),
-            version: "v2".into(),
-            previous_version: Some("v1".into()),
-            severity: Severity::Critical,
-            event: "level_changed".into(),
-            check: Some("error_rate".into()),
-            level: Some(Level::Rollback),
-            value: Some(0.0712),
-            reason: "error_rate > 0.05 for 5m <!channel> & co".into(),
-            at: 1_787_392_800_000,
-        }
+        crate::actions::notify::sample_message(
+            "level_changed",
+            Some(Level::Rollback),
+            "error_rate > 0.05 for 5m <!channel> & co",
+        )
     }
 
     #[test]
     fn payload_escapes_and_names_everything() {
-        let p = payload(&message());
+        let links = Links::new(Some("https://guardian.example"));
+        let p = payload(&message(), &links);
         let text = p["text"].as_str().unwrap();
         assert!(text.contains("checkout production v2"), "{text}");
         assert!(text.contains("&lt;!channel&gt; &amp; co"), "{text}");
@@ -283,10 +316,24 @@ mod tests {
         assert_eq!(fields.len(), 9);
         assert_eq!(fields[2]["text"], "*Version*\nv2 (previous v1)");
         assert_eq!(fields[5]["text"], "*Value*\n0.0712");
-        assert!(p["blocks"][2]["elements"][0]["text"]
+        assert_eq!(
+            p["blocks"][2]["text"]["text"],
+            "*Evidence*\nValue `0.0712` → *rollback*"
+        );
+        assert_eq!(
+            p["blocks"][3]["text"]["text"],
+            "<https://guardian.example/v1/releases/r1|Release status>"
+        );
+        assert!(p["blocks"][4]["elements"][0]["text"]
             .as_str()
             .unwrap()
             .ends_with("2026-08-22T10:00:00Z"));
+        let mut judged = message();
+        judged.reason = "error_rate entered rollback: value 0.0712, rule above 0.05 for 5m".into();
+        assert_eq!(
+            payload(&judged, &Links::default())["blocks"][2]["text"]["text"],
+            "*Evidence*\nValue `0.0712` vs rule `above 0.05 for 5m` → *rollback*"
+        );
     }
 
     #[test]

@@ -179,7 +179,7 @@ pub const MIN_TOKEN_BYTES: usize = 16;
 /// must keep room for everything else the daemon opens.
 const MAX_MAX_CONNECTIONS: usize = 16_384;
 
-/// `max_connections`, the connection timeouts and `allowed_hosts`.
+/// `max_connections`, the connection timeouts, `allowed_hosts` and `public_url`.
 fn check_server_limits(server: &super::ServerConfig, report: &mut Report<'_>) {
     let at = KeyPath::root().key("server");
     if !(1..=MAX_MAX_CONNECTIONS).contains(&server.max_connections) {
@@ -204,6 +204,14 @@ fn check_server_limits(server: &super::ServerConfig, report: &mut Report<'_>) {
                     "`{}` is not a host name with an optional port (`NAME` or `NAME:PORT`)",
                     host.escape_debug()
                 ),
+            );
+        }
+    }
+    if let Some(url) = &server.public_url {
+        if let Err(e) = crate::section::http_url(url) {
+            report.error(
+                &at.key("public_url"),
+                format!("`public_url` {url:?} is not an http(s) URL: {e}"),
             );
         }
     }

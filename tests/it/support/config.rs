@@ -40,3 +40,43 @@ pub fn range_source(
         .build(&cx)
         .unwrap_or_else(|e| panic!("cannot build [sources.{name}]: {e}"))
 }
+
+/// The notifier `name` of the config `toml` (loaded as in [`settings`]),
+/// built as the daemon builds it: the notifiers' client (no redirects) and
+/// links under `[server] public_url`.
+pub fn notifier(
+    dir: &Path,
+    toml: &str,
+    name: &str,
+) -> std::sync::Arc<dyn release_guardian::actions::notify::Notifier> {
+    use release_guardian::actions::notify::{BuildContext, Links};
+    let s = settings(dir, toml);
+    let spec = s
+        .notifiers
+        .get(name)
+        .unwrap_or_else(|| panic!("no notifier `{name}` in the config"));
+    spec.config.build(&BuildContext {
+        http: release_guardian::transport::client(reqwest::redirect::Policy::none()),
+        links: Links::new(s.config.server.public_url.as_deref()),
+    })
+}
+
+/// A temp dir holding a copy of `tests/fixtures/config`: the documented
+/// example configuration (`guardian.toml`, as in docs/configuration.md but
+/// for relative file paths) and the files it names.
+pub fn design_fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
+    for name in [
+        "guardian.toml",
+        "ops.token",
+        "slack.url",
+        "pd.key",
+        "rules/checklist.yaml",
+    ] {
+        let to = dir.path().join(name);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(src.join(name), to).unwrap();
+    }
+    dir
+}

@@ -14,7 +14,13 @@
 //! - [`daemon`]: [`Daemon`], the real `release-guardian run` as a child
 //!   process; the binary itself ([`bin`]); minimal config files for it.
 //! - [`config`]: [`settings`], config TOML text loaded into `Settings` the
-//!   way the daemon loads its file (tests never build `Settings` by hand).
+//!   way the daemon loads its file (tests never build `Settings` by hand);
+//!   [`notifier`], one notifier of such a config, built as the daemon does;
+//!   [`design_fixture`], the documented example configuration in a temp dir.
+//! - [`message`]: [`message()`], the message the notifier tests send.
+//! - [`smtp`]: [`Smtp`], a real SMTP server (aiosmtpd) with STARTTLS, TLS
+//!   and AUTH, and the certificate it serves.
+//! - [`alertmanager`]: [`Alertmanager`], Debian's binary on a free port.
 //! - [`scripts`]: [`script`], an executable `#!/bin/sh` script (rollback
 //!   hooks).
 //! - [`loki`]: [`Loki`], a stand-in for Loki's query API (no real Loki
@@ -22,26 +28,32 @@
 //! - [`credentials`]: a CA with server and client certificates (openssl)
 //!   and bcrypt hashes (htpasswd), made in the test.
 
+pub mod alertmanager;
 pub mod config;
 pub mod credentials;
 pub mod daemon;
 pub mod loki;
+pub mod message;
 pub mod poll;
 pub mod prometheus;
 pub mod receiver;
 pub mod scripts;
 pub mod server;
+pub mod smtp;
 pub mod target;
 
-pub use config::{range_source, settings, settings_with_env};
+pub use alertmanager::Alertmanager;
+pub use config::{design_fixture, notifier, range_source, settings, settings_with_env};
 pub use daemon::{
     bin, free_listen, minimal_config, minimal_config_text, one_service_config, stdout_and_stderr,
     Daemon,
 };
 pub use loki::Loki;
+pub use message::message;
 pub use poll::{now_ms, wait_for};
 pub use prometheus::Prometheus;
 pub use receiver::{Receiver, Reply};
 pub use scripts::script;
 pub use server::{free_port, never_answer, serve};
+pub use smtp::Smtp;
 pub use target::Target;

@@ -1,10 +1,13 @@
 //! A local stand-in for what the notifiers post to: a Slack incoming webhook
-//! at [`Receiver::slack_url`] and a generic webhook at
-//! [`Receiver::webhook_url`]. Every request is recorded and checked against
-//! the documented shape (Slack's incoming-webhook payload: `text` and `blocks`; the
-//! webhook schema in `actions/notify/webhook.rs`): a malformed one is
-//! answered 400 `invalid_payload`, as Slack does; a well-formed one as the
-//! [`Reply`] in force says.
+//! at [`Receiver::slack_url`], a generic webhook at
+//! [`Receiver::webhook_url`] and PagerDuty's Events API v2 at
+//! [`Receiver::pagerduty_url`]. Every request is recorded and checked
+//! against the documented shape (Slack's incoming-webhook payload: `text`
+//! and `blocks`; the webhook schema in `actions/notify/webhook.rs`;
+//! pagerduty-events-v2.md): a malformed one is answered 400 as the real
+//! one does (`invalid_payload`; PagerDuty's `invalid event` JSON); a
+//! well-formed one as the [`Reply`] in force says (PagerDuty's success is
+//! 202 with its JSON).
 
 use super::serve;
 use axum::body::Bytes;
@@ -21,6 +24,8 @@ use std::time::Duration;
 pub const SLACK_PATH: &str = "/services/T000/B000/SECRETXYZ";
 /// The generic webhook's path.
 pub const HOOK_PATH: &str = "/hooks/SECRETXYZ";
+/// PagerDuty's Events API v2 path.
+pub const PAGERDUTY_PATH: &str = "/v2/enqueue";
 
 /// How a well-formed request is answered.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +54,8 @@ pub struct Received {
     pub headers: HeaderMap,
     /// The body (`null` when it was not JSON).
     pub body: Value,
+    /// The body as sent (what a signature covers).
+    pub raw: Vec<u8>,
     /// Why the request is malformed, if it is.
     pub problem: Option<String>,
     /// The status it was (or is being) answered with.
@@ -75,6 +82,7 @@ impl Receiver {
         let app = Router::new()
             .route(SLACK_PATH, post(receive))
             .route(HOOK_PATH, post(receive))
+            .route(PAGERDUTY_PATH, post(receive))
             .with_state(shared.clone());
         Self {
             base: format!("http://{}", serve(app).await),
@@ -90,6 +98,11 @@ impl Receiver {
     /// The generic webhook URL.
     pub fn webhook_url(&self) -> String {
         format!("{}{HOOK_PATH}", self.base)
+    }
+
+    /// The Events API v2 URL (PagerDuty's `url` override).
+    pub fn pagerduty_url(&self) -> String {
+        format!("{}{PAGERDUTY_PATH}", self.base)
     }
 
     /// Answers as `reply` says from now on.
@@ -135,13 +148,33 @@ async fn receive(
     let problem = match (&json, uri.path()) {
         (Err(e), _) => Some(format!("not JSON: {e}")),
         (Ok(v), SLACK_PATH) => check_slack(&headers, v).err(),
+        (Ok(v), PAGERDUTY_PATH) => check_pagerduty(&headers, v).err(),
         (Ok(v), _) => check_webhook(&headers, v).err(),
     };
     let reply = *shared.reply.lock().unwrap();
+    let pagerduty = uri.path() == PAGERDUTY_PATH;
     let response = match (&problem, reply) {
+        (problem, Reply::BadPayload) | (problem @ Some(_), _) if pagerduty => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({
+                "status": "invalid event",
+                "message": "Event object is invalid",
+                "errors": [problem.clone().unwrap_or_else(|| "refused as told".into())]
+            })),
+        )
+            .into_response(),
         (Some(_), _) | (None, Reply::BadPayload) => {
             (StatusCode::BAD_REQUEST, "invalid_payload").into_response()
         }
+        (None, Reply::Ok | Reply::OkAfter(_) | Reply::Hang) if pagerduty => (
+            StatusCode::ACCEPTED,
+            axum::Json(serde_json::json!({
+                "status": "success",
+                "message": "Event processed",
+                "dedup_key": json.as_ref().ok().and_then(|v| v["dedup_key"].as_str()).unwrap_or_default()
+            })),
+        )
+            .into_response(),
         (None, Reply::Ok | Reply::OkAfter(_) | Reply::Hang) => {
             (StatusCode::OK, "ok").into_response()
         }
@@ -164,6 +197,7 @@ async fn receive(
     shared.received.lock().unwrap().push(Received {
         headers,
         body: json.unwrap_or(Value::Null),
+        raw: body.to_vec(),
         problem,
         status: response.status(),
     });
@@ -233,24 +267,27 @@ fn check_slack(headers: &HeaderMap, v: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// The webhook schema, version 1, and its headers.
+/// The webhook schema, version 2, and its headers (a signature, when
+/// present, is `sha256=` and 64 hex digits).
 fn check_webhook(headers: &HeaderMap, v: &Value) -> Result<(), String> {
     if headers.get("content-type").and_then(|h| h.to_str().ok()) != Some("application/json") {
         return Err("content-type is not application/json".into());
     }
-    if v["version"] != 1 {
-        return Err("schema version is not 1".into());
+    if v["schema_version"] != 2 {
+        return Err("schema_version is not 2".into());
     }
     for key in [
         "dedup_key",
+        "incident_key",
         "release_id",
         "service",
         "environment",
-        "release_version",
+        "version",
         "severity",
         "event",
         "reason",
         "at",
+        "sent_at",
         "summary",
     ] {
         if !v[key].is_string() {
@@ -262,9 +299,75 @@ fn check_webhook(headers: &HeaderMap, v: &Value) -> Result<(), String> {
             return Err(format!("{key} is missing"));
         }
     }
+    if !v["closes_incident"].is_boolean() {
+        return Err("closes_incident is not a boolean".into());
+    }
+    let links = v["links"].as_array().ok_or("links is not an array")?;
+    if links
+        .iter()
+        .any(|l| !l["text"].is_string() || !l["href"].is_string())
+    {
+        return Err("a link without text or href".into());
+    }
     let key = headers.get("idempotency-key").and_then(|h| h.to_str().ok());
     if key != v["dedup_key"].as_str() {
         return Err("Idempotency-Key differs from dedup_key".into());
+    }
+    if let Some(sig) = headers.get("x-guardian-signature") {
+        let sig = sig.to_str().unwrap_or_default();
+        let hex = sig.strip_prefix("sha256=").unwrap_or_default();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("malformed X-Guardian-Signature {sig:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// An Events API v2 alert event (pagerduty-events-v2.md, section 2).
+fn check_pagerduty(headers: &HeaderMap, v: &Value) -> Result<(), String> {
+    if headers.get("content-type").and_then(|h| h.to_str().ok()) != Some("application/json") {
+        return Err("content-type is not application/json".into());
+    }
+    if !matches!(v["routing_key"].as_str(), Some(k) if k.len() == 32) {
+        return Err("Length of 'routing_key' is incorrect (should be 32 characters)".into());
+    }
+    let action = v["event_action"].as_str().unwrap_or_default();
+    if !["trigger", "acknowledge", "resolve"].contains(&action) {
+        return Err(format!("unknown event_action {action:?}"));
+    }
+    match v["dedup_key"].as_str() {
+        Some(k) if k.chars().count() <= 255 && !k.is_empty() => {}
+        Some(_) => return Err("dedup_key longer than 255 characters or empty".into()),
+        None if action == "trigger" => {}
+        None => return Err(format!("{action} without dedup_key")),
+    }
+    if action != "trigger" {
+        return Ok(());
+    }
+    let p = &v["payload"];
+    match p["summary"].as_str() {
+        Some(s) if !s.is_empty() && s.chars().count() <= 1024 => {}
+        _ => return Err("payload.summary missing, empty or over 1024 characters".into()),
+    }
+    if !matches!(p["source"].as_str(), Some(s) if !s.is_empty()) {
+        return Err("payload.source missing".into());
+    }
+    let severity = p["severity"].as_str().unwrap_or_default();
+    if !["critical", "error", "warning", "info"].contains(&severity) {
+        return Err(format!("payload.severity {severity:?}"));
+    }
+    if let Some(ts) = p.get("timestamp") {
+        let ts = ts.as_str().unwrap_or_default();
+        time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| format!("payload.timestamp {ts:?}: {e}"))?;
+    }
+    if !p.get("custom_details").is_none_or(Value::is_object) {
+        return Err("payload.custom_details is not an object".into());
+    }
+    for link in v["links"].as_array().map_or(&[][..], Vec::as_slice) {
+        if !link["href"].is_string() {
+            return Err("a link without href".into());
+        }
     }
     Ok(())
 }
