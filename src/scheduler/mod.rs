@@ -20,6 +20,7 @@
 
 mod control;
 mod messages;
+pub mod points;
 mod read;
 mod rollback;
 #[cfg(test)]

@@ -291,6 +291,7 @@ pub(super) fn commit_tick(
         insert_decision(tx, release_id, d)?;
     }
     insert_notifications(tx, &tick.notifications)?;
+    super::points::insert(tx, release_id, &tick.points)?;
 
     if let Some(rb) = &tick.rollback {
         if rollback(tx, release_id)?.is_none() {
@@ -595,7 +596,13 @@ pub(super) fn prune_ended(
         .query_map(params![ended_before, limit as i64], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for id in &ids {
-        for table in ["checks", "decisions", "notifications", "rollbacks"] {
+        for table in [
+            "checks",
+            "check_points",
+            "decisions",
+            "notifications",
+            "rollbacks",
+        ] {
             tx.prepare_cached(&format!("DELETE FROM {table} WHERE release_id = ?1"))?
                 .execute([id])?;
         }
