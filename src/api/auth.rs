@@ -71,8 +71,13 @@ pub(crate) async fn require_token(
         .into_response();
     }
     let scope = required_scope(request.method());
-    match check(&settings.tokens, request.headers(), scope) {
-        Ok(()) => next.run(request).await,
+    // A browser's `?token=` or session cookie (the status page), else the
+    // bearer token.
+    let outcome = super::ui::authenticate(&settings.tokens, &request)
+        .unwrap_or_else(|| check(&settings.tokens, request.headers(), scope).map(|()| None));
+    match outcome {
+        Ok(None) => next.run(request).await,
+        Ok(Some(login)) => login,
         Err(e) => {
             if matches!(e, ApiError::Unauthorized(_)) {
                 auth_failures.record_failure(client, now);

@@ -30,6 +30,7 @@ mod verdict;
 mod watch;
 
 pub use control::ControlError;
+pub use tick::variables;
 
 use crate::actions::notify::outbox::Outbox;
 use crate::context::Context;

@@ -27,6 +27,7 @@ mod prometheus_real;
 mod prometheus_source;
 mod recovery;
 mod reload;
+mod report_ui;
 mod resilience;
 mod rollback_hook;
 mod rollback_hook_env;

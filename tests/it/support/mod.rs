@@ -15,9 +15,12 @@
 //!   process; the binary itself ([`bin`]); minimal config files for it.
 //! - [`config`]: [`settings`], config TOML text loaded into `Settings` the
 //!   way the daemon loads its file (tests never build `Settings` by hand).
+//! - [`browser`]: [`Browser`], headless Debian `chromium` (DOM, screenshot,
+//!   PDF); [`artifacts`], where a test keeps what it shows a person.
 //! - [`scripts`]: [`script`], an executable `#!/bin/sh` script (rollback
 //!   hooks).
 
+pub mod browser;
 pub mod config;
 pub mod daemon;
 pub mod poll;
@@ -27,6 +30,7 @@ pub mod scripts;
 pub mod server;
 pub mod target;
 
+pub use browser::{artifacts, Browser};
 pub use config::{settings, settings_with_env};
 pub use daemon::{
     bin, free_listen, minimal_config, minimal_config_text, stdout_and_stderr, Daemon,
