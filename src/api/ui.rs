@@ -295,24 +295,21 @@ pub fn render(
             ver = escape(&h.version),
             b = badge(&h.status)
         );
-        let tier = match tier {
+        let when = match tier {
             Some((n, every)) if active => format!(
-                "tier {n} (every {})",
-                humantime::format_duration(std::time::Duration::from_millis(*every as u64))
+                "tier {n} (every {}) · next check {}",
+                humantime::format_duration(std::time::Duration::from_millis(*every as u64)),
+                until(h.next_check_at.as_deref(), now)
             ),
-            _ => "-".into(),
+            _ if active => format!("next check {}", until(h.next_check_at.as_deref(), now)),
+            _ => format!("ended {}", escape(h.ended_at.as_deref().unwrap_or("-"))),
         };
         let _ = write!(
             o,
-            "<div class=\"muted\">{} → {} · started {} · {tier} · next check {} · <a href=\"/v1/releases/{id}/report?format=html\">report</a> (<a href=\"/v1/releases/{id}/report?format=md\">md</a>, <a href=\"/v1/releases/{id}/report?format=json\">json</a>)</div>",
+            "<div class=\"muted\">{} → {} · started {} · {when} · <a href=\"/v1/releases/{id}/report?format=html\">report</a> (<a href=\"/v1/releases/{id}/report?format=md\">md</a>, <a href=\"/v1/releases/{id}/report?format=json\">json</a>)</div>",
             escape(h.previous_version.as_deref().unwrap_or("?")),
             escape(&h.version),
             escape(&h.started_at),
-            if active {
-                until(h.next_check_at.as_deref(), now)
-            } else {
-                format!("ended {}", escape(h.ended_at.as_deref().unwrap_or("-")))
-            },
             id = escape(&h.id),
         );
         o.push_str("<table class=\"cells\"><tr>");
@@ -340,4 +337,89 @@ pub fn render(
     }
     o.push_str("</body></html>\n");
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use axum::body::Body;
+
+    fn tokens() -> Vec<ApiToken> {
+        vec![
+            ApiToken {
+                token: Secret::new("reader-token-1234"),
+                scopes: vec![Scope::Read],
+            },
+            ApiToken {
+                token: Secret::new("writer-only-5678"),
+                scopes: vec![Scope::Write],
+            },
+        ]
+    }
+
+    fn request(method: &str, uri: &str, cookie: Option<&str>) -> Request {
+        let mut b = axum::http::Request::builder().method(method).uri(uri);
+        if let Some(c) = cookie {
+            b = b.header(header::COOKIE, c);
+        }
+        b.body(Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn a_read_token_in_the_address_becomes_a_session_cookie_for_reads_only() {
+        let t = tokens();
+        // A good token: 303 to /ui with an HttpOnly cookie that is not the token.
+        let login = authenticate(&t, &request("GET", "/ui?token=reader-token-1234", None))
+            .expect("handled")
+            .expect("accepted")
+            .expect("a redirect");
+        assert_eq!(login.status(), StatusCode::SEE_OTHER);
+        assert_eq!(login.headers()[header::LOCATION], "/ui");
+        let set = login.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
+        assert!(!set.contains("reader-token-1234"), "{set}");
+        let cookie = set.split(';').next().unwrap().to_string();
+
+        // The cookie reads any GET route; not writes (the bearer decides them).
+        for path in ["/ui", "/v1/releases", "/v1/releases/x/report?format=html"] {
+            assert!(matches!(
+                authenticate(&t, &request("GET", path, Some(&cookie))),
+                Some(Ok(None))
+            ));
+        }
+        assert!(authenticate(&t, &request("POST", "/v1/releases", Some(&cookie))).is_none());
+        // A forged or stale cookie is a 401.
+        let forged = format!("{SESSION_COOKIE}={}", "ab".repeat(32));
+        for bad in [forged.as_str(), "rg_session=nothex", "rg_session="] {
+            assert!(
+                matches!(
+                    authenticate(&t, &request("GET", "/ui", Some(bad))),
+                    Some(Err(ApiError::Unauthorized(_)))
+                ),
+                "{bad}"
+            );
+        }
+        // A wrong token, or one without `read`, is refused and not echoed.
+        for bad in ["/ui?token=nope-nope-nope", "/?token=writer-only-5678"] {
+            match authenticate(&t, &request("GET", bad, None)) {
+                Some(Err(e)) => assert!(!e.to_string().contains("nope-nope"), "{e}"),
+                other => panic!("{bad}: {:?}", other.map(|r| r.is_ok())),
+            }
+        }
+        // `?token=` elsewhere is not a sign-in; no cookie, no header: not ours.
+        assert!(authenticate(
+            &t,
+            &request("GET", "/v1/releases?token=reader-token-1234", None)
+        )
+        .is_none());
+        assert!(authenticate(&t, &request("GET", "/ui", None)).is_none());
+        assert_eq!(percent_decode("a%2Bb+c%zz%e2%82%ac"), "a+b c%zz€");
+    }
 }

@@ -8,7 +8,8 @@ use std::fmt::Write;
 /// The colour of a level or state (shared by every HTML rendering).
 pub fn colour(state: &str) -> &'static str {
     match state {
-        "ok" | "verified" | "rolled_back" | "passed" | "succeeded" | "sent" => "#2e7d32",
+        "ok" | "verified" | "passed" | "succeeded" | "sent" => "#2e7d32",
+        "rolled_back" => "#ef6c00",
         "warning" => "#f9a825",
         "critical" | "rollback_failed" | "failed" => "#c62828",
         "rollback" | "rolling_back" => "#6a1b9a",
@@ -89,9 +90,15 @@ pub fn svg(
             escape(&format_value(round3(v)))
         );
     }
+    // HH:MM, or HH:MM:SS when the chart spans less than an hour.
+    let clock = if to - from < 3_600_000 {
+        11..19
+    } else {
+        11..16
+    };
     for (t, anchor) in [(from, "start"), (to, "end")] {
         let label = crate::model::rfc3339(t);
-        let label = label.get(11..16).unwrap_or("");
+        let label = label.get(clock.clone()).unwrap_or("");
         let _ = write!(
             s,
             r##"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="{anchor}" fill="#555">{label}</text>"##,

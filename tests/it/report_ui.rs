@@ -353,4 +353,28 @@ async fn the_status_page_and_the_report_as_a_person_sees_them() {
     );
     let text = cli(&["status", "--url", &api]);
     assert!(text.contains("error_rate:rollback"), "{text}");
+
+    // `status --watch` redraws in place, on its timer.
+    use tokio::io::AsyncReadExt;
+    let mut child = tokio::process::Command::new(bin())
+        .args(["status", "--watch", "--every", "200ms", "--url", &api])
+        .env("RG_TOKEN", READ_TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while seen.matches("\x1b[H\x1b[2J").count() < 2 {
+            let mut buf = [0u8; 4096];
+            let n = stdout.read(&mut buf).await.unwrap();
+            assert!(n > 0, "status --watch ended: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no second frame: {seen:?}"));
+    assert!(seen.contains("checkout"), "{seen}");
+    child.kill().await.unwrap();
 }
