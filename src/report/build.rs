@@ -403,12 +403,11 @@ fn item_for(
             .map(crate::model::format_value)
             .unwrap_or_else(|| "-".into());
         format!(
-            "{} ({}): now {}, value {}, worst level {}",
+            "{}: now {}, last value {value}, worst level during the watch {} ({} values)",
             c.name,
-            c.query.as_deref().or(c.probe.as_deref()).unwrap_or("?"),
             c.state,
-            value,
-            c.worst_level
+            c.worst_level,
+            c.points.len()
         )
     };
     let bad: Vec<&&CheckSection> = checks
@@ -608,5 +607,105 @@ fn sign_off(header: &Header, checks: &[CheckSection], checklist: &[ChecklistItem
         verified,
         signed_by: None,
         signed_at: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(status: &str, decisions: Value) -> ReportInput {
+        ReportInput {
+            release: serde_json::json!({
+                "id": "r1", "service": "checkout", "environment": "production",
+                "version": "v2", "previous_version": "v1", "status": status,
+                "started_at": "2026-01-01T00:00:00Z", "ended_at": null,
+                "next_check_at": "2026-01-01T00:05:00Z",
+                "annotations": {"actor": "ci-bot", "other": 1}, "health_score": 87.5,
+                "checks": [{"name": "p99_latency", "state": "ok", "level": "ok", "value": 0.2},
+                           {"name": "gone", "state": "ok", "level": "ok", "value": 1}],
+                "decisions": decisions, "notifications": [], "rollback": null
+            }),
+            checks: vec![CheckInfo {
+                name: "p99_latency".into(),
+                source: "prometheus".into(),
+                query: Some("histogram_quantile(0.99, x)".into()),
+                probe: None,
+                thresholds: vec![],
+            }],
+            points: vec![
+                CheckPoint {
+                    check: "p99_latency".into(),
+                    at: 1_767_225_660_000,
+                    value: Some(0.9),
+                },
+                CheckPoint {
+                    check: "p99_latency".into(),
+                    at: 1_767_225_720_000,
+                    value: None,
+                },
+            ],
+            rollback_command: None,
+            generated_at: 1_767_225_900_000,
+        }
+    }
+
+    #[test]
+    fn evidence_and_new_fields_show_without_changes_here() {
+        let decisions = serde_json::json!([{
+            "at": "2026-01-01T00:01:00Z", "check": "p99_latency", "level": "warning",
+            "action": "level_changed", "reason": "p99_latency entered warning",
+            "evidence": {"samples": 12, "baseline": 0.4}, "observed_at": "2026-01-01T00:00:59Z"
+        }]);
+        let r = build(input("watching", decisions));
+        assert_eq!(r.release.deployed_by["actor"], "ci-bot");
+        assert_eq!(r.release.health_score, Some(87.5));
+        // Configured checks first, then those no longer configured.
+        let names: Vec<&str> = r.checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["p99_latency", "gone"]);
+        assert_eq!(r.checks[0].worst_level, Level::Warning);
+        assert_eq!(r.checks[1].source, None);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["decisions"][0]["evidence"]["samples"], 12);
+        assert_eq!(json["checks"][0]["points"][1]["value"], Value::Null);
+
+        let md = crate::report::markdown::render(&r);
+        assert!(md.contains("evidence.samples: 12"), "{md}");
+        assert!(md.contains("observed_at: 2026-01-01T00:00:59Z"), "{md}");
+        assert!(md.contains("| Health score | 87.5 / 100 |"), "{md}");
+        let html = crate::report::html::render(&r, 1_767_225_900_000);
+        assert!(html.contains("<th>Evidence</th>"), "{html}");
+        assert!(
+            html.contains("<code>evidence.baseline</code>: 0.4"),
+            "{html}"
+        );
+
+        // While watching nothing is passed yet; the latency item is judged
+        // by the latency check; nothing decides the logs item.
+        let outcome = |item: &str| {
+            r.checklist
+                .iter()
+                .find(|i| i.item == item)
+                .map(|i| i.outcome)
+                .unwrap()
+        };
+        assert_eq!(outcome("Request latency within SLO"), "not_verified");
+        assert_eq!(outcome("No rollback criterion was met"), "not_verified");
+        assert_eq!(outcome("No new errors in application logs"), "not_verified");
+
+        // Verified: the latency item passes, no evidence column without evidence.
+        let r = build(input("verified", serde_json::json!([])));
+        let outcome = |item: &str| {
+            r.checklist
+                .iter()
+                .find(|i| i.item == item)
+                .map(|i| i.outcome)
+                .unwrap()
+        };
+        assert_eq!(outcome("Request latency within SLO"), "passed");
+        assert_eq!(outcome("No rollback criterion was met"), "passed");
+        assert_eq!(outcome("Monitored for the whole watch window"), "passed");
+        let html = crate::report::html::render(&r, 1_767_225_900_000);
+        assert!(!html.contains("<th>Evidence</th>"));
     }
 }

@@ -104,6 +104,38 @@ fn evidence_html(d: &Value) -> String {
         .join("<br>")
 }
 
+/// A table of decisions: the check's column when `with_check`, the
+/// evidence column when any decision carries fields beyond the known ones.
+fn decision_table(o: &mut String, decisions: &[Value], with_check: bool) {
+    let with_evidence = decisions
+        .iter()
+        .any(|d| !extra_fields(d, &DECISION_FIELDS).is_empty());
+    let _ = write!(
+        o,
+        "<table class=\"timeline\"><tr><th>At</th>{}<th>Action</th><th>Level</th><th>Reason</th>{}</tr>",
+        if with_check { "<th>Check</th>" } else { "" },
+        if with_evidence { "<th>Evidence</th>" } else { "" }
+    );
+    for d in decisions {
+        let _ = write!(o, "<tr><td>{}</td>", escape(s(d, "at")));
+        if with_check {
+            let _ = write!(o, "<td>{}</td>", escape(s(d, "check")));
+        }
+        let _ = write!(
+            o,
+            "<td>{}</td><td>{}</td><td>{}</td>",
+            escape(s(d, "action")),
+            escape(s(d, "level")),
+            escape(s(d, "reason"))
+        );
+        if with_evidence {
+            let _ = write!(o, "<td>{}</td>", evidence_html(d));
+        }
+        o.push_str("</tr>");
+    }
+    o.push_str("</table>");
+}
+
 /// Renders the report as a complete HTML document.
 pub fn render(r: &Report, now: Millis) -> String {
     let h = &r.release;
@@ -203,19 +235,7 @@ pub fn render(r: &Report, now: Millis) -> String {
         }
         o.push_str(&check_chart(c, range, (720, 160)));
         if !c.decisions.is_empty() {
-            o.push_str("<table><tr><th>At</th><th>Action</th><th>Level</th><th>Reason</th><th>Evidence</th></tr>");
-            for d in &c.decisions {
-                let _ = write!(
-                    o,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    escape(s(d, "at")),
-                    escape(s(d, "action")),
-                    escape(s(d, "level")),
-                    escape(s(d, "reason")),
-                    evidence_html(d)
-                );
-            }
-            o.push_str("</table>");
+            decision_table(&mut o, &c.decisions, false);
         }
         o.push_str("</div>");
     }
@@ -224,20 +244,7 @@ pub fn render(r: &Report, now: Millis) -> String {
     if r.decisions.is_empty() {
         o.push_str("<p class=\"muted\">No decisions recorded.</p>");
     } else {
-        o.push_str("<table class=\"timeline\"><tr><th>At</th><th>Check</th><th>Action</th><th>Level</th><th>Reason</th><th>Evidence</th></tr>");
-        for d in &r.decisions {
-            let _ = write!(
-                o,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(s(d, "at")),
-                escape(s(d, "check")),
-                escape(s(d, "action")),
-                escape(s(d, "level")),
-                escape(s(d, "reason")),
-                evidence_html(d)
-            );
-        }
-        o.push_str("</table>");
+        decision_table(&mut o, &r.decisions, true);
     }
 
     o.push_str("<h2>Notifications</h2>");

@@ -110,19 +110,28 @@ pub fn render(r: &Report) -> String {
     if r.decisions.is_empty() {
         let _ = writeln!(o, "No decisions recorded.\n");
     } else {
-        let _ = writeln!(o, "| At | Check | Action | Level | Reason | Evidence |");
-        let _ = writeln!(o, "|---|---|---|---|---|---|");
+        let with_evidence = r.decisions.iter().any(|d| !evidence(d).is_empty());
+        let (head, rule) = if with_evidence {
+            (" Evidence |", "---|")
+        } else {
+            ("", "")
+        };
+        let _ = writeln!(o, "| At | Check | Action | Level | Reason |{head}");
+        let _ = writeln!(o, "|---|---|---|---|---|{rule}");
         for d in &r.decisions {
-            let _ = writeln!(
+            let _ = write!(
                 o,
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} |",
                 s(d, "at"),
                 cell(s(d, "check")),
                 s(d, "action"),
                 s(d, "level"),
-                cell(s(d, "reason")),
-                cell(&evidence(d))
+                cell(s(d, "reason"))
             );
+            if with_evidence {
+                let _ = write!(o, " {} |", cell(&evidence(d)));
+            }
+            o.push('\n');
         }
         o.push('\n');
     }
