@@ -1,5 +1,5 @@
 //! Renders releases for people: plain text for `status` and the demo
-//! ([`text`], [`terminal`]), and the post-release report ([`build`] the
+//! ([`text`], [`terminal`]), and the post-release report ([`mod@build`] the
 //! data and its JSON, [`markdown`], [`html`]) with its charts ([`chart`]).
 //! Everything here is pure: it renders what the API says (JSON values) and
 //! what it is handed, and reads nothing itself.

@@ -9,6 +9,7 @@
 //!   records, what an ack silences);
 //! - `watch.rs` — the life of one watch: wait, tick, commit, repeat;
 //! - `tick.rs` / `read.rs` — one tick: read the sources, run the engine;
+//! - [`points`] — the values a tick keeps for charts;
 //! - `verdict.rs` — the pure decision after a tick: keep watching, retry,
 //!   verified, rollback requested, window ended;
 //! - `rollback.rs` — rollback execution: from a rule's trigger to the
