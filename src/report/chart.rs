@@ -13,6 +13,7 @@ pub fn colour(state: &str) -> &'static str {
         "warning" => "#f9a825",
         "critical" | "rollback_failed" | "failed" => "#c62828",
         "rollback" | "rolling_back" => "#6a1b9a",
+        "watching" => "#0277bd",
         "inconclusive" | "not_verified" => "#607d8b",
         _ => "#9e9e9e",
     }

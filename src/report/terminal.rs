@@ -81,7 +81,7 @@ pub fn release(report: &Value, colour: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} ({}) {} -> {}  {}",
+        "{} ({}) {} -> {}  status: {}",
         s(h, "service"),
         s(h, "environment"),
         h.get("previous_version")
@@ -179,7 +179,7 @@ mod tests {
         });
         let text = release(&r, false);
         assert!(
-            text.contains("checkout (production) v1 -> v2  rolled_back"),
+            text.contains("checkout (production) v1 -> v2  status: rolled_back"),
             "{text}"
         );
         assert!(

@@ -2233,6 +2233,7 @@ async fn open_creates_a_versioned_schema_in_wal_mode() {
     assert_eq!(
         tables,
         [
+            "check_points",
             "checks",
             "decisions",
             "heartbeats",
