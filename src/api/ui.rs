@@ -155,7 +155,15 @@ pub(crate) fn authenticate(
     if request.headers().contains_key(header::AUTHORIZATION) || scope != Scope::Read {
         return None;
     }
-    let presented = session_cookie(request.headers())?;
+    let Some(presented) = session_cookie(request.headers()) else {
+        // A person opening the page: say how to sign in.
+        return is_ui(request.uri().path()).then(|| {
+            Err(ApiError::Unauthorized(
+                "the status page needs a token with the `read` scope: open /ui?token=TOKEN once"
+                    .into(),
+            ))
+        });
+    };
     let presented = unhex(&presented).unwrap_or([0; 32]);
     let mut known = Choice::from(0);
     for t in tokens {
@@ -419,7 +427,11 @@ mod tests {
             &request("GET", "/v1/releases?token=reader-token-1234", None)
         )
         .is_none());
-        assert!(authenticate(&t, &request("GET", "/ui", None)).is_none());
+        assert!(authenticate(&t, &request("GET", "/v1/releases", None)).is_none());
+        match authenticate(&t, &request("GET", "/ui", None)) {
+            Some(Err(ApiError::Unauthorized(m))) => assert!(m.contains("/ui?token=TOKEN"), "{m}"),
+            other => panic!("{:?}", other.map(|r| r.is_ok())),
+        }
         assert_eq!(percent_decode("a%2Bb+c%zz%e2%82%ac"), "a+b c%zz€");
     }
 }

@@ -3,7 +3,7 @@
 //! rollback hook — and Debian's `chromium` loading the status page and the
 //! report as a person would.
 //!
-//! Screenshots and the report's PDF are kept under
+//! Screenshots, the report (HTML, Markdown, PDF) are kept under
 //! `target/test-artifacts/report_ui/` (the test prints the path).
 
 use crate::support::{
@@ -264,6 +264,7 @@ async fn the_status_page_and_the_report_as_a_person_sees_them() {
     .await;
     assert_eq!(md.headers()["content-type"], "text/markdown; charset=utf-8");
     let md = md.text().await.unwrap();
+    std::fs::write(out.join("report.md"), &md).unwrap();
     assert!(
         md.contains("# Post-release report: checkout v2 (production)"),
         "{md}"
@@ -282,6 +283,7 @@ async fn the_status_page_and_the_report_as_a_person_sees_them() {
     .await;
     assert_eq!(html.headers()["content-type"], "text/html; charset=utf-8");
     let html = html.text().await.unwrap();
+    std::fs::write(out.join("report.html"), &html).unwrap();
     assert!(html.contains("<svg") && html.contains("@media print"));
     assert!(!html.contains("<script") && !html.contains(" src=") && !html.contains("<link"));
     let bad = get(
