@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `status`, `demo`, `notify-test` (one function per
+//! The command line: `run`, `check`, `status`, `report`, `demo`, `notify-test` (one function per
 //! command below, dispatched from [`main`]), and the hidden helpers
 //! `demo-rollback` and `hook-supervisor`.
 
@@ -45,6 +45,23 @@ enum Command {
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
+        /// Refresh in place every `--every` until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// Interval of `--watch`.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        every: std::time::Duration,
+    },
+    /// The post-release report of a release (`GET /v1/releases/{id}/report`).
+    Report {
+        /// Release id.
+        id: String,
+        /// md, json or html.
+        #[arg(long, default_value = "md")]
+        format: String,
+        /// API base URL.
+        #[arg(long, default_value = DEFAULT_URL)]
+        url: String,
     },
     /// Send a test message through one configured notifier; exit 0 when delivered.
     NotifyTest {
@@ -94,7 +111,14 @@ pub fn main() -> ExitCode {
         }
         Command::Check { config } => check(&config_path(config)),
         Command::Demo => crate::demo::main(),
-        Command::Status { url, id, json } => runtime().block_on(status(&url, id.as_deref(), json)),
+        Command::Status {
+            url,
+            id,
+            json,
+            watch,
+            every,
+        } => runtime().block_on(status(&url, id.as_deref(), json, watch.then_some(every))),
+        Command::Report { id, format, url } => runtime().block_on(report(&url, &id, &format)),
         Command::NotifyTest { notifier, config } => {
             runtime().block_on(crate::notify_test::run(&config_path(config), &notifier))
         }
@@ -155,52 +179,94 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-async fn status(url: &str, id: Option<&str>, json: bool) -> ExitCode {
-    let base = url.trim_end_matches('/');
-    let target = match id {
-        Some(id) => format!("{base}/v1/releases/{id}"),
-        None => format!("{base}/v1/releases"),
-    };
-    let mut req = reqwest::Client::new().get(&target);
+/// GETs `path` from the API (with `RG_TOKEN` as the bearer token, if set);
+/// the body of a 2xx answer, else a message for the user.
+async fn fetch(base: &str, path: &str) -> Result<String, String> {
+    let base = base.trim_end_matches('/');
+    let mut req = reqwest::Client::new().get(format!("{base}{path}"));
     if let Ok(token) = std::env::var("RG_TOKEN") {
         req = req.bearer_auth(token);
     }
-    let resp = match req.timeout(std::time::Duration::from_secs(10)).send().await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!(
-                "release-guardian status: cannot reach {base}: {}",
-                e.without_url()
-            );
-            return ExitCode::FAILURE;
-        }
-    };
+    let resp = req
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {base}: {}", e.without_url()))?;
     let code = resp.status();
-    let body: serde_json::Value = match resp.json().await {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("release-guardian status: unreadable answer (HTTP {code}): {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let body = resp
+        .text()
+        .await
+        .map_err(|e| format!("unreadable answer (HTTP {code}): {e}"))?;
     if !code.is_success() {
-        let msg = body
-            .get("error")
-            .and_then(|e| e.as_str())
-            .unwrap_or("unknown error");
-        eprintln!("release-guardian status: HTTP {}: {msg}", code.as_u16());
-        return ExitCode::FAILURE;
+        let msg = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or_else(|| "unknown error".into());
+        return Err(format!("HTTP {}: {msg}", code.as_u16()));
     }
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&body).unwrap_or_default()
-        );
-        return ExitCode::SUCCESS;
+    Ok(body)
+}
+
+async fn fetch_json(base: &str, path: &str) -> Result<serde_json::Value, String> {
+    let body = fetch(base, path).await?;
+    serde_json::from_str(&body).map_err(|e| format!("unreadable answer: {e}"))
+}
+
+async fn status(
+    url: &str,
+    id: Option<&str>,
+    json: bool,
+    watch: Option<std::time::Duration>,
+) -> ExitCode {
+    use std::io::IsTerminal;
+    let colour = crate::report::terminal::use_colour(
+        std::io::stdout().is_terminal(),
+        std::env::var("NO_COLOR").ok().as_deref(),
+    );
+    loop {
+        let shown = match (id, json) {
+            (Some(id), true) => fetch_json(url, &format!("/v1/releases/{id}"))
+                .await
+                .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"),
+            (None, true) => fetch_json(url, "/v1/releases")
+                .await
+                .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"),
+            (Some(id), false) => fetch_json(url, &format!("/v1/releases/{id}/report?format=json"))
+                .await
+                .map(|v| crate::report::terminal::release(&v, colour)),
+            (None, false) => fetch_json(url, "/v1/releases")
+                .await
+                .map(|v| crate::report::terminal::table(&v, colour)),
+        };
+        let text = match shown {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("release-guardian status: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let Some(every) = watch else {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        };
+        // Home, clear the screen, draw; then wait for the timer.
+        print!("\x1b[H\x1b[2J{text}");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        tokio::time::sleep(every).await;
     }
-    match id {
-        Some(_) => print!("{}", crate::report::text::release(&body)),
-        None => print!("{}", crate::report::text::release_list(&body)),
+}
+
+async fn report(url: &str, id: &str, format: &str) -> ExitCode {
+    let path = format!("/v1/releases/{id}/report?format={format}");
+    match fetch(url, &path).await {
+        Ok(body) => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("release-guardian report: {e}");
+            ExitCode::FAILURE
+        }
     }
-    ExitCode::SUCCESS
 }

@@ -769,3 +769,19 @@ mod tests {
         assert!(d.action == "verified");
     }
 }
+
+/// One charted value of a check: a range-query point (the worst across the
+/// check's series at that instant) or one probe result. `value` is `None`
+/// where nothing usable was observed (a failed probe). Kept by the store, a
+/// bounded number per check ([`MAX_POINTS_PER_CHECK`]), for reports and the
+/// status page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckPoint {
+    pub check: String,
+    pub at: Millis,
+    pub value: Option<f64>,
+}
+
+/// Most [`CheckPoint`]s the store keeps per check of a release: the newest
+/// ones (six hours at the default 15 s step is 1,440).
+pub const MAX_POINTS_PER_CHECK: usize = 2048;

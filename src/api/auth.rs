@@ -82,10 +82,19 @@ pub(crate) async fn require_token(
         .into_response();
     }
     let scope = required_scope(request.method());
-    match check(&settings.tokens, request.headers(), scope) {
-        Ok(name) => {
-            let actor = Actor::new(format!("token:{name}"), client);
-            request.extensions_mut().insert(actor);
+    // A browser's `?token=` or session cookie (the status page, reads
+    // only), else the bearer token, whose name the audit log records.
+    let outcome = match super::ui::authenticate(&settings.tokens, &request) {
+        Some(browser) => browser.map(|login| (login, None)),
+        None => check(&settings.tokens, request.headers(), scope)
+            .map(|name| (None, Some(format!("token:{name}")))),
+    };
+    match outcome {
+        Ok((Some(login), _)) => login,
+        Ok((None, name)) => {
+            if let Some(name) = name {
+                request.extensions_mut().insert(Actor::new(name, client));
+            }
             next.run(request).await
         }
         Err(e) => {

@@ -11,6 +11,8 @@
 //!   native one);
 //! - [`health`] — `/healthz`, `/readyz`, `/metrics`;
 //! - [`view`] — the release object every release route answers;
+//! - [`report`] — `GET /v1/releases/{id}/report`, the post-release report;
+//! - [`ui`] — the status page (`/ui`, `/`) and its browser sign-in;
 //! - [`body`] — reading bodies, with the 1 MiB limit;
 //! - [`auth`] — bearer tokens and scopes (`[auth]`), and the rate limit on
 //!   failed authentications;
@@ -33,8 +35,10 @@ pub mod error;
 pub mod health;
 pub mod origin;
 pub mod releases;
+pub mod report;
 pub mod server;
 pub mod trace;
+pub mod ui;
 pub mod view;
 
 pub use body::MAX_BODY_BYTES;
@@ -97,6 +101,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/releases/{id}/abort", post(releases::abort))
         .route("/v1/releases/{id}/ack", post(releases::ack))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/releases/{id}/report", get(report::report))
+        .route("/", get(ui::page))
+        .route("/ui", get(ui::page))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

@@ -358,7 +358,7 @@ pub(crate) async fn ack(
 }
 
 /// The release object of `id`, or 404.
-async fn release_view(ctx: &Context, id: &str) -> Result<ReleaseView, ApiError> {
+pub(crate) async fn release_view(ctx: &Context, id: &str) -> Result<ReleaseView, ApiError> {
     let details = ctx
         .store
         .release_details(id)

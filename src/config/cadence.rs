@@ -52,6 +52,15 @@ impl Cadence {
         self.tiers.last().map(|t| t.0).unwrap_or(0)
     }
 
+    /// The tier in force `elapsed` after the start: its number (from 1) and
+    /// interval; `None` once the watch is over.
+    pub fn tier_at(&self, elapsed: Millis) -> Option<(usize, Millis)> {
+        self.tiers
+            .iter()
+            .position(|&(until, _)| elapsed < until)
+            .map(|i| (i + 1, self.tiers[i].1))
+    }
+
     /// The interval of the last tier.
     pub fn last_every(&self) -> Millis {
         self.tiers.last().map(|t| t.1).unwrap_or(0)

@@ -215,6 +215,7 @@ async fn run() -> anyhow::Result<()> {
     n.say(format!("service now runs {}", svc.version()));
     println!("\nFinal status (release-guardian status {id}):\n");
     print!("{}", crate::report::text::release(&r));
+    report_summary(&http, &api, &id).await?;
     daemon.shutdown().await;
     cancel.cancel();
     let ok = final_release["status"] == "rolled_back" && svc.version() == "v1";
@@ -231,6 +232,33 @@ async fn run() -> anyhow::Result<()> {
             final_release["status"]
         )
     }
+}
+
+/// The values each check saw and the post-deployment checklist, from the
+/// release's report (`release-guardian report ID`).
+async fn report_summary(http: &reqwest::Client, api: &str, id: &str) -> anyhow::Result<()> {
+    let report: serde_json::Value = http
+        .get(format!("{api}/v1/releases/{id}/report?format=json"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    println!("\nOver the watch (release-guardian status {id}):\n");
+    print!("{}", crate::report::terminal::release(&report, false));
+    println!("\nPost-deployment checklist (release-guardian report {id}):\n");
+    for item in report["checklist"].as_array().into_iter().flatten() {
+        println!(
+            "  [{}] {} — {}",
+            if item["outcome"] == "passed" {
+                "x"
+            } else {
+                " "
+            },
+            item["item"].as_str().unwrap_or("?"),
+            item["evidence"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
 }
 
 fn value(v: &serde_json::Value) -> String {

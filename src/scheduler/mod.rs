@@ -9,6 +9,7 @@
 //!   records, what an ack silences);
 //! - `watch.rs` — the life of one watch: wait, tick, commit, repeat;
 //! - `tick.rs` / `read.rs` — one tick: read the sources, run the engine;
+//! - [`points`] — the values a tick keeps for charts;
 //! - `verdict.rs` — the pure decision after a tick: keep watching, retry,
 //!   verified, rollback requested, window ended;
 //! - `rollback.rs` — rollback execution: from a rule's trigger to the
@@ -22,6 +23,7 @@ mod blindness;
 mod control;
 mod lineage;
 mod messages;
+pub mod points;
 mod read;
 mod rollback;
 #[cfg(test)]
@@ -31,6 +33,7 @@ mod verdict;
 mod watch;
 
 pub use control::ControlError;
+pub use tick::variables;
 
 use crate::actions::notify::outbox::Outbox;
 use crate::context::Context;

@@ -49,6 +49,8 @@ pub struct TickOutput {
     pub checks: Vec<CheckRecord>,
     pub decisions: Vec<Decision>,
     pub messages: Vec<Message>,
+    /// The values read, for charts ([`super::points`]).
+    pub points: Vec<crate::model::CheckPoint>,
     /// The first transition into the rollback level during this tick, if
     /// any, preferring a check that is still at that level at its reading's
     /// last sample (see [`RollbackTrigger::recovered_at`]).
@@ -151,6 +153,7 @@ fn judge(
             until,
             note,
         } => {
+            out.points.extend(super::points::of(spec, &series));
             let outcome = engine::evaluate(&spec.rule, &mut tracker, &series, step, window_start);
             if until.is_some() {
                 evaluated_until = until;

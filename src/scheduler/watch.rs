@@ -185,6 +185,7 @@ async fn tick_once(
     let mut commit = TickCommit {
         lease_owner: Some(g.owner().to_string()),
         checks: out.checks,
+        points: out.points,
         now: wall,
         ..Default::default()
     };

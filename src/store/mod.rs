@@ -62,7 +62,8 @@
 pub mod sqlite;
 
 use crate::model::{
-    AuditRecord, CheckRecord, Decision, DeliveryStatus, Millis, NewRelease, NotificationRecord,
+    AuditRecord, CheckPoint, CheckRecord, Decision, DeliveryStatus, Millis, NewRelease,
+    NotificationRecord,
     Release, ReleaseStatus, RollbackRecord, RollbackState,
 };
 use crate::section::Section;
@@ -197,6 +198,10 @@ pub struct TickCommit {
     pub decisions: Vec<Decision>,
     /// Inserted unless a row with the same key exists (dedup).
     pub notifications: Vec<NotificationRecord>,
+    /// Observed values to chart, written with the tick (a redone tick
+    /// writes the same instants again, once); the store keeps the newest
+    /// [`crate::model::MAX_POINTS_PER_CHECK`] per check.
+    pub points: Vec<CheckPoint>,
     pub next_check_at: Option<Millis>,
     /// A status to move to (e.g. `verified`); `None` keeps `watching`.
     pub status: Option<ReleaseStatus>,
@@ -325,8 +330,8 @@ pub trait Store: Send + Sync + 'static {
     async fn probe_write(&self, owner: &str, now: Millis) -> Result<(), StoreError>;
 
     /// Deletes up to `limit` releases that ended (a terminal status) before
-    /// `ended_before`, with their checks, decisions, outbox rows and
-    /// rollback, oldest first, in one transaction. Returns how many releases
+    /// `ended_before`, with their checks, charted points, decisions, outbox
+    /// rows and rollback, oldest first, in one transaction. Returns how many releases
     /// were deleted. Active releases are never touched.
     async fn prune_ended(&self, ended_before: Millis, limit: usize) -> Result<usize, StoreError>;
 
@@ -361,6 +366,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     async fn load_checks(&self, release_id: &str) -> Result<Vec<CheckRecord>, StoreError>;
+
+    /// The charted values of a release's checks ([`TickCommit::points`]),
+    /// by check name, then time; empty for an unknown release.
+    async fn check_points(&self, release_id: &str) -> Result<Vec<CheckPoint>, StoreError>;
 
     /// Writes a tick (see [`TickCommit`]) if the release is still `watching`.
     async fn commit_tick(

@@ -8,6 +8,7 @@
 //! - `sqlite_schema.rs` — the tables, created and upgraded by numbered
 //!   migrations tracked in `PRAGMA user_version`;
 //! - `sqlite_ops.rs` — the SQL of each method;
+//! - `sqlite_points.rs` — the charted check values, capped per check;
 //! - `sqlite_rows.rs` — rows ⇄ domain types (a value that does not parse is
 //!   [`StoreError::Corrupt`], never a panic).
 //!
@@ -34,7 +35,8 @@ use super::{
     Store, StoreError, TickApplied, TickCommit,
 };
 use crate::model::{
-    AuditRecord, CheckRecord, Decision, DeliveryStatus, Millis, NewRelease, NotificationRecord,
+    AuditRecord, CheckPoint, CheckRecord, Decision, DeliveryStatus, Millis, NewRelease,
+    NotificationRecord,
     Release, ReleaseStatus, RollbackRecord, RollbackState,
 };
 use crate::section::Section;
@@ -88,6 +90,8 @@ pub fn parse_section(
 
 #[path = "sqlite_ops.rs"]
 mod ops;
+#[path = "sqlite_points.rs"]
+mod points;
 #[path = "sqlite_rows.rs"]
 mod rows;
 #[path = "sqlite_schema.rs"]
@@ -326,6 +330,11 @@ impl Store for SqliteStore {
     async fn load_checks(&self, release_id: &str) -> Result<Vec<CheckRecord>, StoreError> {
         let id = release_id.to_owned();
         self.read(move |tx| ops::checks(tx, &id)).await
+    }
+
+    async fn check_points(&self, release_id: &str) -> Result<Vec<CheckPoint>, StoreError> {
+        let id = release_id.to_owned();
+        self.read(move |tx| points::read(tx, &id)).await
     }
 
     /// A release that does not exist is `NotWatching` too.

@@ -296,6 +296,7 @@ pub(super) fn commit_tick(
         insert_decision(tx, release_id, d)?;
     }
     insert_notifications(tx, &tick.notifications)?;
+    super::points::insert(tx, release_id, &tick.points)?;
 
     if let Some(rb) = &tick.rollback {
         if rollback(tx, release_id)?.is_none() {
@@ -680,6 +681,7 @@ pub(super) fn prune_ended(
     for id in &ids {
         for table in [
             "checks",
+            "check_points",
             "decisions",
             "notifications",
             "rollbacks",

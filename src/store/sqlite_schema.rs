@@ -132,6 +132,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_by_release ON audit (release_id, seq);
     ",
+    // 6: the values of each check over the watch, for reports and the status
+    // page (a bounded number per check; NULL: nothing usable observed).
+    "
+    CREATE TABLE check_points (
+        release_id TEXT NOT NULL REFERENCES releases (id),
+        check_name TEXT NOT NULL,
+        at         INTEGER NOT NULL,
+        value      REAL,
+        PRIMARY KEY (release_id, check_name, at)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Applies the migrations the file lacks, all in one immediate transaction

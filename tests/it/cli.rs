@@ -202,6 +202,8 @@ fn the_demo_rolls_back_a_bad_release() {
         "decision: rolled_back",
         "status: rolled_back",
         "service now runs v1",
+        "[ ] No rollback criterion was met",
+        "[x] The rollback completed",
         "Demo complete",
     ] {
         assert!(

@@ -35,6 +35,7 @@ mod recovery;
 mod reload;
 mod remote_client;
 mod remote_config;
+mod report_ui;
 mod resilience;
 mod rollback_hook;
 mod rollback_hook_env;

@@ -11,7 +11,8 @@
 //! Self-contained on purpose: its helpers live at the top of this file.
 
 use release_guardian::model::{
-    AuditRecord, CheckRecord, CheckState, Decision, DecisionAction, DeliveryStatus, Level, Message,
+    AuditRecord, CheckPoint, CheckRecord, CheckState, Decision, DecisionAction, DeliveryStatus,
+    Level, Message,
     Millis, NewRelease, NotificationRecord, Release, ReleaseStatus, RollbackRecord, RollbackState,
     Severity,
 };
@@ -87,6 +88,7 @@ macro_rules! store_contract {
                 a_release_rolling_back_is_not_superseded,
                 commit_tick_writes_checks_decisions_notifications_and_the_next_tick,
                 commit_tick_after_abort_writes_nothing,
+                commit_tick_keeps_the_charted_points_capped_per_check,
                 a_failing_tick_leaves_no_trace,
                 a_verifying_tick_ends_the_watch,
                 a_tick_requesting_a_rollback_records_it_once,
@@ -482,6 +484,81 @@ async fn commit_tick_writes_checks_decisions_notifications_and_the_next_tick(db:
     // The first k2 was kept, not overwritten.
     assert_eq!(d.notifications[1].created_at, 2_000);
     assert_eq!(d.release.next_check_at, Some(122_000));
+}
+
+fn point(check: &str, at: Millis, value: Option<f64>) -> CheckPoint {
+    CheckPoint {
+        check: check.into(),
+        at,
+        value,
+    }
+}
+
+async fn commit_tick_keeps_the_charted_points_capped_per_check(db: Backend) {
+    let s = &*db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    register(s, "search", "v1", "r2", 1_000).await;
+    let mut t = tick(2_000);
+    t.points = vec![
+        point("latency", 1_500, Some(0.2)),
+        point("error_rate", 1_500, Some(0.01)),
+        point("error_rate", 1_000, None),
+    ];
+    s.commit_tick("r1", &t).await.unwrap();
+    // By check, then time; a point without a value stays one.
+    assert_eq!(
+        s.check_points("r1").await.unwrap(),
+        vec![
+            point("error_rate", 1_000, None),
+            point("error_rate", 1_500, Some(0.01)),
+            point("latency", 1_500, Some(0.2)),
+        ]
+    );
+    // A redone tick writes its instants once; other releases are apart.
+    s.commit_tick("r1", &t).await.unwrap();
+    assert_eq!(s.check_points("r1").await.unwrap().len(), 3);
+    assert!(s.check_points("r2").await.unwrap().is_empty());
+    assert!(s.check_points("nope").await.unwrap().is_empty());
+
+    // Past the cap, the oldest points of that check go; the others stay.
+    let cap = release_guardian::model::MAX_POINTS_PER_CHECK as Millis;
+    let mut t = tick(3_000);
+    t.points = (0..cap + 10)
+        .map(|i| point("error_rate", 10_000 + i, Some(i as f64)))
+        .collect();
+    s.commit_tick("r1", &t).await.unwrap();
+    let points = s.check_points("r1").await.unwrap();
+    let errors: Vec<&CheckPoint> = points.iter().filter(|p| p.check == "error_rate").collect();
+    assert_eq!(errors.len() as Millis, cap);
+    assert_eq!(errors[0].at, 10_010);
+    assert_eq!(errors.last().unwrap().at, 10_000 + cap + 9);
+    assert_eq!(points.iter().filter(|p| p.check == "latency").count(), 1);
+
+    // Not written once the watch has ended; pruned with the release.
+    s.transition(
+        "r1",
+        &[ReleaseStatus::Watching],
+        ReleaseStatus::Aborted,
+        &decision(4_000, "aborted"),
+        4_000,
+    )
+    .await
+    .unwrap()
+    .expect("aborted");
+    let mut t = tick(5_000);
+    t.points = vec![point("latency", 5_000, Some(9.0))];
+    assert_eq!(
+        s.commit_tick("r1", &t).await.unwrap(),
+        TickApplied::NotWatching
+    );
+    assert!(!s
+        .check_points("r1")
+        .await
+        .unwrap()
+        .iter()
+        .any(|p| p.at == 5_000));
+    assert_eq!(s.prune_ended(10_000, 10).await.unwrap(), 1);
+    assert!(s.check_points("r1").await.unwrap().is_empty());
 }
 
 async fn commit_tick_after_abort_writes_nothing(db: Backend) {
@@ -2253,6 +2330,7 @@ async fn open_creates_a_versioned_schema_in_wal_mode() {
         tables,
         [
             "audit",
+            "check_points",
             "checks",
             "decisions",
             "deliveries",

@@ -21,6 +21,8 @@
 //! - [`smtp`]: [`Smtp`], a real SMTP server (aiosmtpd) with STARTTLS, TLS
 //!   and AUTH, and the certificate it serves.
 //! - [`alertmanager`]: [`Alertmanager`], Debian's binary on a free port.
+//! - [`browser`]: [`Browser`], headless Debian `chromium` (DOM, screenshot,
+//!   PDF); [`artifacts`], where a test keeps what it shows a person.
 //! - [`scripts`]: [`script`], an executable `#!/bin/sh` script (rollback
 //!   hooks).
 //! - [`loki`]: [`Loki`], a stand-in for Loki's query API (no real Loki
@@ -29,6 +31,7 @@
 //!   and bcrypt hashes (htpasswd), made in the test.
 
 pub mod alertmanager;
+pub mod browser;
 pub mod config;
 pub mod credentials;
 pub mod daemon;
@@ -43,6 +46,7 @@ pub mod smtp;
 pub mod target;
 
 pub use alertmanager::Alertmanager;
+pub use browser::{artifacts, Browser};
 pub use config::{design_fixture, notifier, range_source, settings, settings_with_env};
 pub use daemon::{
     bin, free_listen, minimal_config, minimal_config_text, one_service_config, stdout_and_stderr,
