@@ -230,12 +230,20 @@ pub fn decision_level(d: &Value) -> Option<Level> {
 pub fn build(input: ReportInput) -> Report {
     let r = &input.release;
     let annotations = r.get("annotations").cloned().unwrap_or(Value::Null);
+    // Annotations a deploy script set, then what a deploy tool's webhook
+    // recorded under `deploy` (its actor, commit, link...), which fills
+    // the names the script did not set.
     let deployed_by = annotations
         .as_object()
         .map(|a| {
+            let webhook = a.get("deploy").and_then(Value::as_object);
             DEPLOYER_KEYS
                 .iter()
-                .filter_map(|k| a.get(*k).map(|v| (k.to_string(), v.clone())))
+                .filter_map(|k| {
+                    a.get(*k)
+                        .or_else(|| webhook.and_then(|w| w.get(*k)))
+                        .map(|v| (k.to_string(), v.clone()))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -648,6 +656,22 @@ mod tests {
             rollback_command: None,
             generated_at: 1_767_225_900_000,
         }
+    }
+
+    #[test]
+    fn a_webhooks_deploy_record_fills_the_deployer() {
+        let mut i = input("watching", serde_json::json!([]));
+        i.release["annotations"] = serde_json::json!({
+            "actor": "script",
+            "deploy": {"tool": "github", "actor": "octocat", "commit": "f95f852"}
+        });
+        let r = build(i);
+        assert_eq!(
+            r.release.deployed_by["actor"], "script",
+            "the script's own word first"
+        );
+        assert_eq!(r.release.deployed_by["commit"], "f95f852");
+        assert_eq!(r.release.deployed_by["tool"], "github");
     }
 
     #[test]

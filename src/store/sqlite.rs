@@ -36,8 +36,7 @@ use super::{
 };
 use crate::model::{
     AuditRecord, CheckPoint, CheckRecord, Decision, DeliveryStatus, Millis, NewRelease,
-    NotificationRecord,
-    Release, ReleaseStatus, RollbackRecord, RollbackState,
+    NotificationRecord, Release, ReleaseStatus, RollbackRecord, RollbackState,
 };
 use crate::section::Section;
 use async_trait::async_trait;

@@ -12,9 +12,8 @@
 
 use release_guardian::model::{
     AuditRecord, CheckPoint, CheckRecord, CheckState, Decision, DecisionAction, DeliveryStatus,
-    Level, Message,
-    Millis, NewRelease, NotificationRecord, Release, ReleaseStatus, RollbackRecord, RollbackState,
-    Severity,
+    Level, Message, Millis, NewRelease, NotificationRecord, Release, ReleaseStatus, RollbackRecord,
+    RollbackState, Severity,
 };
 use release_guardian::store::sqlite::SqliteStore;
 use release_guardian::store::{
