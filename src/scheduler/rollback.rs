@@ -162,7 +162,7 @@ async fn interrupted(
         now,
         "rollback/finished",
     );
-    let pages = messages::records_for(&g.ctx.settings(), release, &msg, now);
+    let pages = end_pages(g, release, &msg, messages::Ending::RollbackFailed, now).await;
     g.ctx
         .store
         .finish_rollback(
@@ -363,7 +363,10 @@ pub(super) async fn execute(g: &Arc<Guardian>, id: &str) -> Result<(), StoreErro
     );
     page.level = Some(Level::Rollback);
     let pages = match blocked {
-        None => messages::records_for(&settings, &release, &page, now),
+        None => {
+            let mut log = g.incident_log(id).await?;
+            messages::records_for(&settings, &release, &page, now, &mut log)
+        }
         Some(_) => Vec::new(),
     };
     // Only the caller that moves the rollback from requested to running may
@@ -498,7 +501,12 @@ async fn finish(
     };
     let page =
         messages::release_event(release, action, severity, &reason, now, "rollback/finished");
-    let pages = messages::records_for(&g.ctx.settings(), release, &page, now);
+    let ending = if ok {
+        messages::Ending::RolledBack
+    } else {
+        messages::Ending::RollbackFailed
+    };
+    let pages = end_pages(g, release, &page, ending, now).await;
     let mut attempt = 1;
     loop {
         match g
@@ -538,4 +546,34 @@ async fn finish(
         .inc();
     tracing::warn!(release = %release.id, outcome = action, %reason, "rollback finished");
     Ok(())
+}
+
+/// The rows of a rollback's outcome page `msg`, then those of the watch's
+/// end (resolves and the summary, [`messages::ending_records`]). The hook's
+/// outcome must be recorded whatever happens: if the release's history
+/// cannot be read, the outcome page goes by severity alone and the watch's
+/// end sends only the summary.
+async fn end_pages(
+    g: &Guardian,
+    release: &Release,
+    msg: &Message,
+    ending: messages::Ending,
+    now: Millis,
+) -> Vec<crate::model::NotificationRecord> {
+    let settings = g.ctx.settings();
+    let (mut log, checks) = match (
+        g.incident_log(&release.id).await,
+        g.ctx.store.load_checks(&release.id).await,
+    ) {
+        (Ok(log), Ok(checks)) => (log, checks),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(release = %release.id, error = %e, "cannot read the release's pages; its resolves are not sent");
+            Default::default()
+        }
+    };
+    let mut pages = messages::records_for(&settings, release, msg, now, &mut log);
+    pages.extend(messages::ending_records(
+        &settings, release, &checks, ending, now, &mut log,
+    ));
+    pages
 }

@@ -277,10 +277,24 @@ async fn tick_once(
         }
     }
     commit.decisions = decisions;
-    commit.notifications = messages_out
-        .iter()
-        .flat_map(|m| messages::records_for(&settings, release, m, wall))
-        .collect();
+    let verified = matches!(verdict, verdict::Verdict::Verified { .. });
+    if !messages_out.is_empty() || verified {
+        let mut log = g.incident_log(&release.id).await?;
+        for m in &messages_out {
+            let rows = messages::records_for(&settings, release, m, wall, &mut log);
+            commit.notifications.extend(rows);
+        }
+        if verified {
+            commit.notifications.extend(messages::ending_records(
+                &settings,
+                release,
+                &commit.checks,
+                messages::Ending::Verified,
+                wall,
+                &mut log,
+            ));
+        }
+    }
 
     let applied = match ctx.store.commit_tick(&release.id, &commit).await {
         Ok(applied) => applied,

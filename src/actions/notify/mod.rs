@@ -13,6 +13,7 @@
 //! in [`KINDS`], its docs (`docs/configuration.md`) and its tests.
 
 pub mod outbox;
+pub mod rate;
 pub mod slack;
 pub mod webhook;
 
@@ -82,8 +83,14 @@ pub struct BuildContext {
 #[derive(Debug, Clone)]
 pub struct NotifierSpec {
     pub kind: &'static str,
-    /// Messages below this severity are not sent to it.
+    /// Messages below this severity are not sent to it (closing messages
+    /// follow the page they close instead: see `docs/configuration.md`).
     pub min_severity: Severity,
+    /// `rate_limit`: deliveries over it wait in the outbox.
+    pub rate_limit: Option<rate::RateLimit>,
+    /// `repeat_every`: a `reminder` at this period while a check it was
+    /// paged about holds a level of `warning` or above. Off when `None`.
+    pub repeat_every: Option<std::time::Duration>,
     pub config: Arc<dyn NotifierConfig>,
 }
 
@@ -91,6 +98,7 @@ pub struct NotifierSpec {
 #[derive(Default)]
 pub struct Notifiers {
     by_name: BTreeMap<String, Arc<dyn Notifier>>,
+    limits: BTreeMap<String, rate::RateLimit>,
 }
 
 impl Notifiers {
@@ -101,7 +109,16 @@ impl Notifiers {
                 .iter()
                 .map(|(name, spec)| (name.clone(), spec.config.build(cx)))
                 .collect(),
+            limits: specs
+                .iter()
+                .filter_map(|(name, spec)| Some((name.clone(), spec.rate_limit?)))
+                .collect(),
         }
+    }
+
+    /// The notifier's `rate_limit`, if it has one.
+    pub fn rate_limit(&self, name: &str) -> Option<rate::RateLimit> {
+        self.limits.get(name).copied()
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Notifier>> {
