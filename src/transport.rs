@@ -27,6 +27,14 @@ pub fn client(redirect: reqwest::redirect::Policy) -> reqwest::Client {
         .expect("a TLS backend is compiled in")
 }
 
+/// HMAC-SHA256 of `body` under `key`, as lowercase hex: the signature of
+/// signed outbound requests (the rollback hook's `url` form, webhooks).
+pub fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let tag = ring::hmac::sign(&key, body);
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Delay before attempt `attempts + 1`.
 pub fn backoff(attempts: u32) -> Duration {
     let factor = 1u32

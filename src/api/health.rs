@@ -160,8 +160,14 @@ fn pending_gauges(configured: &[String], pending: &[(String, u64)]) -> String {
             .filter(|(p, _)| p == name)
             .map(|(_, n)| n)
             .sum();
-        let escaped = name.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-        let _ = writeln!(out, "rg_notifications_pending{{notifier=\"{escaped}\"}} {n}");
+        let escaped = name
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        let _ = writeln!(
+            out,
+            "rg_notifications_pending{{notifier=\"{escaped}\"}} {n}"
+        );
     }
     out
 }
@@ -192,9 +198,18 @@ mod tests {
             &["pager".into(), "slack".into()],
             &[("slack".into(), 3), ("gone".into(), 1)],
         );
-        assert!(text.contains("rg_notifications_pending{notifier=\"pager\"} 0\n"), "{text}");
-        assert!(text.contains("rg_notifications_pending{notifier=\"slack\"} 3\n"), "{text}");
-        assert!(text.contains("rg_notifications_pending{notifier=\"gone\"} 1\n"), "{text}");
+        assert!(
+            text.contains("rg_notifications_pending{notifier=\"pager\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rg_notifications_pending{notifier=\"slack\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rg_notifications_pending{notifier=\"gone\"} 1\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Turning decisions into messages and outbox rows, with stable dedup keys.
 
-use crate::config::Settings;
 use super::incidents::IncidentLog;
+use crate::config::Settings;
 use crate::model::{
     CheckRecord, DeliveryStatus, Level, Message, Millis, NotificationRecord, Release, Severity,
 };
@@ -80,8 +80,6 @@ pub fn release_event(
 /// - a message that closes an incident (`recovered`, `resolved`): every
 ///   notifier that holds the incident open ([`IncidentLog::holders`]),
 ///   whatever its `min_severity`, and no other;
-/// - the `summary`: every notifier of the service that takes its severity,
-///   and every one that was paged about the release;
 /// - anything else: every notifier of the service that takes its severity.
 ///
 /// None once the release is acked.
@@ -109,15 +107,13 @@ pub fn records_for(
             .into_iter()
             .filter(|n| settings.notifiers.contains_key(n))
             .collect()
-    } else if msg.event == SUMMARY {
+    } else {
         service
             .notify
             .iter()
-            .filter(|n| takes(n) || (log.was_paged(n) && settings.notifiers.contains_key(*n)))
+            .filter(|n| takes(n))
             .cloned()
             .collect()
-    } else {
-        service.notify.iter().filter(|n| takes(n)).cloned().collect()
     };
     let rows: Vec<NotificationRecord> = names.iter().map(|name| record(name, msg, now)).collect();
     for r in &rows {
@@ -127,7 +123,7 @@ pub fn records_for(
 }
 
 /// The outbox row of `msg` for the notifier `name`.
-fn record(name: &str, msg: &Message, now: Millis) -> NotificationRecord {
+pub(super) fn record(name: &str, msg: &Message, now: Millis) -> NotificationRecord {
     NotificationRecord {
         key: format!("{}/{}", msg.dedup_key, name),
         notifier: name.to_string(),
@@ -173,7 +169,9 @@ impl Ending {
 /// The rows a watch's end adds: a `resolved` message for every incident
 /// still open at a notifier (a check still above `ok`, a rollback page), to
 /// the notifiers holding it — except after a failed rollback — then one
-/// `summary` (the outcome and each check's last state). Dedup keys are
+/// `summary` (the outcome and each check's last state; severity `warning`
+/// if anything was paged during the watch, else `info`, routed by
+/// `min_severity`). Dedup keys are
 /// fixed per release (`RELEASE/CHECK/resolved`, `RELEASE/summary`), so an
 /// end recorded twice sends nothing twice.
 pub fn ending_records(
@@ -235,7 +233,14 @@ pub fn ending_records(
             states.join(", ")
         }
     );
-    let summary = release_event(release, SUMMARY, Severity::Info, &reason, now, SUMMARY);
+    // `warning` when something was paged during the watch (those notifiers
+    // hear how it ended), `info` for a quiet one.
+    let severity = if log.any_paged() {
+        Severity::Warning
+    } else {
+        Severity::Info
+    };
+    let summary = release_event(release, SUMMARY, severity, &reason, now, SUMMARY);
     out.extend(records_for(settings, release, &summary, now, log));
     out
 }

@@ -26,6 +26,7 @@ mod control;
 mod incidents;
 mod messages;
 mod read;
+mod reminders;
 mod rollback;
 #[cfg(test)]
 mod tests;

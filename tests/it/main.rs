@@ -21,6 +21,7 @@ mod hook_supervisor;
 mod lease_renewal;
 mod logs;
 mod notify;
+mod notify_behaviour;
 mod outbox;
 mod probe;
 mod prometheus_real;

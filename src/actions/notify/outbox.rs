@@ -15,6 +15,7 @@
 //! message carries its stable `dedup_key` so receivers (PagerDuty's
 //! `dedup_key`, a webhook's consumer) can drop such a repeat.
 
+use super::rate::Limiter;
 use super::Notifiers;
 use super::NotifyError;
 use crate::clock::Clock;
@@ -24,7 +25,6 @@ use crate::telemetry::Telemetry;
 use crate::telemetry::{NotificationLabels, Outcome};
 use crate::transport::{backoff, MAX_BACKOFF};
 use futures_util::future::join_all;
-use super::rate::Limiter;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -294,7 +294,10 @@ impl Outbox {
     }
 
     /// Delivers one row under this replica's claim.
-    async fn deliver(&self, row: NotificationRecord) -> Result<Delivered, crate::store::StoreError> {
+    async fn deliver(
+        &self,
+        row: NotificationRecord,
+    ) -> Result<Delivered, crate::store::StoreError> {
         let attempts = row.attempts + 1;
         let claim = Lease::new(
             self.ctx.owner.clone(),
@@ -426,9 +429,15 @@ mod tests {
 
     #[test]
     fn retry_after_wins_over_the_backoff_within_bounds() {
-        assert_eq!(retry_delay(Some(Duration::from_secs(2)), 6), Duration::from_secs(2));
+        assert_eq!(
+            retry_delay(Some(Duration::from_secs(2)), 6),
+            Duration::from_secs(2)
+        );
         assert_eq!(retry_delay(Some(Duration::ZERO), 1), MIN_RETRY);
-        assert_eq!(retry_delay(Some(Duration::from_secs(86_400)), 1), MAX_BACKOFF);
+        assert_eq!(
+            retry_delay(Some(Duration::from_secs(86_400)), 1),
+            MAX_BACKOFF
+        );
         assert_eq!(retry_delay(None, 1), backoff(1));
     }
 }

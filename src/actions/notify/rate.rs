@@ -22,9 +22,8 @@ impl RateLimit {
     /// Parses `"1/s"`, `"30/m"`, `"100/h"` (also `sec`, `min`, `hour` and a
     /// humantime period such as `"5/10s"`).
     pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = || {
-            format!("invalid rate limit {s:?}; use N/s, N/m or N/h (e.g. \"1/s\", \"30/m\")")
-        };
+        let bad =
+            || format!("invalid rate limit {s:?}; use N/s, N/m or N/h (e.g. \"1/s\", \"30/m\")");
         let (n, per) = s.trim().split_once('/').ok_or_else(bad)?;
         let count = n
             .trim()
@@ -39,7 +38,10 @@ impl RateLimit {
             other => humantime::parse_duration(other).map_err(|_| bad())?,
         };
         if per.is_zero() || per > Duration::from_secs(24 * 3600) {
-            return Err(format!("{}: the period must be between 1ms and 1 day", bad()));
+            return Err(format!(
+                "{}: the period must be between 1ms and 1 day",
+                bad()
+            ));
         }
         Ok(Self { count, per })
     }
@@ -115,6 +117,9 @@ mod tests {
         assert!(l.take().is_ok());
         assert!(l.take().is_ok());
         let wait = l.take().unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(500), "{wait:?}");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
     }
 }

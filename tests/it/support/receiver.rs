@@ -53,10 +53,14 @@ pub struct Received {
     pub problem: Option<String>,
     /// The status it was (or is being) answered with.
     pub status: StatusCode,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 struct Shared {
     reply: Mutex<Reply>,
+    /// Replies for the next requests, in order, before `reply` again.
+    script: Mutex<std::collections::VecDeque<Reply>>,
     received: Mutex<Vec<Received>>,
 }
 
@@ -70,6 +74,7 @@ impl Receiver {
     pub async fn start(reply: Reply) -> Self {
         let shared = Arc::new(Shared {
             reply: Mutex::new(reply),
+            script: Mutex::new(Default::default()),
             received: Mutex::new(Vec::new()),
         });
         let app = Router::new()
@@ -95,6 +100,25 @@ impl Receiver {
     /// Answers as `reply` says from now on.
     pub fn set_reply(&self, reply: Reply) {
         *self.shared.reply.lock().unwrap() = reply;
+    }
+
+    /// Answers the next requests with `replies`, in order, then as
+    /// [`Receiver::set_reply`] says again.
+    pub fn script(&self, replies: &[Reply]) {
+        self.shared
+            .script
+            .lock()
+            .unwrap()
+            .extend(replies.iter().copied());
+    }
+
+    /// The bodies of the requests that were accepted (answered 2xx).
+    pub fn accepted(&self) -> Vec<Value> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.status.is_success())
+            .map(|r| r.body)
+            .collect()
     }
 
     /// Every request so far, in arrival order.
@@ -137,7 +161,9 @@ async fn receive(
         (Ok(v), SLACK_PATH) => check_slack(&headers, v).err(),
         (Ok(v), _) => check_webhook(&headers, v).err(),
     };
-    let reply = *shared.reply.lock().unwrap();
+    let at = std::time::Instant::now();
+    let scripted = shared.script.lock().unwrap().pop_front();
+    let reply = scripted.unwrap_or_else(|| *shared.reply.lock().unwrap());
     let response = match (&problem, reply) {
         (Some(_), _) | (None, Reply::BadPayload) => {
             (StatusCode::BAD_REQUEST, "invalid_payload").into_response()
@@ -166,6 +192,7 @@ async fn receive(
         body: json.unwrap_or(Value::Null),
         problem,
         status: response.status(),
+        at,
     });
     match reply {
         Reply::OkAfter(pause) => tokio::time::sleep(pause).await,
