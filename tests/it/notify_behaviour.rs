@@ -343,9 +343,19 @@ async fn a_rollback_url_answering_500_ends_rollback_failed() {
         "no secret, no signature"
     );
     let d = store.release_details(&id).await.unwrap().unwrap();
+    let failed = d
+        .decisions
+        .iter()
+        .find(|x| x.action.as_str() == "rollback_failed")
+        .unwrap();
+    assert!(
+        failed.reason.contains("the rollback url answered HTTP 500 after"),
+        "{}",
+        failed.reason
+    );
     let rb = d.rollback.unwrap();
     assert_eq!(rb.exit_code, Some(500));
-    assert!(rb.reason.contains("answered HTTP 500"), "{}", rb.reason);
+    assert!(rb.output.unwrap().contains("rollback answer body"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
