@@ -349,7 +349,9 @@ async fn a_rollback_url_answering_500_ends_rollback_failed() {
         .find(|x| x.action.as_str() == "rollback_failed")
         .unwrap();
     assert!(
-        failed.reason.contains("the rollback url answered HTTP 500 after"),
+        failed
+            .reason
+            .contains("the rollback url answered HTTP 500 after"),
         "{}",
         failed.reason
     );
