@@ -234,11 +234,13 @@ async fn reminders_repeat_while_the_level_holds() {
     );
 }
 
-/// A rollback receiver: records each request (headers, raw body) and
-/// answers with `status`.
+/// One request as the rollback receiver got it: headers, raw body.
+type Posted = (HeaderMap, Vec<u8>);
+
+/// A rollback receiver: records each request and answers with `status`.
 #[derive(Clone, Default)]
 struct RollbackSink {
-    got: Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>,
+    got: Arc<Mutex<Vec<Posted>>>,
     status: Arc<AtomicU16>,
 }
 
@@ -266,7 +268,7 @@ impl RollbackSink {
         (sink, url)
     }
 
-    fn requests(&self) -> Vec<(HeaderMap, Vec<u8>)> {
+    fn requests(&self) -> Vec<Posted> {
         self.got.lock().unwrap().clone()
     }
 }
