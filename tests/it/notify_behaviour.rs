@@ -64,7 +64,7 @@ fn hook(name: &str, r: &Receiver, extra: &str) -> String {
 
 /// A guardian over a fresh store in `dir`, service `checkout` probing
 /// `switch` every 300 ms for a minute: `warning` after one failed probe,
-/// `critical` after three; `notifiers` (config text) are its `notify`
+/// `critical` after six (time enough to see the warning and heal); `notifiers` (config text) are its `notify`
 /// list; `rollback` is its `[services.rollback]` body, if any.
 async fn guardian(
     dir: &std::path::Path,
@@ -75,7 +75,7 @@ async fn guardian(
     std::fs::write(
         dir.join("rules.yaml"),
         "checks:\n  - name: live\n    source: probe\n    probe: live\n    \
-         warning: { failures: 1 }\n    critical: { failures: 3 }\n",
+         warning: { failures: 1 }\n    critical: { failures: 6 }\n",
     )
     .unwrap();
     let names: Vec<String> = notifiers.iter().map(|(n, _)| format!("{n:?}")).collect();
@@ -145,14 +145,23 @@ async fn recovered_follows_the_page_and_the_end_resolves_what_is_open() {
             hook("pager", &pager, "min_severity = \"critical\"\n"),
         ),
     ];
-    let (g, _store) = guardian(dir.path(), &switch, &notifiers, None).await;
+    let (g, store) = guardian(dir.path(), &switch, &notifiers, None).await;
     let id = register(&g).await;
 
     // A warning only: the chat is paged and told of the recovery; the
-    // critical-only pager hears of neither.
+    // critical-only pager hears of neither. (Healed as soon as the store
+    // has the warning, well before the sixth failure.)
     switch.set(false);
-    wait_event(&chat, "level_changed warning", 1).await;
+    wait_for("the check at warning", Duration::from_secs(20), || {
+        let (store, id) = (store.clone(), id.clone());
+        async move {
+            let checks = store.load_checks(&id).await.ok()?;
+            (checks.first()?.state.as_str() == "warning").then_some(())
+        }
+    })
+    .await;
     switch.set(true);
+    wait_event(&chat, "level_changed warning", 1).await;
     wait_event(&chat, "recovered ok", 1).await;
     assert!(pager.accepted().is_empty(), "{:?}", events(&pager));
 
@@ -218,15 +227,23 @@ async fn reminders_repeat_while_the_level_holds() {
     let _id = register(&g).await;
     switch.set(false);
     wait_event(&chat, "reminder critical", 2).await;
-    let reminders: Vec<i64> = chat
-        .accepted()
-        .iter()
-        .filter(|b| b["event"] == "reminder")
-        .map(|b| release_guardian::model::parse_time(b["at"].as_str().unwrap()).unwrap())
-        .collect();
-    // At the period, from the instant the level was entered.
+    let at = |event: &str, level: &str| -> Vec<i64> {
+        chat.accepted()
+            .iter()
+            .filter(|b| b["event"] == event && b["level"] == level)
+            .map(|b| release_guardian::model::parse_time(b["at"].as_str().unwrap()).unwrap())
+            .collect()
+    };
+    // At the period, from the instant the level was entered; the
+    // escalation to critical starts the count again.
+    let critical = at("level_changed", "critical")[0];
+    let reminders = at("reminder", "critical");
+    assert_eq!(reminders[0], critical + 1_000, "{critical} {reminders:?}");
     for pair in reminders.windows(2) {
         assert_eq!(pair[1] - pair[0], 1_000, "{reminders:?}");
+    }
+    for w in at("reminder", "warning") {
+        assert!(w < critical, "a warning reminder after the escalation");
     }
     assert!(
         !events(&quiet).iter().any(|e| e.starts_with("reminder")),
