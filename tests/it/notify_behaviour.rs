@@ -465,6 +465,41 @@ async fn messages_waiting_when_the_daemon_is_killed_are_delivered_once_after_res
         },
     )
     .await;
+    // Visible while they wait: in /metrics and in `release-guardian status`.
+    let metrics = http
+        .get(format!("{}/metrics", daemon.api))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "rg_notifications_pending{{notifier=\"chat\"}} {queued}\n"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rg_notifications_total{notifier=\"chat\",outcome=\"retried\"}"),
+        "{metrics}"
+    );
+    let status = std::process::Command::new(crate::support::bin())
+        .args(["status", "--url", &daemon.api])
+        .output()
+        .unwrap();
+    let shown = crate::support::stdout_and_stderr(&status);
+    assert!(shown.contains(&format!("{queued} pending")), "{shown}");
+    let status = std::process::Command::new(crate::support::bin())
+        .args(["status", "--url", &daemon.api, &id])
+        .output()
+        .unwrap();
+    let shown = crate::support::stdout_and_stderr(&status);
+    assert!(
+        shown.contains(&format!("DELIVERY chat: 0 failed, {queued} pending"))
+            && shown.contains("webhook answered HTTP 503"),
+        "{shown}"
+    );
     daemon.kill9();
     assert!(down.accepted().is_empty());
     down.set_reply(Reply::Ok);
