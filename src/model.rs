@@ -547,10 +547,11 @@ impl Decision {
 }
 
 /// Delivery state of a notification in the outbox.
-#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Waiting for its next attempt.
+    #[default]
     Pending,
     /// Delivered. Final.
     Sent,

@@ -28,8 +28,11 @@ pub struct NotificationLabels {
 #[allow(non_camel_case_types)]
 pub enum Outcome {
     sent,
-    retry,
+    /// A temporary failure: the message waits in the outbox for its retry.
+    retried,
     failed,
+    /// Never sent: the release was acknowledged while it was queued.
+    suppressed,
     succeeded,
     interrupted,
 }
@@ -98,7 +101,7 @@ impl Telemetry {
         let notifications = Family::<NotificationLabels, Counter>::default();
         registry.register(
             "notifications",
-            "Notification delivery attempts by notifier and outcome",
+            "Notification deliveries by notifier and outcome (sent, retried, failed, suppressed)",
             notifications.clone(),
         );
         let rollbacks = Family::<OutcomeLabels, Counter>::default();

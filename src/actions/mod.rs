@@ -4,3 +4,4 @@
 pub mod hook_supervisor;
 pub mod notify;
 pub mod rollback;
+pub mod rollback_http;

@@ -24,11 +24,12 @@
 //! that kills every descendant of the hook on timeout. The supervisor uses
 //! the same code ([`run_command`]) with [`KillScope::Descendants`].
 
-use crate::section::{deserialize_duration, KeyPath, Report};
+use crate::section::{deserialize_duration, KeyPath, Report, Secret};
 use serde::Deserialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -59,8 +60,19 @@ impl RollbackMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackConfig {
-    /// Program and arguments; run without a shell.
+    /// Program and arguments; run without a shell. Exactly one of
+    /// `command` and `url`.
+    #[serde(default)]
     pub command: Vec<String>,
+    /// The HTTP form: POST the release as JSON to this URL
+    /// ([`crate::actions::rollback_http`]); 2xx means rolled back.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Key of the `url` form's HMAC-SHA256 signature (or `secret_file`).
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
     #[serde(default = "default_timeout", deserialize_with = "deserialize_duration")]
     pub timeout: Duration,
     #[serde(default)]
@@ -68,19 +80,119 @@ pub struct RollbackConfig {
     /// Extra environment for the hook.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Record what would have run, page, and run nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// The signing key `check_config` read from `secret` or `secret_file`.
+    #[serde(skip)]
+    pub signing_key: Option<Secret>,
+}
+
+impl RollbackConfig {
+    /// What the hook runs, for the timeline: the command line, or
+    /// `POST URL`.
+    pub fn describe(&self) -> String {
+        match &self.url {
+            Some(url) => format!("POST {url}"),
+            None => self
+                .command
+                .iter()
+                .map(|a| {
+                    if a.is_empty()
+                        || a.contains(|c: char| c.is_whitespace() || "'\"\\$`".contains(c))
+                    {
+                        format!("'{}'", a.replace('\'', "'\\''"))
+                    } else {
+                        a.clone()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
 }
 
 fn default_timeout() -> Duration {
     DEFAULT_TIMEOUT
 }
 
-/// Checks a service's `[services.rollback]` (`at`: that table).
-pub fn check_config(r: &RollbackConfig, at: &KeyPath, report: &mut Report<'_>) {
-    if r.command.first().is_none_or(|c| c.trim().is_empty()) {
-        report.error(
-            &at.key("command"),
-            "rollback `command` must name a program (it runs without a shell)",
-        );
+impl Default for RollbackConfig {
+    /// No command, no url (`check_config` wants one), the default timeout.
+    fn default() -> Self {
+        Self {
+            command: Vec::new(),
+            url: None,
+            secret: None,
+            secret_file: None,
+            timeout: DEFAULT_TIMEOUT,
+            mode: RollbackMode::default(),
+            env: BTreeMap::new(),
+            dry_run: false,
+            signing_key: None,
+        }
+    }
+}
+
+/// Checks a service's `[services.rollback]` (`at`: that table; `base`: the
+/// config file's directory, for `secret_file`) and returns it with its
+/// signing key read.
+pub fn check_config(
+    r: &RollbackConfig,
+    at: &KeyPath,
+    base: &Path,
+    report: &mut Report<'_>,
+) -> RollbackConfig {
+    let mut checked = r.clone();
+    match (&r.url, r.command.is_empty()) {
+        (Some(_), false) => report.error(
+            &at.key("url"),
+            "set one of rollback `command` or `url`, not both",
+        ),
+        (None, true) => report.error(
+            at,
+            "[services.rollback] needs a `command` (a program to run) or a `url` (to POST the release to)",
+        ),
+        (None, false) => {
+            if r.command.first().is_none_or(|c| c.trim().is_empty()) {
+                report.error(
+                    &at.key("command"),
+                    "rollback `command` must name a program (it runs without a shell)",
+                );
+            }
+            for key in ["secret", "secret_file"] {
+                let set = if key == "secret" {
+                    r.secret.is_some()
+                } else {
+                    r.secret_file.is_some()
+                };
+                if set {
+                    report.error(&at.key(key), format!("`{key}` signs the `url` form; a `command` hook has none"));
+                }
+            }
+        }
+        (Some(url), true) => {
+            if let Err(e) = crate::section::http_url(url) {
+                report.error(
+                    &at.key("url"),
+                    format!("rollback `url` {url:?} is not an http(s) URL: {e}"),
+                );
+            }
+            if !r.env.is_empty() {
+                report.error(&at.key("env"), "`env` is the `command` form's environment; the `url` form has none");
+            }
+            if r.secret.is_some() || r.secret_file.is_some() {
+                checked.signing_key = crate::section::one_secret(
+                    r.secret.as_ref(),
+                    r.secret_file.as_ref(),
+                    "secret",
+                    at,
+                    "the rollback url's signature",
+                    base,
+                    report,
+                )
+                .map(|(s, _)| s);
+            }
+        }
     }
     if r.timeout.is_zero() {
         report.error(&at.key("timeout"), "`timeout` must be greater than zero");
@@ -90,6 +202,7 @@ pub fn check_config(r: &RollbackConfig, at: &KeyPath, report: &mut Report<'_>) {
     {
         report.error(&at.key("timeout"), e);
     }
+    checked
 }
 
 /// Output bytes kept from a hook run (the tail).

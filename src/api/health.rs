@@ -89,23 +89,30 @@ fn not_ready(reason: &str) -> Response {
 
 /// `GET /metrics`: [`crate::telemetry::Telemetry::encode`] plus one
 /// `rg_releases{status="..."}` gauge per status (0 included, so every series
-/// exists from the start). If the store fails, the gauges are left out and
-/// the rest is still served.
+/// exists from the start) and one `rg_notifications_pending{notifier="..."}`
+/// per notifier. If the store fails, the gauges are left out and the rest
+/// is still served.
 pub(crate) async fn metrics(
     State(ApiState { ctx, .. }): State<ApiState>,
     headers: HeaderMap,
 ) -> Response {
     let mut text = ctx.telemetry.encode();
+    let mut families = String::new();
     match ctx.store.count_by_status().await {
-        Ok(counts) => {
-            let family = release_gauges(&counts);
-            // Keep a trailing `# EOF` (from the OpenMetrics encoder) last.
-            match text.rfind("# EOF") {
-                Some(at) if text[at..].trim_end() == "# EOF" => text.insert_str(at, &family),
-                _ => text.push_str(&family),
-            }
-        }
+        Ok(counts) => families.push_str(&release_gauges(&counts)),
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count releases"),
+    }
+    match ctx.store.pending_by_notifier().await {
+        Ok(pending) => {
+            let configured: Vec<String> = ctx.settings().notifiers.keys().cloned().collect();
+            families.push_str(&pending_gauges(&configured, &pending));
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot count pending notifications"),
+    }
+    // Keep a trailing `# EOF` (from the OpenMetrics encoder) last.
+    match text.rfind("# EOF") {
+        Some(at) if text[at..].trim_end() == "# EOF" => text.insert_str(at, &families),
+        _ => text.push_str(&families),
     }
     let content_type = if accepts_openmetrics(&headers) {
         OPENMETRICS_CONTENT_TYPE
@@ -134,6 +141,37 @@ fn accepts_openmetrics(headers: &HeaderMap) -> bool {
         })
 }
 
+/// The `rg_notifications_pending` gauge family: messages waiting in the
+/// outbox, one sample per configured notifier (0 included) and per
+/// notifier no longer configured that still has rows.
+fn pending_gauges(configured: &[String], pending: &[(String, u64)]) -> String {
+    let mut out = String::from(
+        "# TYPE rg_notifications_pending gauge\n# HELP rg_notifications_pending Messages waiting in the outbox (pending), by notifier.\n",
+    );
+    let mut names: Vec<&String> = configured.iter().collect();
+    for (name, _) in pending {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    for name in names {
+        let n: u64 = pending
+            .iter()
+            .filter(|(p, _)| p == name)
+            .map(|(_, n)| n)
+            .sum();
+        let escaped = name
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        let _ = writeln!(
+            out,
+            "rg_notifications_pending{{notifier=\"{escaped}\"}} {n}"
+        );
+    }
+    out
+}
+
 /// The `rg_releases` gauge family, one sample per status.
 fn release_gauges(counts: &[(ReleaseStatus, u64)]) -> String {
     let mut out = String::from(
@@ -153,6 +191,26 @@ fn release_gauges(counts: &[(ReleaseStatus, u64)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_pending_gauge_per_notifier() {
+        let text = pending_gauges(
+            &["pager".into(), "slack".into()],
+            &[("slack".into(), 3), ("gone".into(), 1)],
+        );
+        assert!(
+            text.contains("rg_notifications_pending{notifier=\"pager\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rg_notifications_pending{notifier=\"slack\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rg_notifications_pending{notifier=\"gone\"} 1\n"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn one_gauge_per_status() {

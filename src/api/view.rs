@@ -36,11 +36,80 @@ pub struct ReleaseView {
     pub checks: Vec<CheckView>,
     pub decisions: Vec<DecisionView>,
     pub notifications: Vec<NotificationView>,
+    /// Per notification channel: how its messages about this release
+    /// stand (counts by status, attempts, the last error).
+    pub deliveries: Vec<DeliveryView>,
     pub rollback: Option<RollbackView>,
     /// The writes made to this release through the API (who, what, when);
     /// left out of list items.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit: Option<Vec<super::audit::AuditView>>,
+}
+
+/// How one notifier's messages about a release stand.
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct DeliveryView {
+    pub notifier: String,
+    /// `failed` if any message failed for good, else `pending` if any
+    /// waits, else `sent` if any went out, else `suppressed`.
+    pub status: DeliveryStatus,
+    pub sent: u32,
+    pub pending: u32,
+    pub failed: u32,
+    pub suppressed: u32,
+    /// Delivery attempts over all its messages.
+    pub attempts: u32,
+    /// The last error of its most recent message that had one.
+    pub last_error: Option<String>,
+    /// When the next attempt of its oldest waiting message is due.
+    pub next_attempt_at: Option<String>,
+}
+
+impl DeliveryView {
+    /// One view per notifier of `rows` (in first-seen order).
+    fn of(rows: &[NotificationRecord], redactor: &Redactor) -> Vec<Self> {
+        let mut out: Vec<DeliveryView> = Vec::new();
+        for n in rows {
+            let i = match out.iter().position(|d| d.notifier == n.notifier) {
+                Some(i) => i,
+                None => {
+                    out.push(DeliveryView {
+                        notifier: n.notifier.clone(),
+                        ..Default::default()
+                    });
+                    out.len() - 1
+                }
+            };
+            let d = &mut out[i];
+            match n.status {
+                DeliveryStatus::Sent => d.sent += 1,
+                DeliveryStatus::Pending => {
+                    d.pending += 1;
+                    if d.next_attempt_at.is_none() {
+                        d.next_attempt_at = Some(rfc3339(n.next_attempt_at));
+                    }
+                }
+                DeliveryStatus::Failed => d.failed += 1,
+                DeliveryStatus::Suppressed => d.suppressed += 1,
+            }
+            d.attempts += n.attempts;
+            if let Some(e) = &n.last_error {
+                d.last_error = Some(redactor.redact(e));
+            }
+        }
+        for d in &mut out {
+            d.status = if d.failed > 0 {
+                DeliveryStatus::Failed
+            } else if d.pending > 0 {
+                DeliveryStatus::Pending
+            } else if d.sent > 0 {
+                DeliveryStatus::Sent
+            } else {
+                DeliveryStatus::Suppressed
+            };
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -112,6 +181,8 @@ pub struct NotificationView {
     pub last_error: Option<String>,
     pub created_at: String,
     pub sent_at: Option<String>,
+    /// When a `pending` message is tried next (`null` once settled).
+    pub next_attempt_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -157,6 +228,7 @@ impl ReleaseView {
                 .into_iter()
                 .map(|d| DecisionView::new(d, redactor))
                 .collect(),
+            deliveries: DeliveryView::of(&notifications, redactor),
             notifications: notifications
                 .into_iter()
                 .map(|n| NotificationView::new(n, redactor))
@@ -213,6 +285,8 @@ impl NotificationView {
             last_error: n.last_error.map(|e| redactor.redact(&e)),
             created_at: rfc3339(n.created_at),
             sent_at: n.sent_at.map(rfc3339),
+            next_attempt_at: (n.status == DeliveryStatus::Pending)
+                .then(|| rfc3339(n.next_attempt_at)),
         }
     }
 }
@@ -320,5 +394,17 @@ mod tests {
         assert_eq!(log["ts"], "1569266497240578000");
         assert_eq!(log["stream"], r#"{job="a"}"#);
         assert!(!log["line"].as_str().unwrap().contains("SECRET-PATH"));
+        assert_eq!(
+            v["notifications"][0]["next_attempt_at"],
+            "1970-01-01T00:00:02Z"
+        );
+        let d = &v["deliveries"][0];
+        assert_eq!(d["notifier"], "slack");
+        assert_eq!(
+            (d["status"].as_str(), d["pending"].as_u64()),
+            (Some("pending"), Some(1))
+        );
+        assert_eq!(d["attempts"], 1);
+        assert!(!d["last_error"].as_str().unwrap().contains("SECRET-PATH"));
     }
 }

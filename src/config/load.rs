@@ -273,8 +273,8 @@ fn elements(item: &Item) -> Option<Vec<Value>> {
 }
 
 /// One `[notifiers.NAME]`. `kind` is looked at first, so that a planned or
-/// unknown kind is reported at `kind`; `min_severity`, which every notifier
-/// has, is read here; the other fields go to the kind's own file (the
+/// unknown kind is reported at `kind`; `min_severity`, `rate_limit` and
+/// `repeat_every`, which every notifier has, are read here; the other fields go to the kind's own file (the
 /// registry in [`crate::actions::notify`]).
 fn notifier(
     name: &str,
@@ -332,6 +332,24 @@ fn notifier(
         Some(v) => value::<Severity>(v, &path.key("min_severity"), report),
         None => Some(Severity::default()),
     };
+    let rate_limit = match fields.remove("rate_limit") {
+        Some(v) => value::<notify::rate::RateLimit>(v, &path.key("rate_limit"), report).map(Some),
+        None => Some(None),
+    };
+    let repeat_every = match fields.remove("repeat_every") {
+        Some(v) => value::<String>(v, &path.key("repeat_every"), report).and_then(|s| {
+            match crate::section::parse_duration(&s)
+                .and_then(|d| at_least_a_second("repeat_every", d))
+            {
+                Ok(d) => Some(Some(d)),
+                Err(e) => {
+                    report.error(&path.key("repeat_every"), e);
+                    None
+                }
+            }
+        }),
+        None => Some(None),
+    };
     let mut section = Section {
         fields: Value::InlineTable(fields),
         at: path.clone(),
@@ -342,8 +360,20 @@ fn notifier(
     Some(NotifierSpec {
         kind: registered.name,
         min_severity: min_severity?,
+        rate_limit: rate_limit?,
+        repeat_every: repeat_every?,
         config: config.into(),
     })
+}
+
+/// A period that must be at least a second and at most a day
+/// (`repeat_every`).
+fn at_least_a_second(key: &str, d: std::time::Duration) -> Result<std::time::Duration, String> {
+    if d < std::time::Duration::from_secs(1) {
+        return Err(format!("`{key}` must be at least 1s"));
+    }
+    crate::section::at_most(key, d, std::time::Duration::from_secs(24 * 3600))?;
+    Ok(d)
 }
 
 /// One `[sources.NAME]`: the section of a query source kind, read by its

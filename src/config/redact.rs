@@ -52,7 +52,12 @@ impl Redactor {
             .services
             .iter()
             .filter_map(|s| s.rollback.as_ref())
-            .flat_map(|r| r.env.values().cloned());
+            .flat_map(|r| {
+                r.env
+                    .values()
+                    .cloned()
+                    .chain(r.signing_key.iter().map(|k| k.expose().to_string()))
+            });
         Self::new(
             notifiers
                 .chain(tokens)

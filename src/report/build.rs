@@ -117,6 +117,9 @@ pub struct Report {
     /// The whole decision timeline, as the release object has it.
     pub decisions: Vec<Value>,
     pub notifications: Vec<Value>,
+    /// Per notifier: how its messages fared (the release object's
+    /// `deliveries`).
+    pub deliveries: Vec<Value>,
     pub rollback: Option<Value>,
     pub checklist: Vec<ChecklistItem>,
     pub sign_off: SignOff,
@@ -277,6 +280,7 @@ pub fn build(input: ReportInput) -> Report {
         checks,
         decisions,
         notifications: array(r, "notifications"),
+        deliveries: array(r, "deliveries"),
         rollback,
         checklist,
         sign_off,

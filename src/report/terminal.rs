@@ -43,8 +43,8 @@ pub fn table(list: &Value, colour: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<36}  {:<14} {:<11} {:<10} {:<15} {:<20} CHECKS",
-        "ID", "SERVICE", "ENV", "VERSION", "STATUS", "NEXT CHECK"
+        "{:<36}  {:<14} {:<11} {:<10} {:<15} {:<20} {:<20} CHECKS",
+        "ID", "SERVICE", "ENV", "VERSION", "STATUS", "NEXT CHECK", "DELIVERIES"
     );
     for r in &items {
         let checks = r
@@ -62,13 +62,14 @@ pub fn table(list: &Value, colour: bool) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<36}  {:<14} {:<11} {:<10} {} {:<20} {checks}",
+            "{:<36}  {:<14} {:<11} {:<10} {} {:<20} {:<20} {checks}",
             s(r, "id"),
             s(r, "service"),
             s(r, "environment"),
             s(r, "version"),
             paint(s(r, "status"), s(r, "status"), 15, colour),
             s(r, "next_check_at"),
+            super::text::deliveries(r),
         );
     }
     out
@@ -138,6 +139,7 @@ pub fn release(report: &Value, colour: bool) -> String {
             n["attempts"].as_u64().unwrap_or(0)
         );
     }
+    super::text::delivery_lines(&mut out, report);
     if let Some(rb) = report.get("rollback").filter(|v| v.is_object()) {
         let _ = writeln!(
             out,

@@ -27,22 +27,69 @@ pub fn release_list(list: &Value) -> String {
     }
     let _ = writeln!(
         out,
-        "{:<38} {:<16} {:<12} {:<12} {:<16} STARTED",
-        "ID", "SERVICE", "ENVIRONMENT", "VERSION", "STATUS"
+        "{:<38} {:<16} {:<12} {:<12} {:<16} {:<22} STARTED",
+        "ID", "SERVICE", "ENVIRONMENT", "VERSION", "STATUS", "DELIVERIES"
     );
     for r in &items {
         let _ = writeln!(
             out,
-            "{:<38} {:<16} {:<12} {:<12} {:<16} {}",
+            "{:<38} {:<16} {:<12} {:<12} {:<16} {:<22} {}",
             s(r, "id"),
             s(r, "service"),
             s(r, "environment"),
             s(r, "version"),
             s(r, "status"),
+            deliveries(r),
             s(r, "started_at")
         );
     }
     out
+}
+
+/// The release's deliveries in a few words: `3 failed`, `2 pending`,
+/// `1 failed, 4 pending`, `ok` when every message went out, `-` for none.
+pub(crate) fn deliveries(r: &Value) -> String {
+    let total = |key: &str| -> u64 {
+        r.get("deliveries")
+            .and_then(Value::as_array)
+            .map(|ds| {
+                ds.iter()
+                    .map(|d| d.get(key).and_then(Value::as_u64).unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let (failed, pending, sent) = (total("failed"), total("pending"), total("sent"));
+    match (failed, pending) {
+        (0, 0) if sent > 0 => "ok".into(),
+        (0, 0) => "-".into(),
+        (f, 0) => format!("{f} failed"),
+        (0, p) => format!("{p} pending"),
+        (f, p) => format!("{f} failed, {p} pending"),
+    }
+}
+
+/// A line per notifier with failed or waiting messages (only what needs
+/// a look), from `r`'s `deliveries`.
+pub(crate) fn delivery_lines(out: &mut String, r: &Value) {
+    if let Some(ds) = r.get("deliveries").and_then(Value::as_array) {
+        // Only what needs a look: channels with failed or waiting messages.
+        for d in ds.iter().filter(|d| {
+            d.get("failed").and_then(Value::as_u64).unwrap_or(0) > 0
+                || d.get("pending").and_then(Value::as_u64).unwrap_or(0) > 0
+        }) {
+            let _ = writeln!(
+                out,
+                "  DELIVERY {}: {} failed, {} pending ({} attempts; next {}; last error: {})",
+                s(d, "notifier"),
+                d.get("failed").and_then(Value::as_u64).unwrap_or(0),
+                d.get("pending").and_then(Value::as_u64).unwrap_or(0),
+                d.get("attempts").and_then(Value::as_u64).unwrap_or(0),
+                s(d, "next_attempt_at"),
+                s(d, "last_error")
+            );
+        }
+    }
 }
 
 /// A release with its checks, decision timeline, notifications and rollback.
@@ -95,6 +142,7 @@ pub fn release(r: &Value) -> String {
             }
         }
     }
+    delivery_lines(&mut out, r);
     if let Some(rb) = r.get("rollback").filter(|v| !v.is_null()) {
         let _ = writeln!(
             out,
@@ -159,5 +207,22 @@ mod tests {
         assert!(text.contains("rollback: succeeded (auto), exit code 0"));
         assert!(text.contains("| restored v1"));
         assert_eq!(release_list(&serde_json::json!([])), "no releases\n");
+        let failing = serde_json::json!({
+            "id": "r2", "status": "watching",
+            "deliveries": [
+                {"notifier": "pager", "failed": 2, "pending": 1, "sent": 0, "attempts": 9,
+                 "next_attempt_at": "2026-01-01T00:01:00Z", "last_error": "pagerduty answered HTTP 400"},
+                {"notifier": "slack", "failed": 0, "pending": 0, "sent": 3, "attempts": 3}
+            ]
+        });
+        let list = release_list(&serde_json::json!([failing.clone()]));
+        assert!(list.contains("DELIVERIES"), "{list}");
+        assert!(list.contains("2 failed, 1 pending"), "{list}");
+        let text = release(&failing);
+        assert!(
+            text.contains("DELIVERY pager: 2 failed, 1 pending (9 attempts; next 2026-01-01T00:01:00Z; last error: pagerduty answered HTTP 400)"),
+            "{text}"
+        );
+        assert!(!text.contains("DELIVERY slack"), "{text}");
     }
 }

@@ -6,6 +6,8 @@
 //! only executes it: the decision a superseded release records
 //! ([`superseded`]) and what an acknowledgement silences ([`ack_silence`]).
 
+use super::incidents::IncidentLog;
+use super::messages::{self, Ending};
 use super::Guardian;
 use crate::actions::rollback::RollbackMode;
 use crate::model::{
@@ -138,6 +140,7 @@ impl Guardian {
             self.ctx.telemetry.releases_registered.inc();
             for old in &reg.superseded {
                 self.cancel_watch(old);
+                self.announce_end(old, Ending::Superseded).await;
             }
             if self.claim(&reg.release.id).await? {
                 self.spawn_watch(&reg.release.id);
@@ -180,6 +183,7 @@ impl Guardian {
         {
             Some(r) => {
                 self.cancel_watch(id);
+                self.announce_end(id, Ending::Aborted).await;
                 Ok(r)
             }
             None => Err(self.not_in_status(id, "aborted").await),
@@ -193,11 +197,33 @@ impl Guardian {
             now,
             "acknowledged through the API: no further pages for this release",
         );
-        self.ctx
+        // The rows the ack is about to silence, counted as `suppressed`.
+        let queued: Vec<String> = match self.ctx.store.release_details(id).await? {
+            Some(d) => d
+                .notifications
+                .into_iter()
+                .filter(|n| n.status == crate::model::DeliveryStatus::Pending)
+                .map(|n| n.notifier)
+                .collect(),
+            None => return Err(ControlError::NotFound(id.to_string())),
+        };
+        let acked = self
+            .ctx
             .store
             .ack(id, &decision, &ack_silence())
             .await?
-            .ok_or_else(|| ControlError::NotFound(id.to_string()))
+            .ok_or_else(|| ControlError::NotFound(id.to_string()))?;
+        for notifier in queued {
+            self.ctx
+                .telemetry
+                .notifications
+                .get_or_create(&crate::telemetry::NotificationLabels {
+                    notifier,
+                    outcome: crate::telemetry::Outcome::suppressed,
+                })
+                .inc();
+        }
+        Ok(acked)
     }
 
     /// Runs the rollback hook now (at most once per release, ever).
@@ -267,6 +293,41 @@ impl Guardian {
                  (release {latest_id}) was deployed after it; rolling back {id} would undo it"
             ))),
             RollbackRequest::NotFound => Err(ControlError::NotFound(id.to_string())),
+        }
+    }
+
+    /// Queues what a watch ended outside a tick (abort, supersession)
+    /// sends: resolves and the summary ([`messages::ending_records`]). Best
+    /// effort after the status change: an error is logged, and the fixed
+    /// dedup keys make a repeat harmless.
+    async fn announce_end(&self, id: &str, ending: Ending) {
+        let now = self.ctx.clock.now();
+        let rows = match self.ctx.store.release_details(id).await {
+            Ok(Some(d)) => {
+                let mut log = IncidentLog::from_rows(&d.notifications);
+                messages::ending_records(
+                    &self.ctx.settings(),
+                    &d.release,
+                    &d.checks,
+                    ending,
+                    now,
+                    &mut log,
+                )
+            }
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(release = %id, error = %e, "cannot read the release; its end is not announced");
+                return;
+            }
+        };
+        if rows.is_empty() {
+            return;
+        }
+        match self.ctx.store.enqueue(&rows).await {
+            Ok(_) => self.outbox.wake(),
+            Err(e) => {
+                tracing::warn!(release = %id, error = %e, "cannot queue the messages of the watch's end")
+            }
         }
     }
 

@@ -15,16 +15,22 @@
 //! - `rollback.rs` — rollback execution: from a rule's trigger to the
 //!   request, the claim, the hook, the outcome, and the recovery of a hook
 //!   a crash interrupted;
-//! - `messages.rs` — decisions into messages and outbox rows.
+//! - `messages.rs` — decisions into messages and outbox rows: who gets
+//!   each, what a watch's end sends (resolves, the summary);
+//! - `incidents.rs` — which incidents are open at which notifier, from the
+//!   outbox (what closing messages and reminders follow);
+//! - `reminders.rs` — `repeat_every` reminders while a level holds.
 //!
 //! The tiered tick schedule is [`crate::config::Cadence`].
 
 mod blindness;
 mod control;
+mod incidents;
 mod lineage;
 mod messages;
 pub mod points;
 mod read;
+mod reminders;
 mod rollback;
 #[cfg(test)]
 mod tests;
@@ -264,6 +270,17 @@ impl Guardian {
     async fn renew(&self, id: &str) -> Result<bool, StoreError> {
         let now = self.ctx.clock.now();
         self.ctx.store.renew_watch(id, &self.lease(now)).await
+    }
+
+    /// The release's open incidents, from its stored outbox rows.
+    async fn incident_log(&self, id: &str) -> Result<incidents::IncidentLog, StoreError> {
+        Ok(self
+            .ctx
+            .store
+            .release_details(id)
+            .await?
+            .map(|d| incidents::IncidentLog::from_rows(&d.notifications))
+            .unwrap_or_default())
     }
 
     /// Gives up the lease of a release whose watch and rollback are over.

@@ -14,6 +14,7 @@ use super::{messages, tick, Guardian, LEASE_RENEW_EVERY};
 use crate::actions::hook_supervisor;
 use crate::actions::rollback::{self, HookVars};
 use crate::actions::rollback::{RollbackConfig, RollbackMode};
+use crate::actions::rollback_http;
 use crate::config::Service;
 use crate::model::{
     Decision, Level, Message, Millis, Release, RollbackRecord, RollbackState, Severity,
@@ -162,7 +163,7 @@ async fn interrupted(
         now,
         "rollback/finished",
     );
-    let pages = messages::records_for(&g.ctx.settings(), release, &msg, now);
+    let pages = end_pages(g, release, &msg, messages::Ending::RollbackFailed, now).await;
     g.ctx
         .store
         .finish_rollback(
@@ -334,6 +335,16 @@ pub(super) async fn execute(g: &Arc<Guardian>, id: &str) -> Result<(), StoreErro
     let started = Decision::rollback_started(
         now,
         match (&hook, &blocked) {
+            (Some(hook), None) if hook.dry_run => format!(
+                "dry run (dry_run = true): would have run the rollback hook `{}`: {}; nothing is run",
+                hook.describe(),
+                record.reason
+            ),
+            (Some(hook), None) if hook.url.is_some() => format!(
+                "running the rollback hook {}: {}",
+                hook.describe(),
+                record.reason
+            ),
             (Some(hook), None) => format!(
                 "running the rollback hook {:?}: {}",
                 hook.command.first().map(String::as_str).unwrap_or(""),
@@ -362,8 +373,21 @@ pub(super) async fn execute(g: &Arc<Guardian>, id: &str) -> Result<(), StoreErro
         "rollback/started",
     );
     page.level = Some(Level::Rollback);
+    if let Some(hook) = hook.as_ref().filter(|h| h.dry_run) {
+        // Nothing runs: people must roll back by hand.
+        page.event = "rollback_recommended".into();
+        page.reason = format!(
+            "dry run: would have rolled back {} with `{}` (nothing was run; roll back by hand if needed): {}",
+            release.version,
+            hook.describe(),
+            record.reason
+        );
+    }
     let pages = match blocked {
-        None => messages::records_for(&settings, &release, &page, now),
+        None => {
+            let mut log = g.incident_log(id).await?;
+            messages::records_for(&settings, &release, &page, now, &mut log)
+        }
         Some(_) => Vec::new(),
     };
     // Only the caller that moves the rollback from requested to running may
@@ -385,6 +409,25 @@ pub(super) async fn execute(g: &Arc<Guardian>, id: &str) -> Result<(), StoreErro
         let why = blocked.unwrap_or_default();
         return finish(g, &release, RollbackState::Failed, None, None, why, now).await;
     };
+    if hook.dry_run {
+        let what = hook.describe();
+        tracing::warn!(release = %id, service = %release.service, hook = %what, "dry run: the rollback hook is not run");
+        let reason = format!(
+            "dry run (dry_run = true): the rollback hook was not run; it would have run `{what}`. {} is still live: roll back by hand if needed",
+            release.version
+        );
+        let output = format!("dry run: would have run `{what}`");
+        return finish(
+            g,
+            &release,
+            RollbackState::Failed,
+            None,
+            Some(&output),
+            reason,
+            now,
+        )
+        .await;
+    }
     tracing::warn!(release = %id, service = %release.service, reason = %record.reason, "rollback hook starting");
     let vars = HookVars {
         release_id: release.id.clone(),
@@ -394,11 +437,55 @@ pub(super) async fn execute(g: &Arc<Guardian>, id: &str) -> Result<(), StoreErro
         previous_version: release.previous_version.clone().unwrap_or_default(),
         reason: record.reason.clone(),
     };
+    if hook.url.is_some() {
+        let body = rollback_http::payload(&vars);
+        let key = format!("{id}/rollback");
+        let run = rollback_http::post(&ctx.notify_http, &hook, body, &key).await;
+        return record_http(g, &release, &run, ctx.clock.now()).await;
+    }
     let run = run_hook_renewing(g, id, &hook, &vars).await;
     let done = ctx.clock.now();
     record_run(g, &release, &run, now, done, "").await?;
     hook_supervisor::remove_status(&status_file(g, id));
     Ok(())
+}
+
+/// Records what the `url` form's POST did: `rolled_back` on a 2xx, else
+/// `rollback_failed`. The HTTP status is kept as the rollback's
+/// `exit_code`, the answer (status, time, body excerpt) as its `output`.
+async fn record_http(
+    g: &Arc<Guardian>,
+    release: &Release,
+    run: &rollback_http::HttpRun,
+    done: Millis,
+) -> Result<(), StoreError> {
+    let redactor = crate::config::Redactor::from_settings(&g.ctx.settings());
+    let described = redactor.redact(&run.describe());
+    let (state, reason) = if run.succeeded() {
+        (
+            RollbackState::Succeeded,
+            format!(
+                "rolled back {} to {}: {described}",
+                release.version,
+                release
+                    .previous_version
+                    .as_deref()
+                    .unwrap_or("the previous version"),
+            ),
+        )
+    } else {
+        (
+            RollbackState::Failed,
+            format!("rollback hook failed: {described}"),
+        )
+    };
+    let mut output = described;
+    if !run.body.is_empty() {
+        output.push('\n');
+        output.push_str(&redactor.redact(&run.body));
+    }
+    let status = run.status.map(i32::from);
+    finish(g, release, state, status, Some(&output), reason, done).await
 }
 
 /// Records what a run of the hook did: `rolled_back` if it succeeded, else
@@ -498,7 +585,12 @@ async fn finish(
     };
     let page =
         messages::release_event(release, action, severity, &reason, now, "rollback/finished");
-    let pages = messages::records_for(&g.ctx.settings(), release, &page, now);
+    let ending = if ok {
+        messages::Ending::RolledBack
+    } else {
+        messages::Ending::RollbackFailed
+    };
+    let pages = end_pages(g, release, &page, ending, now).await;
     let mut attempt = 1;
     loop {
         match g
@@ -538,4 +630,34 @@ async fn finish(
         .inc();
     tracing::warn!(release = %release.id, outcome = action, %reason, "rollback finished");
     Ok(())
+}
+
+/// The rows of a rollback's outcome page `msg`, then those of the watch's
+/// end (resolves and the summary, [`messages::ending_records`]). The hook's
+/// outcome must be recorded whatever happens: if the release's history
+/// cannot be read, the outcome page goes by severity alone and the watch's
+/// end sends only the summary.
+async fn end_pages(
+    g: &Guardian,
+    release: &Release,
+    msg: &Message,
+    ending: messages::Ending,
+    now: Millis,
+) -> Vec<crate::model::NotificationRecord> {
+    let settings = g.ctx.settings();
+    let (mut log, checks) = match (
+        g.incident_log(&release.id).await,
+        g.ctx.store.load_checks(&release.id).await,
+    ) {
+        (Ok(log), Ok(checks)) => (log, checks),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(release = %release.id, error = %e, "cannot read the release's pages; its resolves are not sent");
+            Default::default()
+        }
+    };
+    let mut pages = messages::records_for(&settings, release, msg, now, &mut log);
+    pages.extend(messages::ending_records(
+        &settings, release, &checks, ending, now, &mut log,
+    ));
+    pages
 }

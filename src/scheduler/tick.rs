@@ -248,8 +248,9 @@ fn record_transition(
         action: DecisionAction::LevelChanged,
         reason: reason.clone(),
     });
-    // Page on the way up (warning and above); tell on recovery from critical.
-    if t.to > t.from || (t.to == Level::Ok && t.from >= Level::Critical) {
+    // Page on the way up (warning and above); tell on recovery (the
+    // `recovered` message goes to the notifiers that were paged).
+    if t.to > t.from || (t.to == Level::Ok && t.from > Level::Ok) {
         out.messages.push(messages::level_changed(
             release, &spec.name, t.to, t.value, &reason, t.at,
         ));

@@ -4,7 +4,7 @@
 //! transaction, repeat. A rollback trigger is handed to
 //! [`rollback::on_trigger`]; the rollback itself runs in its own task.
 
-use super::{messages, rollback, tick, verdict, Guardian};
+use super::{messages, reminders, rollback, tick, verdict, Guardian};
 use crate::config::Service;
 use crate::model::{
     CheckRecord, CheckState, Decision, Level, Millis, Release, ReleaseStatus, Severity,
@@ -103,9 +103,18 @@ async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool 
         let tick_at = time.instant_at(due);
         if tick_at > tokio::time::Instant::now() {
             // The Guardian renews every lease at once (`renew_leases`); the
-            // watch sleeps until its tick on the monotonic clock.
-            if sleep_until_or_cancel(cancel, tick_at).await {
+            // watch sleeps until its tick, or its next reminder if that
+            // comes first, on the monotonic clock.
+            let remind_at = send_reminders(g, &release, time.now())
+                .await
+                .map(|at| time.instant_at(at))
+                .filter(|at| *at < tick_at);
+            if sleep_until_or_cancel(cancel, remind_at.unwrap_or(tick_at)).await {
                 return false;
+            }
+            if remind_at.is_some() {
+                // A reminder is due: send it (and find the next) first.
+                continue;
             }
         }
         if cancel.is_cancelled() {
@@ -127,6 +136,36 @@ async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool 
             }
         }
     }
+}
+
+/// Queues the `repeat_every` reminders due at `now` ([`reminders::due`])
+/// and returns when the next one is due; `None` (and no store read) when no
+/// notifier of the service has `repeat_every`. Errors are logged: a missed
+/// reminder is sent at the next wake-up.
+async fn send_reminders(g: &Arc<Guardian>, release: &Release, now: Millis) -> Option<Millis> {
+    let settings = g.ctx.settings();
+    if !reminders::wanted(&settings, release) {
+        return None;
+    }
+    let details = match g.ctx.store.release_details(&release.id).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(release = %release.id, error = %e, "cannot read the release for its reminders");
+            return None;
+        }
+    };
+    let log = super::incidents::IncidentLog::from_rows(&details.notifications);
+    let due = reminders::due(&settings, &details.release, &details.checks, &log, now);
+    if !due.rows.is_empty() {
+        match g.ctx.store.enqueue(&due.rows).await {
+            Ok(_) => g.outbox.wake(),
+            Err(e) => {
+                tracing::warn!(release = %release.id, error = %e, "cannot queue reminders");
+            }
+        }
+    }
+    due.next
 }
 
 /// Sleeps until a monotonic instant; true if cancelled first.
@@ -282,10 +321,24 @@ async fn tick_once(
         }
     }
     commit.decisions = decisions;
-    commit.notifications = messages_out
-        .iter()
-        .flat_map(|m| messages::records_for(&settings, release, m, wall))
-        .collect();
+    let verified = matches!(verdict, verdict::Verdict::Verified { .. });
+    if !messages_out.is_empty() || verified {
+        let mut log = g.incident_log(&release.id).await?;
+        for m in &messages_out {
+            let rows = messages::records_for(&settings, release, m, wall, &mut log);
+            commit.notifications.extend(rows);
+        }
+        if verified {
+            commit.notifications.extend(messages::ending_records(
+                &settings,
+                release,
+                &commit.checks,
+                messages::Ending::Verified,
+                wall,
+                &mut log,
+            ));
+        }
+    }
 
     let applied = match ctx.store.commit_tick(&release.id, &commit).await {
         Ok(applied) => applied,

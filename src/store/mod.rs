@@ -493,6 +493,9 @@ pub trait Store: Send + Sync + 'static {
     /// Counts of releases by status (for `/metrics`).
     async fn count_by_status(&self) -> Result<Vec<(ReleaseStatus, u64)>, StoreError>;
 
+    /// How many outbox rows are `pending`, by notifier (for `/metrics`).
+    async fn pending_by_notifier(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
     /// Takes the lease on a release's watch for `lease.owner` until
     /// `lease.expires_at`: succeeds (true) if the watch is unclaimed, already
     /// held by that owner (then it is extended), or its lease expired

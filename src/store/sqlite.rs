@@ -496,6 +496,10 @@ impl Store for SqliteStore {
         self.read(ops::count_by_status).await
     }
 
+    async fn pending_by_notifier(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(ops::pending_by_notifier).await
+    }
+
     async fn claim_watch(
         &self,
         release_id: &str,

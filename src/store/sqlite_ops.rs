@@ -854,6 +854,19 @@ pub(super) fn count_by_status(
     Ok(out)
 }
 
+pub(super) fn pending_by_notifier(tx: &Transaction<'_>) -> Result<Vec<(String, u64)>, StoreError> {
+    let out = tx
+        .prepare_cached(
+            "SELECT notifier, COUNT(*) FROM notifications WHERE status = ?1
+             GROUP BY notifier ORDER BY notifier",
+        )?
+        .query_map([DeliveryStatus::Pending.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(out)
+}
+
 // ---- leases ---------------------------------------------------------------
 
 /// The owner of a release's watch lease (expired or not), if any.

@@ -235,7 +235,7 @@ name = "checkout"
                 &f,
                 12,
                 3,
-                "unknown field `mod`, expected one of `command`, `timeout`, `mode`, `env`",
+                "unknown field `mod`, expected one of `command`, `url`, `secret`, `secret_file`, `timeout`, `mode`, `env`, `dry_run`",
             ),
         ],
     );
@@ -771,7 +771,12 @@ name = "checkout"
                 "`starttls` must be \"required\" or \"opportunistic\"",
             ),
             (&f, 26, 1, "a `password` needs a `username`"),
-            (&f, 30, 13, "missing field `command`"),
+            (
+                &f,
+                30,
+                13,
+                "needs a `command` (a program to run) or a `url`",
+            ),
         ],
     );
     let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
@@ -931,4 +936,80 @@ url = "x"
             ),
         ],
     );
+}
+
+#[test]
+fn notifier_rate_limits_reminders_and_rollback_urls_are_checked_at_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"[notifiers.chat]
+kind = "webhook"
+url = "http://127.0.0.1:9/"
+rate_limit = "fast"
+repeat_every = "10ms"
+
+[[services]]
+name = "checkout"
+notify = ["chat"]
+  [services.rollback]
+  command = ["/bin/true"]
+  url = "http://127.0.0.1:9/rollback"
+
+[[services]]
+name = "cart"
+  [services.rollback]
+  url = "ftp://example/rollback"
+  secret = "k"
+  secret_file = "k.secret"
+
+[[services]]
+name = "search"
+  [services.rollback]
+  mode = "manual"
+"#;
+    let f = dir.path().join("guardian.toml");
+    assert_errors(
+        &errors_of(dir.path(), text, &no_env()),
+        &[
+            (&f, 4, 1, "invalid rate limit \"fast\""),
+            (&f, 5, 1, "`repeat_every` must be at least 1s"),
+            (
+                &f,
+                12,
+                3,
+                "set one of rollback `command` or `url`, not both",
+            ),
+            (&f, 17, 3, "is not an http(s) URL"),
+            (&f, 19, 3, "set one of `secret` or `secret_file`, not both"),
+            (
+                &f,
+                23,
+                13,
+                "needs a `command` (a program to run) or a `url`",
+            ),
+        ],
+    );
+    // And good values load.
+    let ok = r#"[notifiers.chat]
+kind = "webhook"
+url = "http://127.0.0.1:9/"
+rate_limit = "30/m"
+repeat_every = "30m"
+
+[[services]]
+name = "checkout"
+notify = ["chat"]
+  [services.rollback]
+  url = "http://127.0.0.1:9/rollback"
+  secret = "k"
+  dry_run = true
+"#;
+    let s = crate::support::settings(dir.path(), ok);
+    let chat = &s.notifiers["chat"];
+    assert_eq!(chat.repeat_every, Some(Duration::from_secs(1800)));
+    assert_eq!(
+        chat.rate_limit.map(|l| (l.count.get(), l.per)),
+        Some((30, Duration::from_secs(60)))
+    );
+    let rb = s.services[0].rollback.as_ref().unwrap();
+    assert!(rb.dry_run && rb.signing_key.is_some());
 }

@@ -25,6 +25,7 @@ mod lease_renewal;
 mod logs;
 mod loki_source;
 mod notify;
+mod notify_behaviour;
 mod outbox;
 mod paging_e2e;
 mod probe;

@@ -218,3 +218,127 @@ async fn a_row_another_replica_holds_is_not_sent_until_its_claim_expires() {
     assert_eq!(ok.hits(), 2);
     assert_eq!(status_of(&store, "held").await.status, DeliveryStatus::Sent);
 }
+
+/// `notifier`'s row `key` with an event instant `at` (rows are delivered in
+/// the order of their events).
+fn row_at(key: &str, notifier: &str, at: i64) -> NotificationRecord {
+    let mut r = row(key, notifier);
+    r.message.at = at;
+    r.created_at = at;
+    r
+}
+
+/// Waits until every row of `keys` is `sent`.
+async fn wait_sent(store: &Arc<dyn Store>, keys: &[String], timeout: Duration) {
+    wait_for("every row sent", timeout, || {
+        let store = store.clone();
+        async move {
+            let d = store.release_details("r1").await.unwrap().unwrap();
+            keys.iter()
+                .all(|k| {
+                    d.notifications
+                        .iter()
+                        .any(|n| &n.key == k && n.status == DeliveryStatus::Sent)
+                })
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+/// The `dedup_key` of every accepted webhook request, in arrival order.
+fn accepted_keys(r: &Receiver) -> Vec<String> {
+    r.accepted()
+        .iter()
+        .map(|b| b["dedup_key"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_answering_500_then_200_gets_the_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Receiver::start(Reply::Ok).await;
+    hook.script(&[Reply::ServerError]);
+    let (outbox, store) = setup(dir.path(), &[webhook("hook", &hook.webhook_url())]).await;
+    store.enqueue(&[row("m", "hook")]).await.unwrap();
+    outbox.spawn();
+    wait_sent(&store, &["m".to_string()], Duration::from_secs(15)).await;
+    let got = hook.received();
+    assert_eq!(
+        got.iter().map(|r| r.status.as_u16()).collect::<Vec<_>>(),
+        [500, 200]
+    );
+    assert_eq!(accepted_keys(&hook), ["m"]);
+    let m = status_of(&store, "m").await;
+    assert_eq!(m.attempts, 2);
+    assert!(m.last_error.is_none(), "{m:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_with_retry_after_holds_the_notifiers_queue_until_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Receiver::start(Reply::Ok).await;
+    hook.script(&[Reply::RateLimited("2")]);
+    let (outbox, store) = setup(dir.path(), &[webhook("hook", &hook.webhook_url())]).await;
+    let t = SystemClock.now();
+    store
+        .enqueue(&[row_at("first", "hook", t), row_at("second", "hook", t + 1)])
+        .await
+        .unwrap();
+    outbox.spawn();
+    wait_sent(
+        &store,
+        &["first".to_string(), "second".to_string()],
+        Duration::from_secs(15),
+    )
+    .await;
+    let got = hook.received();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0].status.as_u16(), 429);
+    let waited = got[1].at - got[0].at;
+    assert!(
+        waited >= Duration::from_secs(2),
+        "retried after {waited:?}, before the Retry-After of 2 s"
+    );
+    // The later message did not overtake the one waiting for its retry.
+    assert_eq!(accepted_keys(&hook), ["first", "second"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limit_of_one_per_second_delivers_a_burst_in_order_spaced_and_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Receiver::start(Reply::Ok).await;
+    let limited = format!(
+        "{}rate_limit = \"1/s\"\n",
+        webhook("hook", &hook.webhook_url())
+    );
+    let (outbox, store) = setup(dir.path(), &[limited]).await;
+    let t = SystemClock.now();
+    let keys: Vec<String> = (0..10).map(|i| format!("page-{i}")).collect();
+    let rows: Vec<_> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| row_at(k, "hook", t + i as i64))
+        .collect();
+    store.enqueue(&rows).await.unwrap();
+    outbox.spawn();
+    wait_sent(&store, &keys, Duration::from_secs(30)).await;
+    assert_eq!(accepted_keys(&hook), keys, "all delivered, in order, once");
+    let got = hook.received();
+    // GCRA at 1/s sends the k-th page k seconds after the first; the
+    // receiver sees each arrive some ms after its send (the first one
+    // later, on a new connection). Measured from the first arrival, so
+    // that this lag does not add up; 250 ms of it are allowed.
+    for (k, r) in got.iter().enumerate().skip(1) {
+        let since = r.at - got[0].at;
+        assert!(
+            since >= Duration::from_millis(1_000 * k as u64 - 250),
+            "page {k} arrived {since:?} after the first"
+        );
+    }
+    let span = got[9].at - got[0].at;
+    assert!(
+        span < Duration::from_secs(20),
+        "paced far too slowly: {span:?}"
+    );
+}

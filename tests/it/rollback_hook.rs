@@ -19,6 +19,7 @@ fn hook(command: Vec<String>, timeout: Duration) -> RollbackConfig {
         timeout,
         mode: RollbackMode::Auto,
         env: BTreeMap::new(),
+        ..Default::default()
     }
 }
 

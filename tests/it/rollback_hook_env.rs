@@ -46,6 +46,7 @@ async fn the_hook_sees_only_its_minimal_environment() {
         timeout: Duration::from_secs(30),
         mode: RollbackMode::Auto,
         env,
+        ..Default::default()
     };
     let vars = HookVars {
         release_id: "0190-release".into(),

@@ -16,6 +16,7 @@ pub mod alertmanager;
 pub mod email;
 pub mod outbox;
 pub mod pagerduty;
+pub mod rate;
 pub mod slack;
 pub mod webhook;
 
@@ -144,8 +145,14 @@ fn path_segment(s: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct NotifierSpec {
     pub kind: &'static str,
-    /// Messages below this severity are not sent to it.
+    /// Messages below this severity are not sent to it (closing messages
+    /// follow the page they close instead: see `docs/configuration.md`).
     pub min_severity: Severity,
+    /// `rate_limit`: deliveries over it wait in the outbox.
+    pub rate_limit: Option<rate::RateLimit>,
+    /// `repeat_every`: a `reminder` at this period while a check it was
+    /// paged about holds a level of `warning` or above. Off when `None`.
+    pub repeat_every: Option<std::time::Duration>,
     pub config: Arc<dyn NotifierConfig>,
 }
 
@@ -153,6 +160,7 @@ pub struct NotifierSpec {
 #[derive(Default)]
 pub struct Notifiers {
     by_name: BTreeMap<String, Arc<dyn Notifier>>,
+    limits: BTreeMap<String, rate::RateLimit>,
 }
 
 impl Notifiers {
@@ -163,7 +171,16 @@ impl Notifiers {
                 .iter()
                 .map(|(name, spec)| (name.clone(), spec.config.build(cx)))
                 .collect(),
+            limits: specs
+                .iter()
+                .filter_map(|(name, spec)| Some((name.clone(), spec.rate_limit?)))
+                .collect(),
         }
+    }
+
+    /// The notifier's `rate_limit`, if it has one.
+    pub fn rate_limit(&self, name: &str) -> Option<rate::RateLimit> {
+        self.limits.get(name).copied()
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Notifier>> {

@@ -1,12 +1,21 @@
 //! The durable outbox: delivers stored notifications, retries temporary
-//! failures with exponential backoff, and survives restarts (undelivered
-//! rows are simply still `pending` in the store).
+//! failures with exponential backoff (or the receiver's `Retry-After`),
+//! paces each notifier to its `rate_limit`, and survives restarts
+//! (undelivered rows are simply still `pending` in the store).
+//!
+//! Each notifier's messages go out **in order** (the order of the events
+//! they report): a notifier's worker takes its oldest pending row first and
+//! stops at the first one that is not due yet, so a message waiting for its
+//! retry (a 5xx, a 429 with `Retry-After`) holds back the later ones rather
+//! than letting them overtake it. A message over the rate limit waits, in
+//! the store, for its slot; none is dropped.
 //!
 //! Delivery is at-least-once: a crash between a receiver accepting a message
 //! and the outbox marking it sent re-sends it once after the restart. Every
 //! message carries its stable `dedup_key` so receivers (PagerDuty's
 //! `dedup_key`, a webhook's consumer) can drop such a repeat.
 
+use super::rate::Limiter;
 use super::Notifiers;
 use super::NotifyError;
 use crate::clock::Clock;
@@ -16,8 +25,7 @@ use crate::telemetry::Telemetry;
 use crate::telemetry::{NotificationLabels, Outcome};
 use crate::transport::{backoff, MAX_BACKOFF};
 use futures_util::future::join_all;
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -27,11 +35,14 @@ use tokio_util::task::TaskTracker;
 /// How long temporary failures are retried before a notification is marked
 /// `failed`: long enough to ride out a receiver's incident.
 pub const MAX_RETRY_AGE: Duration = Duration::from_secs(24 * 3600);
-/// How often the outbox looks at the store even without a wake-up.
+/// How often the outbox looks at the store even without a wake-up (rows
+/// another replica enqueued).
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// Shortest pause of the dispatch loop (when rows are due but their
 /// notifier's worker is still busy).
 const MIN_POLL: Duration = Duration::from_millis(50);
+/// Shortest wait after a temporary failure that named a `Retry-After`.
+pub const MIN_RETRY: Duration = Duration::from_millis(500);
 /// Rows a worker takes per query.
 const BATCH: usize = 16;
 /// How long a claim on a row lasts: longer than any delivery (a notifier's
@@ -54,11 +65,19 @@ pub struct OutboxParts {
 pub struct Outbox {
     ctx: OutboxParts,
     wake: Notify,
-    /// Bumped by every [`Outbox::wake`], so a worker that finishes can tell
-    /// whether rows were enqueued while it was busy.
-    enqueued: AtomicU64,
     /// Notifiers whose delivery worker is running.
     busy: Mutex<HashSet<String>>,
+    /// The rate limiter of each notifier that has a `rate_limit`, kept
+    /// across reloads while its limit stays the same.
+    limiters: Mutex<HashMap<String, Arc<Limiter>>>,
+}
+
+/// Where a notifier's queue stands.
+enum Head {
+    /// No pending row.
+    Empty,
+    /// The oldest pending row is due at this instant.
+    DueAt(Millis),
 }
 
 impl Outbox {
@@ -66,14 +85,13 @@ impl Outbox {
         Arc::new(Self {
             ctx: parts,
             wake: Notify::new(),
-            enqueued: AtomicU64::new(0),
             busy: Mutex::new(HashSet::new()),
+            limiters: Mutex::new(HashMap::new()),
         })
     }
 
     /// Wakes the delivery loop (new rows were enqueued).
     pub fn wake(&self) {
-        self.enqueued.fetch_add(1, Ordering::AcqRel);
         self.wake.notify_one();
     }
 
@@ -88,21 +106,26 @@ impl Outbox {
         self.ctx.tasks.spawn(async move { me.run().await });
     }
 
-    /// The dispatch loop: one delivery worker per notifier, so a slow or
-    /// black-holed receiver delays only its own messages.
+    /// The dispatch loop: one delivery worker per notifier whose oldest
+    /// pending row is due, so a slow or black-holed receiver delays only its
+    /// own messages. It sleeps until the earliest head of a queue is due, a
+    /// wake-up (rows enqueued, a worker done), or [`IDLE_POLL`].
     async fn run(self: Arc<Self>) {
         let cancel = self.ctx.shutdown.clone();
         loop {
-            self.dispatch();
-            if let Err(e) = self.sweep_orphans().await {
-                tracing::error!(error = %e, "outbox sweep failed");
-            }
-            let wait = match self.ctx.store.next_notification_due().await {
+            let wait = match self.dispatch().await {
                 Ok(Some(due)) => Duration::from_millis(
                     (due - self.ctx.clock.now()).clamp(0, IDLE_POLL.as_millis() as i64) as u64,
                 ),
-                _ => IDLE_POLL,
+                Ok(None) => IDLE_POLL,
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox query failed");
+                    IDLE_POLL
+                }
             };
+            if let Err(e) = self.sweep_orphans().await {
+                tracing::error!(error = %e, "outbox sweep failed");
+            }
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = self.wake.notified() => {}
@@ -115,61 +138,130 @@ impl Outbox {
         self.busy.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts a worker for every configured notifier that has none running.
-    fn dispatch(self: &Arc<Self>) {
-        for name in self.notifiers().names() {
-            if self.lock_busy().insert(name.clone()) {
-                let me = self.clone();
-                let name = name.clone();
-                self.ctx.tasks.spawn(async move { me.worker(name).await });
-            }
-        }
+    /// The oldest pending row of `notifier`, due or not.
+    async fn head(&self, notifier: &str) -> Result<Head, crate::store::StoreError> {
+        let rows = self
+            .ctx
+            .store
+            .due_notifications(Millis::MAX, 1, Some(notifier))
+            .await?;
+        Ok(match rows.first() {
+            Some(r) => Head::DueAt(r.next_attempt_at),
+            None => Head::Empty,
+        })
     }
 
-    /// Delivers one notifier's due rows until none is left.
-    async fn worker(self: Arc<Self>, notifier: String) {
-        let mut seen = self.enqueued.load(Ordering::Acquire);
-        while !self.ctx.shutdown.is_cancelled() {
-            seen = self.enqueued.load(Ordering::Acquire);
-            let now = self.ctx.clock.now();
-            match self
+    /// Starts a worker for every idle notifier whose queue's head is due;
+    /// returns the earliest instant a head not yet due becomes due.
+    async fn dispatch(self: &Arc<Self>) -> Result<Option<Millis>, crate::store::StoreError> {
+        let now = self.ctx.clock.now();
+        let mut next: Option<Millis> = None;
+        for name in self.notifiers().names() {
+            if self.lock_busy().contains(name) {
+                // Its worker wakes the loop when it is done.
+                continue;
+            }
+            match self.head(name).await? {
+                Head::Empty => {}
+                Head::DueAt(at) if at > now => next = Some(next.map_or(at, |n| n.min(at))),
+                Head::DueAt(_) => {
+                    if self.lock_busy().insert(name.clone()) {
+                        let me = self.clone();
+                        let name = name.clone();
+                        self.ctx.tasks.spawn(async move {
+                            me.worker(&name).await;
+                            me.lock_busy().remove(&name);
+                            me.wake.notify_one();
+                        });
+                    }
+                }
+            }
+        }
+        Ok(next)
+    }
+
+    /// Delivers one notifier's rows, oldest first, until its queue is empty
+    /// or its head is not due (waiting for a retry): later rows never
+    /// overtake an earlier one. Waits for the notifier's rate limit before
+    /// each delivery.
+    async fn worker(&self, notifier: &str) {
+        'queue: while !self.ctx.shutdown.is_cancelled() {
+            let rows = match self
                 .ctx
                 .store
-                .due_notifications(now, BATCH, Some(&notifier))
+                .due_notifications(Millis::MAX, BATCH, Some(notifier))
                 .await
             {
                 Ok(rows) if rows.is_empty() => break,
-                Ok(rows) => {
-                    let mut settled = 0;
-                    for row in rows {
-                        match self.deliver(row).await {
-                            Ok(true) => settled += 1,
-                            // Claimed by another replica: not ours to send.
-                            Ok(false) => {}
-                            Err(e) => {
-                                tracing::error!(%notifier, error = %e, "outbox delivery bookkeeping failed");
-                                break;
-                            }
-                        }
-                    }
-                    if settled == 0 {
-                        // Nothing this pass could settle: look again at the
-                        // next wake-up or due time, not in a tight loop.
-                        break;
-                    }
-                }
+                Ok(rows) => rows,
                 Err(e) => {
                     tracing::error!(%notifier, error = %e, "outbox query failed");
                     break;
                 }
+            };
+            let mut settled = 0;
+            for row in rows {
+                if row.next_attempt_at > self.ctx.clock.now() {
+                    break 'queue;
+                }
+                if !self.wait_for_slot(notifier).await {
+                    break 'queue;
+                }
+                match self.deliver(row).await {
+                    Ok(Delivered::Settled) => settled += 1,
+                    // Waiting for its retry: the rows behind it wait too.
+                    Ok(Delivered::Retry) => break 'queue,
+                    // Claimed by another replica: not ours to send.
+                    Ok(Delivered::NotOurs) => {}
+                    Err(e) => {
+                        tracing::error!(%notifier, error = %e, "outbox delivery bookkeeping failed");
+                        break 'queue;
+                    }
+                }
+            }
+            if settled == 0 {
+                // Nothing this pass could settle: look again at the next
+                // wake-up or due time, not in a tight loop.
+                break;
             }
         }
-        self.lock_busy().remove(&notifier);
-        // Rows enqueued after this worker's last query found it busy: look
-        // again. (Waking unconditionally would spin an idle outbox.)
-        if self.enqueued.load(Ordering::Acquire) != seen {
-            self.wake.notify_one();
+    }
+
+    /// Waits until `notifier`'s rate limit allows one more delivery; false
+    /// if shutdown came first.
+    async fn wait_for_slot(&self, notifier: &str) -> bool {
+        let Some(limiter) = self.limiter(notifier) else {
+            return true;
+        };
+        loop {
+            match limiter.take() {
+                Ok(()) => return true,
+                Err(wait) => {
+                    tokio::select! {
+                        _ = self.ctx.shutdown.cancelled() => return false,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
         }
+    }
+
+    /// The limiter for `notifier`'s `rate_limit` in force (a new one when
+    /// the limit changed with a reload), if it has one.
+    fn limiter(&self, notifier: &str) -> Option<Arc<Limiter>> {
+        let limit = self.notifiers().rate_limit(notifier);
+        let mut limiters = self.limiters.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(limit) = limit else {
+            limiters.remove(notifier);
+            return None;
+        };
+        let current = limiters
+            .entry(notifier.to_string())
+            .or_insert_with(|| Arc::new(Limiter::new(limit)));
+        if current.limit != limit {
+            *current = Arc::new(Limiter::new(limit));
+        }
+        Some(current.clone())
     }
 
     /// Due rows of notifiers that are no longer configured fail for good.
@@ -192,7 +284,8 @@ impl Outbox {
             let me = self.clone();
             async move {
                 if me.lock_busy().insert(n.clone()) {
-                    me.worker(n).await;
+                    me.worker(&n).await;
+                    me.lock_busy().remove(&n);
                 }
             }
         }))
@@ -200,9 +293,11 @@ impl Outbox {
         self.sweep_orphans().await
     }
 
-    /// Delivers one row under this replica's claim; false if another
-    /// replica holds the row (or it was settled meanwhile).
-    async fn deliver(&self, row: NotificationRecord) -> Result<bool, crate::store::StoreError> {
+    /// Delivers one row under this replica's claim.
+    async fn deliver(
+        &self,
+        row: NotificationRecord,
+    ) -> Result<Delivered, crate::store::StoreError> {
         let attempts = row.attempts + 1;
         let claim = Lease::new(
             self.ctx.owner.clone(),
@@ -215,7 +310,7 @@ impl Outbox {
             .await?
         {
             // Another replica is delivering it, or it was settled meanwhile.
-            return Ok(false);
+            return Ok(Delivered::NotOurs);
         }
         let Some(notifier) = self.notifiers().get(&row.notifier).cloned() else {
             let err = format!("notifier {:?} is no longer configured", row.notifier);
@@ -233,7 +328,7 @@ impl Outbox {
                     None,
                 )
                 .await
-                .map(|()| true);
+                .map(|()| Delivered::Settled);
         };
         let result = notifier.send(&row.message).await;
         let now = self.ctx.clock.now();
@@ -252,16 +347,14 @@ impl Outbox {
                         Some(now),
                     )
                     .await
-                    .map(|()| true)
+                    .map(|()| Delivered::Settled)
             }
             Err(NotifyError::Temporary {
                 detail,
                 retry_after,
             }) if now - row.created_at < MAX_RETRY_AGE.as_millis() as Millis => {
-                self.count(&row.notifier, Outcome::retry);
-                let delay = retry_after
-                    .unwrap_or_else(|| backoff(attempts))
-                    .min(MAX_BACKOFF);
+                self.count(&row.notifier, Outcome::retried);
+                let delay = retry_delay(retry_after, attempts);
                 tracing::warn!(notifier = %row.notifier, key = %row.key, attempts, error = %detail, "notification failed; will retry");
                 let next = now + delay.as_millis() as Millis;
                 self.ctx
@@ -275,7 +368,7 @@ impl Outbox {
                         None,
                     )
                     .await
-                    .map(|()| true)
+                    .map(|()| Delivered::Retry)
             }
             Err(e) => {
                 self.count(&row.notifier, Outcome::failed);
@@ -291,7 +384,7 @@ impl Outbox {
                         None,
                     )
                     .await
-                    .map(|()| true)
+                    .map(|()| Delivered::Settled)
             }
         }
     }
@@ -305,5 +398,46 @@ impl Outbox {
                 outcome,
             })
             .inc();
+    }
+}
+
+/// What one delivery did to its row.
+enum Delivered {
+    /// Sent, or failed for good: the row is settled.
+    Settled,
+    /// A temporary failure: the row waits for its retry (and the notifier's
+    /// later rows with it).
+    Retry,
+    /// Another replica holds the row.
+    NotOurs,
+}
+
+/// How long a temporary failure waits: the receiver's `Retry-After` when it
+/// gave one (at least [`MIN_RETRY`], so a `Retry-After: 0` cannot make a
+/// tight loop), else the exponential backoff; never more than
+/// [`MAX_BACKOFF`].
+pub fn retry_delay(retry_after: Option<Duration>, attempts: u32) -> Duration {
+    retry_after
+        .map(|d| d.max(MIN_RETRY))
+        .unwrap_or_else(|| backoff(attempts))
+        .min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_wins_over_the_backoff_within_bounds() {
+        assert_eq!(
+            retry_delay(Some(Duration::from_secs(2)), 6),
+            Duration::from_secs(2)
+        );
+        assert_eq!(retry_delay(Some(Duration::ZERO), 1), MIN_RETRY);
+        assert_eq!(
+            retry_delay(Some(Duration::from_secs(86_400)), 1),
+            MAX_BACKOFF
+        );
+        assert_eq!(retry_delay(None, 1), backoff(1));
     }
 }

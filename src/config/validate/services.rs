@@ -50,9 +50,9 @@ pub(super) fn build_services(
         }
         check_notify(s, &at, ctx.notifier_names, report);
         crate::sources::probe::check_probes(&s.probes, &s.name, &at, report);
-        if let Some(r) = &s.rollback {
-            crate::actions::rollback::check_config(r, &at.key("rollback"), report);
-        }
+        let rollback = s.rollback.as_ref().map(|r| {
+            crate::actions::rollback::check_config(r, &at.key("rollback"), ctx.base, report)
+        });
         let cadence = match &s.cadence {
             Some(c) => {
                 cadence(c, &at.key("cadence"), report).unwrap_or_else(|| ctx.cadence.clone())
@@ -72,7 +72,7 @@ pub(super) fn build_services(
             labels: s.labels.clone(),
             notify: s.notify.clone(),
             probes: s.probes.clone(),
-            rollback: s.rollback.clone(),
+            rollback,
             cadence,
             revert_cadence,
             checks,

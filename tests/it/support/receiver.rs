@@ -60,10 +60,14 @@ pub struct Received {
     pub problem: Option<String>,
     /// The status it was (or is being) answered with.
     pub status: StatusCode,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 struct Shared {
     reply: Mutex<Reply>,
+    /// Replies for the next requests, in order, before `reply` again.
+    script: Mutex<std::collections::VecDeque<Reply>>,
     received: Mutex<Vec<Received>>,
 }
 
@@ -77,6 +81,7 @@ impl Receiver {
     pub async fn start(reply: Reply) -> Self {
         let shared = Arc::new(Shared {
             reply: Mutex::new(reply),
+            script: Mutex::new(Default::default()),
             received: Mutex::new(Vec::new()),
         });
         let app = Router::new()
@@ -108,6 +113,25 @@ impl Receiver {
     /// Answers as `reply` says from now on.
     pub fn set_reply(&self, reply: Reply) {
         *self.shared.reply.lock().unwrap() = reply;
+    }
+
+    /// Answers the next requests with `replies`, in order, then as
+    /// [`Receiver::set_reply`] says again.
+    pub fn script(&self, replies: &[Reply]) {
+        self.shared
+            .script
+            .lock()
+            .unwrap()
+            .extend(replies.iter().copied());
+    }
+
+    /// The bodies of the requests that were accepted (answered 2xx).
+    pub fn accepted(&self) -> Vec<Value> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.status.is_success())
+            .map(|r| r.body)
+            .collect()
     }
 
     /// Every request so far, in arrival order.
@@ -151,7 +175,9 @@ async fn receive(
         (Ok(v), PAGERDUTY_PATH) => check_pagerduty(&headers, v).err(),
         (Ok(v), _) => check_webhook(&headers, v).err(),
     };
-    let reply = *shared.reply.lock().unwrap();
+    let at = std::time::Instant::now();
+    let scripted = shared.script.lock().unwrap().pop_front();
+    let reply = scripted.unwrap_or_else(|| *shared.reply.lock().unwrap());
     let pagerduty = uri.path() == PAGERDUTY_PATH;
     let response = match (&problem, reply) {
         (problem, Reply::BadPayload) | (problem @ Some(_), _) if pagerduty => (
@@ -200,6 +226,7 @@ async fn receive(
         raw: body.to_vec(),
         problem,
         status: response.status(),
+        at,
     });
     match reply {
         Reply::OkAfter(pause) => tokio::time::sleep(pause).await,
