@@ -29,6 +29,7 @@ fn rule() -> Rule {
             for_ms: 300_000,
             ..Default::default()
         }),
+        recover_after: 0,
     }
 }
 

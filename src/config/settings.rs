@@ -67,6 +67,8 @@ pub struct Service {
     pub rollback: Option<RollbackConfig>,
     pub cadence: Cadence,
     pub checks: Vec<CheckSpec>,
+    /// `min_health_score`: a health score below it (out of 100) rolls back.
+    pub min_health_score: Option<f64>,
 }
 
 impl Service {
@@ -88,6 +90,8 @@ pub struct CheckSpec {
     /// Range-query resolution (default 15s).
     pub step: Duration,
     pub rule: Rule,
+    /// Judgments beyond thresholds (baseline, compare, burn rate, ...).
+    pub judgment: super::judgment::Judgment,
     /// The rule pack it came from.
     pub pack: PathBuf,
 }

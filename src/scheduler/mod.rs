@@ -19,6 +19,8 @@
 //! The tiered tick schedule is [`crate::config::Cadence`].
 
 mod control;
+mod evidence;
+mod judgments;
 mod messages;
 mod read;
 mod rollback;

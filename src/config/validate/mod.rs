@@ -176,6 +176,10 @@ pub(super) fn cadence(c: &CadenceConfig, at: &KeyPath, report: &mut Report<'_>) 
         Err(msg) => {
             // Cadence says "tier N: `key` ..."; point at that key when it does.
             let tiers = at.key("tiers");
+            if msg.starts_with("`escalate_every`") {
+                report.error(&at.key("escalate_every"), msg);
+                return None;
+            }
             let path = msg
                 .strip_prefix("tier ")
                 .and_then(|r| r.split_once(": `"))
