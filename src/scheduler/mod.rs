@@ -20,6 +20,8 @@
 
 mod control;
 mod evidence;
+#[cfg(test)]
+mod judgment_tests;
 mod judgments;
 mod messages;
 mod read;

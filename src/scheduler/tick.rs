@@ -105,7 +105,7 @@ pub async fn evaluate(
 }
 
 /// Runs one check's reading through the engine and records what changed.
-fn judge(
+pub(super) fn judge(
     out: &mut TickOutput,
     release: &Release,
     spec: &CheckSpec,

@@ -18,6 +18,7 @@ mod dashboard;
 mod e2e;
 mod guardian_side;
 mod hook_supervisor;
+mod judgment;
 mod lease_renewal;
 mod logs;
 mod notify;
