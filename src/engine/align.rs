@@ -158,7 +158,7 @@ mod tests {
         let g = gate_traffic(&mut cur, &traffic, 1.0);
         assert_eq!((g.kept, g.dropped), (1, 3));
         assert_eq!(cur[0].1.iter().map(|x| x.ts).collect::<Vec<_>>(), vec![10]);
-        assert_eq!(g.last_low.map(|(t, v)| (t, v)), Some((30, 1.0)));
+        assert_eq!(g.last_low, Some((30, 1.0)));
         assert_eq!(mean(&traffic), (0.01 + 5.0 + 1.0) / 3.0);
         let mut c = cur.clone();
         attach_constant(&mut c, 0.1);
