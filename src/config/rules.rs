@@ -399,7 +399,8 @@ fn check_shape(
         raw.query.is_some(),
         &mut |p, m| err(pack, p, m),
     );
-    for q in judgment.extra_queries() {
+    let errors = raw.burn_rate.as_ref().map(|b| b.errors.as_str());
+    for q in judgment.extra_queries().into_iter().chain(errors) {
         for m in misplaced_variables(q) {
             err(
                 pack,
