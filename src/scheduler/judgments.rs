@@ -167,6 +167,22 @@ impl Ctx<'_, '_> {
         Ok(m.into_iter().filter(|(_, s)| !s.is_empty()).collect())
     }
 
+    /// Reads `query` at the interval's own instants `offset` earlier (not
+    /// re-aligned: an offset need not be a multiple of the step).
+    async fn fetch_shifted(
+        &self,
+        query: &str,
+        start: Millis,
+        end: Millis,
+        offset: Millis,
+    ) -> Result<Series, String> {
+        let m = self
+            .sources
+            .fetch(self.source, query, start - offset, end - offset, self.step)
+            .await?;
+        Ok(m.into_iter().filter(|(_, s)| !s.is_empty()).collect())
+    }
+
     fn failed(&self, e: String) -> Judged {
         Judged::failed(e, self.start, Some(self.query.clone()))
     }
@@ -240,7 +256,7 @@ impl Ctx<'_, '_> {
                 align::attach_constant(&mut series, base);
             } else {
                 let base = match self
-                    .fetch(&bq, self.start - b.offset, self.end - b.offset)
+                    .fetch_shifted(&bq, self.start, self.end, b.offset)
                     .await
                 {
                     Ok(s) => s,
@@ -315,7 +331,13 @@ impl Ctx<'_, '_> {
         } else {
             (from - b.offset, self.end - b.offset)
         };
-        let base = match self.fetch(&bq, bfrom, bto).await {
+        let base = if b.before_release {
+            self.fetch(&bq, bfrom, bto).await
+        } else {
+            let from = align_up(from, self.step);
+            self.fetch_shifted(&bq, from, self.end, b.offset).await
+        };
+        let base = match base {
             Ok(s) => s,
             Err(e) => return self.failed(format!("baseline: {e}")),
         };
