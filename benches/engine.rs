@@ -8,10 +8,20 @@
 //!   every tracker carrying the state of its previous tick. Target: < 10 ms
 //!   CPU.
 //!
+//! - `engine/burn_rate_1d`: multi-window burn rates (the workbook's three
+//!   window pairs, 1 d the longest) at every point of a 1-hour interval at a
+//!   15 s step, over a day and an hour of samples (the reading a burn-rate
+//!   check does at a tick an hour after its last); reported as points/s.
+//! - `engine/mann_whitney_120x120`: one Mann-Whitney comparison of two
+//!   30-minute windows at a 15 s step (120 samples each), with its
+//!   Hodges-Lehmann effect.
+//!
 //! Run: `cargo bench --bench engine`.
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use release_guardian::engine::{evaluate, CheckTracker, Condition, Rule, Sample};
+use release_guardian::engine::stats::{mann_whitney, CompareSpec};
+use release_guardian::engine::{burn, evaluate, CheckTracker, Condition, Rule, Sample};
+use release_guardian::model::Level;
 
 fn rule() -> Rule {
     Rule {
@@ -29,6 +39,7 @@ fn rule() -> Rule {
             for_ms: 300_000,
             ..Default::default()
         }),
+        recover_after: 0,
     }
 }
 
@@ -136,5 +147,41 @@ fn tick(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, samples, tick);
+fn burn_rate(c: &mut Criterion) {
+    let step = 15_000;
+    let windows = burn::default_windows(Level::Rollback, Level::Warning);
+    let hour = 3_600_000 / step;
+    let day = 86_400_000 / step;
+    // A day and an hour of error ratios around a 99.9 % objective.
+    let ratio: Vec<Sample> = series((day + hour) as usize, step)
+        .into_iter()
+        .map(|s| Sample::ok(s.ts, s.value * 2.0))
+        .collect();
+    let from = day * step;
+    let mut g = c.benchmark_group("engine");
+    g.throughput(Throughput::Elements(hour as u64));
+    g.bench_function("burn_rate_1d", |b| {
+        b.iter(|| {
+            let points = burn::evaluate(black_box(&ratio), 0.999, &windows, from);
+            black_box(points.len())
+        })
+    });
+    g.finish();
+}
+
+fn compare(c: &mut Criterion) {
+    let base: Vec<f64> = series(120, 15_000).iter().map(|s| s.value).collect();
+    let cur: Vec<f64> = base.iter().rev().map(|v| v * 1.3).collect();
+    let spec = CompareSpec {
+        tolerance: 0.1,
+        ..Default::default()
+    };
+    let mut g = c.benchmark_group("engine");
+    g.bench_function("mann_whitney_120x120", |b| {
+        b.iter(|| black_box(mann_whitney(black_box(&cur), black_box(&base), &spec)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, samples, tick, burn_rate, compare);
 criterion_main!(benches);

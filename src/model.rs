@@ -333,6 +333,14 @@ pub struct Decision {
     /// What was decided; serialized (API, store) as its snake_case verb.
     pub action: DecisionAction,
     pub reason: String,
+    /// The instant of the data the decision judged (a level change: the
+    /// sample where the level changed), beside `at`, when it was decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<Millis>,
+    /// What was judged: the resolved query, the values around the
+    /// transition, the condition and window, baseline values, p-values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<serde_json::Value>,
 }
 
 /// The verb of a [`Decision`]. Part of the API contract and of the stored
@@ -446,6 +454,8 @@ impl Decision {
             level: None,
             action,
             reason: reason.into(),
+            observed_at: None,
+            evidence: None,
         }
     }
 
@@ -458,6 +468,18 @@ impl Decision {
     /// The same decision, at one level.
     pub fn with_level(mut self, level: Level) -> Self {
         self.level = Some(level);
+        self
+    }
+
+    /// The same decision, judging data observed at `observed_at`, with
+    /// what it judged.
+    pub fn with_evidence(
+        mut self,
+        observed_at: Millis,
+        evidence: Option<serde_json::Value>,
+    ) -> Self {
+        self.observed_at = Some(observed_at);
+        self.evidence = evidence;
         self
     }
 

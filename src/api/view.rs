@@ -166,6 +166,12 @@ pub struct DecisionView {
     pub level: Option<Level>,
     pub action: String,
     pub reason: String,
+    /// The instant of the data judged (RFC3339), where data was judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<String>,
+    /// What was judged (query, values, condition, baseline, p-values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -267,6 +273,10 @@ impl DecisionView {
             level: d.level,
             action: d.action.to_string(),
             reason: redactor.redact(&d.reason),
+            observed_at: d.observed_at.map(rfc3339),
+            evidence: d
+                .evidence
+                .and_then(|e| serde_json::from_str(&redactor.redact(&e.to_string())).ok()),
         }
     }
 }

@@ -12,6 +12,40 @@ use crate::section::{at_most, saturating_millis, MAX_WATCH};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cadence {
     tiers: Vec<(Millis, Millis)>,
+    escalate: Escalate,
+}
+
+/// How a watch ticks while a check is above `ok` (`escalate_every`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Escalate {
+    /// At the smallest `step` of the service's checks (the default).
+    #[default]
+    Step,
+    /// At this interval.
+    Every(Millis),
+    /// Not at all: the tiers only.
+    Off,
+}
+
+impl Escalate {
+    /// Parses `escalate_every`: `step`, `off` or a duration.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "step" => Ok(Self::Step),
+            "off" => Ok(Self::Off),
+            d => {
+                let d = crate::section::parse_duration(d).map_err(|e| {
+                    format!("`escalate_every` must be \"step\", \"off\" or a duration: {e}")
+                })?;
+                at_most("escalate_every", d, MAX_WATCH)
+                    .map_err(|e| format!("`escalate_every`: {e}"))?;
+                match saturating_millis(d) {
+                    0 => Err("`escalate_every` must be greater than zero".into()),
+                    ms => Ok(Self::Every(ms)),
+                }
+            }
+        }
+    }
 }
 
 impl Cadence {
@@ -40,11 +74,40 @@ impl Cadence {
             prev = until;
             out.push((until, every));
         }
-        Ok(Self { tiers: out })
+        Ok(Self {
+            tiers: out,
+            escalate: Escalate::Step,
+        })
     }
 
     pub fn from_config(c: &CadenceConfig) -> Result<Self, String> {
-        Self::new(&c.tiers)
+        let mut out = Self::new(&c.tiers)?;
+        if let Some(e) = &c.escalate_every {
+            out.escalate = Escalate::parse(e)?;
+        }
+        Ok(out)
+    }
+
+    /// The same tiers, ticking as `escalate` says while a check is above
+    /// `ok`.
+    pub fn with_escalate(mut self, escalate: Escalate) -> Self {
+        self.escalate = escalate;
+        self
+    }
+
+    /// How the watch ticks while a check is above `ok`.
+    pub fn escalate(&self) -> Escalate {
+        self.escalate
+    }
+
+    /// The escalated interval, given the smallest `step` of the checks
+    /// (None: escalation is off).
+    pub fn escalate_every(&self, min_step: Millis) -> Option<Millis> {
+        match self.escalate {
+            Escalate::Step => Some(min_step.max(1)),
+            Escalate::Every(ms) => Some(ms),
+            Escalate::Off => None,
+        }
     }
 
     /// How long the watch lasts (the last tier's `until`).
@@ -156,6 +219,26 @@ mod tests {
         assert!(Cadence::new(&[t(10, 0)]).is_err());
         assert!(Cadence::new(&[t(10, 1), t(10, 1)]).is_err());
         assert!(Cadence::new(&[]).is_err());
+    }
+
+    #[test]
+    fn escalate_every_parses() {
+        assert_eq!(Escalate::parse("step"), Ok(Escalate::Step));
+        assert_eq!(Escalate::parse("off"), Ok(Escalate::Off));
+        assert_eq!(Escalate::parse("30s"), Ok(Escalate::Every(30_000)));
+        assert!(Escalate::parse("0s").is_err());
+        assert!(Escalate::parse("often")
+            .unwrap_err()
+            .starts_with("`escalate_every`"));
+        let c = CadenceConfig {
+            escalate_every: Some("off".into()),
+            ..CadenceConfig::default()
+        };
+        assert_eq!(
+            Cadence::from_config(&c).unwrap().escalate_every(15_000),
+            None
+        );
+        assert_eq!(default().escalate_every(15_000), Some(15_000));
     }
 
     #[test]

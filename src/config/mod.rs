@@ -10,6 +10,9 @@
 
 mod cadence;
 mod env;
+pub mod judgment;
+#[cfg(test)]
+mod judgment_tests;
 pub mod load;
 pub mod redact;
 pub mod rules;
@@ -163,6 +166,11 @@ pub enum Scope {
 #[serde(deny_unknown_fields)]
 pub struct CadenceConfig {
     pub tiers: Vec<TierConfig>,
+    /// Extension: how often a watch ticks while any of its checks is above
+    /// `ok`: `"step"` (the default: the smallest `step` of its checks), a
+    /// duration, or `"off"`.
+    #[serde(default)]
+    pub escalate_every: Option<String>,
     /// Extension: the tiers of a revert (a release of the version the
     /// latest release replaced); default [`default_revert_tiers`].
     #[serde(default)]
@@ -195,6 +203,7 @@ impl Default for CadenceConfig {
         Self {
             tiers: vec![tier(60, 5), tier(180, 15), tier(360, 30)],
             revert_tiers: None,
+            escalate_every: None,
         }
     }
 }
@@ -232,6 +241,10 @@ pub struct ServiceConfig {
     /// Extension: a cadence for this service only (default: `[cadence]`).
     #[serde(default)]
     pub cadence: Option<CadenceConfig>,
+    /// Extension: roll back when the release's health score (out of 100)
+    /// falls below this.
+    #[serde(default)]
+    pub min_health_score: Option<f64>,
 }
 
 pub use crate::model::default_environment;

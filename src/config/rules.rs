@@ -10,6 +10,7 @@
 //! Every error is `PACKFILE:LINE:COL: message`, located at the offending key
 //! through a [`YamlLocator`]; a YAML syntax error uses the YAML parser's location.
 
+use super::judgment::{self, Judgment, NoData, RawJudgment};
 use super::{CheckSpec, LogsSpec, DEFAULT_STEP};
 use crate::engine::{Condition, Rule};
 use crate::section::locate::{Seg, YamlLocator};
@@ -49,6 +50,38 @@ struct RawCheck {
     critical: Option<RawCondition>,
     #[serde(default)]
     rollback: Option<RawCondition>,
+    // Judgments beyond thresholds (`super::judgment`).
+    #[serde(default)]
+    no_data: Option<NoData>,
+    #[serde(default)]
+    min_traffic: Option<judgment::RawMinTraffic>,
+    #[serde(default)]
+    recover_after: Option<u32>,
+    #[serde(default)]
+    baseline: Option<judgment::RawBaseline>,
+    #[serde(default)]
+    compare: Option<judgment::RawCompare>,
+    #[serde(default)]
+    burn_rate: Option<judgment::RawBurnRate>,
+    #[serde(default)]
+    weight: Option<f64>,
+    #[serde(default)]
+    new_error_signatures: Option<judgment::RawSignatures>,
+}
+
+impl RawCheck {
+    fn judgment(&self) -> RawJudgment {
+        RawJudgment {
+            no_data: self.no_data,
+            min_traffic: self.min_traffic.clone(),
+            recover_after: self.recover_after,
+            baseline: self.baseline.clone(),
+            compare: self.compare.clone(),
+            burn_rate: self.burn_rate.clone(),
+            weight: self.weight,
+            new_error_signatures: self.new_error_signatures.clone(),
+        }
+    }
 }
 
 /// A check's `logs` as written in the pack.
@@ -81,6 +114,10 @@ struct RawCondition {
     for_: Option<Duration>,
     #[serde(default)]
     failures: Option<u32>,
+    #[serde(default)]
+    worse_by: Option<f64>,
+    #[serde(default)]
+    worse_by_ratio: Option<f64>,
 }
 
 impl RawCondition {
@@ -90,6 +127,9 @@ impl RawCondition {
             below: self.below,
             for_ms: self.for_.map_or(0, saturating_millis),
             failures: self.failures,
+            worse_by: self.worse_by,
+            worse_by_ratio: self.worse_by_ratio,
+            missing_breaches: false,
         }
     }
 }
@@ -102,6 +142,7 @@ struct PackCheck {
     raw: RawCheck,
     source: &'static SourceKind,
     rule: Rule,
+    judgment: Judgment,
 }
 
 /// A rule pack, read and checked as far as it can be without a service.
@@ -374,9 +415,33 @@ fn check_shape(
             .collect::<Vec<_>>()
             .join(" or ")
     };
+    let judgment = judgment::compile(
+        &raw.judgment(),
+        &path,
+        &name,
+        &raw.source,
+        raw.query.is_some(),
+        &mut |p, m| err(pack, p, m),
+    );
+    let errors = raw.burn_rate.as_ref().map(|b| b.errors.as_str());
+    for q in judgment.extra_queries().into_iter().chain(errors) {
+        for m in misplaced_variables(q) {
+            err(
+                pack,
+                path.clone(),
+                format!(
+                    "check `{name}`: template variable `{{{{{}}}}}` must stand inside a double-quoted label value (\"...\"), where it is escaped; it stands {} in `{q}`",
+                    m.name,
+                    m.placement.describe(),
+                ),
+            );
+        }
+    }
+    let own_query = judgment.burn_rate.is_none() && judgment.new_error_signatures.is_none();
     match source.map(|s| (s, s.reads)) {
         Some((kind, Reads::Query)) => {
             match &raw.query {
+                None if !own_query => {}
                 None => err(
                     pack,
                     path.key("source"),
@@ -445,7 +510,7 @@ fn check_shape(
         ("rollback", raw.rollback),
     ];
     let level_removed = levels.iter().any(|(l, _)| removed.iter().any(|r| r == l));
-    if levels.iter().all(|(_, c)| c.is_none()) && !level_removed {
+    if levels.iter().all(|(_, c)| c.is_none()) && !level_removed && judgment.burn_rate.is_none() {
         err(
             pack,
             path.key("name"),
@@ -455,14 +520,42 @@ fn check_shape(
     for (level, cond) in &levels {
         let Some(c) = cond else { continue };
         let at = path.key(level);
-        if c.above.is_none() && c.below.is_none() && c.failures.is_none() {
+        let worse = c.worse_by.is_some() || c.worse_by_ratio.is_some();
+        if judgment.derives_levels() {
+            if c.above.is_some() || c.below.is_some() || c.failures.is_some() || worse {
+                err(
+                    pack,
+                    at.clone(),
+                    format!("check `{name}`: the levels of a `compare` or `burn_rate` check take only `for` (the judgment decides the breach)"),
+                );
+            }
+        } else if c.above.is_none() && c.below.is_none() && c.failures.is_none() && !worse {
             err(
                 pack,
                 at.clone(),
                 format!(
-                    "check `{name}`: `{level}` needs at least one of `above`, `below`, `failures`"
+                    "check `{name}`: `{level}` needs at least one of `above`, `below`, `failures`, `worse_by`, `worse_by_ratio`"
                 ),
             );
+        }
+        if worse && judgment.baseline.is_none() {
+            err(
+                pack,
+                at.clone(),
+                format!("check `{name}`: `worse_by` and `worse_by_ratio` need a `baseline`"),
+            );
+        }
+        for (key, v) in [
+            ("worse_by", c.worse_by),
+            ("worse_by_ratio", c.worse_by_ratio),
+        ] {
+            if v.is_some_and(|v| !(v >= 0.0 && v.is_finite())) {
+                err(
+                    pack,
+                    at.key(key),
+                    format!("check `{name}`: `{key}` must be a number, 0 or more"),
+                );
+            }
         }
         if let Some(Err(e)) = c.for_.map(|d| at_most("for", d, MAX_RULE_WINDOW)) {
             err(
@@ -497,17 +590,14 @@ fn check_shape(
         }
     }
     let source = source?;
-    let rule = Rule {
-        warning: raw.warning.map(|c| c.compile()),
-        critical: raw.critical.map(|c| c.compile()),
-        rollback: raw.rollback.map(|c| c.compile()),
-    };
+    let rule = compile_rule(&raw, &judgment);
     sanity_warnings(pack, &path, &name, &rule);
     Some(PackCheck {
         path,
         raw,
         source,
         rule,
+        judgment,
     })
 }
 
@@ -577,6 +667,58 @@ fn check_remote_keys(
             ),
         );
     }
+}
+
+/// The engine's rule for a check: its levels as written, or derived from
+/// its judgment (a `compare` check's levels fire on a worse comparison, a
+/// `burn_rate` check's on its window pairs), with `recover_after` and
+/// `no_data: breach`.
+fn compile_rule(raw: &RawCheck, j: &Judgment) -> Rule {
+    let written = [raw.warning, raw.critical, raw.rollback];
+    let recover_after = raw.recover_after.unwrap_or(0);
+    let mut rule = if j.burn_rate.is_some() {
+        let mut r = crate::engine::burn::level_rule(
+            judgment::for_of(written.map(|c| c.and_then(|c| c.for_))),
+            recover_after,
+        );
+        if written.iter().any(Option::is_some) {
+            // Only the levels written.
+            r.warning = r.warning.filter(|_| written[0].is_some());
+            r.critical = r.critical.filter(|_| written[1].is_some());
+            r.rollback = r.rollback.filter(|_| written[2].is_some());
+        }
+        r
+    } else if j.compare.is_some() {
+        let level = |c: Option<RawCondition>| {
+            c.map(|c| Condition {
+                above: Some(0.5),
+                for_ms: c.for_.map_or(0, saturating_millis),
+                ..Default::default()
+            })
+        };
+        Rule {
+            warning: level(raw.warning),
+            critical: level(raw.critical),
+            rollback: level(raw.rollback),
+            recover_after,
+        }
+    } else {
+        Rule {
+            warning: raw.warning.map(|c| c.compile()),
+            critical: raw.critical.map(|c| c.compile()),
+            rollback: raw.rollback.map(|c| c.compile()),
+            recover_after,
+        }
+    };
+    if j.no_data == NoData::Breach {
+        for c in [&mut rule.warning, &mut rule.critical, &mut rule.rollback]
+            .into_iter()
+            .flatten()
+        {
+            c.missing_breaches = true;
+        }
+    }
+    rule
 }
 
 /// Thresholds in the wrong order (e.g. a rollback `above` lower than the
@@ -687,7 +829,11 @@ pub fn compile(packs: &[&RulePack], scope: &ServiceScope<'_>) -> Compiled {
                             ));
                         }
                     }
-                    for var in unknown_variables(query, &known) {
+                    let errors = c.raw.burn_rate.as_ref().map(|b| b.errors.as_str());
+                    let queries = std::iter::once(query)
+                        .chain(errors)
+                        .chain(c.judgment.extra_queries());
+                    for var in queries.flat_map(|q| unknown_variables(q, &known)) {
                         out.errors.push(pack.error_at(
                             &c.path.key("query"),
                             format!(
@@ -720,7 +866,11 @@ pub fn compile(packs: &[&RulePack], scope: &ServiceScope<'_>) -> Compiled {
             out.checks.push(CheckSpec {
                 name: name.clone(),
                 source: c.source,
-                query: c.raw.query.clone(),
+                query: c
+                    .raw
+                    .query
+                    .clone()
+                    .or_else(|| c.raw.burn_rate.as_ref().map(|b| b.errors.clone())),
                 probe: c.raw.probe.clone(),
                 datasource: c.raw.datasource.clone(),
                 logs: c.raw.logs.as_ref().map(|l| LogsSpec {
@@ -730,6 +880,7 @@ pub fn compile(packs: &[&RulePack], scope: &ServiceScope<'_>) -> Compiled {
                 }),
                 step: c.raw.step.unwrap_or(DEFAULT_STEP),
                 rule: c.rule,
+                judgment: c.judgment.clone(),
                 pack: pack.file.clone(),
             });
         }
@@ -828,7 +979,9 @@ mod tests {
                 above: None,
                 below: None,
                 for_: Some(Duration::MAX),
-                failures: None
+                failures: None,
+                worse_by: None,
+                worse_by_ratio: None,
             }
             .compile()
             .for_ms,

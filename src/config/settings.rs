@@ -71,6 +71,8 @@ pub struct Service {
     /// The cadence of a revert (`[cadence] revert_tiers`).
     pub revert_cadence: Cadence,
     pub checks: Vec<CheckSpec>,
+    /// `min_health_score`: a health score below it (out of 100) rolls back.
+    pub min_health_score: Option<f64>,
 }
 
 impl Service {
@@ -118,6 +120,8 @@ pub struct CheckSpec {
     /// Range-query resolution (default 15s).
     pub step: Duration,
     pub rule: Rule,
+    /// Judgments beyond thresholds (baseline, compare, burn rate, ...).
+    pub judgment: super::judgment::Judgment,
     /// The rule pack it came from.
     pub pack: PathBuf,
 }

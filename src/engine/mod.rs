@@ -7,9 +7,24 @@
 //! first sample that does not breach or at a gap in the series. The caller
 //! (the scheduler) feeds it the samples of each tick and keeps its
 //! [`CheckTracker`] between ticks (and in the store across restarts).
+//!
+//! Beyond thresholds it owns the other judgments, each pure and in its own
+//! file: lining a series up with a baseline or a traffic floor ([`align`]),
+//! the Mann-Whitney comparison ([`stats`]), multi-window burn rates
+//! ([`burn`]), the health score ([`health`]) and new log-error signatures
+//! ([`signatures`]). `recover_after` (hysteresis), `worse_by` and
+//! `no_data: breach` live in the threshold loop itself.
 
+pub mod align;
+pub mod burn;
+pub mod health;
 mod rule;
+pub mod signatures;
+pub mod stats;
 mod tracker;
+
+#[cfg(test)]
+mod judgment_tests;
 
 pub use rule::{Condition, Rule};
 pub use tracker::{CheckTracker, Sample, SeriesTracker, Transition};

@@ -14,23 +14,54 @@ pub struct Condition {
     pub for_ms: Millis,
     /// Breach when this many consecutive samples failed (probes).
     pub failures: Option<u32>,
+    /// Also required: the value is worse than the sample's baseline by more
+    /// than this (absolute; "worse" is down for a `below` level, else up).
+    pub worse_by: Option<f64>,
+    /// Also required: the value is worse than the sample's baseline by more
+    /// than this factor (value / baseline, or baseline / value for `below`).
+    pub worse_by_ratio: Option<f64>,
+    /// A sample without data breaches (`no_data: breach` on a range check).
+    pub missing_breaches: bool,
 }
 
 impl Condition {
     /// Whether one sample breaches, given the failures in a row up to and
     /// including it. A failed sample carries no usable value.
     #[inline(always)]
-    pub fn breached(&self, value: f64, ok: bool, failures_in_a_row: u32) -> bool {
+    pub fn breached(&self, s: &super::Sample, failures_in_a_row: u32) -> bool {
         if let Some(n) = self.failures {
             if failures_in_a_row >= n {
                 return true;
             }
         }
-        if !ok {
+        if !s.ok {
+            return self.missing_breaches;
+        }
+        let value = s.value;
+        // NaN compares false both ways: a NaN sample never breaches.
+        let level = if self.above.is_none() && self.below.is_none() {
+            // A level of worse_by / worse_by_ratio alone.
+            self.worse_by.is_some() || self.worse_by_ratio.is_some()
+        } else {
+            matches!(self.above, Some(a) if value > a) || matches!(self.below, Some(b) if value < b)
+        };
+        level && (self.worse_by.is_none() && self.worse_by_ratio.is_none() || self.worse(s))
+    }
+
+    /// Whether the sample is worse than its baseline by `worse_by` and by
+    /// `worse_by_ratio` (each when given). Without a baseline value (NaN) it
+    /// is not.
+    #[cold]
+    fn worse(&self, s: &super::Sample) -> bool {
+        let (v, b) = (s.value, s.base);
+        if b.is_nan() {
             return false;
         }
-        // NaN compares false both ways: a NaN sample never breaches.
-        matches!(self.above, Some(a) if value > a) || matches!(self.below, Some(b) if value < b)
+        let down = self.below.is_some() && self.above.is_none();
+        let (diff, ratio) = if down { (b - v, b / v) } else { (v - b, v / b) };
+        // A zero baseline makes any increase an infinite ratio; 0/0 is no change.
+        let ratio = if ratio.is_nan() { 1.0 } else { ratio };
+        self.worse_by.is_none_or(|w| diff > w) && self.worse_by_ratio.is_none_or(|r| ratio > r)
     }
 
     /// Human description, e.g. `above 0.05 for 5m` or `3 consecutive failures`.
@@ -46,6 +77,26 @@ impl Condition {
             parts.push(format!("{n} consecutive failures"));
         }
         let mut s = parts.join(" or ");
+        for (key, v) in [
+            ("worse_by", self.worse_by),
+            ("worse_by_ratio", self.worse_by_ratio),
+        ] {
+            if let Some(v) = v {
+                if !s.is_empty() {
+                    s.push_str(" and ");
+                }
+                s.push_str(&format!(
+                    "{key} {} than the baseline",
+                    crate::model::format_value(v)
+                ));
+            }
+        }
+        if self.missing_breaches {
+            if !s.is_empty() {
+                s.push_str(" or ");
+            }
+            s.push_str("no data");
+        }
         if self.for_ms > 0 {
             let d = std::time::Duration::from_millis(self.for_ms as u64);
             s.push_str(&format!(" for {}", humantime::format_duration(d)));
@@ -60,6 +111,10 @@ pub struct Rule {
     pub warning: Option<Condition>,
     pub critical: Option<Condition>,
     pub rollback: Option<Condition>,
+    /// Hysteresis: how many consecutive evaluations at which the level's
+    /// condition does not breach before the level comes down (0 or 1: at the
+    /// first one, like a Prometheus alert).
+    pub recover_after: u32,
 }
 
 impl Rule {

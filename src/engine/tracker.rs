@@ -6,12 +6,25 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One observation: a range-query point, or one probe result.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Sample {
     pub ts: Millis,
     pub value: f64,
     /// False for a failed probe (the value is then meaningless).
     pub ok: bool,
+    /// The baseline's value at this instant (`baseline:` checks), NaN
+    /// without one; judged by `worse_by` and `worse_by_ratio`.
+    pub base: f64,
+}
+
+/// Equal when every field is; two missing baselines (NaN) are equal.
+impl PartialEq for Sample {
+    fn eq(&self, o: &Self) -> bool {
+        self.ts == o.ts
+            && self.value == o.value
+            && self.ok == o.ok
+            && (self.base == o.base || (self.base.is_nan() && o.base.is_nan()))
+    }
 }
 
 impl Sample {
@@ -20,6 +33,7 @@ impl Sample {
             ts,
             value,
             ok: true,
+            base: f64::NAN,
         }
     }
     pub fn failed(ts: Millis) -> Self {
@@ -27,7 +41,12 @@ impl Sample {
             ts,
             value: f64::NAN,
             ok: false,
+            base: f64::NAN,
         }
+    }
+    /// The same sample with a baseline value.
+    pub fn with_base(self, base: f64) -> Self {
+        Self { base, ..self }
     }
 }
 
@@ -49,6 +68,14 @@ pub struct SeriesTracker {
     pub level: Level,
     pub last_ts: Option<Millis>,
     pub last_value: Option<f64>,
+    /// Evaluations in a row at which the held level's condition did not
+    /// breach (`recover_after`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub good_in_a_row: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl SeriesTracker {
@@ -89,9 +116,11 @@ impl SeriesTracker {
                 self.failures_in_a_row.saturating_add(1)
             };
             let mut level = Level::Ok;
+            let mut breaching = [false; 3];
             for (i, cond) in conds.iter().enumerate() {
                 let Some(c) = cond else { continue };
-                if c.breached(s.value, s.ok, self.failures_in_a_row) {
+                if c.breached(s, self.failures_in_a_row) {
+                    breaching[i] = true;
                     let since = *self.active_since[i].get_or_insert(s.ts);
                     if s.ts - since >= c.for_ms {
                         level = Level::RULE_LEVELS[i];
@@ -99,6 +128,22 @@ impl SeriesTracker {
                 } else {
                     self.active_since[i] = None;
                 }
+            }
+            if rule.recover_after > 1 && level < self.level {
+                // Hysteresis: the held level comes down only after
+                // `recover_after` evaluations in a row without its breach.
+                let held = self.level as usize - 1;
+                if breaching[held] {
+                    self.good_in_a_row = 0;
+                    level = self.level;
+                } else {
+                    self.good_in_a_row += 1;
+                    if self.good_in_a_row < rule.recover_after {
+                        level = self.level;
+                    }
+                }
+            } else {
+                self.good_in_a_row = 0;
             }
             if level != self.level {
                 out.push(Transition {
@@ -258,6 +303,7 @@ mod tests {
                 for_ms: 5_000,
                 ..Default::default()
             }),
+            recover_after: 0,
         }
     }
 

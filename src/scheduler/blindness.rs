@@ -32,7 +32,7 @@ pub enum Seen {
 /// (sources with nothing new to read are left out).
 pub fn observe<'a>(
     checks: impl IntoIterator<Item = &'a CheckSpec>,
-    readings: &[Reading],
+    readings: impl IntoIterator<Item = &'a Reading>,
 ) -> BTreeMap<String, Seen> {
     let mut out: BTreeMap<String, Seen> = BTreeMap::new();
     for (spec, reading) in checks.into_iter().zip(readings) {

@@ -25,7 +25,11 @@
 
 mod blindness;
 mod control;
+mod evidence;
 mod incidents;
+#[cfg(test)]
+mod judgment_tests;
+mod judgments;
 mod lineage;
 mod messages;
 pub mod points;

@@ -223,6 +223,65 @@ impl<'a> TickSources<'a> {
             return Reading::NothingNew;
         }
         let query = source.render(spec.query.as_deref().unwrap_or_default(), &self.vars);
+        let merged = match self.fetch(source, &query, start, end, step).await {
+            Ok(m) => m,
+            Err(e) => return Reading::failed(e, start),
+        };
+        if merged.values().all(Vec::is_empty) {
+            return Reading::Inconclusive {
+                reason: "the query returned no data".into(),
+                at: start,
+                until: Some(end),
+            };
+        }
+        Reading::Series {
+            series: merged.into_iter().collect(),
+            step: Some(step),
+            window_start: start,
+            until: Some(end),
+            note: None,
+        }
+    }
+
+    /// The range source of a query check (Err: why it cannot be read).
+    pub(super) fn range_source(&self, spec: &CheckSpec) -> Result<Arc<dyn RangeSource>, String> {
+        match self.sources.range(spec.source.name) {
+            None => Err(format!("no [sources.{}] is configured", spec.source.name)),
+            Some(Err(e)) => Err(e.clone()),
+            Some(Ok(source)) => Ok(source.clone()),
+        }
+    }
+
+    /// The tick's template variables.
+    pub(super) fn vars(&self) -> &BTreeMap<String, String> {
+        &self.vars
+    }
+
+    /// The end of the watch window.
+    pub(super) fn window_end(&self) -> Millis {
+        self.window_end
+    }
+
+    /// The tick's instant.
+    pub(super) fn now(&self) -> Millis {
+        self.now
+    }
+
+    /// The release watched.
+    pub(super) fn release(&self) -> &Release {
+        self.release
+    }
+
+    /// Reads the rendered `query` on the grid `start..=end` (multiples of
+    /// `step`), in chunks the source accepts; series by key.
+    pub(super) async fn fetch(
+        &self,
+        source: &dyn RangeSource,
+        query: &str,
+        start: Millis,
+        end: Millis,
+        step: Millis,
+    ) -> Result<BTreeMap<String, Vec<Sample>>, String> {
         let max_points = source.max_points_per_query().max(1);
         let labels = SourceLabels {
             source: source.name().into(),
@@ -234,7 +293,7 @@ impl<'a> TickSources<'a> {
             let chunk_end =
                 end.min(chunk_start.saturating_add((max_points - 1).saturating_mul(step)));
             let q = RangeQuery {
-                query: query.clone(),
+                query: query.to_string(),
                 start: chunk_start,
                 end: chunk_end,
                 step,
@@ -255,7 +314,7 @@ impl<'a> TickSources<'a> {
                 }
                 Err(e) => {
                     telemetry.source_errors.get_or_create(&labels).inc();
-                    return Reading::failed(e.to_string(), start);
+                    return Err(e.to_string());
                 }
             }
             chunk_start = chunk_end.saturating_add(step);
@@ -263,20 +322,7 @@ impl<'a> TickSources<'a> {
                 break;
             }
         }
-        if merged.values().all(Vec::is_empty) {
-            return Reading::Inconclusive {
-                reason: "the query returned no data".into(),
-                at: start,
-                until: Some(end),
-            };
-        }
-        Reading::Series {
-            series: merged.into_iter().collect(),
-            step: Some(step),
-            window_start: start,
-            until: Some(end),
-            note: None,
-        }
+        Ok(merged)
     }
 }
 

@@ -2,11 +2,14 @@
 //! and turn what changed into decisions, messages and a rollback request.
 //! Nothing is written here; the watch commits the result in one transaction.
 
+use super::evidence;
+use super::judgments::{self, Judged};
 use super::messages;
 use super::read::{Reading, TickSources};
+use crate::config::judgment::NoData;
 use crate::config::{CheckSpec, Service};
 use crate::context::Context;
-use crate::engine::{self, CheckTracker, Transition};
+use crate::engine::{self, CheckTracker, Sample, Transition};
 use crate::model::{
     format_value, CheckRecord, CheckState, Decision, DecisionAction, Level, Message, Millis,
     Release,
@@ -71,6 +74,7 @@ pub async fn evaluate(
 ) -> TickOutput {
     let mut previous: HashMap<String, CheckRecord> =
         previous.into_iter().map(|r| (r.name.clone(), r)).collect();
+    let before: Vec<CheckRecord> = previous.values().cloned().collect();
     let prev: Vec<Option<CheckRecord>> = service
         .checks
         .iter()
@@ -80,13 +84,19 @@ pub async fn evaluate(
     let (readings, evidence): (Vec<_>, Vec<_>) =
         join_all(service.checks.iter().zip(&prev).map(|(spec, prev)| {
             let until = prev.as_ref().and_then(|r| r.evaluated_until);
-            futures_util::future::join(sources.read(spec, until), sources.evidence(spec, until))
+            futures_util::future::join(
+                judgments::read(&sources, spec, until),
+                sources.evidence(spec, until),
+            )
         }))
         .await
         .into_iter()
         .unzip();
     let mut out = TickOutput {
-        sources_seen: super::blindness::observe(&service.checks, &readings),
+        sources_seen: super::blindness::observe(
+            &service.checks,
+            readings.iter().map(|j| &j.reading),
+        ),
         ..TickOutput::default()
     };
     for (((spec, prev), reading), logs) in
@@ -104,18 +114,58 @@ pub async fn evaluate(
             .inc();
         out.checks.push(record);
     }
+    let (trigger, decision) = evidence::health(service, &before, &out.checks, now);
+    out.decisions.extend(decision);
+    if out.rollback.is_none() {
+        out.rollback = trigger;
+    }
     out
 }
 
 /// Runs one check's reading through the engine and records what changed.
-fn judge(
+pub(super) fn judge(
     out: &mut TickOutput,
     release: &Release,
     spec: &CheckSpec,
     prev: Option<CheckRecord>,
-    reading: Reading,
+    judged: Judged,
     now: Millis,
 ) -> CheckRecord {
+    let step = crate::section::saturating_millis(spec.step).max(1);
+    let ev = evidence::Base::new(spec, &judged, step);
+    let reading = match (judged.reading, judged.no_data, spec.judgment.no_data) {
+        (
+            Reading::Inconclusive {
+                at,
+                until: Some(until),
+                ..
+            },
+            true,
+            no_data @ (NoData::Ok | NoData::Breach),
+        ) => {
+            // `no_data: ok`: nothing to judge, which is good news (held
+            // levels resolve); `no_data: breach`: every missing grid point
+            // is a breaching sample.
+            let series = if no_data == NoData::Breach {
+                let points = (at..=until)
+                    .step_by(step as usize)
+                    .map(Sample::failed)
+                    .collect();
+                vec![("no data".to_string(), points)]
+            } else {
+                Vec::new()
+            };
+            Reading::Series {
+                series,
+                step: Some(step),
+                window_start: at,
+                until: Some(until),
+                note: Some("no data".into()),
+            }
+        }
+        (r, ..) => r,
+    };
+    let display = judged.value;
     let mut tracker: CheckTracker = prev
         .as_ref()
         .and_then(|r| serde_json::from_value(r.tracker.clone()).ok())
@@ -134,13 +184,11 @@ fn judge(
             }
             if prev_state != CheckState::Inconclusive {
                 let reason = format!("{} is inconclusive: {reason}", spec.name);
-                out.decisions.push(Decision {
-                    at,
-                    check: Some(spec.name.clone()),
-                    level: None,
-                    action: DecisionAction::Inconclusive,
-                    reason: reason.clone(),
-                });
+                out.decisions.push(
+                    Decision::new(DecisionAction::Inconclusive, now, reason.clone())
+                        .with_check(spec.name.clone())
+                        .with_evidence(at, Some(ev.inconclusive(&reason))),
+                );
                 out.messages
                     .push(messages::inconclusive(release, &spec.name, &reason, at));
             }
@@ -160,7 +208,9 @@ fn judge(
             }
             let mut trigger: Option<RollbackTrigger> = None;
             for t in &outcome.transitions {
-                let reason = record_transition(out, release, spec, t, note.as_deref());
+                let evidence = ev.transition(spec, t, &series);
+                let reason =
+                    record_transition(out, release, spec, t, note.as_deref(), now, evidence);
                 if t.to == Level::Rollback && trigger.is_none() {
                     trigger = Some(RollbackTrigger {
                         at: t.at,
@@ -186,7 +236,7 @@ fn judge(
                     out.rollback = Some(trigger);
                 }
             }
-            (outcome.state(), outcome.value.or(prev_value))
+            (outcome.state(), display.or(outcome.value).or(prev_value))
         }
     };
     CheckRecord {
@@ -222,6 +272,8 @@ fn record_transition(
     spec: &CheckSpec,
     t: &Transition,
     note: Option<&str>,
+    now: Millis,
+    evidence: serde_json::Value,
 ) -> String {
     let observed = match (t.value.is_finite(), note) {
         (true, _) => format!("value {}", format_value(t.value)),
@@ -241,13 +293,10 @@ fn record_transition(
             spec.name, t.from, t.to
         )
     };
-    out.decisions.push(Decision {
-        at: t.at,
-        check: Some(spec.name.clone()),
-        level: Some(t.to),
-        action: DecisionAction::LevelChanged,
-        reason: reason.clone(),
-    });
+    out.decisions.push(
+        Decision::level_changed(now, spec.name.clone(), t.to, reason.clone())
+            .with_evidence(t.at, Some(evidence)),
+    );
     // Page on the way up (warning and above); tell on recovery (the
     // `recovered` message goes to the notifiers that were paged).
     if t.to > t.from || (t.to == Level::Ok && t.from > Level::Ok) {
@@ -302,7 +351,6 @@ pub fn recovered_breach(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Sample;
     use crate::model::ReleaseStatus;
 
     /// A service `checkout` with two range checks, `errors` and `latency`,
@@ -336,27 +384,29 @@ mod tests {
     }
 
     /// A reading of one series sampled every second from 1 s on.
-    fn reading(values: &[f64]) -> Reading {
+    fn reading(values: &[f64]) -> Judged {
         let samples: Vec<Sample> = values
             .iter()
             .enumerate()
-            .map(|(i, &value)| Sample {
-                ts: (i as Millis + 1) * 1_000,
-                value,
-                ok: true,
-            })
+            .map(|(i, &value)| Sample::ok((i as Millis + 1) * 1_000, value))
             .collect();
         let until = samples.last().map(|s| s.ts);
-        Reading::Series {
-            series: vec![("{}".into(), samples)],
-            step: Some(1_000),
-            window_start: 0,
-            until,
-            note: None,
+        Judged {
+            reading: Reading::Series {
+                series: vec![("{}".into(), samples)],
+                step: Some(1_000),
+                window_start: 0,
+                until,
+                note: None,
+            },
+            query: Some("errors".into()),
+            evidence: Default::default(),
+            value: None,
+            no_data: false,
         }
     }
 
-    fn judge_all(service: &Service, readings: Vec<Reading>) -> TickOutput {
+    fn judge_all(service: &Service, readings: Vec<Judged>) -> TickOutput {
         let mut out = TickOutput::default();
         for (spec, r) in service.checks.iter().zip(readings) {
             judge(&mut out, &release(), spec, None, r, 100_000);

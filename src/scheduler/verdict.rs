@@ -80,6 +80,17 @@ pub fn needs_history(cadence_next: Option<Millis>, rollback_requested: bool) -> 
     cadence_next.is_none() && !rollback_requested
 }
 
+/// The next tick while a check is above `ok`: `every` after `now` when that
+/// comes before the cadence's `next` (escalation), else `next`. Range checks
+/// read the whole interval since their last reading, so ticking sooner only
+/// shortens the time to act, never changes what is judged.
+pub fn escalated(next: Millis, now: Millis, every: Option<Millis>, out_of_ok: bool) -> Millis {
+    match every {
+        Some(every) if out_of_ok => next.min(now.saturating_add(every)),
+        _ => next,
+    }
+}
+
 /// Decides what the watch does after a tick.
 pub fn decide(f: &Facts) -> Verdict {
     if f.rollback_requested {
@@ -127,6 +138,15 @@ mod tests {
             rollback_requested: false,
             reached_rollback: false,
         }
+    }
+
+    #[test]
+    fn escalation_ticks_sooner_only_while_a_check_is_out_of_ok() {
+        assert_eq!(escalated(300_000, 60_000, Some(15_000), true), 75_000);
+        assert_eq!(escalated(300_000, 60_000, Some(15_000), false), 300_000);
+        assert_eq!(escalated(300_000, 60_000, None, true), 300_000);
+        // Never later than the cadence's own tick.
+        assert_eq!(escalated(70_000, 60_000, Some(15_000), true), 70_000);
     }
 
     #[test]

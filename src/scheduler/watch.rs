@@ -219,6 +219,11 @@ async fn tick_once(
     let previous = ctx.store.load_checks(&release.id).await?;
     let out = tick::evaluate(ctx, release, service, previous, now).await;
     let mut decisions = out.decisions;
+    // Decisions that judged data were decided now; their data's instant is
+    // their `observed_at`.
+    for d in decisions.iter_mut().filter(|d| d.observed_at.is_some()) {
+        d.at = wall;
+    }
     let mut messages_out = out.messages;
     messages_out.extend(blind.update(&out.sources_seen, &settings, release, wall));
     let mut commit = TickCommit {
@@ -252,7 +257,14 @@ async fn tick_once(
 
     let cadence = service.cadence_for(release);
     let window_end = release.started_at + cadence.length();
-    let cadence_next = cadence.next_tick(release.started_at, now);
+    let cadence_next = cadence.next_tick(release.started_at, now).map(|next| {
+        verdict::escalated(
+            next,
+            now,
+            cadence.escalate_every(min_step(service)),
+            commit.checks.iter().any(|c| c.level > Level::Ok),
+        )
+    });
     let rollback_requested = commit.rollback.is_some();
     let reached_rollback = out.rollback.is_some()
         || (verdict::needs_history(cadence_next, rollback_requested)
@@ -404,6 +416,17 @@ fn unread_checks(service: &Service, checks: &[CheckRecord], window_end: Millis) 
         })
         .map(|spec| spec.name.clone())
         .collect()
+}
+
+/// The smallest `step` of a service's checks (probes count with the
+/// default step): the escalated interval by default.
+fn min_step(service: &Service) -> Millis {
+    service
+        .checks
+        .iter()
+        .map(|c| crate::section::saturating_millis(c.step))
+        .min()
+        .unwrap_or_else(|| crate::section::saturating_millis(crate::config::DEFAULT_STEP))
 }
 
 async fn reached_rollback_before(g: &Guardian, id: &str) -> Result<bool, StoreError> {

@@ -60,8 +60,8 @@ pub(super) fn checks(conn: &Connection, release_id: &str) -> Result<Vec<CheckRec
 
 fn insert_decision(conn: &Connection, release_id: &str, d: &Decision) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO decisions (release_id, at, check_name, level, action, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO decisions (release_id, at, check_name, level, action, reason, observed_at, evidence)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         release_id,
@@ -69,7 +69,9 @@ fn insert_decision(conn: &Connection, release_id: &str, d: &Decision) -> Result<
         d.check,
         d.level.map(|l| l.as_str()),
         d.action.as_str(),
-        d.reason
+        d.reason,
+        d.observed_at,
+        d.evidence.as_ref().map(|e| e.to_string())
     ])?;
     Ok(())
 }

@@ -26,7 +26,8 @@ pub(super) const CHECK_COLUMNS: &str =
     "name, state, level, value, tracker, evaluated_until, updated_at, logs";
 
 /// Columns read by [`decision`], in order.
-pub(super) const DECISION_COLUMNS: &str = "at, check_name, level, action, reason";
+pub(super) const DECISION_COLUMNS: &str =
+    "at, check_name, level, action, reason, observed_at, evidence";
 
 /// Columns read by [`notification`], in order.
 pub(super) const NOTIFICATION_COLUMNS: &str = "key, notifier, message, status, attempts, \
@@ -89,6 +90,8 @@ pub(super) fn decision(row: &Row<'_>) -> rusqlite::Result<Decision> {
         level,
         action: parsed(row, 3, "decisions.action", DecisionAction::parse)?,
         reason: row.get(4)?,
+        observed_at: row.get(5)?,
+        evidence: optional_json(row, 6, "decisions.evidence")?,
     })
 }
 
@@ -163,4 +166,17 @@ fn parsed<T>(
 fn json<T: DeserializeOwned>(row: &Row<'_>, idx: usize, column: &str) -> rusqlite::Result<T> {
     let raw: String = row.get(idx)?;
     serde_json::from_str(&raw).map_err(|e| bad(idx, format!("{column} is not valid: {e}")))
+}
+
+/// A nullable JSON column.
+fn optional_json<T: DeserializeOwned>(
+    row: &Row<'_>,
+    idx: usize,
+    column: &str,
+) -> rusqlite::Result<Option<T>> {
+    let raw: Option<String> = row.get(idx)?;
+    raw.map(|raw| {
+        serde_json::from_str(&raw).map_err(|e| bad(idx, format!("{column} is not valid: {e}")))
+    })
+    .transpose()
 }

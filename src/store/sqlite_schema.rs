@@ -143,6 +143,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (release_id, check_name, at)
     ) WITHOUT ROWID;
     ",
+    // 7: a decision's evidence: the instant of the data it judged
+    // (`observed_at`, beside `at`, when it was decided) and what it judged.
+    "
+    ALTER TABLE decisions ADD COLUMN observed_at INTEGER;
+    ALTER TABLE decisions ADD COLUMN evidence TEXT;
+    ",
 ];
 
 /// Applies the migrations the file lacks, all in one immediate transaction

@@ -326,7 +326,7 @@ async fn kill_9_resumes_evaluates_the_gap_and_never_repeats() {
         .iter()
         .find(|d| d["action"] == "level_changed" && d["level"] == "rollback")
         .unwrap_or_else(|| panic!("no rollback-level transition: {decisions:?}"));
-    let at = release_guardian::model::parse_time(entered["at"].as_str().unwrap()).unwrap();
+    let at = release_guardian::model::parse_time(entered["observed_at"].as_str().unwrap()).unwrap();
     assert!(
         at > down_at && at < up_at,
         "the breach was found inside the gap ({down_at} < {at} < {up_at})"

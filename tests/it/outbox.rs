@@ -165,6 +165,8 @@ async fn an_ack_during_a_delivery_keeps_the_message_suppressed() {
         level: None,
         action: release_guardian::model::DecisionAction::Acked,
         reason: "test".into(),
+        observed_at: None,
+        evidence: None,
     };
     let silence = release_guardian::store::Silence {
         note: "suppressed: the release was acknowledged".into(),

@@ -153,6 +153,8 @@ async fn previous_run(dir: &Path, id: &str, reason: &str) -> (SqliteStore, Setti
         level: None,
         action: release_guardian::model::DecisionAction::RollbackRequested,
         reason: "test".into(),
+        observed_at: None,
+        evidence: None,
     };
     let req = store
         .request_rollback(id, &record, &decision)
@@ -215,6 +217,8 @@ async fn a_hook_interrupted_by_a_crash_is_never_run_again() {
         level: None,
         action: release_guardian::model::DecisionAction::RollbackStarted,
         reason: "test".into(),
+        observed_at: None,
+        evidence: None,
     };
     assert!(store
         .claim_rollback("r-crash", "local", 1_600, &started, &[])

@@ -94,6 +94,7 @@ macro_rules! store_contract {
                 transition_is_conditional_on_the_current_status,
                 ack_sets_the_flag_and_records_a_decision,
                 decisions_come_back_in_time_order_then_insertion_order,
+                a_decisions_observed_at_and_evidence_read_back,
                 every_decision_verb_reads_back_as_written,
                 enqueue_keeps_one_row_per_key,
                 due_mark_and_next_due_drive_delivery,
@@ -764,6 +765,24 @@ async fn decisions_come_back_in_time_order_then_insertion_order(db: Backend) {
         .append_decision("nope", &decision(1, "rollback_requested"))
         .await
         .is_err());
+}
+
+async fn a_decisions_observed_at_and_evidence_read_back(db: Backend) {
+    let s = &*db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    let judged = Decision::level_changed(5_000, "error_rate", Level::Rollback, "entered")
+        .with_evidence(
+            3_000,
+            Some(serde_json::json!({"query": "up", "compare": {"p_value": 0.001, "effect": 0.4}})),
+        );
+    let mut t = tick(5_000);
+    t.decisions = vec![judged.clone(), decision(5_000, "verified")];
+    s.commit_tick("r1", &t).await.unwrap();
+    let d = s.release_details("r1").await.unwrap().unwrap();
+    assert_eq!(d.decisions[0], judged);
+    assert_eq!(d.decisions[0].observed_at, Some(3_000));
+    assert_eq!(d.decisions[1].observed_at, None);
+    assert_eq!(d.decisions[1].evidence, None);
 }
 
 // ---- the outbox -----------------------------------------------------------------

@@ -10,6 +10,7 @@
 
 mod services;
 
+use super::cadence::Escalate;
 use super::load::Parsed;
 use super::Cadence;
 use super::{default_revert_tiers, ApiToken, CadenceConfig, Config, Settings, TierConfig};
@@ -55,7 +56,9 @@ pub(super) fn validate(parsed: Parsed, report: &mut Report<'_>, file: &Path) -> 
         .then(|| revert_cadence(&config.cadence, &KeyPath::root().key("cadence"), report))
         .flatten()
         .unwrap_or_else(|| {
-            Cadence::new(&default_revert_tiers()).expect("the default revert cadence is valid")
+            Cadence::new(&default_revert_tiers())
+                .expect("the default revert cadence is valid")
+                .with_escalate(cadence.escalate())
         });
     let ctx = ServiceContext {
         base: &base,
@@ -232,7 +235,21 @@ fn check_listen(config: &Config, auth_failed: bool, report: &mut Report<'_>) {
 
 /// Validates a cadence at `at` (a `[cadence]` table), locating a bad tier.
 pub(super) fn cadence(c: &CadenceConfig, at: &KeyPath, report: &mut Report<'_>) -> Option<Cadence> {
-    tiers(&c.tiers, &at.key("tiers"), report)
+    let escalate = escalate(c, at, report);
+    let cadence = tiers(&c.tiers, &at.key("tiers"), report)?;
+    Some(cadence.with_escalate(escalate?))
+}
+
+/// The `escalate_every` of a `[cadence]` table at `at` (default `step`).
+fn escalate(c: &CadenceConfig, at: &KeyPath, report: &mut Report<'_>) -> Option<Escalate> {
+    match c.escalate_every.as_deref().map(Escalate::parse) {
+        None => Some(Escalate::default()),
+        Some(Ok(e)) => Some(e),
+        Some(Err(msg)) => {
+            report.error(&at.key("escalate_every"), msg);
+            None
+        }
+    }
 }
 
 /// Validates the revert tiers of a `[cadence]` table at `at`: `None` when
@@ -242,7 +259,14 @@ pub(super) fn revert_cadence(
     at: &KeyPath,
     report: &mut Report<'_>,
 ) -> Option<Cadence> {
-    tiers(c.revert_tiers.as_deref()?, &at.key("revert_tiers"), report)
+    let tiers = tiers(c.revert_tiers.as_deref()?, &at.key("revert_tiers"), report)?;
+    // Reported, if wrong, with the table's tiers.
+    let escalate = c
+        .escalate_every
+        .as_deref()
+        .map_or(Ok(Escalate::default()), Escalate::parse)
+        .ok()?;
+    Some(tiers.with_escalate(escalate))
 }
 
 /// Validates a list of tiers at `tiers`, locating a bad tier.

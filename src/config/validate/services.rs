@@ -66,6 +66,14 @@ pub(super) fn build_services(
             .unwrap_or_else(|| ctx.revert_cadence.clone());
         let checks = service_checks(s, &at, ctx, &mut packs, report);
         service_warnings(s, &at, &checks, report);
+        if let Some(m) = s.min_health_score {
+            if !(0.0..=100.0).contains(&m) {
+                report.error(
+                    &at.key("min_health_score"),
+                    "`min_health_score` must be between 0 and 100",
+                );
+            }
+        }
         out.push(Service {
             name: s.name.clone(),
             environment: s.environment.clone(),
@@ -76,6 +84,7 @@ pub(super) fn build_services(
             cadence,
             revert_cadence,
             checks,
+            min_health_score: s.min_health_score,
         });
     }
     out

@@ -1,0 +1,299 @@
+//! Judgments beyond thresholds end to end, with real parts: Debian's
+//! Prometheus scraping the simulated service ([`Target`]), the real daemon
+//! binary, its rollback hook.
+//!
+//! - `compare_rolls_back_a_release_worse_than_before_it`: Mann-Whitney on
+//!   the same-length window before the release vs after it.
+//! - `a_pre_existing_error_rate_is_not_a_regression`: `worse_by` against
+//!   the window before the release keeps a release that changed nothing.
+//! - `a_fast_burn_pages_once_both_windows_burn`: multi-window burn rates.
+//! - `escalation_acts_between_the_tiers_ticks`: a cadence compressed to
+//!   seconds; once a check leaves `ok` the watch ticks at its step.
+
+use crate::support::{free_listen, now_ms, script, wait_for, Daemon, Prometheus, Target};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The simulated service's error ratio over the last 5 s.
+const RATIO: &str = r#"sum(rate(http_requests_total{service="{{service}}",code=~"5.."}[5s])) / sum(rate(http_requests_total{service="{{service}}"}[5s]))"#;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    listen: String,
+    hook_log: PathBuf,
+}
+
+/// A daemon config for service `checkout` with `rules` and `cadence`, and
+/// an automatic rollback hook that logs its runs.
+fn setup(prometheus: &str, rules: &str, cadence: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_listen();
+    std::fs::write(dir.path().join("rules.yaml"), rules.replace("RATIO", RATIO)).unwrap();
+    let hook_log = dir.path().join("hook.log");
+    let hook = script(
+        dir.path(),
+        "rollback.sh",
+        "echo \"$RG_REASON\" >> \"$HOOK_LOG\"",
+    );
+    let config = dir.path().join("guardian.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{listen}\"\nshutdown_grace = \"2s\"\n[store]\npath = \"guardian.db\"\n\
+             [cadence]\n{cadence}\n[sources.prometheus]\nurl = \"{prometheus}\"\ntimeout = \"2s\"\n\
+             [[services]]\nname = \"checkout\"\nrules = [\"rules.yaml\"]\n\
+             [services.rollback]\ncommand = [\"{}\"]\ntimeout = \"10s\"\nmode = \"auto\"\nenv = {{ HOOK_LOG = \"{}\" }}\n",
+            hook.display(),
+            hook_log.display()
+        ),
+    )
+    .unwrap();
+    Setup {
+        _dir: dir,
+        config,
+        listen,
+        hook_log,
+    }
+}
+
+async fn register(d: &Daemon) -> String {
+    let (code, body) = d
+        .post(
+            "/v1/releases",
+            json!({"service": "checkout", "version": "v2", "previous_version": "v1"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    body["id"].as_str().unwrap().to_string()
+}
+
+/// Waits until Prometheus holds `secs` seconds of the target's history.
+async fn history(prom: &Prometheus, secs: u32) {
+    let http = reqwest::Client::new();
+    let q = format!(
+        "count_over_time(up{{job=\"target\"}}[{}s]) >= {secs}",
+        secs + 2
+    );
+    wait_for(
+        "Prometheus to hold the target's history",
+        Duration::from_secs(60),
+        || {
+            let r = http
+                .get(format!("{}/api/v1/query", prom.url))
+                .query(&[("query", q.as_str())])
+                .send();
+            async move {
+                let v: Value = r.await.ok()?.json().await.ok()?;
+                (!v["data"]["result"].as_array()?.is_empty()).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+/// The watch is over and so is any rollback it started.
+fn ended(r: &Value) -> bool {
+    r["status"] != "watching" && r["status"] != "rolling_back"
+}
+
+fn decisions(r: &Value) -> &[Value] {
+    r["decisions"].as_array().map_or(&[], Vec::as_slice)
+}
+
+fn entered<'a>(r: &'a Value, check: &str, level: &str) -> Option<&'a Value> {
+    decisions(r)
+        .iter()
+        .find(|d| d["action"] == "level_changed" && d["check"] == check && d["level"] == level)
+}
+
+fn ms(v: &Value) -> i64 {
+    release_guardian::model::parse_time(v.as_str().expect("a time")).expect("RFC3339")
+}
+
+fn state<'a>(r: &'a Value, name: &str) -> &'a str {
+    r["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == name)
+        .and_then(|c| c["state"].as_str())
+        .unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compare_rolls_back_a_release_worse_than_before_it() {
+    let target = Target::start().await;
+    let prom = Prometheus::start(target.addr).await;
+    history(&prom, 15).await;
+    let rules = "checks:\n  - name: errors_vs_before\n    source: prometheus\n    query: 'RATIO'\n    step: 1s\n    baseline: { before_release: true }\n    compare: { test: mann_whitney, confidence: 0.98, tolerance: 0.5, direction: increase, window: 10s }\n    rollback: {}\n";
+    let s = setup(
+        &prom.url,
+        rules,
+        "tiers = [ { until = \"60s\", every = \"2s\" } ]",
+    );
+    let d = Daemon::start(&s.config, &s.listen).await;
+    let id = register(&d).await;
+    // The first comparisons (too few samples, then the same service) do
+    // not roll back.
+    let r = d
+        .release_until(&id, "a first comparison", Duration::from_secs(30), |r| {
+            state(r, "errors_vs_before") == "ok"
+        })
+        .await;
+    assert_eq!(r["status"], "watching", "{r}");
+    target.set_error_ratio(0.2);
+    let r = d
+        .release_until(
+            &id,
+            "a rollback on the comparison",
+            Duration::from_secs(60),
+            ended,
+        )
+        .await;
+    assert_eq!(r["status"], "rolled_back", "{r}");
+    let e = &entered(&r, "errors_vs_before", "rollback").expect("a rollback-level decision")
+        ["evidence"];
+    let c = &e["compare"];
+    assert_eq!(c["test"], "mann_whitney");
+    assert!(c["p_value"].as_f64().unwrap() < 0.02, "{e}");
+    assert!(c["effect"].as_f64().unwrap() > 0.5, "{e}");
+    assert!(c["current"]["n"].as_u64().unwrap() >= 5, "{e}");
+    // The baseline is the same-length window just before the release.
+    let started = ms(&r["started_at"]);
+    assert_eq!(ms(&c["baseline"]["to"]), started);
+    let len = |w: &Value| ms(&w["to"]) - ms(&w["from"]);
+    assert_eq!(len(&c["baseline"]), len(&c["current"]), "{e}");
+    assert!(std::fs::read_to_string(&s.hook_log)
+        .unwrap()
+        .contains("errors_vs_before"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pre_existing_error_rate_is_not_a_regression() {
+    let target = Target::start().await;
+    // 2 % errors before the release, and the release changes nothing.
+    target.set_error_ratio(0.02);
+    let prom = Prometheus::start(target.addr).await;
+    history(&prom, 12).await;
+    let rules = "checks:\n  - name: literal\n    source: prometheus\n    query: 'RATIO'\n    step: 1s\n    critical: { above: 0.01 }\n  - name: regression\n    source: prometheus\n    query: 'RATIO'\n    step: 1s\n    baseline: { before_release: true }\n    rollback: { above: 0.01, worse_by: 0.01, for: 2s }\n";
+    let s = setup(
+        &prom.url,
+        rules,
+        "tiers = [ { until = \"12s\", every = \"3s\" } ]",
+    );
+    let d = Daemon::start(&s.config, &s.listen).await;
+    let id = register(&d).await;
+    let r = d
+        .release_until(&id, "the watch to end", Duration::from_secs(60), ended)
+        .await;
+    assert_eq!(r["status"], "verified", "{r}");
+    // The literal threshold fires on the old error rate...
+    let lit = entered(&r, "literal", "critical").expect("the literal rule fires");
+    assert!(lit["evidence"]["value"].as_f64().unwrap() > 0.01);
+    // ...the regression rule, judged against the window before, does not.
+    assert!(entered(&r, "regression", "rollback").is_none(), "{r}");
+    assert_eq!(state(&r, "regression"), "ok", "{r}");
+    assert!(!s.hook_log.exists(), "a healthy release was rolled back");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fast_burn_pages_once_both_windows_burn() {
+    let target = Target::start().await;
+    let prom = Prometheus::start(target.addr).await;
+    history(&prom, 5).await;
+    // A 99 % objective (budget 0.01) with the workbook's 14.4x page pair
+    // compressed to 20 s and 5 s.
+    let rules = "checks:\n  - name: slo\n    source: prometheus\n    step: 1s\n    burn_rate:\n      objective: 0.99\n      errors: 'RATIO'\n      windows: [ { long: 20s, short: 5s, factor: 14.4, level: rollback } ]\n";
+    let s = setup(
+        &prom.url,
+        rules,
+        "tiers = [ { until = \"90s\", every = \"2s\" } ]",
+    );
+    let d = Daemon::start(&s.config, &s.listen).await;
+    let id = register(&d).await;
+    d.release_until(&id, "a first healthy burn", Duration::from_secs(30), |r| {
+        state(r, "slo") == "ok"
+    })
+    .await;
+    // 30 % errors: a 30x burn.
+    let fault = now_ms();
+    target.set_error_ratio(0.3);
+    let r = d
+        .release_until(
+            &id,
+            "a rollback on the burn rate",
+            Duration::from_secs(60),
+            ended,
+        )
+        .await;
+    assert_eq!(r["status"], "rolled_back", "{r}");
+    let up = entered(&r, "slo", "rollback").expect("a rollback-level decision");
+    let w = &up["evidence"]["burn_rate"]["windows"][0];
+    assert_eq!(w["factor"], 14.4);
+    assert!(w["long_burn"].as_f64().unwrap() > 14.4, "{up}");
+    assert!(w["short_burn"].as_f64().unwrap() > 14.4, "{up}");
+    // The short window alone burns within a few seconds; the page waits
+    // until the 20 s window burns too.
+    let observed = ms(&up["observed_at"]);
+    assert!(
+        observed > fault + 5_000,
+        "paged {} ms after the fault",
+        observed - fault
+    );
+    let rollbacks = decisions(&r)
+        .iter()
+        .filter(|d| d["action"] == "level_changed" && d["level"] == "rollback")
+        .count();
+    assert_eq!(rollbacks, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn escalation_acts_between_the_tiers_ticks() {
+    let target = Target::start().await;
+    let prom = Prometheus::start(target.addr).await;
+    let rules = "checks:\n  - name: error_rate\n    source: prometheus\n    query: 'RATIO'\n    step: 1s\n    warning: { above: 0.005 }\n    rollback: { above: 0.05, for: 3s }\n";
+    // Ticks every 20 s on the tiers.
+    let s = setup(
+        &prom.url,
+        rules,
+        "tiers = [ { until = \"120s\", every = \"20s\" } ]",
+    );
+    let d = Daemon::start(&s.config, &s.listen).await;
+    let id = register(&d).await;
+    // A first symptom: warning, found at the first tier tick.
+    target.set_error_ratio(0.01);
+    let r = d
+        .release_until(&id, "the warning", Duration::from_secs(40), |r| {
+            state(r, "error_rate") == "warning"
+        })
+        .await;
+    // Out of ok: the next tick is one step away, not the tier's 20 s.
+    let next = ms(&r["next_check_at"]);
+    assert!(
+        next - now_ms() <= 2_000,
+        "next tick {} ms away",
+        next - now_ms()
+    );
+    let fault = now_ms();
+    target.set_error_ratio(0.3);
+    let r = d
+        .release_until(&id, "the rollback", Duration::from_secs(40), ended)
+        .await;
+    assert_eq!(r["status"], "rolled_back", "{r}");
+    let up = entered(&r, "error_rate", "rollback").expect("a rollback-level decision");
+    let (decided, observed) = (ms(&up["at"]), ms(&up["observed_at"]));
+    // Decided about a step after the data showed it, and long before the
+    // tier's next tick would have come (20 s after the warning's tick).
+    assert!(
+        decided - observed <= 3_000,
+        "decided {} ms after the breach",
+        decided - observed
+    );
+    assert!(
+        decided - fault < 15_000,
+        "acted {} ms after the fault",
+        decided - fault
+    );
+}
