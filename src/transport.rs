@@ -18,13 +18,19 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// A pooled client with the guardian's user agent and `redirect` policy.
 pub fn client(redirect: reqwest::redirect::Policy) -> reqwest::Client {
+    client_builder(redirect)
+        .build()
+        .expect("a TLS backend is compiled in")
+}
+
+/// The builder behind [`client`], for callers that add to it (the prober's
+/// TLS and HTTP-version options).
+pub fn client_builder(redirect: reqwest::redirect::Policy) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(concat!("release-guardian/", env!("CARGO_PKG_VERSION")))
         .pool_idle_timeout(Duration::from_secs(30))
         .redirect(redirect)
         .dns_resolver(Arc::new(TrackedResolver))
-        .build()
-        .expect("a TLS backend is compiled in")
 }
 
 /// Delay before attempt `attempts + 1`.

@@ -19,6 +19,8 @@
 
 pub mod probe;
 pub mod prometheus;
+pub mod promql;
+pub mod scrape;
 pub mod template;
 
 use crate::engine::Sample;
@@ -32,10 +34,10 @@ use std::time::Duration;
 
 /// Every source kind this version reads, by the name rule packs give in
 /// `source:` (and, for query sources, the `[sources.NAME]` section).
-pub const KINDS: &[SourceKind] = &[prometheus::KIND, probe::KIND];
+pub const KINDS: &[SourceKind] = &[prometheus::KIND, probe::KIND, scrape::KIND];
 
 /// Kinds of the contract that later versions add; `check` says so.
-pub const PLANNED: &[&str] = &["loki", "scrape"];
+pub const PLANNED: &[&str] = &["loki"];
 
 /// The kind named `name`, if this version has it.
 pub fn kind(name: &str) -> Option<&'static SourceKind> {
@@ -50,6 +52,10 @@ pub enum Reads {
     Query,
     /// One live measurement of the service's `probe` at each tick.
     Probe,
+    /// A `query` over the interval since the last tick, on the check's
+    /// `step` grid, evaluated over the service's `scrape` target, which is
+    /// scraped while the watch lives ([`scrape`]).
+    Scrape,
 }
 
 /// A source kind: its name, how its checks read, and how its

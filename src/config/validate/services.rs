@@ -49,6 +49,7 @@ pub(super) fn build_services(
         }
         check_notify(s, &at, ctx.notifier_names, report);
         crate::sources::probe::check_probes(&s.probes, &s.name, &at, report);
+        crate::sources::scrape::check_scrapes(&s.scrapes, &s.name, &at, report);
         if let Some(r) = &s.rollback {
             crate::actions::rollback::check_config(r, &at.key("rollback"), report);
         }
@@ -66,6 +67,7 @@ pub(super) fn build_services(
             labels: s.labels.clone(),
             notify: s.notify.clone(),
             probes: s.probes.clone(),
+            scrapes: s.scrapes.clone(),
             rollback: s.rollback.clone(),
             cadence,
             checks,
@@ -161,6 +163,7 @@ fn service_checks(
         environment: &s.environment,
         labels: &s.labels,
         probes: &s.probes,
+        scrapes: &s.scrapes,
         sources: ctx.sources,
     };
     let compiled = rules::compile(&mine, &scope);
