@@ -176,6 +176,10 @@ impl SampleSource for Buffer {
 /// A scraped target, alive while a watch holds it.
 pub struct Target {
     url: String,
+    /// The `job` label: the scrape's `name`.
+    job: String,
+    /// The `instance` label: the URL's `host:port`.
+    instance: String,
     timeout: Duration,
     /// How long samples are kept (ms); the longest any holder asked for.
     retention: AtomicI64,
@@ -269,6 +273,8 @@ impl ScrapeHub {
         }
         let target = Arc::new(Target {
             url: cfg.url.clone(),
+            job: cfg.name.clone(),
+            instance: instance_of(&cfg.url),
             timeout: cfg.timeout(),
             retention: AtomicI64::new(retention),
             data: Mutex::new(Buffer::default()),
@@ -316,7 +322,7 @@ async fn scrape_loop(
         let at = clock.now();
         let scraped = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = scrape(&http, &t.url, t.timeout) => r,
+            r = scrape(&http, &t.url, &t.job, &t.instance, t.timeout) => r,
         };
         t.store(at, scraped);
     }
@@ -327,6 +333,8 @@ async fn scrape_loop(
 async fn scrape(
     http: &reqwest::Client,
     url: &str,
+    job: &str,
+    instance: &str,
     timeout: Duration,
 ) -> Result<Vec<(Labels, f64)>, String> {
     let mut resp = http
@@ -362,7 +370,33 @@ async fn scrape(
         body.extend_from_slice(&chunk);
     }
     let text = String::from_utf8_lossy(&body);
-    Ok(parse_exposition(&text))
+    let mut samples = parse_exposition(&text);
+    for (labels, _) in &mut samples {
+        add_target_labels(labels, job, instance);
+    }
+    Ok(samples)
+}
+
+/// Adds `job` and `instance` as Prometheus does (a label of the same name
+/// in the exposition is kept as `exported_job` / `exported_instance`).
+fn add_target_labels(labels: &mut Labels, job: &str, instance: &str) {
+    for (name, value) in [("job", job), ("instance", instance)] {
+        if let Some(theirs) = labels.insert(name.to_string(), value.to_string()) {
+            labels.insert(format!("exported_{name}"), theirs);
+        }
+    }
+}
+
+/// `host:port` of a URL, as Prometheus' `instance` label.
+fn instance_of(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            let host = u.host_str()?.to_string();
+            let port = u.port_or_known_default()?;
+            Some(format!("{host}:{port}"))
+        })
+        .unwrap_or_default()
 }
 
 /// The samples of a text exposition.
@@ -506,6 +540,8 @@ mod tests {
     fn old_samples_are_dropped() {
         let t = Target {
             url: "http://x/metrics".into(),
+            job: "x".into(),
+            instance: "x:80".into(),
             timeout: Duration::from_secs(1),
             retention: AtomicI64::new(10_000),
             data: Mutex::new(Buffer::default()),

@@ -30,6 +30,7 @@ mod reload;
 mod resilience;
 mod rollback_hook;
 mod rollback_hook_env;
+mod scrape_source;
 mod shutdown;
 mod store_contract;
 mod systemd;
