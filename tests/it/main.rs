@@ -23,6 +23,7 @@ mod logs;
 mod notify;
 mod outbox;
 mod probe;
+mod probe_conditions;
 mod prometheus_real;
 mod prometheus_source;
 mod recovery;

@@ -109,9 +109,21 @@ fn verdict(series: &Series, start: i64) -> Level {
     };
     let series: Vec<(String, Vec<Sample>)> = series
         .iter()
-        .map(|(k, s)| (k.clone(), s.iter().map(|&(t, v)| Sample::ok(t, v)).collect()))
+        .map(|(k, s)| {
+            (
+                k.clone(),
+                s.iter().map(|&(t, v)| Sample::ok(t, v)).collect(),
+            )
+        })
         .collect();
-    engine::evaluate(&rule, &mut CheckTracker::default(), &series, Some(1000), start).level
+    engine::evaluate(
+        &rule,
+        &mut CheckTracker::default(),
+        &series,
+        Some(1000),
+        start,
+    )
+    .level
 }
 
 #[tokio::test]
@@ -146,14 +158,19 @@ async fn scrape_and_prometheus_agree_on_values_and_verdicts() {
     }
     let healthy = prometheus_range(&prometheus.url, ERROR_RATIO, start, end).await;
     assert_eq!(verdict(&healthy, start), Level::Ok);
-    assert_eq!(verdict(&scrape_range(&view, ERROR_RATIO, start, end).await, start), Level::Ok);
+    assert_eq!(
+        verdict(&scrape_range(&view, ERROR_RATIO, start, end).await, start),
+        Level::Ok
+    );
 
     // A regression: 20% errors. Compare once both windows lie past it.
     target.set_error_ratio(0.2);
     let switched = now_ms();
-    wait_for("11 s past the regression", Duration::from_secs(30), || async {
-        (now_ms() - switched > 11_000).then_some(())
-    })
+    wait_for(
+        "11 s past the regression",
+        Duration::from_secs(30),
+        || async { (now_ms() - switched > 11_000).then_some(()) },
+    )
     .await;
     let end = (now_ms() - 1000) / 1000 * 1000;
     let start = end - 2000;

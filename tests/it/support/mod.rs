@@ -10,6 +10,8 @@
 //!   shape and answers as told ([`Reply`]).
 //! - [`target`]: [`Target`], a service with `/metrics` fed by simulated
 //!   traffic and a switchable error ratio.
+//! - [`tls`]: [`TlsServer`], an HTTPS server (HTTP/2 and HTTP/1.1) with a
+//!   CA and a certificate generated in the test, expiring when asked.
 //! - [`prometheus`]: [`Prometheus`], Debian's binary on a free port.
 //! - [`daemon`]: [`Daemon`], the real `release-guardian run` as a child
 //!   process; the binary itself ([`bin`]); minimal config files for it.
@@ -26,6 +28,7 @@ pub mod receiver;
 pub mod scripts;
 pub mod server;
 pub mod target;
+pub mod tls;
 
 pub use config::{settings, settings_with_env};
 pub use daemon::{
@@ -37,3 +40,4 @@ pub use receiver::{Receiver, Reply};
 pub use scripts::script;
 pub use server::{free_port, never_answer, serve};
 pub use target::Target;
+pub use tls::TlsServer;
