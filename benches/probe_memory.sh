@@ -98,7 +98,10 @@ rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$DAEMON/status"; }
 metric() { curl -fs "$API/metrics" | awk -v m="$1" '$1 == m { s += $2 } END { print s + 0 }'; }
 sleep 2
 BASELINE=$(rss)
-ROWS=()
+echo "probing watches (one probe each, every $EVERY, window $WINDOW): daemon RSS, baseline $BASELINE KiB"
+echo
+echo "| watches | active | RSS active (KiB) | KiB per active watch | RSS after they ended (KiB) |"
+echo "|---------|--------|------------------|----------------------|----------------------------|"
 for N in 1000 10000; do
     echo "registering $N releases..." >&2
     python3 - "$API" "$N" <<'EOF'
@@ -131,14 +134,5 @@ EOF
     done
     sleep 3
     AFTER=$(rss)
-    ROWS+=("$N $ACTIVE $PEAK $AFTER")
-done
-echo
-echo "probing watches (one probe each, every $EVERY, window $WINDOW): daemon RSS, baseline $BASELINE KiB"
-echo
-echo "| watches | active | RSS active (KiB) | KiB per active watch | RSS after they ended (KiB) |"
-echo "|---------|--------|------------------|----------------------|----------------------------|"
-for r in "${ROWS[@]}"; do
-    read -r N ACTIVE PEAK AFTER <<<"$r"
     python3 -c "import sys; n,a,p,af,b=map(int,sys.argv[1:]); print(f'| {n:>7} | {a:>6} | {p:>16} | {(p-b)/n:>20.1f} | {af:>26} |')" "$N" "$ACTIVE" "$PEAK" "$AFTER" "$BASELINE"
 done
