@@ -37,6 +37,8 @@ pub struct Context {
     /// Bounds the source requests (queries and probes) in flight across all
     /// watches, so a thousand watches ticking together do not flood Prometheus.
     pub source_permits: Arc<tokio::sync::Semaphore>,
+    /// Targets scraped directly for `source: scrape`, while watches hold them.
+    pub scrapes: Arc<crate::sources::scrape::ScrapeHub>,
     /// Cancelled at shutdown; every task's token is a child of it.
     pub shutdown: CancellationToken,
     /// Every spawned task, awaited (with a deadline) at shutdown.
@@ -50,6 +52,10 @@ impl Context {
         let notify_http = client(reqwest::redirect::Policy::none());
         let probe_http = crate::sources::probe::probe_client();
         let (notifiers, sources) = components(&settings, &http, &probe_http, &notify_http);
+        let scrapes = Arc::new(crate::sources::scrape::ScrapeHub::new(
+            http.clone(),
+            clock.clone(),
+        ));
         Arc::new(Self {
             notifiers: watch::Sender::new(Arc::new(notifiers)),
             sources: RwLock::new(Arc::new(sources)),
@@ -61,6 +67,7 @@ impl Context {
             probe_http,
             notify_http,
             source_permits: Arc::new(tokio::sync::Semaphore::new(MAX_SOURCE_REQUESTS)),
+            scrapes,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })

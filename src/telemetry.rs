@@ -1,5 +1,5 @@
 //! The daemon's own metrics (served at `/metrics`), with typed label sets,
-//! and per-probe latency HDR histograms.
+//! and per-probe latency quantiles (from each tick's HDR histogram).
 
 use hdrhistogram::Histogram as Hdr;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -8,10 +8,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
-use std::time::Duration;
+
+/// The quantiles exported per probe.
+const PROBE_QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
@@ -78,7 +78,6 @@ pub struct Telemetry {
     /// Ended releases pruned by retention.
     pub releases_pruned: Counter,
     pub probe_latency: Family<ProbeQuantileLabels, Gauge<f64, AtomicU64>>,
-    probe_hdr: Mutex<HashMap<String, Hdr<u64>>>,
 }
 
 impl Default for Telemetry {
@@ -188,27 +187,34 @@ impl Telemetry {
             store_writable,
             releases_pruned,
             probe_latency,
-            probe_hdr: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Records one probe latency in the probe's HDR histogram (µs, 3
-    /// significant digits, up to 1 h) and refreshes its quantile gauges.
-    pub fn record_probe(&self, probe: &str, latency: Duration) {
-        let micros = (latency.as_micros() as u64).clamp(1, 3_600_000_000);
-        let mut map = self.probe_hdr.lock().unwrap_or_else(|e| e.into_inner());
-        let h = map.entry(probe.to_string()).or_insert_with(|| {
-            Hdr::new_with_bounds(1, 3_600_000_000, 3).expect("valid HDR bounds")
-        });
-        let _ = h.record(micros);
-        for q in [0.5, 0.9, 0.99] {
-            let v = h.value_at_quantile(q) as f64 / 1e6;
+    /// Sets a probe's quantile gauges from its latest tick's histogram (the
+    /// histogram belongs to the tick and is dropped with it; nothing here
+    /// grows with the number of ticks or watches).
+    pub fn record_probe(&self, probe: &str, latencies: &Hdr<u32>) {
+        if latencies.is_empty() {
+            return;
+        }
+        for q in PROBE_QUANTILES {
+            let v = latencies.value_at_quantile(q) as f64 / 1e6;
             self.probe_latency
                 .get_or_create(&ProbeQuantileLabels {
                     probe: probe.to_string(),
                     quantile: q.to_string(),
                 })
                 .set(v);
+        }
+    }
+
+    /// Drops a probe's gauges (its watch ended).
+    pub fn forget_probe(&self, probe: &str) {
+        for q in PROBE_QUANTILES {
+            self.probe_latency.remove(&ProbeQuantileLabels {
+                probe: probe.to_string(),
+                quantile: q.to_string(),
+            });
         }
     }
 

@@ -24,7 +24,8 @@ pub fn client(redirect: reqwest::redirect::Policy) -> reqwest::Client {
 }
 
 /// The builder of [`client`], for a client with settings of its own (a
-/// source's CA or client certificate).
+/// source's CA or client certificate, the prober's TLS and HTTP-version
+/// options).
 pub fn client_builder(redirect: reqwest::redirect::Policy) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(concat!("release-guardian/", env!("CARGO_PKG_VERSION")))

@@ -70,11 +70,17 @@ pub(crate) async fn build(ctx: &Context, id: &str, now: Millis) -> Result<Report
             let (query, probe) = match spec.source.reads {
                 Reads::Query => {
                     let template = spec.query.clone().unwrap_or_default();
-                    let resolved = match sources.range(spec.source.name) {
+                    let resolved = match sources.range(spec.source_name()) {
                         Some(Ok(source)) => source.render(&template, &vars),
                         _ => template,
                     };
                     (Some(redactor.redact(&resolved)), None)
+                }
+                Reads::Scrape => {
+                    let query = spec.query.as_deref().unwrap_or_default();
+                    let target = spec.scrape.as_deref().unwrap_or_default();
+                    let shown = format!("{} (scrape {target})", redactor.redact(query));
+                    (Some(shown), None)
                 }
                 Reads::Probe => {
                     let name = spec.probe.clone().unwrap_or_default();

@@ -124,6 +124,11 @@ impl Cadence {
             .map(|i| (i + 1, self.tiers[i].1))
     }
 
+    /// The longest interval between two ticks.
+    pub fn max_every(&self) -> Millis {
+        self.tiers.iter().map(|t| t.1).max().unwrap_or(0)
+    }
+
     /// The interval of the last tier.
     pub fn last_every(&self) -> Millis {
         self.tiers.last().map(|t| t.1).unwrap_or(0)

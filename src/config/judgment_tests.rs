@@ -31,6 +31,7 @@ fn checks(text: &str, sources: &[&str]) -> Vec<CheckSpec> {
         environment: "production",
         labels: &labels,
         probes: &[],
+        scrapes: &[],
         sources: &sources,
     };
     let c = compile(&[&p], &scope);

@@ -236,6 +236,9 @@ pub struct ServiceConfig {
     pub notify: Vec<String>,
     #[serde(default)]
     pub probes: Vec<crate::sources::probe::ProbeConfig>,
+    /// Targets scraped directly for `source: scrape` checks.
+    #[serde(default)]
+    pub scrapes: Vec<crate::sources::scrape::ScrapeConfig>,
     #[serde(default)]
     pub rollback: Option<crate::actions::rollback::RollbackConfig>,
     /// Extension: a cadence for this service only (default: `[cadence]`).

@@ -50,6 +50,12 @@ struct RawCheck {
     critical: Option<RawCondition>,
     #[serde(default)]
     rollback: Option<RawCondition>,
+    /// `source: scrape`: the service's `[[services.scrapes]]` entry.
+    #[serde(default)]
+    scrape: Option<String>,
+    /// Probe checks: judge this statistic of the tick's burst.
+    #[serde(default)]
+    stat: Option<crate::sources::probe::Stat>,
     // Judgments beyond thresholds (`super::judgment`).
     #[serde(default)]
     no_data: Option<NoData>,
@@ -410,7 +416,7 @@ fn check_shape(
     let query_kinds = || {
         sources::KINDS
             .iter()
-            .filter(|k| k.reads == Reads::Query)
+            .filter(|k| k.reads != Reads::Probe)
             .map(|k| k.name)
             .collect::<Vec<_>>()
             .join(" or ")
@@ -439,7 +445,7 @@ fn check_shape(
     }
     let own_query = judgment.burn_rate.is_none() && judgment.new_error_signatures.is_none();
     match source.map(|s| (s, s.reads)) {
-        Some((kind, Reads::Query)) => {
+        Some((kind, Reads::Query | Reads::Scrape)) => {
             match &raw.query {
                 None if !own_query => {}
                 None => err(
@@ -494,6 +500,7 @@ fn check_shape(
         None => {}
     }
     check_remote_keys(pack, &path, &raw, source);
+    local_keys(pack, &path, &raw, source);
     if raw.step == Some(Duration::ZERO) {
         err(
             pack,
@@ -721,6 +728,37 @@ fn compile_rule(raw: &RawCheck, j: &Judgment) -> Rule {
     rule
 }
 
+/// The keys of `scrape` checks (`scrape`, the query in the evaluated
+/// subset) and of probe checks (`stat`), each only where it applies.
+fn local_keys(pack: &mut RulePack, path: &KeyPath, raw: &RawCheck, source: Option<&SourceKind>) {
+    let name = &raw.name;
+    let Some(source) = source else { return };
+    let mut errs = Vec::new();
+    if source.reads == Reads::Scrape {
+        if raw.scrape.is_none() {
+            errs.push((path.key("source"), format!("check `{name}`: a scrape check needs `scrape` (the name of one of the service's [[services.scrapes]])")));
+        }
+        if let Some(Err(e)) = raw.query.as_deref().map(sources::scrape::check_query) {
+            errs.push((path.key("query"), format!("check `{name}`: {e}")));
+        }
+    } else if raw.scrape.is_some() {
+        errs.push((
+            path.key("scrape"),
+            format!("check `{name}`: `scrape` is only used by scrape checks"),
+        ));
+    }
+    if raw.stat.is_some() && source.reads != Reads::Probe {
+        errs.push((
+            path.key("stat"),
+            format!("check `{name}`: `stat` is only used by probe checks"),
+        ));
+    }
+    for (p, m) in errs {
+        let e = pack.error_at(&p, m);
+        pack.errors.push(e);
+    }
+}
+
 /// Thresholds in the wrong order (e.g. a rollback `above` lower than the
 /// critical one) are legal but almost always a typo.
 fn sanity_warnings(pack: &mut RulePack, path: &KeyPath, name: &str, rule: &Rule) {
@@ -757,6 +795,8 @@ pub struct ServiceScope<'a> {
     pub environment: &'a str,
     pub labels: &'a BTreeMap<String, String>,
     pub probes: &'a [ProbeConfig],
+    /// The service's `[[services.scrapes]]`.
+    pub scrapes: &'a [crate::sources::scrape::ScrapeConfig],
     /// Every name under `[sources]`, with its kind when known.
     pub sources: &'a BTreeMap<String, Option<&'static str>>,
 }
@@ -789,9 +829,20 @@ pub fn compile(packs: &[&RulePack], scope: &ServiceScope<'_>) -> Compiled {
                 seen.insert(name.clone(), pack.position(&name_at));
             }
             match c.source.reads {
-                Reads::Query => {
+                Reads::Query | Reads::Scrape => {
                     let kind = c.source.name;
-                    match (&c.raw.datasource, scope.sources.get(c.raw.datasource.as_deref().unwrap_or(kind))) {
+                    if c.source.reads == Reads::Scrape {
+                        let scrape = c.raw.scrape.as_deref().unwrap_or_default();
+                        if !scope.scrapes.iter().any(|s| s.name == scrape) {
+                            let names: Vec<&str> =
+                                scope.scrapes.iter().map(|s| s.name.as_str()).collect();
+                            out.errors.push(pack.error_at(
+                                &c.path.key("scrape"),
+                                format!("check `{name}`: {service} has no scrape `{scrape}`; its scrapes: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") }),
+                            ));
+                        }
+                    } else {
+                        match (&c.raw.datasource, scope.sources.get(c.raw.datasource.as_deref().unwrap_or(kind))) {
                         (None, None) => out.errors.push(pack.error_at(
                             &c.path.key("source"),
                             format!("check `{name}` uses {kind}, but [sources.{kind}] is not configured"),
@@ -816,6 +867,7 @@ pub fn compile(packs: &[&RulePack], scope: &ServiceScope<'_>) -> Compiled {
                             format!("check `{name}`: datasource `{d}` is a {k} source, not {kind}"),
                         )),
                         _ => {}
+                    }
                     }
                     let query = c.raw.query.as_deref().unwrap_or_default();
                     if let Some(logs) = &c.raw.logs {
@@ -878,6 +930,8 @@ pub fn compile(packs: &[&RulePack], scope: &ServiceScope<'_>) -> Compiled {
                     limit: l.limit,
                     direction: l.direction,
                 }),
+                scrape: c.raw.scrape.clone(),
+                stat: c.raw.stat,
                 step: c.raw.step.unwrap_or(DEFAULT_STEP),
                 rule: c.rule,
                 judgment: c.judgment.clone(),
@@ -905,14 +959,15 @@ mod tests {
         let probes = [ProbeConfig {
             name: "live".into(),
             url: "http://x/".into(),
-            expect_status: None,
             timeout: Duration::from_secs(1),
+            ..ProbeConfig::default()
         }];
         let scope = ServiceScope {
             name: "checkout",
             environment: "production",
             labels: &labels,
             probes: &probes,
+            scrapes: &[],
             sources: &[("prometheus".to_string(), Some("prometheus"))].into(),
         };
         let c = compile(&[&pack], &scope);

@@ -66,6 +66,8 @@ pub struct Service {
     /// Notifier names (all exist in [`Settings::notifiers`]).
     pub notify: Vec<String>,
     pub probes: Vec<ProbeConfig>,
+    /// `[[services.scrapes]]`: targets `source: scrape` checks read.
+    pub scrapes: Vec<crate::sources::scrape::ScrapeConfig>,
     pub rollback: Option<RollbackConfig>,
     pub cadence: Cadence,
     /// The cadence of a revert (`[cadence] revert_tiers`).
@@ -88,6 +90,10 @@ impl Service {
 
     pub fn probe(&self, name: &str) -> Option<&ProbeConfig> {
         self.probes.iter().find(|p| p.name == name)
+    }
+
+    pub fn scrape(&self, name: &str) -> Option<&crate::sources::scrape::ScrapeConfig> {
+        self.scrapes.iter().find(|s| s.name == name)
     }
 }
 
@@ -117,6 +123,11 @@ pub struct CheckSpec {
     pub datasource: Option<String>,
     /// Log lines kept as evidence with its result (loki checks).
     pub logs: Option<LogsSpec>,
+    /// The `[[services.scrapes]]` name (scrape checks).
+    pub scrape: Option<String>,
+    /// The statistic of the tick's probe burst a probe check judges
+    /// (default: each probe's latency and outcome).
+    pub stat: Option<crate::sources::probe::Stat>,
     /// Range-query resolution (default 15s).
     pub step: Duration,
     pub rule: Rule,

@@ -2,7 +2,8 @@
 //! well under a minute. A simulated `checkout` service runs v1; v2 is
 //! deployed and registered through the real API; the daemon (real config
 //! loader, real SQLite store in a temp dir, compressed cadence) probes it and
-//! reads its error rate through the Prometheus HTTP API; a regression is
+//! scrapes its `/metrics` itself for the error rate (`source: scrape`, no
+//! Prometheus needed); a regression is
 //! injected; the checks turn, a page reaches a local Slack stand-in, the
 //! rollback hook restores v1, and the final status is printed.
 
@@ -111,12 +112,6 @@ async fn run() -> anyhow::Result<()> {
         std::fs::read_to_string(&config)?
     );
     println!("--- rules/checkout.yaml ---\n{}---\n", RULES);
-
-    // Traffic needs one rate window of history before the error rate exists.
-    n.say("warming up: the simulated traffic needs 5 s of history for rate(...[5s])");
-    while !svc.has_rate_window() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 
     // 4. Deploy v2 and tell the daemon, as a deploy tool would.
     svc.deploy("v2");
@@ -285,7 +280,8 @@ async fn serve(
 const RULES: &str = r#"# The demo's rule pack: the checklist thresholds, compressed in time.
 checks:
   - name: error_rate
-    source: prometheus
+    source: scrape
+    scrape: metrics
     query: |
       sum(rate(http_requests_total{service="{{service}}",code=~"5.."}[5s]))
         / sum(rate(http_requests_total{service="{{service}}"}[5s]))
@@ -323,13 +319,14 @@ path = "guardian.db"
 [cadence]
 tiers = [ {{ until = "20s", every = "2s" }}, {{ until = "40s", every = "4s" }} ]
 
-[sources.prometheus]
-url = "http://{svc}"          # the simulated service also answers the Prometheus API
-
 [[services]]
 name = "checkout"
 rules = ["rules/checkout.yaml"]
 notify = ["oncall-slack"]
+  [[services.scrapes]]
+  name = "metrics"
+  url = "http://{svc}/metrics"
+  interval = "500ms"
   [[services.probes]]
   name = "live"
   url = "http://{svc}/health/live"

@@ -1,23 +1,18 @@
 //! The demo's simulated service: `checkout`, with health endpoints, a
-//! Prometheus-format `/metrics`, a fault switch, and — since the demo runs
-//! without any external server — a *simulated* Prometheus query endpoint
-//! that answers the demo's error-rate query from the service's own counters
-//! over the Prometheus HTTP API (`/api/v1/query_range`), so the daemon's real
-//! Prometheus client and range-query logic are what the demo exercises.
+//! Prometheus-format `/metrics` fed by simulated traffic, and a fault
+//! switch. The daemon scrapes `/metrics` itself (`source: scrape`) and
+//! evaluates the error-rate query over what it scraped, so nothing in the
+//! demo is a stand-in for the guardian's side.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use serde::Deserialize;
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Window of the simulated `rate(...[5s])`.
-const RATE_WINDOW_MS: i64 = 5_000;
 /// Simulated traffic: requests per 100 ms.
 const REQUESTS_PER_TICK: u64 = 50;
 
@@ -29,8 +24,6 @@ struct Inner {
     ready: bool,
     total: u64,
     errors: u64,
-    /// (time ms, total, errors) every 100 ms.
-    history: VecDeque<(i64, u64, u64)>,
 }
 
 /// Shared state of the simulated service.
@@ -48,7 +41,6 @@ impl SimulatedService {
                 ready: true,
                 total: 0,
                 errors: 0,
-                history: VecDeque::new(),
             })),
         }
     }
@@ -93,43 +85,17 @@ impl SimulatedService {
                 let errs = carry.floor();
                 carry -= errs;
                 i.errors += errs as u64;
-                let now = crate::clock::Clock::now(&crate::clock::SystemClock);
-                let (t, e) = (i.total, i.errors);
-                i.history.push_back((now, t, e));
-                while i.history.len() > 3000 {
-                    i.history.pop_front();
-                }
             }
         });
     }
 
-    /// Whether a full rate window of history exists (the error rate is defined).
-    pub fn has_rate_window(&self) -> bool {
-        self.error_ratio_at(crate::clock::Clock::now(&crate::clock::SystemClock))
-            .is_some()
-    }
-
-    /// Error ratio over the window ending at `at`, if there is history.
-    fn error_ratio_at(&self, at: i64) -> Option<f64> {
-        let i = self.lock();
-        let end = i.history.iter().rev().find(|h| h.0 <= at)?;
-        let start = i
-            .history
-            .iter()
-            .rev()
-            .find(|h| h.0 <= at - RATE_WINDOW_MS)?;
-        let total = end.1.checked_sub(start.1)?;
-        (total > 0).then(|| (end.2 - start.2) as f64 / total as f64)
-    }
-
-    /// The HTTP face of the service (and of the simulated Prometheus).
+    /// The HTTP face of the service.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/health/live", get(|| async { "ok" }))
             .route("/health/ready", get(ready))
             .route("/metrics", get(metrics))
             .route("/admin/rollback", post(rollback))
-            .route("/api/v1/query_range", get(query_range))
             .with_state(self.clone())
     }
 }
@@ -172,33 +138,4 @@ async fn rollback(State(s): State<SimulatedService>, body: String) -> Response {
     };
     s.deploy(&to);
     format!("checkout restored to {to}\n").into_response()
-}
-
-#[derive(Deserialize)]
-struct RangeParams {
-    query: String,
-    start: f64,
-    end: f64,
-    step: f64,
-}
-
-/// Simulated `query_range`: answers the demo's error-ratio query (any query
-/// selecting `code=~"5.."`) from the counters; anything else is empty.
-async fn query_range(State(s): State<SimulatedService>, Query(p): Query<RangeParams>) -> Response {
-    let mut values = Vec::new();
-    if p.query.contains("5..") && p.step > 0.0 {
-        let mut t = p.start;
-        while t <= p.end + 1e-9 {
-            if let Some(v) = s.error_ratio_at((t * 1000.0).round() as i64) {
-                values.push(serde_json::json!([t, format!("{v}")]));
-            }
-            t += p.step;
-        }
-    }
-    let result = if values.is_empty() {
-        vec![]
-    } else {
-        vec![serde_json::json!({"metric": {"service": "checkout"}, "values": values})]
-    };
-    Json(serde_json::json!({"status": "success", "data": {"resultType": "matrix", "result": result}})).into_response()
 }

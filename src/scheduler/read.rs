@@ -12,9 +12,9 @@ use crate::context::Context;
 use crate::engine::Sample;
 use crate::model::{Millis, Release};
 use crate::section::saturating_millis;
-use crate::sources::{
-    LogLine, LogQuery, ProbeOutcome, RangeQuery, RangeSource, Reads, SeriesSet, Sources,
-};
+use crate::sources::probe::Stat;
+use crate::sources::scrape::{query_range_ms, ScrapeConfig, ScrapeView};
+use crate::sources::{LogLine, LogQuery, RangeQuery, RangeSource, Reads, SeriesSet, Sources};
 use crate::telemetry::SourceLabels;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -91,15 +91,25 @@ impl<'a> TickSources<'a> {
                 ),
                 Some(Err(e)) => Reading::failed(e.clone(), self.now),
                 Some(Ok(source)) => {
-                    // Only the watch window is judged: after a long outage the
-                    // catch-up tick reads up to the window's end, not beyond.
-                    let from = evaluated_until
-                        .map(|u| u.saturating_add(1))
-                        .unwrap_or(self.release.started_at);
-                    self.read_range(source.as_ref(), spec, from, self.now.min(self.window_end))
+                    self.read_range(source.as_ref(), spec, evaluated_until)
                         .await
                 }
             },
+            Reads::Scrape => {
+                let name = spec.scrape.as_deref().unwrap_or("");
+                let Some(cfg) = self.service.scrape(name) else {
+                    return Reading::failed(
+                        format!("scrape {name:?} is not defined for this service"),
+                        self.now,
+                    );
+                };
+                // The watch holds its targets from its start (`scrape_holds`);
+                // holding again here is the same target.
+                let view = ScrapeView {
+                    target: self.ctx.scrapes.hold(cfg, scrape_retention(self.service)),
+                };
+                self.read_range(&view, spec, evaluated_until).await
+            }
             // Probes measure live, so only inside the window: not at a retry
             // tick after it, nor at a catch-up tick long after it.
             Reads::Probe if self.past_window() => Reading::NothingNew,
@@ -165,57 +175,76 @@ impl<'a> TickSources<'a> {
                 self.now,
             );
         };
-        let result = {
-            let _permit = self.ctx.source_permits.acquire().await;
-            self.sources.prober.probe(cfg).await
-        };
+        let burst = self
+            .sources
+            .prober
+            .burst(cfg, &self.ctx.source_permits)
+            .await;
         let telemetry = &self.ctx.telemetry;
         let labels = SourceLabels {
             source: "probe".into(),
         };
-        let sample = match result.outcome() {
-            ProbeOutcome::Passed => Sample::ok(self.now, result.latency.as_secs_f64()),
-            ProbeOutcome::Failed(_) => {
-                telemetry.source_errors.get_or_create(&labels).inc();
-                Sample::failed(self.now)
-            }
+        if burst.failed > 0 || burst.guardian_failure.is_some() {
+            telemetry.source_errors.get_or_create(&labels).inc();
+        }
+        if burst.judged() == 0 {
             // Not the service's doing: no sample, no latency recorded.
-            ProbeOutcome::Inconclusive(why) => {
-                telemetry.source_errors.get_or_create(&labels).inc();
-                return Reading::failed(
-                    format!(
-                        "probe `{}`: {why}; not counted against the service",
-                        cfg.name
-                    ),
-                    self.now,
-                );
-            }
+            let why = burst
+                .guardian_failure
+                .as_deref()
+                .unwrap_or("nothing was sent");
+            return Reading::failed(
+                format!(
+                    "probe `{}`: {why}; not counted against the service",
+                    cfg.name
+                ),
+                self.now,
+            );
+        }
+        let sample = match spec.stat {
+            // The tick as one sample: failed if any request failed by the
+            // service's doing, else the slowest request's latency.
+            None if burst.failed > 0 => Sample::failed(self.now),
+            None => Sample::ok(self.now, burst.max_latency.as_secs_f64()),
+            Some(stat) => match burst.stat(stat) {
+                Some(v) if stat == Stat::SuccessRatio || burst.passed > 0 => {
+                    Sample::ok(self.now, v)
+                }
+                // Percentiles are of passed requests; none passed.
+                _ => Sample::failed(self.now),
+            },
         };
         telemetry.record_probe(
             &format!("{}/{}", self.service.name, cfg.name),
-            result.latency,
+            &burst.latencies,
         );
         telemetry
             .source_latency
             .get_or_create(&labels)
-            .observe(result.latency.as_secs_f64());
+            .observe(burst.max_latency.as_secs_f64());
         Reading::Series {
             series: vec![(cfg.name.clone(), vec![sample])],
             step: None,
             window_start: self.now,
             until: None,
-            note: result.error,
+            note: burst.describe_failures(),
         }
     }
 
-    /// Reads `[from, to]` on the check's step grid, in chunks the source accepts.
+    /// Reads the interval since `evaluated_until` (or the release's start)
+    /// on the check's step grid, in chunks the source accepts. Only the
+    /// watch window is judged: after a long outage the catch-up tick reads
+    /// up to the window's end, not beyond.
     async fn read_range(
         &self,
         source: &dyn RangeSource,
         spec: &CheckSpec,
-        from: Millis,
-        to: Millis,
+        evaluated_until: Option<Millis>,
     ) -> Reading {
+        let from = evaluated_until
+            .map(|u| u.saturating_add(1))
+            .unwrap_or(self.release.started_at);
+        let to = self.now.min(self.window_end);
         let step = saturating_millis(spec.step).max(1);
         let start = align_up(from, step);
         let end = to.div_euclid(step) * step;
@@ -324,6 +353,45 @@ impl<'a> TickSources<'a> {
         }
         Ok(merged)
     }
+}
+
+/// How long a service's scraped samples are kept: two of its longest tick
+/// intervals (a tick that failed reads its interval again at the next) plus
+/// the longest range its scrape queries read and one step.
+pub fn scrape_retention(service: &Service) -> Millis {
+    let (range, step) = service
+        .checks
+        .iter()
+        .filter(|c| c.source.reads == Reads::Scrape)
+        .map(|c| {
+            (
+                query_range_ms(c.query.as_deref().unwrap_or_default()),
+                saturating_millis(c.step),
+            )
+        })
+        .fold((0, 0), |(r, s), (r2, s2)| (r.max(r2), s.max(s2)));
+    service
+        .cadence
+        .max_every()
+        .saturating_mul(2)
+        .saturating_add(range)
+        .saturating_add(step)
+}
+
+/// The scrape targets a watch of `service` holds while it runs, with the
+/// samples it keeps of each.
+pub fn scrape_holds(service: &Service) -> Vec<(&ScrapeConfig, Millis)> {
+    let retention = scrape_retention(service);
+    service
+        .scrapes
+        .iter()
+        .filter(|s| {
+            service.checks.iter().any(|c| {
+                c.source.reads == Reads::Scrape && c.scrape.as_deref() == Some(s.name.as_str())
+            })
+        })
+        .map(|s| (s, retention))
+        .collect()
 }
 
 /// The first multiple of `step` at or after `t`.

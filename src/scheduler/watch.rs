@@ -4,11 +4,13 @@
 //! transaction, repeat. A rollback trigger is handed to
 //! [`rollback::on_trigger`]; the rollback itself runs in its own task.
 
+use super::read::scrape_holds;
 use super::{messages, reminders, rollback, tick, verdict, Guardian};
 use crate::config::Service;
 use crate::model::{
     CheckRecord, CheckState, Decision, Level, Millis, Release, ReleaseStatus, Severity,
 };
+use crate::sources::scrape::Target;
 use crate::sources::Reads;
 use crate::store::{StoreError, TickApplied, TickCommit};
 use std::sync::Arc;
@@ -34,6 +36,7 @@ const PAUSE_POLL: Duration = Duration::from_secs(5);
 /// rollback).
 pub async fn run(g: &Arc<Guardian>, id: &str, cancel: CancellationToken) {
     let ended = watch(g, id, &cancel).await;
+    forget_probes(g, id).await;
     if ended && !cancel.is_cancelled() {
         match g.ctx.store.get_release(id).await {
             Ok(Some(r)) if r.status == ReleaseStatus::RollingBack => {}
@@ -82,6 +85,8 @@ async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool 
     let mut paused = false;
     let mut blind = super::blindness::Blindness::default();
     let time = WatchClock::new(g.ctx.clock.as_ref());
+    // The scrape targets of the service, scraped while this is held.
+    let mut _scrapes: Vec<Arc<Target>> = Vec::new();
     loop {
         let release = match g.ctx.store.get_release(id).await {
             Ok(Some(r)) => r,
@@ -100,6 +105,7 @@ async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool 
         let Some(due) = release.next_check_at else {
             return true;
         };
+        _scrapes = hold_scrapes(g, &release);
         let tick_at = time.instant_at(due);
         if tick_at > tokio::time::Instant::now() {
             // The Guardian renews every lease at once (`renew_leases`); the
@@ -166,6 +172,35 @@ async fn send_reminders(g: &Arc<Guardian>, release: &Release, now: Millis) -> Op
         }
     }
     due.next
+}
+
+/// Holds the scrape targets of the release's service (as configured now),
+/// so that they are scraped from the watch's start to its end.
+fn hold_scrapes(g: &Guardian, release: &Release) -> Vec<Arc<Target>> {
+    let settings = g.ctx.settings();
+    let Some(service) = settings.service(&release.service, &release.environment) else {
+        return Vec::new();
+    };
+    scrape_holds(service)
+        .into_iter()
+        .map(|(cfg, retention)| g.ctx.scrapes.hold(cfg, retention))
+        .collect()
+}
+
+/// Drops the probe gauges of a watch that ended (the next watch of the
+/// service sets them again at its first tick).
+async fn forget_probes(g: &Guardian, id: &str) {
+    let Ok(Some(release)) = g.ctx.store.get_release(id).await else {
+        return;
+    };
+    let settings = g.ctx.settings();
+    if let Some(service) = settings.service(&release.service, &release.environment) {
+        for p in &service.probes {
+            g.ctx
+                .telemetry
+                .forget_probe(&format!("{}/{}", service.name, p.name));
+        }
+    }
 }
 
 /// Sleeps until a monotonic instant; true if cancelled first.
@@ -404,7 +439,7 @@ fn unread_checks(service: &Service, checks: &[CheckRecord], window_end: Millis) 
     service
         .checks
         .iter()
-        .filter(|spec| spec.source.reads == Reads::Query)
+        .filter(|spec| spec.source.reads != Reads::Probe)
         .filter(|spec| {
             let step = (spec.step.as_millis() as Millis).max(1);
             let last_point = window_end.div_euclid(step) * step;

@@ -25,6 +25,8 @@ pub mod http;
 pub mod loki;
 pub mod probe;
 pub mod prometheus;
+pub mod promql;
+pub mod scrape;
 pub mod template;
 
 use crate::engine::Sample;
@@ -38,10 +40,10 @@ use std::time::Duration;
 
 /// Every source kind this version reads, by the name rule packs give in
 /// `source:` (and, for query sources, the `[sources.NAME]` section).
-pub const KINDS: &[SourceKind] = &[prometheus::KIND, loki::KIND, probe::KIND];
+pub const KINDS: &[SourceKind] = &[prometheus::KIND, loki::KIND, probe::KIND, scrape::KIND];
 
 /// Kinds of the contract that later versions add; `check` says so.
-pub const PLANNED: &[&str] = &["scrape"];
+pub const PLANNED: &[&str] = &[];
 
 /// The kind named `name`, if this version has it.
 pub fn kind(name: &str) -> Option<&'static SourceKind> {
@@ -56,6 +58,10 @@ pub enum Reads {
     Query,
     /// One live measurement of the service's `probe` at each tick.
     Probe,
+    /// A `query` over the interval since the last tick, on the check's
+    /// `step` grid, evaluated over the service's `scrape` target, which is
+    /// scraped while the watch lives ([`scrape`]).
+    Scrape,
 }
 
 /// A source kind: its name, how its checks read, and how its

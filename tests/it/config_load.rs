@@ -85,7 +85,7 @@ fn the_design_example_loads() {
     let svc = s.service("checkout", "production").expect("the service");
     assert_eq!(svc.labels["namespace"], "shop");
     assert_eq!(svc.notify, ["oncall-slack", "pager"]);
-    assert_eq!(svc.probes[0].expect_status, Some(200));
+    assert_eq!(svc.probes[0].expect_status, Some(200.into()));
     assert_eq!(svc.probes[0].timeout, Duration::from_secs(2));
     let rollback = svc.rollback.as_ref().unwrap();
     assert_eq!(rollback.command[0], "kubectl");

@@ -80,8 +80,8 @@ async fn out_of_descriptors_a_probe_is_inconclusive_not_failed() {
     let cfg = ProbeConfig {
         name: "live".into(),
         url: format!("http://{addr}/"),
-        expect_status: None,
         timeout: Duration::from_secs(5),
+        ..ProbeConfig::default()
     };
     // A fresh client each time: no pooled connection to reuse.
     let exhausted = exhaust_descriptors();

@@ -38,8 +38,9 @@ fn probe(url: String, expect_status: Option<u16>, timeout: Duration) -> ProbeCon
     ProbeConfig {
         name: "live".into(),
         url,
-        expect_status,
+        expect_status: expect_status.map(Into::into),
         timeout,
+        ..ProbeConfig::default()
     }
 }
 

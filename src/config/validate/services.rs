@@ -50,6 +50,7 @@ pub(super) fn build_services(
         }
         check_notify(s, &at, ctx.notifier_names, report);
         crate::sources::probe::check_probes(&s.probes, &s.name, &at, report);
+        crate::sources::scrape::check_scrapes(&s.scrapes, &s.name, &at, report);
         let rollback = s.rollback.as_ref().map(|r| {
             crate::actions::rollback::check_config(r, &at.key("rollback"), ctx.base, report)
         });
@@ -80,6 +81,7 @@ pub(super) fn build_services(
             labels: s.labels.clone(),
             notify: s.notify.clone(),
             probes: s.probes.clone(),
+            scrapes: s.scrapes.clone(),
             rollback,
             cadence,
             revert_cadence,
@@ -177,6 +179,7 @@ fn service_checks(
         environment: &s.environment,
         labels: &s.labels,
         probes: &s.probes,
+        scrapes: &s.scrapes,
         sources: ctx.sources,
     };
     let compiled = rules::compile(&mine, &scope);

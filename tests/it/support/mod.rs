@@ -10,6 +10,8 @@
 //!   shape and answers as told ([`Reply`]).
 //! - [`target`]: [`Target`], a service with `/metrics` fed by simulated
 //!   traffic and a switchable error ratio.
+//! - [`tls`]: [`TlsServer`], an HTTPS server (HTTP/2 and HTTP/1.1) with a
+//!   CA and a certificate generated in the test, expiring when asked.
 //! - [`prometheus`]: [`Prometheus`], Debian's binary on a free port.
 //! - [`daemon`]: [`Daemon`], the real `release-guardian run` as a child
 //!   process; the binary itself ([`bin`]); minimal config files for it.
@@ -44,6 +46,7 @@ pub mod scripts;
 pub mod server;
 pub mod smtp;
 pub mod target;
+pub mod tls;
 
 pub use alertmanager::Alertmanager;
 pub use browser::{artifacts, Browser};
@@ -61,3 +64,4 @@ pub use scripts::script;
 pub use server::{free_port, never_answer, serve};
 pub use smtp::Smtp;
 pub use target::Target;
+pub use tls::TlsServer;
