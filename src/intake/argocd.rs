@@ -90,10 +90,7 @@ impl IntakeConfig for ArgoCdConfig {
 }
 
 fn config<'a>(request: &IntakeRequest<'a>) -> Result<&'a ArgoCdConfig, IntakeError> {
-    request
-        .config
-        .and_then(|c| c.as_any().downcast_ref::<ArgoCdConfig>())
-        .ok_or_else(|| IntakeError::Unauthenticated("[webhooks.argocd] is not configured".into()))
+    webhook::section_of(request, "argocd")
 }
 
 /// The documented template's fields (unknown ones are allowed, so users

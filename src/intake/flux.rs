@@ -139,10 +139,7 @@ impl IntakeConfig for FluxConfig {
 }
 
 fn config<'a>(request: &IntakeRequest<'a>) -> Result<&'a FluxConfig, IntakeError> {
-    request
-        .config
-        .and_then(|c| c.as_any().downcast_ref::<FluxConfig>())
-        .ok_or_else(|| IntakeError::Unauthenticated("[webhooks.flux] is not configured".into()))
+    webhook::section_of(request, "flux")
 }
 
 #[derive(Debug, Deserialize)]

@@ -89,10 +89,7 @@ impl MapEntry {
 }
 
 fn config<'a>(request: &IntakeRequest<'a>) -> Result<&'a GitHubConfig, IntakeError> {
-    request
-        .config
-        .and_then(|c| c.as_any().downcast_ref::<GitHubConfig>())
-        .ok_or_else(|| IntakeError::Unauthenticated("[webhooks.github] is not configured".into()))
+    webhook::section_of(request, "github")
 }
 
 #[derive(Debug, Deserialize)]

@@ -87,10 +87,7 @@ impl MapEntry {
 }
 
 fn config<'a>(request: &IntakeRequest<'a>) -> Result<&'a GitLabConfig, IntakeError> {
-    request
-        .config
-        .and_then(|c| c.as_any().downcast_ref::<GitLabConfig>())
-        .ok_or_else(|| IntakeError::Unauthenticated("[webhooks.gitlab] is not configured".into()))
+    webhook::section_of(request, "gitlab")
 }
 
 #[derive(Debug, Deserialize)]

@@ -53,6 +53,19 @@ pub fn check_map_entry(s: &mut Section<'_, '_>, index: usize, keys: &[(&str, &st
     ok
 }
 
+/// The format's own `[webhooks.TOOL]` section `T` of `request` (the router
+/// serves a webhook only while its section is configured; its absence is
+/// refused, never let through).
+pub fn section_of<'a, T: 'static>(
+    request: &IntakeRequest<'a>,
+    tool: &str,
+) -> Result<&'a T, IntakeError> {
+    request
+        .config
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| IntakeError::Unauthenticated(format!("[webhooks.{tool}] is not configured")))
+}
+
 /// The header `name` as text, if present and visible ASCII.
 pub fn header<'a>(request: &'a IntakeRequest<'_>, name: &str) -> Option<&'a str> {
     request.headers.get(name).and_then(|v| v.to_str().ok())
@@ -210,10 +223,10 @@ pub(crate) mod tests {
 
     /// `sha256=HEX` of `body` under `secret`, as GitHub and Flux sign.
     pub fn sign(secret: &str, body: &[u8]) -> String {
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-        let tag = ring::hmac::sign(&key, body);
-        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        format!("sha256={hex}")
+        format!(
+            "sha256={}",
+            crate::transport::hmac_sha256_hex(secret.as_bytes(), body)
+        )
     }
 
     pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

@@ -53,9 +53,7 @@ async fn daemon(dir: &Path) -> Daemon {
 }
 
 fn sign(secret: &str, body: &str) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-    let tag = ring::hmac::sign(&key, body.as_bytes());
-    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = release_guardian::transport::hmac_sha256_hex(secret.as_bytes(), body.as_bytes());
     format!("sha256={hex}")
 }
 
