@@ -10,7 +10,6 @@
 //! replay, followed, for a single replay, by its decisions.
 
 use crate::config::{Service, Settings};
-use crate::context::Context;
 use crate::model::{rfc3339, Millis};
 use crate::scheduler::replay::{self, Replay, ReplaySpec, VirtualClock};
 use crate::sources::probe::{ProbeConfig, ProbeScript, Prober};
@@ -55,11 +54,7 @@ pub async fn run(
     until: Option<Millis>,
 ) -> Result<Replay, String> {
     let clock = Arc::new(VirtualClock::new(release_at));
-    let store = crate::store::open(&crate::store::StoreSettings::Sqlite {
-        path: ":memory:".into(),
-    })
-    .map_err(|e| e.to_string())?;
-    let ctx = Context::new(settings.clone(), store, clock.clone());
+    let (ctx, _dir) = replay::context(settings.clone(), clock.clone())?;
     let sources = ctx.sources();
     let range = settings
         .sources

@@ -12,7 +12,6 @@ pub mod memory;
 pub mod notation;
 
 use crate::config::Service;
-use crate::context::Context;
 use crate::model::{CheckState, Level, Millis};
 use crate::scheduler::replay::{self, Replay, ReplaySpec, VirtualClock};
 use memory::{normalize, MemorySource, ScriptedProbes, Series, TimedLine};
@@ -276,7 +275,7 @@ pub async fn run_file(path: &Path) -> FileOutcome {
 fn config_text(file: &TestFile, probes: &BTreeSet<String>) -> String {
     let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let s = &file.service;
-    let mut t = String::from("[store]\npath = \":memory:\"\n");
+    let mut t = String::new();
     for kind in crate::sources::KINDS {
         if kind.section.is_some() {
             t += &format!("[sources.{}]\nurl = \"http://127.0.0.1:9/\"\n", kind.name);
@@ -360,11 +359,7 @@ async fn run_case(path: &Path, file: &TestFile, case: &Case) -> Result<Vec<Strin
     let vars = crate::scheduler::variables(&replay::release(&service, &spec), &service);
 
     let clock = Arc::new(VirtualClock::new(case.release_at));
-    let store = crate::store::open(&crate::store::StoreSettings::Sqlite {
-        path: ":memory:".into(),
-    })
-    .map_err(|e| e.to_string())?;
-    let ctx = Context::new(settings.clone(), store, clock.clone());
+    let (ctx, _dir) = replay::context(settings.clone(), clock.clone())?;
     let real = ctx.sources();
 
     // Series by normalized rendered query, for every source.

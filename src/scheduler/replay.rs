@@ -41,6 +41,20 @@ impl Clock for VirtualClock {
     }
 }
 
+/// A context for replays: `settings`, `clock`, and a store in a temporary
+/// directory (kept while the returned guard lives) that nothing writes.
+pub fn context(
+    settings: crate::config::Settings,
+    clock: std::sync::Arc<VirtualClock>,
+) -> Result<(std::sync::Arc<Context>, tempfile::TempDir), String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+    let store = crate::store::open(&crate::store::StoreSettings::Sqlite {
+        path: dir.path().join("replay.db"),
+    })
+    .map_err(|e| e.to_string())?;
+    Ok((Context::new(settings, store, clock), dir))
+}
+
 /// What to replay.
 #[derive(Debug, Clone)]
 pub struct ReplaySpec {
