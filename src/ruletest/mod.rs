@@ -113,7 +113,8 @@ pub struct Case {
     /// The tick that rolls back.
     #[serde(default, with = "humantime_serde_opt")]
     pub rollback_at: Option<Millis>,
-    /// No check goes above this level at any tick.
+    /// No check goes above this level at any tick, and no decision names a
+    /// higher level.
     #[serde(default)]
     pub max_level: Option<Level>,
 }
@@ -203,9 +204,7 @@ mod humantime_serde_opt {
     use crate::model::Millis;
     use serde::Deserialize;
 
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Millis>, D::Error> {
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Millis>, D::Error> {
         let s = Option::<String>::deserialize(d)?;
         s.map(|s| super::duration(&s).map_err(serde::de::Error::custom))
             .transpose()
@@ -232,7 +231,8 @@ pub fn show(t: Millis) -> String {
     format!("{sign}{}", humantime::format_duration(d)).replace(' ', "")
 }
 
-/// The outcome of one file: failures as lines for people.
+/// The outcome of one file: its failed cases, each as text for people
+/// (the file, the case, then one line per unmet expectation).
 #[derive(Debug, Default)]
 pub struct FileOutcome {
     pub cases: usize,
@@ -261,11 +261,13 @@ pub async fn run_file(path: &Path) -> FileOutcome {
             Ok(errors) => errors,
             Err(e) => vec![e],
         };
-        outcome.failures.extend(
-            errors
-                .into_iter()
-                .map(|e| format!("{shown}: case {:?}: {e}", case.name)),
-        );
+        if !errors.is_empty() {
+            outcome.failures.push(format!(
+                "{shown}: case {:?}:\n  {}",
+                case.name,
+                errors.join("\n  ")
+            ));
+        }
     }
     outcome
 }
@@ -365,8 +367,8 @@ async fn run_case(path: &Path, file: &TestFile, case: &Case) -> Result<Vec<Strin
     // Series by normalized rendered query, for every source.
     let mut series: BTreeMap<String, Vec<Series>> = BTreeMap::new();
     for (i, s) in case.input_series.iter().enumerate() {
-        let samples = notation::parse(&s.values)
-            .map_err(|e| format!("input_series[{i}].values: {e}"))?;
+        let samples =
+            notation::parse(&s.values).map_err(|e| format!("input_series[{i}].values: {e}"))?;
         if samples.contains(&notation::Token::Fail) {
             return Err(format!(
                 "input_series[{i}].values: `fail` is for probe_results"
@@ -397,15 +399,18 @@ async fn run_case(path: &Path, file: &TestFile, case: &Case) -> Result<Vec<Strin
             }
         };
         series.entry(normalize(&query)).or_default().push(Series {
-            labels: s.labels.clone().unwrap_or_else(|| format!("{{series=\"{i}\"}}")),
+            labels: s
+                .labels
+                .clone()
+                .unwrap_or_else(|| format!("{{series=\"{i}\"}}")),
             interval,
             samples,
         });
     }
     let mut scripted = BTreeMap::new();
     for (i, p) in case.probe_results.iter().enumerate() {
-        let samples = notation::parse(&p.values)
-            .map_err(|e| format!("probe_results[{i}].values: {e}"))?;
+        let samples =
+            notation::parse(&p.values).map_err(|e| format!("probe_results[{i}].values: {e}"))?;
         if samples.contains(&notation::Token::Stale) {
             return Err(format!(
                 "probe_results[{i}].values: `stale` is for input_series"
@@ -469,6 +474,16 @@ async fn run_case(path: &Path, file: &TestFile, case: &Case) -> Result<Vec<Strin
 /// The replay's ticks and decisions, for a failure's reader.
 fn timeline(r: &Replay) -> String {
     let mut out = String::new();
+    // Ticks that leave every check as the previous one did are one line.
+    let mut last: Option<(String, Millis)> = None;
+    let flush = |out: &mut String, last: &Option<(String, Millis)>, upto: Option<Millis>| {
+        if let (Some((_, first)), Some(upto)) = (last, upto) {
+            if upto != *first {
+                *out += &format!("    … the same through {}\n", show(upto));
+            }
+        }
+    };
+    let mut same_until: Option<Millis> = None;
     for t in &r.ticks {
         let checks: Vec<String> = t
             .checks
@@ -481,8 +496,17 @@ fn timeline(r: &Replay) -> String {
                 format!("{}={}({v})", c.name, c.state.as_str())
             })
             .collect();
-        out += &format!("    tick {}: {}\n", show(t.at), checks.join(" "));
+        let text = checks.join(" ");
+        if last.as_ref().is_some_and(|(prev, _)| *prev == text) {
+            same_until = Some(t.at);
+            continue;
+        }
+        flush(&mut out, &last, same_until);
+        out += &format!("    tick {}: {text}\n", show(t.at));
+        last = Some((text, t.at));
+        same_until = None;
     }
+    flush(&mut out, &last, same_until);
     for d in &r.decisions {
         out += &format!("    decision at {}: {}\n", show(d.at), d.reason);
     }
@@ -527,7 +551,9 @@ fn judge(case: &Case, service: &Service, r: &Replay) -> Vec<String> {
                 errors.push(format!(
                     "check {:?} at {at}: expected value {want}, got {}",
                     e.check,
-                    value.map(crate::model::format_value).unwrap_or_else(|| "none".into())
+                    value
+                        .map(crate::model::format_value)
+                        .unwrap_or_else(|| "none".into())
                 ));
             }
         }
@@ -570,6 +596,17 @@ fn judge(case: &Case, service: &Service, r: &Replay) -> Vec<String> {
         }
     }
     if let Some(max) = case.max_level {
+        for d in r
+            .decisions
+            .iter()
+            .filter(|d| d.level.is_some_and(|l| l > max))
+        {
+            errors.push(format!(
+                "expected at most level {max}; at {}: {}",
+                show(d.at),
+                d.reason
+            ));
+        }
         for t in &r.ticks {
             for c in t.checks.iter().filter(|c| c.level > max) {
                 errors.push(format!(
@@ -608,10 +645,7 @@ pub async fn main(files: &[PathBuf]) -> std::process::ExitCode {
             }
         }
     }
-    println!(
-        "{} file(s), {cases} case(s), {failed} failure(s)",
-        files.len()
-    );
+    println!("{} file(s), {cases} case(s), {failed} failed", files.len());
     if failed == 0 && cases > 0 {
         std::process::ExitCode::SUCCESS
     } else {

@@ -85,9 +85,8 @@ fn number(s: &str) -> Result<f64, String> {
 /// are not operators.
 fn start_and_step(s: &str) -> Result<(f64, f64), String> {
     let bytes = s.as_bytes();
-    let op = (1..bytes.len()).find(|&i| {
-        (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E')
-    });
+    let op = (1..bytes.len())
+        .find(|&i| (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E'));
     match op {
         None => Ok((number(s)?, 0.0)),
         Some(i) => {
@@ -128,7 +127,16 @@ mod tests {
     fn symbols_repeat_n_times() {
         assert_eq!(
             parse("1 _x2 stale fail failx2 _").unwrap(),
-            [Value(1.0), Missing, Missing, Stale, Fail, Fail, Fail, Missing]
+            [
+                Value(1.0),
+                Missing,
+                Missing,
+                Stale,
+                Fail,
+                Fail,
+                Fail,
+                Missing
+            ]
         );
         assert_eq!(parse("_x0").unwrap(), []);
     }

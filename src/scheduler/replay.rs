@@ -47,7 +47,8 @@ pub fn context(
     settings: crate::config::Settings,
     clock: std::sync::Arc<VirtualClock>,
 ) -> Result<(std::sync::Arc<Context>, tempfile::TempDir), String> {
-    let dir = tempfile::tempdir().map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+    let dir =
+        tempfile::tempdir().map_err(|e| format!("cannot create a temporary directory: {e}"))?;
     let store = crate::store::open(&crate::store::StoreSettings::Sqlite {
         path: dir.path().join("replay.db"),
     })
@@ -166,8 +167,8 @@ pub async fn run(
             }
             None => {}
         }
-        reached_rollback |= out.rollback.is_some()
-            || decisions.iter().any(|d| d.level == Some(Level::Rollback));
+        reached_rollback |=
+            out.rollback.is_some() || decisions.iter().any(|d| d.level == Some(Level::Rollback));
         checks = out.checks;
         let cadence_next = verdict::cadence_next(service, &release, &checks, now);
         let facts = verdict::facts(
