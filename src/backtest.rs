@@ -3,7 +3,9 @@
 //! had happened at `--release-at`, through the daemon's own ticks
 //! ([`crate::scheduler::replay`]): nothing is written, notified or run.
 //! Probes measure live, so a probe check has no history to replay: it is
-//! inconclusive at every tick (never a breach).
+//! inconclusive at every tick (never a breach). Without `--until` the
+//! replay stops at the end of the watch window or now, whichever comes
+//! first.
 //!
 //! Output: one JSON object per replay (`--format json`; several replays
 //! are a JSON array of them), or for people a table with one line per
@@ -192,11 +194,11 @@ async fn go(args: &Args) -> Result<String, String> {
             None => format!("no services in {}", args.config.display()),
         });
     }
-    let until = args
-        .until
-        .as_deref()
-        .map(|u| instant(u, "--until"))
-        .transpose()?;
+    // History ends now: by default no tick after it.
+    let until = match args.until.as_deref() {
+        Some(u) => instant(u, "--until")?,
+        None => crate::clock::Clock::now(&crate::clock::SystemClock),
+    };
     let mut at = Vec::new();
     for s in &args.release_at {
         at.push(instant(s.trim(), "--release-at")?);
@@ -204,7 +206,7 @@ async fn go(args: &Args) -> Result<String, String> {
     let mut runs = Vec::new();
     for service in services {
         for &t in &at {
-            runs.push(run(&settings, service, t, until).await?);
+            runs.push(run(&settings, service, t, Some(until)).await?);
         }
     }
     Ok(match args.format.as_str() {
