@@ -1,8 +1,8 @@
 //! Replaying a release: the daemon's tick (`tick::evaluate`) and its
 //! between-tick semantics — the check records carried from one tick to the
 //! next (trackers, `evaluated_until`), the cadence with `escalate_every`,
-//! the rollback trigger and the verdict (`verdict.rs`) — run on a virtual clock, tick
-//! after tick, with nothing written, notified or run. `test-rules` replays
+//! the rollback trigger and the verdict (`verdict.rs`) — run on a virtual
+//! clock, tick after tick, with nothing written, notified or run. `test-rules` replays
 //! in-memory series and scripted probes through it; `backtest` replays the
 //! history the configured sources hold.
 //!
