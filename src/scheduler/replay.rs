@@ -2,9 +2,9 @@
 //! between-tick semantics — the check records carried from one tick to the
 //! next (trackers, `evaluated_until`), the cadence with `escalate_every`,
 //! the rollback trigger and the verdict (`verdict.rs`) — run on a virtual
-//! clock, tick after tick, with nothing written, notified or run. `test-rules` replays
-//! in-memory series and scripted probes through it; `backtest` replays the
-//! history the configured sources hold.
+//! clock, tick after tick, with nothing written, notified or run.
+//! `test-rules` replays in-memory series and scripted probes through it;
+//! `backtest` replays the history the configured sources hold.
 //!
 //! The replay stops at the first tick that would have rolled back (a check
 //! at the rollback level at the reading's last sample, or the health score
