@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 
 need=()
 [ -x /usr/bin/prometheus ] || need+=(prometheus)
+# promtool (same package) backfills history for the backtest test.
+[ -x /usr/bin/promtool ] || need+=(prometheus)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v prlimit >/dev/null 2>&1 || need+=(util-linux)

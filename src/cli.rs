@@ -1,4 +1,5 @@
-//! The command line: `run`, `check`, `status`, `report`, `demo`, `notify-test` (one function per
+//! The command line: `run`, `check`, `status`, `report`, `demo`, `notify-test`,
+//! `test-rules`, `backtest` (one function per
 //! command below, dispatched from [`main`]), and the hidden helpers
 //! `demo-rollback` and `hook-supervisor`.
 
@@ -70,6 +71,32 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run rule-pack unit tests (see docs/rules.md); exit 0 when every case passes.
+    TestRules {
+        /// Test files (YAML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Replay a service's rule packs against the history in its sources as if a release had happened at `--release-at`.
+    Backtest {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The service (`[[services]] name`); or `--all-services`.
+        #[arg(long, required_unless_present = "all_services")]
+        service: Option<String>,
+        /// Every configured service.
+        #[arg(long, conflicts_with = "service")]
+        all_services: bool,
+        /// The release instant(s): RFC3339 or unix seconds; repeat it (or separate with commas) for several releases.
+        #[arg(long, required = true, value_delimiter = ',')]
+        release_at: Vec<String>,
+        /// No tick after this instant (default: the end of the watch window).
+        #[arg(long)]
+        until: Option<String>,
+        /// text or json.
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
     /// The demo's rollback hook (restores the simulated service).
     #[command(hide = true)]
     DemoRollback { url: String },
@@ -122,6 +149,21 @@ pub fn main() -> ExitCode {
         Command::NotifyTest { notifier, config } => {
             runtime().block_on(crate::notify_test::run(&config_path(config), &notifier))
         }
+        Command::TestRules { files } => runtime().block_on(crate::ruletest::main(&files)),
+        Command::Backtest {
+            config,
+            service,
+            all_services,
+            release_at,
+            until,
+            format,
+        } => runtime().block_on(crate::backtest::main(crate::backtest::Args {
+            config: config_path(config),
+            service: if all_services { None } else { service },
+            release_at,
+            until,
+            format,
+        })),
         Command::DemoRollback { url } => runtime().block_on(crate::demo::rollback_hook(&url)),
         Command::HookSupervisor {
             status_file,

@@ -91,6 +91,12 @@ impl Context {
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
     }
 
+    /// Replaces the sources built from the settings (`test-rules` serves
+    /// its in-memory series and scripted probes under the configured names).
+    pub fn replace_sources(&self, sources: Sources) {
+        *self.sources.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(sources);
+    }
+
     /// The sources in force now.
     pub fn sources(&self) -> Arc<Sources> {
         self.sources

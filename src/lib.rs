@@ -20,13 +20,15 @@
 //!   command line; [`demo`] the self-contained demo; [`systemd`] readiness
 //!   and watchdog notifications; [`telemetry`] the daemon's own metrics;
 //!   [`report`] renders release objects for people; [`notify_test`] sends a
-//!   test message through one notifier.
+//!   test message through one notifier; [`ruletest`] runs rule-pack tests
+//!   (`test-rules`) and [`backtest`] replays history (`backtest`).
 
 #![forbid(unsafe_code)]
 
 pub mod actions;
 pub mod api;
 pub mod app;
+pub mod backtest;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -37,6 +39,7 @@ pub mod intake;
 pub mod model;
 pub mod notify_test;
 pub mod report;
+pub mod ruletest;
 pub mod scheduler;
 pub mod section;
 pub mod sources;

@@ -19,7 +19,9 @@
 //!   each, what a watch's end sends (resolves, the summary);
 //! - `incidents.rs` — which incidents are open at which notifier, from the
 //!   outbox (what closing messages and reminders follow);
-//! - `reminders.rs` — `repeat_every` reminders while a level holds.
+//! - `reminders.rs` — `repeat_every` reminders while a level holds;
+//! - [`replay`] — the same ticks on a virtual clock, nothing written or
+//!   sent (`test-rules`, `backtest`).
 //!
 //! The tiered tick schedule is [`crate::config::Cadence`].
 
@@ -35,6 +37,7 @@ mod messages;
 pub mod points;
 mod read;
 mod reminders;
+pub mod replay;
 mod rollback;
 #[cfg(test)]
 mod tests;

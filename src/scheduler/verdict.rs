@@ -4,9 +4,12 @@
 //! the watch does next — keep watching, retry the unread checks, stop for a
 //! rollback, end verified, or end unverified. No store, no clock, no runtime:
 //! `watch.rs` gathers the facts and turns the verdict into decisions, pages
-//! and the tick's commit.
+//! and the tick's commit. The replay (`replay.rs`) gathers the same facts
+//! with the same functions ([`cadence_next`], [`facts`]).
 
-use crate::model::Millis;
+use crate::config::Service;
+use crate::model::{CheckRecord, CheckState, Level, Millis, Release};
+use crate::sources::Reads;
 
 /// Shortest and longest pause between retries of checks the window's last
 /// ticks could not read.
@@ -119,6 +122,87 @@ pub fn decide(f: &Facts) -> Verdict {
         }
     }
     Verdict::Verified { unjudged }
+}
+
+/// The cadence's next tick after a tick at `now` that left `checks`,
+/// escalated while a check is above `ok` ([`escalated`]); `None` once the
+/// window is over.
+pub fn cadence_next(
+    service: &Service,
+    release: &Release,
+    checks: &[CheckRecord],
+    now: Millis,
+) -> Option<Millis> {
+    let cadence = service.cadence_for(release);
+    cadence.next_tick(release.started_at, now).map(|next| {
+        escalated(
+            next,
+            now,
+            cadence.escalate_every(min_step(service)),
+            checks.iter().any(|c| c.level > Level::Ok),
+        )
+    })
+}
+
+/// The [`Facts`] after a tick at `now` that left `checks`.
+pub fn facts(
+    service: &Service,
+    release: &Release,
+    checks: &[CheckRecord],
+    now: Millis,
+    cadence_next: Option<Millis>,
+    rollback_requested: bool,
+    reached_rollback: bool,
+) -> Facts {
+    let cadence = service.cadence_for(release);
+    let window_end = release.started_at + cadence.length();
+    Facts {
+        now,
+        due: release.next_check_at,
+        cadence_next,
+        window_end,
+        last_every: cadence.last_every(),
+        // Range checks the window's last ticks could not read (source down).
+        unread: unread_checks(service, checks, window_end),
+        inconclusive: checks
+            .iter()
+            .filter(|c| c.state == CheckState::Inconclusive)
+            .map(|c| c.name.clone())
+            .collect(),
+        rollback_requested,
+        reached_rollback,
+    }
+}
+
+/// Range checks whose readings stop short of the window's end (the last
+/// grid point at or before it).
+fn unread_checks(service: &Service, checks: &[CheckRecord], window_end: Millis) -> Vec<String> {
+    service
+        .checks
+        .iter()
+        .filter(|spec| spec.source.reads != Reads::Probe)
+        .filter(|spec| {
+            let step = (spec.step.as_millis() as Millis).max(1);
+            let last_point = window_end.div_euclid(step) * step;
+            let until = checks
+                .iter()
+                .find(|c| c.name == spec.name)
+                .and_then(|c| c.evaluated_until);
+            until.is_none_or(|u| u < last_point)
+        })
+        .map(|spec| spec.name.clone())
+        .collect()
+}
+
+/// The smallest `step` of a service's checks (probes count with the
+/// default step): the escalated interval by default.
+fn min_step(service: &Service) -> Millis {
+    service
+        .checks
+        .iter()
+        .map(|c| crate::section::saturating_millis(c.step))
+        .min()
+        .unwrap_or_else(|| crate::section::saturating_millis(crate::config::DEFAULT_STEP))
 }
 
 #[cfg(test)]

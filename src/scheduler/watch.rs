@@ -6,12 +6,8 @@
 
 use super::read::scrape_holds;
 use super::{messages, reminders, rollback, tick, verdict, Guardian};
-use crate::config::Service;
-use crate::model::{
-    CheckRecord, CheckState, Decision, Level, Millis, Release, ReleaseStatus, Severity,
-};
+use crate::model::{Decision, Level, Millis, Release, ReleaseStatus, Severity};
 use crate::sources::scrape::Target;
-use crate::sources::Reads;
 use crate::store::{StoreError, TickApplied, TickCommit};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -290,37 +286,20 @@ async fn tick_once(
         None => {}
     }
 
-    let cadence = service.cadence_for(release);
-    let window_end = release.started_at + cadence.length();
-    let cadence_next = cadence.next_tick(release.started_at, now).map(|next| {
-        verdict::escalated(
-            next,
-            now,
-            cadence.escalate_every(min_step(service)),
-            commit.checks.iter().any(|c| c.level > Level::Ok),
-        )
-    });
+    let cadence_next = verdict::cadence_next(service, release, &commit.checks, now);
     let rollback_requested = commit.rollback.is_some();
     let reached_rollback = out.rollback.is_some()
         || (verdict::needs_history(cadence_next, rollback_requested)
             && reached_rollback_before(g, &release.id).await?);
-    let facts = verdict::Facts {
+    let facts = verdict::facts(
+        service,
+        release,
+        &commit.checks,
         now,
-        due: release.next_check_at,
         cadence_next,
-        window_end,
-        last_every: cadence.last_every(),
-        // Range checks the window's last ticks could not read (source down).
-        unread: unread_checks(service, &commit.checks, window_end),
-        inconclusive: commit
-            .checks
-            .iter()
-            .filter(|c| c.state == CheckState::Inconclusive)
-            .map(|c| c.name.clone())
-            .collect(),
         rollback_requested,
         reached_rollback,
-    };
+    );
     let verdict = verdict::decide(&facts);
     commit.next_check_at = verdict.next_check_at(&facts);
     match &verdict {
@@ -431,37 +410,6 @@ async fn tick_once(
             Next::Stop
         }),
     }
-}
-
-/// Range checks whose readings stop short of the window's end (the last
-/// grid point at or before it).
-fn unread_checks(service: &Service, checks: &[CheckRecord], window_end: Millis) -> Vec<String> {
-    service
-        .checks
-        .iter()
-        .filter(|spec| spec.source.reads != Reads::Probe)
-        .filter(|spec| {
-            let step = (spec.step.as_millis() as Millis).max(1);
-            let last_point = window_end.div_euclid(step) * step;
-            let until = checks
-                .iter()
-                .find(|c| c.name == spec.name)
-                .and_then(|c| c.evaluated_until);
-            until.is_none_or(|u| u < last_point)
-        })
-        .map(|spec| spec.name.clone())
-        .collect()
-}
-
-/// The smallest `step` of a service's checks (probes count with the
-/// default step): the escalated interval by default.
-fn min_step(service: &Service) -> Millis {
-    service
-        .checks
-        .iter()
-        .map(|c| crate::section::saturating_millis(c.step))
-        .min()
-        .unwrap_or_else(|| crate::section::saturating_millis(crate::config::DEFAULT_STEP))
 }
 
 async fn reached_rollback_before(g: &Guardian, id: &str) -> Result<bool, StoreError> {

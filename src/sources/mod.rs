@@ -138,6 +138,15 @@ impl Sources {
         }
     }
 
+    /// Sources given as they are (`test-rules`: in-memory series and
+    /// scripted probes in place of the configured servers).
+    pub fn from_parts(
+        range: BTreeMap<String, Result<Arc<dyn RangeSource>, String>>,
+        prober: probe::Prober,
+    ) -> Self {
+        Self { range, prober }
+    }
+
     /// The query source `name`: None when it is not configured, an error
     /// when it could not be built.
     pub fn range(&self, name: &str) -> Option<&Result<Arc<dyn RangeSource>, String>> {

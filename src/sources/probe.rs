@@ -37,7 +37,7 @@ use crate::transport::{classify, tracking_resolution, Failure};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// `source: probe`: a check on one of the service's `[[services.probes]]`.
@@ -409,6 +409,15 @@ fn client_for(key: &ClientKey) -> Result<reqwest::Client, String> {
 pub struct Prober {
     default: reqwest::Client,
     others: Mutex<HashMap<ClientKey, reqwest::Client>>,
+    /// Results given instead of sending requests (`test-rules`).
+    script: Option<Arc<dyn ProbeScript>>,
+}
+
+/// Probe results given in advance instead of measured: what `test-rules`
+/// replays. The burst is summed up exactly as measured ones are.
+pub trait ProbeScript: Send + Sync {
+    /// The results of one tick's burst of `cfg` (one per request).
+    fn burst(&self, cfg: &ProbeConfig) -> Vec<ProbeResult>;
 }
 
 /// What a tick's burst of requests gave.
@@ -497,6 +506,15 @@ impl Prober {
         Self {
             default: http,
             others: Mutex::new(HashMap::new()),
+            script: None,
+        }
+    }
+
+    /// A prober that sends nothing: each burst's results come from `script`.
+    pub fn scripted(script: Arc<dyn ProbeScript>) -> Self {
+        Self {
+            script: Some(script),
+            ..Self::new(reqwest::Client::new())
         }
     }
 
@@ -525,12 +543,17 @@ impl Prober {
     /// `permits` (the one semaphore bounding every source request), and
     /// sums them up.
     pub async fn burst(&self, cfg: &ProbeConfig, permits: &tokio::sync::Semaphore) -> BurstResult {
-        let n = cfg.burst.max(1);
-        let attempts = futures_util::future::join_all((0..n).map(|_| async {
-            let _permit = permits.acquire().await;
-            self.attempt(cfg).await
-        }))
-        .await;
+        let attempts = match &self.script {
+            Some(script) => script.burst(cfg),
+            None => {
+                futures_util::future::join_all((0..cfg.burst.max(1)).map(|_| async {
+                    let _permit = permits.acquire().await;
+                    self.attempt(cfg).await
+                }))
+                .await
+            }
+        };
+        let n = attempts.len() as u32;
         let mut out = BurstResult {
             sent: n,
             passed: 0,

@@ -97,6 +97,45 @@ impl Prometheus {
         me
     }
 
+    /// Starts Prometheus on history: `openmetrics` (an OpenMetrics text
+    /// ending in `# EOF`) backfilled into its data directory with
+    /// `promtool tsdb create-blocks-from openmetrics`, nothing scraped;
+    /// returns once it answers `/-/ready`. Samples older than Prometheus'
+    /// retention (15 days) are dropped by it.
+    pub async fn start_with_history(openmetrics: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("history.om");
+        std::fs::write(&input, openmetrics).unwrap();
+        let promtool = binary().with_file_name("promtool");
+        assert!(
+            promtool.exists(),
+            "{} is missing: install Debian's `prometheus` package (scripts/test.sh does)",
+            promtool.display()
+        );
+        let data = dir.path().join("data");
+        let out = Command::new(&promtool)
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&input)
+            .arg(&data)
+            .output()
+            .expect("run promtool");
+        assert!(
+            out.status.success(),
+            "promtool tsdb create-blocks-from openmetrics failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let me = Self::spawn_in(dir, "none", |_| "127.0.0.1:1".into(), None);
+        let http = reqwest::Client::new();
+        let ready = format!("{}/-/ready", me.url);
+        wait_for("prometheus /-/ready", Duration::from_secs(60), || {
+            let r = http.get(&ready).send();
+            async move { r.await.ok()?.status().is_success().then_some(()) }
+        })
+        .await;
+        me
+    }
+
     /// Spawns the binary scraping `target(port)` as job `job`. Panics (fails
     /// the test) when Prometheus is not installed: `scripts/test.sh`
     /// installs it.
@@ -105,13 +144,22 @@ impl Prometheus {
     }
 
     fn spawn_with(job: &str, target: impl FnOnce(u16) -> String, web_config: Option<&str>) -> Self {
+        Self::spawn_in(tempfile::tempdir().unwrap(), job, target, web_config)
+    }
+
+    /// Spawns the binary with its config, data (`data/`) and log in `dir`.
+    fn spawn_in(
+        dir: tempfile::TempDir,
+        job: &str,
+        target: impl FnOnce(u16) -> String,
+        web_config: Option<&str>,
+    ) -> Self {
         let binary = binary();
         assert!(
             binary.exists(),
             "{} is missing: install Debian's `prometheus` package (scripts/test.sh does)",
             binary.display()
         );
-        let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(

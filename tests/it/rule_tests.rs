@@ -1,0 +1,109 @@
+//! `release-guardian test-rules`: every shipped rule pack has a test file
+//! that names it, and every shipped test file passes (so CI runs them all);
+//! a failing case exits 1 and says which file, case, check and instant,
+//! expected vs got.
+
+use crate::support::{bin, stdout_and_stderr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn every_shipped_pack_has_a_test_file_and_every_test_passes() {
+    let tests = files(&root().join("rules/tests"), ".test.yaml");
+    let texts: Vec<String> = tests
+        .iter()
+        .map(|t| std::fs::read_to_string(t).unwrap())
+        .collect();
+    for pack in files(&root().join("rules"), ".yaml") {
+        let name = pack.file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            texts.iter().any(|t| t.contains(&format!("../{name}"))),
+            "rules/{name} has no test in rules/tests/"
+        );
+    }
+    let out = Command::new(bin())
+        .arg("test-rules")
+        .args(&tests)
+        .output()
+        .unwrap();
+    let all = stdout_and_stderr(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains(&format!("{} file(s)", tests.len())), "{all}");
+    assert!(all.contains(" 0 failed"), "{all}");
+}
+
+#[test]
+fn a_failing_case_says_what_was_expected_and_what_came() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pack.yaml"),
+        "checks:\n  - name: errors\n    source: prometheus\n    query: errors{service=\"{{service}}\"}\n    rollback: { above: 0.05, for: 5m }\n",
+    )
+    .unwrap();
+    let test = dir.path().join("pack.test.yaml");
+    std::fs::write(
+        &test,
+        "rule_files: [pack.yaml]\ntests:\n  - name: late\n    release_at: 0s\n    input_series:\n      - query: errors{service=\"checkout\"}\n        values: '0.001x9 0.1x30'\n    expect:\n      - { at: 10m, check: errors, state: ok }\n    rollback_at: 20m\n  - name: right\n    release_at: 0s\n    input_series:\n      - check: errors\n        values: '0.001x9 0.1x30'\n    verdict: rollback\n    rollback_at: 15m\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .arg("test-rules")
+        .arg(&test)
+        .output()
+        .unwrap();
+    let all = stdout_and_stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains(&format!("FAILED {}: case \"late\":", test.display())),
+        "{all}"
+    );
+    // At 10m the breach is 0 minutes old: pending, the level still ok.
+    assert!(!all.contains("check \"errors\" at 10m"), "{all}");
+    assert!(
+        all.contains("expected the rollback at 20m, got 15m"),
+        "{all}"
+    );
+    assert!(!all.contains("case \"right\""), "{all}");
+    assert!(all.contains("1 file(s), 2 case(s), 1 failed"), "{all}");
+}
+
+#[test]
+fn a_bad_series_is_named_with_its_case() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pack.yaml"),
+        "checks:\n  - name: errors\n    source: prometheus\n    query: errors\n    rollback: { above: 0.05 }\n",
+    )
+    .unwrap();
+    let test = dir.path().join("t.yaml");
+    std::fs::write(
+        &test,
+        "rule_files: [pack.yaml]\ntests:\n  - name: typo\n    release_at: 0s\n    input_series:\n      - check: errors\n        values: '1 2 x3'\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .arg("test-rules")
+        .arg(&test)
+        .output()
+        .unwrap();
+    let all = stdout_and_stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("case \"typo\":\n  input_series[0].values: `x3`"),
+        "{all}"
+    );
+}
