@@ -36,6 +36,7 @@ pub mod points;
 mod read;
 mod reminders;
 mod rollback;
+mod signatures;
 #[cfg(test)]
 mod tests;
 mod tick;

@@ -44,6 +44,7 @@ mod rollback_hook;
 mod rollback_hook_env;
 mod scrape_source;
 mod shutdown;
+mod signatures;
 mod store_contract;
 mod systemd;
 mod webhooks;
