@@ -361,9 +361,15 @@ async fn a_canary_worse_than_stable_rolls_back_and_a_shared_fault_does_not() {
         .iter()
         .find(|v| v["value"] == e["value"])
         .expect("the transition's point");
-    let (v, b) = (at["value"].as_f64().unwrap(), at["baseline"].as_f64().unwrap());
+    let (v, b) = (
+        at["value"].as_f64().unwrap(),
+        at["baseline"].as_f64().unwrap(),
+    );
     assert!(v - b > 0.02, "{e}");
-    assert!((b - 0.03).abs() < 0.005, "stable's ratio as the baseline: {e}");
+    assert!(
+        (b - 0.03).abs() < 0.005,
+        "stable's ratio as the baseline: {e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -62,16 +62,20 @@ impl Prometheus {
         let http = reqwest::Client::new();
         let query = format!("count(up{{job=\"target\"}} == 1) == {}", targets.len());
         let url = me.url.clone();
-        wait_for("prometheus ready and every target up", Duration::from_secs(60), || {
-            let r = http
-                .get(format!("{url}/api/v1/query"))
-                .query(&[("query", query.as_str())])
-                .send();
-            async move {
-                let v: serde_json::Value = r.await.ok()?.json().await.ok()?;
-                (!v["data"]["result"].as_array()?.is_empty()).then_some(())
-            }
-        })
+        wait_for(
+            "prometheus ready and every target up",
+            Duration::from_secs(60),
+            || {
+                let r = http
+                    .get(format!("{url}/api/v1/query"))
+                    .query(&[("query", query.as_str())])
+                    .send();
+                async move {
+                    let v: serde_json::Value = r.await.ok()?.json().await.ok()?;
+                    (!v["data"]["result"].as_array()?.is_empty()).then_some(())
+                }
+            },
+        )
         .await;
         me
     }
