@@ -181,6 +181,14 @@ mod tests {
                 "db error code=-<n> at <ts>",
             ),
             ("connection refused.", "connection refused."),
+            (
+                "ERROR order 48213 failed for req a1b2c3",
+                "ERROR order <n> failed for req <id>",
+            ),
+            (
+                "ERROR order 7 failed for req f00d99",
+                "ERROR order <n> failed for req <id>",
+            ),
         ];
         for (line, want) in cases {
             assert_eq!(signature(line), want, "{line}");

@@ -1,7 +1,8 @@
 //! Reading a check that judges more than its own series against
 //! thresholds: a traffic floor (`min_traffic`), a baseline (`baseline`:
 //! canary vs stable, `offset`, `before_release`), a statistical comparison
-//! (`compare`) and burn rates (`burn_rate`). Each reads its extra series
+//! (`compare`) and burn rates (`burn_rate`); new log error signatures
+//! (`new_error_signatures`) are read in `signatures.rs`. Each reads its extra series
 //! through the same range source, hands the engine samples to judge, and
 //! says what it judged (the evidence every decision of the check carries).
 
@@ -30,7 +31,7 @@ pub struct Judged {
 }
 
 impl Judged {
-    fn new(reading: Reading, query: Option<String>) -> Self {
+    pub(super) fn new(reading: Reading, query: Option<String>) -> Self {
         Self {
             reading,
             query,
@@ -40,7 +41,7 @@ impl Judged {
         }
     }
 
-    fn failed(reason: String, at: Millis, query: Option<String>) -> Self {
+    pub(super) fn failed(reason: String, at: Millis, query: Option<String>) -> Self {
         Self::new(
             Reading::Inconclusive {
                 reason,
@@ -97,15 +98,8 @@ pub async fn read(
             ..Judged::new(reading, query)
         };
     }
-    if j.new_error_signatures.is_some() {
-        // The signature reduction is in the engine (`engine::signatures`);
-        // reading log lines needs the loki source's line reads.
-        return Judged::failed(
-            "new_error_signatures: this build cannot read log lines from the loki source yet"
-                .into(),
-            sources.now(),
-            None,
-        );
+    if let Some(template) = &j.new_error_signatures {
+        return super::signatures::read(sources, spec, template, evaluated_until).await;
     }
     let source = match sources.range_source(spec) {
         Ok(s) => s,

@@ -39,6 +39,7 @@ mod read;
 mod reminders;
 pub mod replay;
 mod rollback;
+mod signatures;
 #[cfg(test)]
 mod tests;
 mod tick;

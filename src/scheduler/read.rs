@@ -155,6 +155,31 @@ impl<'a> TickSources<'a> {
         }
     }
 
+    /// Reads log lines through `source` (under the shared bound on source
+    /// requests; errors counted like range reads').
+    pub(super) async fn logs(
+        &self,
+        source: &dyn RangeSource,
+        q: &LogQuery,
+    ) -> Result<Vec<LogLine>, String> {
+        let labels = SourceLabels {
+            source: source.name().into(),
+        };
+        let permit = self.ctx.source_permits.acquire().await;
+        let t0 = Instant::now();
+        let res = source.query_logs(q).await;
+        drop(permit);
+        let telemetry = &self.ctx.telemetry;
+        telemetry
+            .source_latency
+            .get_or_create(&labels)
+            .observe(t0.elapsed().as_secs_f64());
+        res.map_err(|e| {
+            telemetry.source_errors.get_or_create(&labels).inc();
+            e.to_string()
+        })
+    }
+
     /// True when this tick runs after the watch window: a retry scheduled
     /// past its end, or a (late) tick more than a minute past it.
     fn past_window(&self) -> bool {

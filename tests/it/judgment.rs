@@ -7,6 +7,10 @@
 //! - `a_pre_existing_error_rate_is_not_a_regression`: `worse_by` against
 //!   the window before the release keeps a release that changed nothing.
 //! - `a_fast_burn_pages_once_both_windows_burn`: multi-window burn rates.
+//! - `a_canary_worse_than_stable_rolls_back_and_a_shared_fault_does_not`:
+//!   `baseline: { query }`, canary vs stable, two real targets.
+//! - `an_offset_baseline_compares_with_the_same_instants_earlier`:
+//!   `baseline: { offset }` against Prometheus's own history.
 //! - `escalation_acts_between_the_tiers_ticks`: a cadence compressed to
 //!   seconds; once a check leaves `ok` the watch ticks at its step.
 
@@ -296,4 +300,120 @@ async fn escalation_acts_between_the_tiers_ticks() {
         "acted {} ms after the fault",
         decided - fault
     );
+}
+
+/// `RATIO` of one target (its `instance` label).
+fn ratio_of(addr: std::net::SocketAddr) -> String {
+    RATIO.replace(
+        r#"service="{{service}}""#,
+        &format!(r#"service="{{{{service}}}}",instance="{addr}""#),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canary_worse_than_stable_rolls_back_and_a_shared_fault_does_not() {
+    let (stable, canary) = (Target::start().await, Target::start().await);
+    // A shared dependency fails: both tracks at 3 % errors.
+    stable.set_error_ratio(0.03);
+    canary.set_error_ratio(0.03);
+    let prom = Prometheus::start_targets(&[stable.addr, canary.addr]).await;
+    history(&prom, 6).await;
+    let rules = format!(
+        "checks:\n  - name: canary_vs_stable\n    source: prometheus\n    query: '{}'\n    step: 1s\n    baseline: {{ query: '{}' }}\n    rollback: {{ above: 0.01, worse_by: 0.02, for: 2s }}\n",
+        ratio_of(canary.addr),
+        ratio_of(stable.addr)
+    );
+    let s = setup(
+        &prom.url,
+        &rules,
+        "tiers = [ { until = \"90s\", every = \"2s\" } ]",
+    );
+    let d = Daemon::start(&s.config, &s.listen).await;
+    let id = register(&d).await;
+    // Above the line, but no worse than stable: ok, tick after tick.
+    let first = now_ms();
+    let r = d
+        .release_until(&id, "ten seconds judged ok", Duration::from_secs(40), |r| {
+            state(r, "canary_vs_stable") == "ok"
+                && r["checks"][0]["evaluated_until"]
+                    .as_str()
+                    .is_some_and(|t| ms(&json!(t)) >= first + 10_000)
+        })
+        .await;
+    assert_eq!(r["status"], "watching", "{r}");
+    assert!(entered(&r, "canary_vs_stable", "rollback").is_none(), "{r}");
+    // The canary alone gets worse.
+    canary.set_error_ratio(0.2);
+    let r = d
+        .release_until(&id, "the rollback", Duration::from_secs(60), ended)
+        .await;
+    assert_eq!(r["status"], "rolled_back", "{r}");
+    let e = &entered(&r, "canary_vs_stable", "rollback").expect("a rollback-level decision")
+        ["evidence"];
+    assert_eq!(
+        e["baseline"]["query"].as_str().unwrap(),
+        ratio_of(stable.addr).replace("{{service}}", "checkout"),
+        "{e}"
+    );
+    let at = e["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["value"] == e["value"])
+        .expect("the transition's point");
+    let (v, b) = (
+        at["value"].as_f64().unwrap(),
+        at["baseline"].as_f64().unwrap(),
+    );
+    assert!(v - b > 0.02, "{e}");
+    assert!(
+        (b - 0.03).abs() < 0.005,
+        "stable's ratio as the baseline: {e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_offset_baseline_compares_with_the_same_instants_earlier() {
+    let target = Target::start().await;
+    let prom = Prometheus::start(target.addr).await;
+    // 20 s of history at 0.1 % errors, then 4 % errors (the daily peak,
+    // say) before and after the release.
+    history(&prom, 20).await;
+    let peak = now_ms();
+    target.set_error_ratio(0.04);
+    let rules = "checks:\n  - name: errors_vs_earlier\n    source: prometheus\n    query: 'RATIO'\n    step: 1s\n    baseline: { offset: 20s }\n    rollback: { above: 0.01, worse_by: 0.1, for: 2s }\n";
+    let s = setup(
+        &prom.url,
+        rules,
+        "tiers = [ { until = \"90s\", every = \"2s\" } ]",
+    );
+    let d = Daemon::start(&s.config, &s.listen).await;
+    let id = register(&d).await;
+    d.release_until(&id, "a first judgment", Duration::from_secs(30), |r| {
+        state(r, "errors_vs_earlier") == "ok"
+    })
+    .await;
+    // 30 % errors: worse by far than 20 s earlier.
+    target.set_error_ratio(0.3);
+    let r = d
+        .release_until(&id, "the rollback", Duration::from_secs(60), ended)
+        .await;
+    assert_eq!(r["status"], "rolled_back", "{r}");
+    let up = entered(&r, "errors_vs_earlier", "rollback").expect("a rollback-level decision");
+    let e = &up["evidence"];
+    assert_eq!(e["baseline"]["offset"], "20s", "{e}");
+    // Each point's baseline is the ratio 20 s before it: before the fault
+    // (0.1 % before `peak`, 4 % after), never the fault's own 30 %.
+    for v in e["values"].as_array().unwrap() {
+        let b = v["baseline"].as_f64().expect("a baseline value");
+        let earlier = ms(&v["at"]) - 20_000;
+        assert!(b < 0.05, "{v}");
+        if earlier > peak + 6_000 {
+            assert!((b - 0.04).abs() < 0.005, "{v}");
+        }
+    }
+    assert!(e["value"].as_f64().unwrap() > 0.11, "{e}");
+    assert!(std::fs::read_to_string(&s.hook_log)
+        .unwrap()
+        .contains("errors_vs_earlier"));
 }

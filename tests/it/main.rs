@@ -46,6 +46,7 @@ mod rollback_hook_env;
 mod rule_tests;
 mod scrape_source;
 mod shutdown;
+mod signatures;
 mod store_contract;
 mod systemd;
 mod webhooks;

@@ -53,6 +53,33 @@ impl Prometheus {
         me
     }
 
+    /// Starts Prometheus scraping every one of `targets` as job `target`
+    /// (told apart by their `instance` label, `host:port`); returns once
+    /// all are up.
+    pub async fn start_targets(targets: &[SocketAddr]) -> Self {
+        let list: Vec<String> = targets.iter().map(ToString::to_string).collect();
+        let me = Self::spawn("target", |_| list.join("', '"));
+        let http = reqwest::Client::new();
+        let query = format!("count(up{{job=\"target\"}} == 1) == {}", targets.len());
+        let url = me.url.clone();
+        wait_for(
+            "prometheus ready and every target up",
+            Duration::from_secs(60),
+            || {
+                let r = http
+                    .get(format!("{url}/api/v1/query"))
+                    .query(&[("query", query.as_str())])
+                    .send();
+                async move {
+                    let v: serde_json::Value = r.await.ok()?.json().await.ok()?;
+                    (!v["data"]["result"].as_array()?.is_empty()).then_some(())
+                }
+            },
+        )
+        .await;
+        me
+    }
+
     /// Starts Prometheus scraping itself as job `prometheus`; returns once
     /// it answers `/-/ready` (its first scrape may still be to come).
     pub async fn start_self() -> Self {
