@@ -38,6 +38,7 @@ mod recovery;
 mod reload;
 mod remote_client;
 mod remote_config;
+mod replicas;
 mod report_ui;
 mod resilience;
 mod rollback_hook;
