@@ -429,6 +429,7 @@ impl Guardian {
                 }
                 let ids: Vec<String> = me.lock_watches().keys().cloned().collect();
                 if ids.is_empty() {
+                    me.ctx.telemetry.leases_held.set(0);
                     me.adopt_if_shared().await;
                     continue;
                 }

@@ -143,7 +143,13 @@ pub fn parse_section(
     state_directory: Option<&str>,
 ) -> Option<StoreSettings> {
     match section {
-        Some(s) if s.fields.as_inline_table().is_some_and(|t| t.contains_key("url")) => postgres::parse_section(s, state_directory),
+        Some(s)
+            if s.fields
+                .as_inline_table()
+                .is_some_and(|t| t.contains_key("url")) =>
+        {
+            postgres::parse_section(s, state_directory)
+        }
         section => sqlite::parse_section(section, state_directory),
     }
 }

@@ -130,8 +130,7 @@ pub fn parse_section(
     let password = match &c.password_file {
         Some(f) => {
             let p = s.at.key("password_file");
-            let secret =
-                crate::section::read_secret(f, s.base, &p, "password_file", s.report);
+            let secret = crate::section::read_secret(f, s.base, &p, "password_file", s.report);
             ok &= secret.is_some();
             secret
         }
@@ -139,7 +138,10 @@ pub fn parse_section(
     };
     if let Some(f) = &c.ca_file {
         if let Err(e) = std::fs::metadata(s.base.join(f)) {
-            s.error("ca_file", format!("cannot read `ca_file` {}: {e}", f.display()));
+            s.error(
+                "ca_file",
+                format!("cannot read `ca_file` {}: {e}", f.display()),
+            );
             ok = false;
         }
     }
@@ -207,8 +209,13 @@ impl PostgresStore {
     /// The driver's config and TLS connector for `settings`.
     fn connect_parts(
         settings: &PostgresSettings,
-    ) -> Result<(tokio_postgres::Config, tokio_postgres_rustls::MakeRustlsConnect), StoreError>
-    {
+    ) -> Result<
+        (
+            tokio_postgres::Config,
+            tokio_postgres_rustls::MakeRustlsConnect,
+        ),
+        StoreError,
+    > {
         let mut cfg: tokio_postgres::Config = settings
             .url
             .parse()
@@ -364,7 +371,8 @@ impl Store for PostgresStore {
         source: &str,
         delivery: &str,
     ) -> Result<Option<String>, StoreError> {
-        in_tx!(self, |tx| ops::delivery_release(&tx, source, delivery).await)
+        in_tx!(self, |tx| ops::delivery_release(&tx, source, delivery)
+            .await)
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
@@ -428,7 +436,8 @@ impl Store for PostgresStore {
         decision: &Decision,
         silence: &Silence,
     ) -> Result<Option<Release>, StoreError> {
-        in_tx!(self, |tx| ops::ack(&tx, release_id, decision, silence).await)
+        in_tx!(self, |tx| ops::ack(&tx, release_id, decision, silence)
+            .await)
     }
 
     async fn append_decision(
@@ -436,7 +445,8 @@ impl Store for PostgresStore {
         release_id: &str,
         decision: &Decision,
     ) -> Result<(), StoreError> {
-        in_tx!(self, |tx| ops::append_decision(&tx, release_id, decision).await)
+        in_tx!(self, |tx| ops::append_decision(&tx, release_id, decision)
+            .await)
     }
 
     async fn enqueue(&self, records: &[NotificationRecord]) -> Result<usize, StoreError> {
@@ -452,7 +462,8 @@ impl Store for PostgresStore {
         limit: usize,
         notifier: Option<&str>,
     ) -> Result<Vec<NotificationRecord>, StoreError> {
-        in_tx!(self, |tx| ops::due_notifications(&tx, now, limit, notifier).await)
+        in_tx!(self, |tx| ops::due_notifications(&tx, now, limit, notifier)
+            .await)
     }
 
     async fn next_notification_due(&self) -> Result<Option<Millis>, StoreError> {
@@ -553,7 +564,8 @@ impl Store for PostgresStore {
         lease: &Lease,
         now: Millis,
     ) -> Result<bool, StoreError> {
-        in_tx!(self, |tx| ops::claim_watch(&tx, release_id, lease, now).await)
+        in_tx!(self, |tx| ops::claim_watch(&tx, release_id, lease, now)
+            .await)
     }
 
     async fn renew_watch(&self, release_id: &str, lease: &Lease) -> Result<bool, StoreError> {
@@ -581,7 +593,8 @@ impl Store for PostgresStore {
         lease: &Lease,
         now: Millis,
     ) -> Result<bool, StoreError> {
-        in_tx!(self, |tx| ops::claim_notification(&tx, key, lease, now).await)
+        in_tx!(self, |tx| ops::claim_notification(&tx, key, lease, now)
+            .await)
     }
 }
 

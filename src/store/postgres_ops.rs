@@ -106,8 +106,13 @@ async fn lock_release(
 /// Serializes registrations (and manual rollback requests) of one
 /// (service, environment) until the transaction ends.
 async fn lock_service(tx: &Tx<'_>, service: &str, environment: &str) -> Result<(), StoreError> {
-    let key = format!("{service}\u{0}{environment}");
-    execute(tx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&key]).await?;
+    let key = format!("{service}\u{1}{environment}");
+    execute(
+        tx,
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&key],
+    )
+    .await?;
     Ok(())
 }
 
@@ -429,7 +434,12 @@ async fn insert_points(
             "INSERT INTO check_points (release_id, check_name, at, value)
              VALUES ($1, $2, $3, $4)
              ON CONFLICT (release_id, check_name, at) DO UPDATE SET value = excluded.value",
-            &[&release_id, &p.check, &p.at, &p.value.filter(|v| v.is_finite())],
+            &[
+                &release_id,
+                &p.check,
+                &p.at,
+                &p.value.filter(|v| v.is_finite()),
+            ],
         )
         .await?;
         touched.insert(p.check.as_str());
@@ -654,7 +664,9 @@ pub(super) async fn list_releases(
         sql.push_str(" WHERE ");
         sql.push_str(&clauses.join(" AND "));
     }
-    sql.push_str(&format!(" ORDER BY started_at DESC, seq DESC LIMIT {limit}"));
+    sql.push_str(&format!(
+        " ORDER BY started_at DESC, seq DESC LIMIT {limit}"
+    ));
     let params: Vec<Param<'_>> = args.iter().map(|a| a.as_ref() as Param<'_>).collect();
     rows::all(&query(tx, &sql, &params).await?, rows::release)
 }
@@ -753,7 +765,14 @@ pub(super) async fn append_audit(tx: &Tx<'_>, r: &AuditRecord) -> Result<(), Sto
         tx,
         "INSERT INTO audit (at, actor, action, release_id, detail, client)
          VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&r.at, &r.actor, &r.action, &r.release_id, &r.detail, &r.client],
+        &[
+            &r.at,
+            &r.actor,
+            &r.action,
+            &r.release_id,
+            &r.detail,
+            &r.client,
+        ],
     )
     .await?;
     Ok(())
@@ -815,7 +834,11 @@ pub(super) async fn prune_ended(
         "audit",
         "releases",
     ] {
-        let column = if table == "releases" { "id" } else { "release_id" };
+        let column = if table == "releases" {
+            "id"
+        } else {
+            "release_id"
+        };
         execute(
             tx,
             &format!("DELETE FROM {table} WHERE {column} = ANY($1)"),

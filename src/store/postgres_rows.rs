@@ -41,12 +41,14 @@ fn parsed<T>(
     parse: fn(&str) -> Option<T>,
 ) -> Result<T, StoreError> {
     let raw: String = get(row, idx, column)?;
-    parse(&raw).ok_or_else(|| StoreError::Corrupt(format!("{column} = {raw:?} is not a known value")))
+    parse(&raw)
+        .ok_or_else(|| StoreError::Corrupt(format!("{column} = {raw:?} is not a known value")))
 }
 
 fn json<T: DeserializeOwned>(row: &Row, idx: usize, column: &str) -> Result<T, StoreError> {
     let raw: String = get(row, idx, column)?;
-    serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(format!("{column} is not valid: {e}")))
+    serde_json::from_str(&raw)
+        .map_err(|e| StoreError::Corrupt(format!("{column} is not valid: {e}")))
 }
 
 fn optional_json<T: DeserializeOwned>(
@@ -123,7 +125,9 @@ pub(super) fn notification(row: &Row) -> Result<NotificationRecord, StoreError> 
         message: json(row, 2, "notifications.message")?,
         status: parsed(row, 3, "notifications.status", DeliveryStatus::parse)?,
         attempts: u32::try_from(attempts).map_err(|_| {
-            StoreError::Corrupt(format!("notifications.attempts holds {attempts}, out of range"))
+            StoreError::Corrupt(format!(
+                "notifications.attempts holds {attempts}, out of range"
+            ))
         })?,
         last_error: get(row, 5, "notifications.last_error")?,
         created_at: get(row, 6, "notifications.created_at")?,

@@ -29,13 +29,20 @@ struct Cluster {
 }
 
 /// Writes the config of replica `i` into `DIR/rI/guardian.toml`.
-fn config(dir: &Path, i: usize, url: &str, probe_port: u16, hook: &Path, slack: &str) -> (PathBuf, String) {
+fn config(
+    dir: &Path,
+    i: usize,
+    url: &str,
+    probe_port: u16,
+    hook: &Path,
+    slack: &str,
+) -> (PathBuf, String) {
     let home = dir.join(format!("r{i}"));
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(
         home.join("rules.yaml"),
         "checks:\n  - name: live\n    source: probe\n    probe: live\n    \
-         critical: { failures: 1 }\n    rollback: { failures: 12 }\n",
+         critical: { failures: 1 }\n    rollback: { failures: 30 }\n",
     )
     .unwrap();
     let listen = free_listen();
@@ -92,7 +99,8 @@ impl Cluster {
         let probe_port = free_port();
         let mut replicas = Vec::new();
         for i in 0..3 {
-            let (config, listen) = config(dir.path(), i, &url, probe_port, &hook, &slack.slack_url());
+            let (config, listen) =
+                config(dir.path(), i, &url, probe_port, &hook, &slack.slack_url());
             replicas.push(Daemon::start(&config, &listen).await);
         }
         Cluster {
@@ -118,8 +126,16 @@ impl Cluster {
         let mut unique = texts.clone();
         unique.sort();
         unique.dedup();
-        assert_eq!(unique.len(), texts.len(), "a page was sent twice: {texts:#?}");
-        assert!(self.slack.problems().is_empty(), "{:?}", self.slack.problems());
+        assert_eq!(
+            unique.len(),
+            texts.len(),
+            "a page was sent twice: {texts:#?}"
+        );
+        assert!(
+            self.slack.problems().is_empty(),
+            "{:?}",
+            self.slack.problems()
+        );
     }
 }
 
@@ -148,8 +164,7 @@ fn takeover(release: &Value) -> Option<Value> {
 /// The decision's time, from its RFC 3339 `at`.
 fn at_ms(d: &Value) -> i64 {
     let at = d["at"].as_str().expect("decision at");
-    let t = humantime::parse_rfc3339(at)
-        .unwrap_or_else(|e| panic!("decision at {at:?}: {e}"));
+    let t = humantime::parse_rfc3339(at).unwrap_or_else(|e| panic!("decision at {at:?}: {e}"));
     t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
@@ -171,9 +186,12 @@ async fn a_killed_owner_is_replaced_within_the_lease_and_the_rollback_runs_once(
 
     let survivor = &c.replicas[1];
     let r = survivor
-        .release_until(&id, "another replica takes the watch over", Duration::from_secs(30), |r| {
-            takeover(r).is_some()
-        })
+        .release_until(
+            &id,
+            "another replica takes the watch over",
+            Duration::from_secs(30),
+            |r| takeover(r).is_some(),
+        )
         .await;
     let taken = takeover(&r).unwrap();
     let after = at_ms(&taken) - killed_at;
@@ -190,15 +208,25 @@ async fn a_killed_owner_is_replaced_within_the_lease_and_the_rollback_runs_once(
     );
 
     let r = c.replicas[2]
-        .release_until(&id, "the rollback's outcome", Duration::from_secs(60), |r| {
-            r["status"] == "rolled_back" || r["status"] == "rollback_failed"
-        })
+        .release_until(
+            &id,
+            "the rollback's outcome",
+            Duration::from_secs(60),
+            |r| r["status"] == "rolled_back" || r["status"] == "rollback_failed",
+        )
         .await;
     assert_eq!(r["status"], "rolled_back", "{r}");
-    assert_eq!(c.hook_runs(), vec![id.clone()], "the hook must run exactly once");
+    assert_eq!(
+        c.hook_runs(),
+        vec![id.clone()],
+        "the hook must run exactly once"
+    );
     // Every replica's API sees the same release.
     for d in &c.replicas[1..] {
-        assert_eq!(d.get(&format!("/v1/releases/{id}")).await["status"], "rolled_back");
+        assert_eq!(
+            d.get(&format!("/v1/releases/{id}")).await["status"],
+            "rolled_back"
+        );
     }
     // The pages went out (the rollback among them), each once.
     wait_for("the pages to be sent", Duration::from_secs(30), || async {
@@ -211,7 +239,10 @@ async fn a_killed_owner_is_replaced_within_the_lease_and_the_rollback_runs_once(
     .await;
     c.assert_no_duplicate_page();
     assert!(
-        c.slack.texts().iter().any(|t| t.contains("rolled back") || t.contains("rollback")),
+        c.slack
+            .texts()
+            .iter()
+            .any(|t| t.contains("rolled back") || t.contains("rollback")),
         "{:#?}",
         c.slack.texts()
     );
@@ -224,11 +255,17 @@ async fn a_replica_paused_past_its_lease_does_not_act_for_the_lost_watch() {
     // Replica 1 holds the watch; pause it past its lease.
     signal(&c.replicas[1], "STOP");
     let r = c.replicas[0]
-        .release_until(&id, "another replica takes the watch over", Duration::from_secs(30), |r| {
-            takeover(r).is_some()
-        })
+        .release_until(
+            &id,
+            "another replica takes the watch over",
+            Duration::from_secs(30),
+            |r| takeover(r).is_some(),
+        )
         .await;
-    let reason = takeover(&r).unwrap()["reason"].as_str().unwrap().to_string();
+    let reason = takeover(&r).unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
         reason.contains("replica-0") || reason.contains("replica-2"),
         "{reason}"
@@ -246,12 +283,19 @@ async fn a_replica_paused_past_its_lease_does_not_act_for_the_lost_watch() {
     )
     .await;
     let r = c.replicas[0]
-        .release_until(&id, "the rollback's outcome", Duration::from_secs(60), |r| {
-            r["status"] == "rolled_back" || r["status"] == "rollback_failed"
-        })
+        .release_until(
+            &id,
+            "the rollback's outcome",
+            Duration::from_secs(60),
+            |r| r["status"] == "rolled_back" || r["status"] == "rollback_failed",
+        )
         .await;
     assert_eq!(r["status"], "rolled_back", "{r}");
-    assert_eq!(c.hook_runs(), vec![id.clone()], "the hook must run exactly once");
+    assert_eq!(
+        c.hook_runs(),
+        vec![id.clone()],
+        "the hook must run exactly once"
+    );
     wait_for("the pages to be sent", Duration::from_secs(30), || async {
         let r = c.replicas[0].get(&format!("/v1/releases/{id}")).await;
         r["notifications"]
@@ -298,7 +342,10 @@ fn postgres_store_config_errors_are_located_and_reported_together() {
                 password_file = \"db.password\"\n";
     let s = crate::support::settings(dir.path(), text);
     let owner = s.store.owner().unwrap().to_string();
-    assert!(owner.ends_with(&format!("-{}", std::process::id())), "{owner}");
+    assert!(
+        owner.ends_with(&format!("-{}", std::process::id())),
+        "{owner}"
+    );
     assert_eq!(s.store.lease(), Some(Duration::from_secs(30)));
     assert!(!format!("{:?}", s.store).contains("s3cret"));
 }

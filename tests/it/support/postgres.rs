@@ -21,7 +21,11 @@ pub fn bin_dir() -> PathBuf {
         return PathBuf::from(d);
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
         .unwrap_or_default();
     versions.retain(|d| d.join("postgres").is_file());
     versions.sort();
@@ -150,7 +154,16 @@ impl Server {
     pub fn sql(&self, db: &str, statement: &str) -> String {
         let out = Command::new(bin_dir().join("psql"))
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-U", "postgres", "-d", db, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c"])
+            .args([
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-XAtq",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+            ])
             .arg(statement)
             .output()
             .expect("run psql");
