@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README: "Run the tests"; .ci/run runs it).
 #
-# Installs what the tests need when it is missing (Debian's prometheus, chromium,
+# Installs what the tests need when it is missing (Debian's prometheus, postgresql, chromium,
 # prometheus-alertmanager, python3-aiosmtpd, openssl, htpasswd,
 # systemd-analyze, prlimit), then checks formatting, lints and the module
 # graph, builds once, and runs every test (unit, integration with real
@@ -13,6 +13,7 @@ need=()
 [ -x /usr/bin/prometheus ] || need+=(prometheus)
 # promtool (same package) backfills history for the backtest test.
 [ -x /usr/bin/promtool ] || need+=(prometheus)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v prlimit >/dev/null 2>&1 || need+=(util-linux)

@@ -34,7 +34,10 @@ impl Daemon {
         let store = crate::store::open(&store_settings)
             .with_context(|| format!("cannot open the store {}", store_settings.describe()))?;
         let ctx = Context::new(settings, store, Arc::new(crate::clock::SystemClock));
-        let guardian = crate::scheduler::Guardian::new(ctx.clone());
+        let guardian = match store_settings.owner() {
+            Some(owner) => crate::scheduler::Guardian::with_owner(ctx.clone(), owner),
+            None => crate::scheduler::Guardian::new(ctx.clone()),
+        };
         guardian
             .start()
             .await

@@ -209,6 +209,15 @@ fn check(path: &Path) -> ExitCode {
                 checks,
                 settings.notifiers.len()
             );
+            if let crate::store::StoreSettings::Postgres(pg) = &settings.store {
+                match runtime().block_on(crate::store::postgres::check_connection(pg)) {
+                    Ok(found) => println!("store {}: OK ({found})", pg.url),
+                    Err(e) => {
+                        eprintln!("store {}: cannot connect: {e}", pg.url);
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {

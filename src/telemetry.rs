@@ -78,6 +78,12 @@ pub struct Telemetry {
     /// Ended releases pruned by retention.
     pub releases_pruned: Counter,
     pub probe_latency: Family<ProbeQuantileLabels, Gauge<f64, AtomicU64>>,
+    /// Watch leases this replica holds (after its last renewal or claim).
+    pub leases_held: Gauge,
+    /// Watches this replica took over from a replica that stopped renewing.
+    pub lease_takeovers: Counter,
+    /// Wall time of one renewal of all of this replica's leases.
+    pub lease_renew_duration: Histogram,
 }
 
 impl Default for Telemetry {
@@ -171,6 +177,24 @@ impl Telemetry {
             "Probe latency quantiles from each probe's HDR histogram",
             probe_latency.clone(),
         );
+        let leases_held = Gauge::default();
+        registry.register(
+            "leases_held",
+            "Watch leases this replica holds",
+            leases_held.clone(),
+        );
+        let lease_takeovers = Counter::default();
+        registry.register(
+            "lease_takeovers",
+            "Watches taken over from a replica whose lease expired",
+            lease_takeovers.clone(),
+        );
+        let lease_renew_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "lease_renew_duration_seconds",
+            "Wall time of one renewal of all of this replica's watch leases",
+            lease_renew_duration.clone(),
+        );
         Self {
             registry,
             ticks,
@@ -187,6 +211,9 @@ impl Telemetry {
             store_writable,
             releases_pruned,
             probe_latency,
+            leases_held,
+            lease_takeovers,
+            lease_renew_duration,
         }
     }
 

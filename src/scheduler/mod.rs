@@ -38,6 +38,7 @@ pub mod points;
 mod read;
 mod reminders;
 pub mod replay;
+mod replicas;
 mod rollback;
 mod signatures;
 #[cfg(test)]
@@ -263,9 +264,24 @@ impl Guardian {
         self.watches.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How long this replica's leases last: `[store] lease`, else
+    /// [`LEASE_TTL`].
+    fn lease_ttl(&self) -> Duration {
+        self.ctx.settings().store.lease().unwrap_or(LEASE_TTL)
+    }
+
+    /// How often leases are renewed: a third of the lease (at most
+    /// [`LEASE_RENEW_EVERY`]).
+    fn lease_renew_every(&self) -> Duration {
+        (self.lease_ttl() / 3).min(LEASE_RENEW_EVERY)
+    }
+
     /// A lease for this replica from `now` on.
     fn lease(&self, now: Millis) -> Lease {
-        Lease::new(self.owner.clone(), now + LEASE_TTL.as_millis() as Millis)
+        Lease::new(
+            self.owner.clone(),
+            now + self.lease_ttl().as_millis() as Millis,
+        )
     }
 
     /// Takes (or extends) the watch lease of a release for this replica.
@@ -319,29 +335,46 @@ impl Guardian {
                 tracing::info!(release = %release.id, "watch held by another replica; not resumed here");
                 continue;
             }
-            match release.status {
-                ReleaseStatus::RollingBack => rollback::recover(self, &release, now).await?,
-                ReleaseStatus::Watching => {
-                    if let Some(due) = release.next_check_at.filter(|&d| d < now) {
-                        let gap = crate::model::rfc3339(due);
-                        let resumed = Decision::resumed(
-                            now,
-                            format!(
-                                "watch resumed after a restart; the tick due at {gap} runs now and range checks cover the whole gap"
-                            ),
-                        );
-                        store.append_decision(&release.id, &resumed).await?;
-                    }
-                    self.spawn_watch(&release.id);
-                }
-                _ => {}
-            }
+            self.resume(&release, now, "watch resumed after a restart")
+                .await?;
         }
         self.outbox.spawn();
         self.spawn_lease_renewal();
         self.probe_store().await;
         self.spawn_upkeep();
         self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Resumes a release whose lease this replica just took: settles its
+    /// rollback, or restarts its watch (recording `why` when a tick is
+    /// overdue).
+    async fn resume(
+        self: &Arc<Self>,
+        release: &crate::model::Release,
+        now: Millis,
+        why: &str,
+    ) -> Result<(), ControlError> {
+        match release.status {
+            ReleaseStatus::RollingBack => rollback::recover(self, release, now).await?,
+            ReleaseStatus::Watching => {
+                if let Some(due) = release.next_check_at.filter(|&d| d < now) {
+                    let gap = crate::model::rfc3339(due);
+                    let resumed = Decision::resumed(
+                        now,
+                        format!(
+                            "{why}; the tick due at {gap} runs now and range checks cover the whole gap"
+                        ),
+                    );
+                    self.ctx
+                        .store
+                        .append_decision(&release.id, &resumed)
+                        .await?;
+                }
+                self.spawn_watch(&release.id);
+            }
+            _ => {}
+        }
         Ok(())
     }
 
@@ -396,14 +429,28 @@ impl Guardian {
             loop {
                 tokio::select! {
                     _ = me.ctx.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(LEASE_RENEW_EVERY) => {}
+                    _ = tokio::time::sleep(me.lease_renew_every()) => {}
                 }
                 let ids: Vec<String> = me.lock_watches().keys().cloned().collect();
                 if ids.is_empty() {
+                    me.ctx.telemetry.leases_held.set(0);
+                    me.adopt_if_shared().await;
                     continue;
                 }
                 let lease = me.lease(me.ctx.clock.now());
-                match me.ctx.store.renew_watches(&ids, &lease).await {
+                let started = std::time::Instant::now();
+                let renewed = me.ctx.store.renew_watches(&ids, &lease).await;
+                me.ctx
+                    .telemetry
+                    .lease_renew_duration
+                    .observe(started.elapsed().as_secs_f64());
+                if let Ok(lost) = &renewed {
+                    me.ctx
+                        .telemetry
+                        .leases_held
+                        .set((ids.len() - lost.len()) as i64);
+                }
+                match renewed {
                     Ok(lost) => {
                         for id in lost {
                             // A watch that just ended gave its lease up
@@ -418,6 +465,7 @@ impl Guardian {
                         tracing::error!(error = %e, "cannot renew the watch leases; retrying at the next renewal")
                     }
                 }
+                me.adopt_if_shared().await;
             }
         });
     }

@@ -4,9 +4,10 @@
 //!
 //! This module owns the seam: the [`Store`] trait, [`StoreSettings`] and
 //! [`open`], which picks the backend. Every method is one transaction. The
-//! embedded backend is SQLite in WAL mode ([`sqlite::SqliteStore`]); a
-//! backend for several replicas (PostgreSQL, planned) would implement the
-//! same trait and run the same contract tests (`tests/it/store_contract.rs`).
+//! embedded backend is SQLite in WAL mode ([`sqlite::SqliteStore`]); the
+//! backend for several replicas is PostgreSQL ([`postgres::PostgresStore`],
+//! selected by `[store] url`). Both run the same contract tests
+//! (`tests/it/store_contract.rs`).
 //!
 //! The store holds no product policy: the scheduler decides what a
 //! supersession records, what an ack silences and with which note, which
@@ -59,6 +60,7 @@
 //! - `now` and `expires_at` come from the callers' clocks: replicas must keep
 //!   their clocks within a small fraction of the lease time of each other.
 
+pub mod postgres;
 pub mod sqlite;
 
 use crate::model::{
@@ -76,6 +78,8 @@ use std::sync::Arc;
 pub enum StoreSettings {
     /// One SQLite file (WAL mode); its directory is created if missing.
     Sqlite { path: PathBuf },
+    /// One PostgreSQL database shared by several replicas.
+    Postgres(postgres::PostgresSettings),
 }
 
 impl StoreSettings {
@@ -93,6 +97,25 @@ impl StoreSettings {
                 .filter(|d| !d.as_os_str().is_empty())
                 .unwrap_or(Path::new("."))
                 .to_path_buf(),
+            StoreSettings::Postgres(pg) => postgres::state_dir(pg).to_path_buf(),
+        }
+    }
+
+    /// This replica's lease owner id when the store is shared by several
+    /// replicas (`[store] owner`); `None` for a store one daemon owns.
+    pub fn owner(&self) -> Option<&str> {
+        match self {
+            StoreSettings::Sqlite { .. } => None,
+            StoreSettings::Postgres(pg) => Some(&pg.owner),
+        }
+    }
+
+    /// How long a watch lease lasts without renewal (`[store] lease`);
+    /// `None`: the scheduler's default.
+    pub fn lease(&self) -> Option<std::time::Duration> {
+        match self {
+            StoreSettings::Sqlite { .. } => None,
+            StoreSettings::Postgres(pg) => Some(pg.lease),
         }
     }
 
@@ -100,6 +123,7 @@ impl StoreSettings {
     pub fn describe(&self) -> String {
         match self {
             StoreSettings::Sqlite { path } => path.display().to_string(),
+            StoreSettings::Postgres(pg) => postgres::describe(pg),
         }
     }
 }
@@ -118,7 +142,16 @@ pub fn parse_section(
     section: Option<&mut Section<'_, '_>>,
     state_directory: Option<&str>,
 ) -> Option<StoreSettings> {
-    sqlite::parse_section(section, state_directory)
+    match section {
+        Some(s)
+            if s.fields
+                .as_inline_table()
+                .is_some_and(|t| t.contains_key("url")) =>
+        {
+            postgres::parse_section(s, state_directory)
+        }
+        section => sqlite::parse_section(section, state_directory),
+    }
 }
 
 /// Opens the configured backend: creates what it needs (for SQLite the
@@ -130,6 +163,7 @@ pub fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
             create_parent(path)?;
             Ok(Arc::new(sqlite::SqliteStore::open(path)?))
         }
+        StoreSettings::Postgres(pg) => Ok(Arc::new(postgres::PostgresStore::open(pg)?)),
     }
 }
 

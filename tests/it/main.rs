@@ -39,6 +39,7 @@ mod recovery;
 mod reload;
 mod remote_client;
 mod remote_config;
+mod replicas;
 mod report_ui;
 mod resilience;
 mod rollback_hook;

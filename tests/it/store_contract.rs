@@ -73,6 +73,24 @@ fn sqlite_backend() -> Backend {
     }
 }
 
+/// PostgreSQL: a new database on this test process's real server (Debian's
+/// `postgresql`, started once: `support::postgres`), configured through
+/// `[store] url` as a user would.
+fn postgres_backend() -> Backend {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = crate::support::postgres::server();
+    let db = crate::support::postgres::database();
+    let toml = format!("[store]\nurl = {:?}\nlease = \"30s\"\n", server.url(&db));
+    let settings = crate::support::settings(dir.path(), &toml).store;
+    assert!(matches!(settings, StoreSettings::Postgres(_)));
+    let open = move || release_guardian::store::open(&settings).expect("open the store");
+    Backend {
+        store: open(),
+        open: Box::new(open),
+        _keep: Box::new(dir),
+    }
+}
+
 /// Instantiates every contract test for one backend: `$backend` names the
 /// module, `$make` is a `fn() -> Backend` giving a fresh, empty store.
 macro_rules! store_contract {
@@ -138,6 +156,7 @@ macro_rules! store_contract {
 }
 
 store_contract!(sqlite, sqlite_backend);
+store_contract!(postgres, postgres_backend);
 
 // ---- helpers -----------------------------------------------------------------
 

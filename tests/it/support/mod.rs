@@ -29,6 +29,9 @@
 //!   hooks).
 //! - [`loki`]: [`Loki`], a stand-in for Loki's query API (no real Loki
 //!   installs here), checking the documented parameters and shapes.
+//! - [`postgres`]: a real PostgreSQL per test process (Debian's binaries,
+//!   `initdb` in a temp dir, run as `nobody` when root), a database per
+//!   test.
 //! - [`credentials`]: a CA with server and client certificates (openssl)
 //!   and bcrypt hashes (htpasswd), made in the test.
 
@@ -40,6 +43,7 @@ pub mod daemon;
 pub mod loki;
 pub mod message;
 pub mod poll;
+pub mod postgres;
 pub mod prometheus;
 pub mod receiver;
 pub mod scripts;
