@@ -20,7 +20,8 @@
 //!   command line; [`demo`] the self-contained demo; [`systemd`] readiness
 //!   and watchdog notifications; [`telemetry`] the daemon's own metrics;
 //!   [`report`] renders release objects for people; [`notify_test`] sends a
-//!   test message through one notifier.
+//!   test message through one notifier; [`tls`] reads the API's own
+//!   certificate.
 
 #![forbid(unsafe_code)]
 
@@ -43,4 +44,5 @@ pub mod sources;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;
+pub mod tls;
 pub mod transport;

@@ -19,6 +19,8 @@
 //! - [`origin`] — refusing cross-site and DNS-rebinding requests (403);
 //! - [`server`] — the accept loop: the connection cap and the idle and
 //!   header-read timeouts;
+//! - [`tls`] — the certificate the listener serves, replaced on SIGHUP;
+//! - [`rate`] — the per-client rate limit on registrations;
 //! - [`error`] — [`ApiError`], the statuses and `{"error": "..."}` bodies;
 //! - [`trace`] — the per-request span and log.
 //!
@@ -36,14 +38,16 @@ pub mod health;
 pub mod origin;
 pub mod releases;
 pub mod report;
+pub mod rate;
 pub mod server;
+pub mod tls;
 pub mod trace;
 pub mod ui;
 pub mod view;
 
 pub use body::MAX_BODY_BYTES;
 pub use error::ApiError;
-pub use server::{serve, serve_with, ServerLimits};
+pub use server::{serve, serve_tls, serve_with, ServerLimits};
 pub use view::ReleaseView;
 
 use crate::context::Context;
