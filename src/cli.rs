@@ -127,7 +127,9 @@ pub fn main() -> ExitCode {
             every,
             ca_file,
         } => match Api::new(&url, ca_file.as_deref()) {
-            Ok(api) => runtime().block_on(status(&api, id.as_deref(), json, watch.then_some(every))),
+            Ok(api) => {
+                runtime().block_on(status(&api, id.as_deref(), json, watch.then_some(every)))
+            }
             Err(e) => {
                 eprintln!("release-guardian status: {e}");
                 ExitCode::FAILURE
@@ -231,7 +233,9 @@ impl Api {
         }
         Ok(Self {
             base: url.trim_end_matches('/').to_string(),
-            http: http.build().map_err(|e| format!("cannot build the HTTP client: {e}"))?,
+            http: http
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
         })
     }
 }
@@ -244,14 +248,10 @@ async fn fetch(api: &Api, path: &str) -> Result<String, String> {
     if let Ok(token) = std::env::var("RG_TOKEN") {
         req = req.bearer_auth(token);
     }
-    let resp = req
-        .timeout(FETCH_TIMEOUT)
-        .send()
-        .await
-        .map_err(|e| {
-            let why = crate::transport::describe_transport_error(&e, FETCH_TIMEOUT);
-            format!("cannot reach {base}: {why}")
-        })?;
+    let resp = req.timeout(FETCH_TIMEOUT).send().await.map_err(|e| {
+        let why = crate::transport::describe_transport_error(&e, FETCH_TIMEOUT);
+        format!("cannot reach {base}: {why}")
+    })?;
     let code = resp.status();
     let body = resp
         .text()

@@ -98,15 +98,17 @@ pub fn load(files: &TlsFiles) -> Result<ServerTls, Vec<(TlsKey, String)>> {
     let builder = match client_roots {
         None => builder.with_no_client_auth(),
         Some(roots) => {
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .build()
-                    .map_err(|e| {
-                        vec![(
-                            TlsKey::ClientCa,
-                            format!("{}: unusable CA bundle: {e}", files_path(&files.client_ca)),
-                        )]
-                    })?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| {
+                vec![(
+                    TlsKey::ClientCa,
+                    format!("{}: unusable CA bundle: {e}", files_path(&files.client_ca)),
+                )]
+            })?;
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -234,7 +236,11 @@ mod tests {
         std::fs::write(dir.path().join("ca.pem"), "not pem").unwrap();
         let errors = load(&files).unwrap_err();
         let keys: Vec<_> = errors.iter().map(|(k, _)| *k).collect();
-        assert_eq!(keys, [TlsKey::Cert, TlsKey::Key, TlsKey::ClientCa], "{errors:?}");
+        assert_eq!(
+            keys,
+            [TlsKey::Cert, TlsKey::Key, TlsKey::ClientCa],
+            "{errors:?}"
+        );
         assert!(errors[0].1.contains("cannot read"), "{errors:?}");
         assert!(errors[2].1.contains("no PEM certificate"), "{errors:?}");
     }

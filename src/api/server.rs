@@ -29,6 +29,7 @@
 //! handed to the router as [`ConnectInfo`] (failed authentications are
 //! rate limited per address).
 
+use super::tls::ServerCert;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -43,7 +44,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use super::tls::ServerCert;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;

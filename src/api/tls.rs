@@ -66,7 +66,10 @@ pub fn reload(current: Option<&ServerCert>, new: Option<&ServerTls>) {
                     "TLS certificate unchanged (files read again)"
                 );
             } else {
-                log_cert("TLS certificate replaced; new connections get it", &tls.summary);
+                log_cert(
+                    "TLS certificate replaced; new connections get it",
+                    &tls.summary,
+                );
             }
         }
         (Some(cert), None) => tracing::warn!(

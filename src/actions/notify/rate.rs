@@ -61,7 +61,9 @@ impl RateLimit {
 }
 
 /// An optional limit that may also be written `"off"` (none).
-pub fn deserialize_opt_limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RateLimit>, D::Error> {
+pub fn deserialize_opt_limit<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<RateLimit>, D::Error> {
     let s = String::deserialize(d)?;
     if s.trim().eq_ignore_ascii_case("off") {
         return Ok(None);

@@ -107,11 +107,17 @@ fn server_tls(
             return None;
         }
         (Some(_), None) => {
-            report.error(&at.key("tls_cert_file"), "`tls_cert_file` needs `tls_key_file`");
+            report.error(
+                &at.key("tls_cert_file"),
+                "`tls_cert_file` needs `tls_key_file`",
+            );
             return None;
         }
         (None, Some(_)) => {
-            report.error(&at.key("tls_key_file"), "`tls_key_file` needs `tls_cert_file`");
+            report.error(
+                &at.key("tls_key_file"),
+                "`tls_key_file` needs `tls_cert_file`",
+            );
             return None;
         }
     };
