@@ -58,9 +58,18 @@ enum Client {
 }
 
 /// The limiter of the settings in force (`None` while the limit is off).
-#[derive(Default)]
 pub struct IntakeLimits {
     current: RwLock<Option<Arc<Limiter>>>,
+    cleanup_every: Duration,
+}
+
+impl Default for IntakeLimits {
+    fn default() -> Self {
+        Self {
+            current: RwLock::default(),
+            cleanup_every: CLEANUP_EVERY,
+        }
+    }
 }
 
 /// `(limit, burst)`: what a limiter was built for.
@@ -131,7 +140,7 @@ impl IntakeLimits {
         }
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
         if current.as_ref().map(|l| l.quota) != want {
-            *current = want.map(|quota| Limiter::start(ctx, quota));
+            *current = want.map(|quota| Limiter::start(ctx, quota, self.cleanup_every));
         }
         current.clone()
     }
@@ -147,7 +156,15 @@ impl IntakeLimits {
 }
 
 impl Limiter {
-    fn start(ctx: &Context, quota: Quota) -> Arc<Self> {
+    /// Forgets the clients whose budget is whole again; true if none is
+    /// left.
+    fn sweep(&self) -> bool {
+        self.inner.retain_recent();
+        self.inner.shrink_to_fit();
+        self.inner.is_empty()
+    }
+
+    fn start(ctx: &Context, quota: Quota, every: Duration) -> Arc<Self> {
         let (limit, burst) = quota;
         let limiter = Arc::new(Self {
             quota,
@@ -158,16 +175,22 @@ impl Limiter {
         ctx.tasks.spawn(clean(
             Arc::downgrade(&limiter),
             limiter.cleanup.clone(),
+            every,
             limiter.stop.clone(),
         ));
         limiter
     }
 }
 
-/// Forgets clients whose budget is whole again: every [`CLEANUP_EVERY`]
-/// (or at once when the table is full) while any is tracked; idle, without
-/// a timer, while none is.
-async fn clean(limiter: Weak<Limiter>, cleanup: Arc<Cleanup>, stop: CancellationToken) {
+/// Forgets clients whose budget is whole again: `every` ([`CLEANUP_EVERY`];
+/// at once when the table is full) while any is tracked; idle, without a
+/// timer, while none is.
+async fn clean(
+    limiter: Weak<Limiter>,
+    cleanup: Arc<Cleanup>,
+    every: Duration,
+    stop: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -176,18 +199,16 @@ async fn clean(limiter: Weak<Limiter>, cleanup: Arc<Cleanup>, stop: Cancellation
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(CLEANUP_EVERY) => {}
+                _ = tokio::time::sleep(every) => {}
                 _ = cleanup.full.notified() => {}
             }
             let Some(limiter) = limiter.upgrade() else {
                 return;
             };
-            limiter.inner.retain_recent();
-            limiter.inner.shrink_to_fit();
             // Disarm before looking, so that a client tracked from now on
             // wakes the task again.
             cleanup.armed.store(false, Ordering::SeqCst);
-            if limiter.inner.is_empty() {
+            if limiter.sweep() {
                 break;
             }
             cleanup.armed.store(true, Ordering::SeqCst);
@@ -225,5 +246,88 @@ pub(crate) async fn limit_intake(
             }
             .into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn context(server: &str) -> (Arc<Context>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = crate::config::load_str(
+            &format!("[server]\n{server}\n[store]\npath = \"g.db\"\n"),
+            &dir.path().join("guardian.toml"),
+            &[],
+        )
+        .unwrap();
+        let store = crate::store::open(&settings.store).unwrap();
+        let ctx = Context::new(settings, store, Arc::new(crate::clock::SystemClock));
+        (ctx, dir)
+    }
+
+    fn address(last: u8) -> Client {
+        Client::Address(IpAddr::from([192, 0, 2, last]))
+    }
+
+    #[tokio::test]
+    async fn budgets_are_per_client_and_forgotten_by_the_cleanup_task() {
+        let (ctx, _dir) = context("intake_rate_limit = \"1000/s\"\nintake_rate_burst = 1").await;
+        let limits = IntakeLimits {
+            cleanup_every: Duration::from_millis(20),
+            ..IntakeLimits::default()
+        };
+        assert_eq!(limits.take(&ctx, address(1)), Ok(()));
+        let wait = limits.take(&ctx, address(1)).unwrap_err();
+        assert!(wait <= Duration::from_millis(1), "{wait:?}");
+        assert_eq!(limits.take(&ctx, address(2)), Ok(()), "its own budget");
+        assert_eq!(limits.tracked(), 2);
+        // The cleanup task (woken by the first client, on its timer) forgets
+        // them once their budget is whole again (after 1 ms).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while limits.tracked() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still tracked: {}",
+                limits.tracked()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Then it sleeps without a timer until a client comes again.
+        assert!(!limits
+            .limiter(&ctx)
+            .unwrap()
+            .cleanup
+            .armed
+            .load(Ordering::SeqCst));
+        assert_eq!(limits.take(&ctx, address(1)), Ok(()));
+        assert_eq!(limits.tracked(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_limiter_follows_the_settings_in_force() {
+        let (ctx, dir) = context("intake_rate_limit = \"1/h\"").await;
+        let limits = IntakeLimits::default();
+        assert_eq!(limits.take(&ctx, address(1)), Ok(()));
+        assert!(limits.take(&ctx, address(1)).is_err());
+        let reload = |server: &str| {
+            crate::config::load_str(
+                &format!("[server]\n{server}\n[store]\npath = \"g.db\"\n"),
+                &dir.path().join("guardian.toml"),
+                &[],
+            )
+            .unwrap()
+        };
+        // Another limit: every client starts afresh.
+        ctx.replace_settings(reload("intake_rate_limit = \"2/h\""));
+        assert_eq!(limits.take(&ctx, address(1)), Ok(()));
+        assert_eq!(limits.take(&ctx, address(1)), Ok(()));
+        assert!(limits.take(&ctx, address(1)).is_err());
+        // Off: nothing is limited, nothing tracked.
+        ctx.replace_settings(reload("intake_rate_limit = \"off\""));
+        for _ in 0..10 {
+            assert_eq!(limits.take(&ctx, address(1)), Ok(()));
+        }
+        assert_eq!(limits.tracked(), 0);
     }
 }
