@@ -12,6 +12,8 @@ pub struct Daemon {
     pub addr: std::net::SocketAddr,
     pub guardian: Arc<crate::scheduler::Guardian>,
     pub ctx: Arc<Context>,
+    /// The certificate in force when the API speaks TLS.
+    tls: Option<Arc<crate::api::tls::ServerCert>>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -47,8 +49,16 @@ impl Daemon {
         // Connection limits are read once: like `listen`, they take effect
         // at the next start.
         let limits = crate::api::ServerLimits::from_config(&ctx.settings().config.server);
+        // Whether the API speaks TLS is decided here; the certificate is
+        // replaced on reload (`reload_tls`).
+        let tls = ctx
+            .settings()
+            .tls
+            .as_ref()
+            .map(crate::api::tls::ServerCert::new);
+        let cert = tls.clone();
         let server = tokio::spawn(async move {
-            if let Err(e) = crate::api::serve_with(listener, router, limits, shutdown).await {
+            if let Err(e) = crate::api::serve_tls(listener, router, limits, cert, shutdown).await {
                 tracing::error!(error = %e, "API server stopped");
             }
         });
@@ -57,8 +67,15 @@ impl Daemon {
             addr,
             guardian,
             ctx,
+            tls,
             server,
         })
+    }
+
+    /// Serves the certificate of `new` (reloaded settings) to new TLS
+    /// handshakes; see [`crate::api::tls::reload`].
+    pub fn reload_tls(&self, new: &Settings) {
+        crate::api::tls::reload(self.tls.as_deref(), new.tls.as_ref());
     }
 
     /// Stops everything: cancels every task and waits for them up to the
@@ -170,6 +187,7 @@ pub async fn run(config_path: std::path::PathBuf) -> anyhow::Result<()> {
                         if new.store != daemon.ctx.settings().store {
                             tracing::warn!("[store] path changed; it takes effect at the next restart");
                         }
+                        daemon.reload_tls(&new);
                         daemon.ctx.replace_settings(new);
                         tracing::info!(config = %config_path.display(), "configuration reloaded");
                         sd.ready("configuration reloaded");

@@ -52,6 +52,10 @@ enum Command {
         /// Interval of `--watch`.
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         every: std::time::Duration,
+        /// PEM CA bundle to trust for an `https://` URL whose certificate
+        /// no public CA signed (e.g. the daemon's own `tls_cert_file` CA).
+        #[arg(long, env = "RG_CA_FILE")]
+        ca_file: Option<PathBuf>,
     },
     /// The post-release report of a release (`GET /v1/releases/{id}/report`).
     Report {
@@ -63,6 +67,10 @@ enum Command {
         /// API base URL.
         #[arg(long, default_value = DEFAULT_URL)]
         url: String,
+        /// PEM CA bundle to trust for an `https://` URL whose certificate
+        /// no public CA signed (e.g. the daemon's own `tls_cert_file` CA).
+        #[arg(long, env = "RG_CA_FILE")]
+        ca_file: Option<PathBuf>,
     },
     /// Send a test message through one configured notifier; exit 0 when delivered.
     NotifyTest {
@@ -144,8 +152,28 @@ pub fn main() -> ExitCode {
             json,
             watch,
             every,
-        } => runtime().block_on(status(&url, id.as_deref(), json, watch.then_some(every))),
-        Command::Report { id, format, url } => runtime().block_on(report(&url, &id, &format)),
+            ca_file,
+        } => match Api::new(&url, ca_file.as_deref()) {
+            Ok(api) => {
+                runtime().block_on(status(&api, id.as_deref(), json, watch.then_some(every)))
+            }
+            Err(e) => {
+                eprintln!("release-guardian status: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Report {
+            id,
+            format,
+            url,
+            ca_file,
+        } => match Api::new(&url, ca_file.as_deref()) {
+            Ok(api) => runtime().block_on(report(&api, &id, &format)),
+            Err(e) => {
+                eprintln!("release-guardian report: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::NotifyTest { notifier, config } => {
             runtime().block_on(crate::notify_test::run(&config_path(config), &notifier))
         }
@@ -230,19 +258,51 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
+/// How long `status` and `report` wait for the API.
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A running daemon's API: its base URL and the client that reaches it
+/// (trusting `--ca-file` besides the public CAs, for `https://`).
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn new(url: &str, ca_file: Option<&Path>) -> Result<Self, String> {
+        let mut http = reqwest::Client::builder();
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read --ca-file {}: {e}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| format!("--ca-file {} holds no PEM certificate", path.display()))?;
+            for cert in certs {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        Ok(Self {
+            base: url.trim_end_matches('/').to_string(),
+            http: http
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
+        })
+    }
+}
+
 /// GETs `path` from the API (with `RG_TOKEN` as the bearer token, if set);
 /// the body of a 2xx answer, else a message for the user.
-async fn fetch(base: &str, path: &str) -> Result<String, String> {
-    let base = base.trim_end_matches('/');
-    let mut req = reqwest::Client::new().get(format!("{base}{path}"));
+async fn fetch(api: &Api, path: &str) -> Result<String, String> {
+    let base = &api.base;
+    let mut req = api.http.get(format!("{base}{path}"));
     if let Ok(token) = std::env::var("RG_TOKEN") {
         req = req.bearer_auth(token);
     }
-    let resp = req
-        .timeout(std::time::Duration::from_secs(10))
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach {base}: {}", e.without_url()))?;
+    let resp = req.timeout(FETCH_TIMEOUT).send().await.map_err(|e| {
+        let why = crate::transport::describe_transport_error(&e, FETCH_TIMEOUT);
+        format!("cannot reach {base}: {why}")
+    })?;
     let code = resp.status();
     let body = resp
         .text()
@@ -258,13 +318,13 @@ async fn fetch(base: &str, path: &str) -> Result<String, String> {
     Ok(body)
 }
 
-async fn fetch_json(base: &str, path: &str) -> Result<serde_json::Value, String> {
-    let body = fetch(base, path).await?;
+async fn fetch_json(api: &Api, path: &str) -> Result<serde_json::Value, String> {
+    let body = fetch(api, path).await?;
     serde_json::from_str(&body).map_err(|e| format!("unreadable answer: {e}"))
 }
 
 async fn status(
-    url: &str,
+    url: &Api,
     id: Option<&str>,
     json: bool,
     watch: Option<std::time::Duration>,
@@ -308,7 +368,7 @@ async fn status(
     }
 }
 
-async fn report(url: &str, id: &str, format: &str) -> ExitCode {
+async fn report(url: &Api, id: &str, format: &str) -> ExitCode {
     let path = format!("/v1/releases/{id}/report?format={format}");
     match fetch(url, &path).await {
         Ok(body) => {

@@ -21,7 +21,8 @@
 //!   and watchdog notifications; [`telemetry`] the daemon's own metrics;
 //!   [`report`] renders release objects for people; [`notify_test`] sends a
 //!   test message through one notifier; [`ruletest`] runs rule-pack tests
-//!   (`test-rules`) and [`backtest`] replays history (`backtest`).
+//!   (`test-rules`), [`backtest`] replays history (`backtest`) and [`tls`]
+//!   reads the API's own certificate.
 
 #![forbid(unsafe_code)]
 
@@ -46,4 +47,5 @@ pub mod sources;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;
+pub mod tls;
 pub mod transport;

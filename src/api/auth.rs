@@ -179,17 +179,7 @@ impl AuthFailures {
         client: Option<IpAddr>,
         now: Instant,
     ) -> Option<IpAddr> {
-        let key = client.map(|ip| match ip {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => {
-                    let mut octets = v6.octets();
-                    octets[8..].fill(0);
-                    IpAddr::from(octets)
-                }
-            },
-            v4 => v4,
-        });
+        let key = client.map(network_of);
         if buckets.contains_key(&key) || buckets.len() < MAX_TRACKED_CLIENTS {
             return key;
         }
@@ -205,6 +195,22 @@ impl AuthFailures {
     /// Addresses tracked now (for tests).
     pub fn tracked(&self) -> usize {
         self.buckets.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// The address a client is counted by: an IPv4 address itself (also when
+/// IPv4-mapped), an IPv6 address by its /64 (what one host usually has).
+pub(crate) fn network_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::from(octets)
+            }
+        },
+        v4 => v4,
     }
 }
 

@@ -19,6 +19,8 @@
 //! - [`origin`] — refusing cross-site and DNS-rebinding requests (403);
 //! - [`server`] — the accept loop: the connection cap and the idle and
 //!   header-read timeouts;
+//! - [`tls`] — the certificate the listener serves, replaced on SIGHUP;
+//! - [`rate`] — the per-client rate limit on registrations;
 //! - [`error`] — [`ApiError`], the statuses and `{"error": "..."}` bodies;
 //! - [`trace`] — the per-request span and log.
 //!
@@ -26,7 +28,7 @@
 //! the `Origin`/`Host` check → then, for every route but `/healthz`,
 //! `/readyz` and `/metrics` (which must answer under load): load shedding
 //! above [`MAX_CONCURRENT_REQUESTS`] → body limit → authentication → the
-//! route.
+//! per-client limit on registrations → the route.
 
 pub mod audit;
 pub mod auth;
@@ -34,16 +36,18 @@ pub mod body;
 pub mod error;
 pub mod health;
 pub mod origin;
+pub mod rate;
 pub mod releases;
 pub mod report;
 pub mod server;
+pub mod tls;
 pub mod trace;
 pub mod ui;
 pub mod view;
 
 pub use body::MAX_BODY_BYTES;
 pub use error::ApiError;
-pub use server::{serve, serve_with, ServerLimits};
+pub use server::{serve, serve_tls, serve_with, ServerLimits};
 pub use view::ReleaseView;
 
 use crate::context::Context;
@@ -74,6 +78,8 @@ pub struct ApiState {
     pub guardian: Arc<Guardian>,
     pub ctx: Arc<Context>,
     pub auth_failures: Arc<auth::AuthFailures>,
+    /// Registrations per client (`[server] intake_rate_limit`).
+    pub intake_limits: Arc<rate::IntakeLimits>,
 }
 
 impl ApiState {
@@ -82,6 +88,7 @@ impl ApiState {
             guardian,
             ctx,
             auth_failures: Arc::default(),
+            intake_limits: Arc::default(),
         }
     }
 }
@@ -106,6 +113,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/ui", get(ui::page))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate::limit_intake,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

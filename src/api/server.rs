@@ -19,11 +19,17 @@
 //!   of a request has arrived, its whole head must arrive within that long
 //!   (a client trickling header bytes is closed).
 //!
+//! Over TLS ([`serve_tls`]), the handshake is part of the first request's
+//! head: it holds a place under the cap and must end within the
+//! header-read timeout of its first byte, so slow handshakes cannot starve
+//! the API either.
+//!
 //! A request in progress (its body included) is bounded by the router's
 //! request timeout ([`super::REQUEST_TIMEOUT`]). The peer's address is
 //! handed to the router as [`ConnectInfo`] (failed authentications are
 //! rate limited per address).
 
+use super::tls::ServerCert;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -50,6 +56,10 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// What a refused connection is sent before it is closed (best effort: it is
 /// never waited for).
 const OVER_CAP_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 48\r\nretry-after: 1\r\nconnection: close\r\n\r\n{\"error\":\"too many connections; try again later\"}";
+
+/// What a plain HTTP request to the TLS listener is answered (best effort)
+/// before the connection is closed.
+const PLAIN_HTTP_RESPONSE: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 55\r\nconnection: close\r\n\r\n{\"error\":\"this port speaks HTTPS; use an https:// URL\"}";
 
 /// The connection limits of [`serve_with`] (`[server]` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,8 +105,20 @@ pub async fn serve_with(
     limits: ServerLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    serve_tls(listener, router, limits, None, shutdown).await
+}
+
+/// [`serve_with`], over TLS with the certificate in force in `tls` (plain
+/// HTTP when `None`).
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    tls: Option<Arc<ServerCert>>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, max_connections = limits.max_connections, "API listening");
+        tracing::info!(%addr, max_connections = limits.max_connections, tls = tls.is_some(), "API listening");
     }
     let table = Arc::new(ConnTable::new(limits.max_connections));
     let tasks = TaskTracker::new();
@@ -136,14 +158,29 @@ pub async fn serve_with(
             }
         };
         let _ = stream.set_nodelay(true);
-        tasks.spawn(serve_connection(
-            stream,
-            peer,
-            router.clone(),
-            conn,
-            limits,
-            shutdown.clone(),
-        ));
+        let watched = Watched {
+            inner: stream,
+            state: conn.state.clone(),
+        };
+        match &tls {
+            None => tasks.spawn(serve_connection(
+                watched,
+                peer,
+                router.clone(),
+                conn,
+                limits,
+                shutdown.clone(),
+            )),
+            Some(cert) => tasks.spawn(serve_tls_connection(
+                cert.acceptor(),
+                watched,
+                peer,
+                router.clone(),
+                conn,
+                limits,
+                shutdown.clone(),
+            )),
+        };
     }
     tasks.close();
     tasks.wait().await;
@@ -186,10 +223,14 @@ impl Throttled {
     }
 }
 
-/// Serves one connection until it ends, is closed for being idle or slow,
-/// or is evicted by a newer one.
-async fn serve_connection(
-    stream: TcpStream,
+/// Completes the TLS handshake of one connection, then serves it. The
+/// handshake counts as the head of the first request: it holds a place
+/// under the cap, counts as idle (the first closed for a newcomer over the
+/// cap), and must end, with the request head after it, within
+/// `header_read_timeout` of its first byte (`idle_timeout` before that).
+async fn serve_tls_connection(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: Watched,
     peer: SocketAddr,
     router: Router,
     conn: ConnHandle,
@@ -197,10 +238,72 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let state = conn.state.clone();
-    let io = TokioIo::new(Watched {
-        inner: stream,
-        state: state.clone(),
-    });
+    // A TLS client's first byte opens a handshake record (22); anything
+    // else is most likely plain HTTP sent to the TLS port: say so.
+    let mut first = [0u8; 1];
+    let plain = tokio::select! {
+        peeked = stream.inner.peek(&mut first) => matches!(peeked, Ok(1)) && first[0] != 22,
+        _ = conn.evict.cancelled() => return,
+        _ = shutdown.cancelled() => return,
+        _ = expired(&state, &limits) => return,
+    };
+    if plain {
+        let _ = stream.inner.try_write(PLAIN_HTTP_RESPONSE);
+        tracing::debug!(%peer, "plain HTTP on the TLS listener");
+        return;
+    }
+    let tls = tokio::select! {
+        handshake = acceptor.accept(stream) => match handshake {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                return;
+            }
+        },
+        _ = conn.evict.cancelled() => return,
+        _ = shutdown.cancelled() => return,
+        _ = expired(&state, &limits) => {
+            tracing::debug!(%peer, "closing a connection whose TLS handshake is too slow");
+            return;
+        }
+    };
+    serve_connection(tls, peer, router, conn, limits, shutdown).await;
+}
+
+/// Resolves once the connection's deadline ([`ConnState::deadline`]) has
+/// passed.
+async fn expired(state: &ConnState, limits: &ServerLimits) {
+    loop {
+        let changed = state.changed.notified();
+        let Some(deadline) = state.deadline(limits) else {
+            changed.await;
+            continue;
+        };
+        tokio::select! {
+            _ = changed => {}
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                if state.deadline(limits).is_some_and(|d| d <= Instant::now()) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Serves one connection until it ends, is closed for being idle or slow,
+/// or is evicted by a newer one.
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    router: Router,
+    conn: ConnHandle,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let state = conn.state.clone();
+    let io = TokioIo::new(stream);
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let busy = Busy::start(state.clone());
         let mut request = request.map(Body::new);

@@ -92,6 +92,29 @@ pub struct ServerConfig {
     /// for links in notifications; without it messages carry no links.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// PEM certificate chain the API serves over TLS (with `tls_key_file`);
+    /// without both the API speaks plain HTTP. Read again on SIGHUP.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA bundle: with it, clients must present a certificate it
+    /// signed (mutual TLS).
+    #[serde(default)]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Registrations (`POST /v1/releases`, `/v1/webhooks/*`) one client (a
+    /// token's name, else an address) may make, `N/s`, `N/m` or `N/h`;
+    /// `"off"` (the default) for no limit.
+    #[serde(
+        default,
+        deserialize_with = "crate::actions::notify::rate::deserialize_opt_limit"
+    )]
+    pub intake_rate_limit: Option<crate::actions::notify::rate::RateLimit>,
+    /// Registrations a client may make at once before `intake_rate_limit`
+    /// spaces them (default: its N).
+    #[serde(default)]
+    pub intake_rate_burst: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -104,6 +127,11 @@ impl Default for ServerConfig {
             idle_timeout: default_idle_timeout(),
             allowed_hosts: Vec::new(),
             public_url: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            intake_rate_limit: None,
+            intake_rate_burst: None,
         }
     }
 }

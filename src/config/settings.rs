@@ -35,6 +35,9 @@ pub struct Settings {
     pub webhooks: BTreeMap<&'static str, Arc<dyn IntakeConfig>>,
     /// API bearer tokens; empty without `[auth]`.
     pub tokens: Vec<ApiToken>,
+    /// `[server] tls_*`: the API's certificate, read and checked; `None`
+    /// for plain HTTP.
+    pub tls: Option<crate::tls::ServerTls>,
     /// Non-fatal findings (`check` prints them), e.g. a service without rules.
     pub warnings: Vec<String>,
 }

@@ -176,7 +176,7 @@ x = 1
                 &f,
                 3,
                 1,
-                "unknown field `listn`, expected one of `listen`, `shutdown_grace`, `max_connections`, `header_read_timeout`, `idle_timeout`, `allowed_hosts`, `public_url`",
+                "unknown field `listn`, expected one of `listen`, `shutdown_grace`, `max_connections`, `header_read_timeout`, `idle_timeout`, `allowed_hosts`, `public_url`, `tls_cert_file`, `tls_key_file`, `tls_client_ca_file`, `intake_rate_limit`, `intake_rate_burst`",
             ),
             (&f, 6, 27, "invalid duration \"5x\""),
             (
@@ -200,7 +200,7 @@ x = 1
     assert_eq!(
         errors[0].to_string(),
         format!(
-            "{}:3:1: unknown field `listn`, expected one of `listen`, `shutdown_grace`, `max_connections`, `header_read_timeout`, `idle_timeout`, `allowed_hosts`, `public_url`",
+            "{}:3:1: unknown field `listn`, expected one of `listen`, `shutdown_grace`, `max_connections`, `header_read_timeout`, `idle_timeout`, `allowed_hosts`, `public_url`, `tls_cert_file`, `tls_key_file`, `tls_client_ca_file`, `intake_rate_limit`, `intake_rate_burst`",
             f.display()
         )
     );

@@ -48,11 +48,29 @@ impl RateLimit {
 
     /// The governor quota: `count` per `per`, bursts of up to `count`.
     fn quota(&self) -> Quota {
+        self.quota_with_burst(self.count)
+    }
+
+    /// The governor quota: `count` per `per`, bursts of up to `burst`.
+    pub fn quota_with_burst(&self, burst: NonZeroU32) -> Quota {
         let every = (self.per / self.count.get()).max(Duration::from_nanos(1));
         Quota::with_period(every)
             .expect("a non-zero period")
-            .allow_burst(self.count)
+            .allow_burst(burst)
     }
+}
+
+/// An optional limit that may also be written `"off"` (none).
+pub fn deserialize_opt_limit<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<RateLimit>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    RateLimit::parse(&s)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("{e}, or \"off\"")))
 }
 
 impl<'de> Deserialize<'de> for RateLimit {

@@ -40,9 +40,11 @@ pub(super) fn validate(parsed: Parsed, report: &mut Report<'_>, file: &Path) -> 
         webhooks,
     } = parsed;
     let tokens = auth_tokens(&config, &base, report);
+    let mut tls = None;
     if !server_failed {
         check_listen(&config, auth_failed, report);
         check_server_limits(&config.server, report);
+        tls = server_tls(&config.server, &base, report);
     }
     let cadence = if cadence_failed {
         None
@@ -79,7 +81,70 @@ pub(super) fn validate(parsed: Parsed, report: &mut Report<'_>, file: &Path) -> 
         sources,
         webhooks,
         tokens,
+        tls,
         warnings: Vec::new(),
+    }
+}
+
+/// `[server] tls_cert_file`, `tls_key_file`, `tls_client_ca_file`: both of
+/// the first two or neither; the files read and checked (each problem at
+/// its key). An expired certificate is an error: no client would accept it.
+fn server_tls(
+    server: &super::ServerConfig,
+    base: &Path,
+    report: &mut Report<'_>,
+) -> Option<crate::tls::ServerTls> {
+    let at = KeyPath::root().key("server");
+    let (cert, key) = match (&server.tls_cert_file, &server.tls_key_file) {
+        (Some(c), Some(k)) => (c, k),
+        (None, None) => {
+            if server.tls_client_ca_file.is_some() {
+                report.error(
+                    &at.key("tls_client_ca_file"),
+                    "`tls_client_ca_file` needs `tls_cert_file` and `tls_key_file`",
+                );
+            }
+            return None;
+        }
+        (Some(_), None) => {
+            report.error(
+                &at.key("tls_cert_file"),
+                "`tls_cert_file` needs `tls_key_file`",
+            );
+            return None;
+        }
+        (None, Some(_)) => {
+            report.error(
+                &at.key("tls_key_file"),
+                "`tls_key_file` needs `tls_cert_file`",
+            );
+            return None;
+        }
+    };
+    let files = crate::tls::TlsFiles {
+        cert: base.join(cert),
+        key: base.join(key),
+        client_ca: server.tls_client_ca_file.as_ref().map(|f| base.join(f)),
+    };
+    match crate::tls::load(&files) {
+        Ok(tls) if tls.summary.expired => {
+            report.error(
+                &at.key("tls_cert_file"),
+                format!(
+                    "the certificate in {} expired at {}",
+                    files.cert.display(),
+                    tls.summary.not_after
+                ),
+            );
+            None
+        }
+        Ok(tls) => Some(tls),
+        Err(errors) => {
+            for (key, message) in errors {
+                report.error(&at.key(key.name()), format!("`{}`: {message}", key.name()));
+            }
+            None
+        }
     }
 }
 
@@ -182,7 +247,8 @@ pub const MIN_TOKEN_BYTES: usize = 16;
 /// must keep room for everything else the daemon opens.
 const MAX_MAX_CONNECTIONS: usize = 16_384;
 
-/// `max_connections`, the connection timeouts, `allowed_hosts` and `public_url`.
+/// `max_connections`, the connection timeouts, `allowed_hosts`, the intake
+/// rate limit and `public_url`.
 fn check_server_limits(server: &super::ServerConfig, report: &mut Report<'_>) {
     let at = KeyPath::root().key("server");
     if !(1..=MAX_MAX_CONNECTIONS).contains(&server.max_connections) {
@@ -209,6 +275,17 @@ fn check_server_limits(server: &super::ServerConfig, report: &mut Report<'_>) {
                 ),
             );
         }
+    }
+    match (server.intake_rate_limit, server.intake_rate_burst) {
+        (_, Some(0)) => report.error(
+            &at.key("intake_rate_burst"),
+            "`intake_rate_burst` must be at least 1",
+        ),
+        (None, Some(_)) => report.error(
+            &at.key("intake_rate_burst"),
+            "`intake_rate_burst` needs `intake_rate_limit`",
+        ),
+        _ => {}
     }
     if let Some(url) = &server.public_url {
         if let Err(e) = crate::section::http_url(url) {

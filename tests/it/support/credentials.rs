@@ -95,16 +95,15 @@ fn leaf(dir: &Path, name: &str, ext: &str) {
     );
 }
 
+/// The extensions of a server certificate for `127.0.0.1`/`localhost`.
+const SERVER_EXT: &str = "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n";
+
 /// A CA, a server certificate for `127.0.0.1`/`localhost` and a client
 /// certificate, signed by it; and another CA.
 pub fn pki(dir: &Path) -> Pki {
     ca(dir, "ca");
     ca(dir, "other-ca");
-    leaf(
-        dir,
-        "server",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    );
+    leaf(dir, "server", SERVER_EXT);
     leaf(
         dir,
         "client",
@@ -118,6 +117,17 @@ pub fn pki(dir: &Path) -> Pki {
         client_key: dir.join("client.key"),
         other_ca: dir.join("other-ca.pem"),
     }
+}
+
+/// Another server certificate for `127.0.0.1`/`localhost` (a new key, a
+/// new serial) signed by the CA of the [`pki`] already made in `dir`:
+/// `DIR/NAME.pem` and `DIR/NAME.key`.
+pub fn server_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    leaf(dir, name, SERVER_EXT);
+    (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    )
 }
 
 /// The bcrypt hash of `password` (cost 4: fast, still bcrypt).

@@ -93,6 +93,29 @@ notify = ["out"]
     (config, listen)
 }
 
+/// A client that trusts the PEM CA `ca` (besides the public ones).
+pub fn https_client(ca: &Path) -> reqwest::Client {
+    let pem = std::fs::read(ca).unwrap();
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap()
+}
+
+/// [`https_client`] presenting the client certificate `cert` (PEM) with
+/// its key `key`.
+pub fn https_client_as(ca: &Path, cert: &Path, key: &Path) -> reqwest::Client {
+    let mut identity = std::fs::read(cert).unwrap();
+    identity.push(b'\n');
+    identity.extend(std::fs::read(key).unwrap());
+    let pem = std::fs::read(ca).unwrap();
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .identity(reqwest::Identity::from_pem(&identity).unwrap())
+        .build()
+        .unwrap()
+}
+
 pub struct Daemon {
     pub api: String,
     child: Option<Child>,
@@ -103,6 +126,19 @@ impl Daemon {
     /// Starts the daemon on `config` (whose `[server] listen` is `addr`) and
     /// waits until `/readyz` answers 200.
     pub async fn start(config: &Path, addr: &str) -> Self {
+        Self::start_at(config, format!("http://{addr}"), reqwest::Client::new()).await
+    }
+
+    /// [`Daemon::start`] for a config whose `[server]` has TLS keys: `api`
+    /// is `https://ADDR`, and readiness is asked with a client trusting
+    /// `ca` (PEM).
+    pub async fn start_https(config: &Path, addr: &str, ca: &Path) -> Self {
+        Self::start_at(config, format!("https://{addr}"), https_client(ca)).await
+    }
+
+    /// [`Daemon::start`] with the API at `api` (`http://` or `https://`),
+    /// readiness asked with `http`.
+    pub async fn start_at(config: &Path, api: String, http: reqwest::Client) -> Self {
         let log = config.with_extension(format!(
             "log.{}",
             std::time::SystemTime::now()
@@ -120,11 +156,10 @@ impl Daemon {
             .spawn()
             .expect("start release-guardian");
         let me = Self {
-            api: format!("http://{addr}"),
+            api,
             child: Some(child),
             log,
         };
-        let http = reqwest::Client::new();
         let url = format!("{}/readyz", me.api);
         wait_for("the daemon to be ready", Duration::from_secs(30), || {
             let http = http.clone();
