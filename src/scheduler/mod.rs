@@ -19,7 +19,8 @@
 //!   each, what a watch's end sends (resolves, the summary);
 //! - `incidents.rs` — which incidents are open at which notifier, from the
 //!   outbox (what closing messages and reminders follow);
-//! - `reminders.rs` — `repeat_every` reminders while a level holds.
+//! - `reminders.rs` — `repeat_every` reminders while a level holds;
+//! - `trim.rs` — giving the memory of ended watches back to the system.
 //!
 //! The tiered tick schedule is [`crate::config::Cadence`].
 
@@ -39,6 +40,7 @@ mod rollback;
 #[cfg(test)]
 mod tests;
 mod tick;
+mod trim;
 mod verdict;
 mod watch;
 
@@ -49,6 +51,7 @@ use crate::actions::notify::outbox::Outbox;
 use crate::context::Context;
 use crate::model::{Decision, Millis, ReleaseStatus};
 use crate::store::{Lease, StoreError, UnreadableRelease};
+use crate::telemetry::Alive;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -98,6 +101,8 @@ pub struct Guardian {
     /// Why the store could not write at its last write (probe or tick);
     /// `None` while it writes.
     write_error: Mutex<Option<String>>,
+    /// Returns freed memory to the system after watches end.
+    trimmer: trim::Trimmer,
 }
 
 impl Guardian {
@@ -122,6 +127,7 @@ impl Guardian {
             ready: AtomicBool::new(false),
             unreadable: Mutex::new(Vec::new()),
             write_error: Mutex::new(None),
+            trimmer: trim::Trimmer::default(),
         })
     }
 
@@ -337,6 +343,8 @@ impl Guardian {
         self.spawn_lease_renewal();
         self.probe_store().await;
         self.spawn_upkeep();
+        self.trimmer
+            .spawn(&self.ctx.tasks, self.ctx.shutdown.clone());
         self.ready.store(true, Ordering::Release);
         Ok(())
     }
@@ -357,6 +365,7 @@ impl Guardian {
         let me = self.clone();
         let id = id.to_string();
         self.ctx.tasks.spawn(async move {
+            let alive = Alive::new(&me.ctx.telemetry.watch_tasks);
             watch::run(&me, &id, token).await;
             let mut w = me.lock_watches();
             // Only remove our own entry: a newer task may have replaced it.
@@ -368,6 +377,8 @@ impl Guardian {
                 .telemetry
                 .active_watches
                 .set(me.running_watches() as i64);
+            drop(alive);
+            me.trimmer.watch_ended();
         });
     }
 

@@ -46,4 +46,5 @@ mod scrape_source;
 mod shutdown;
 mod store_contract;
 mod systemd;
+mod watch_memory;
 mod webhooks;
