@@ -106,9 +106,12 @@ rules = ["rules.yaml"]
         .await
         .unwrap();
     assert_eq!(aborted.status(), 200);
-    d.release_until(&ids[1], "the short window to end", Duration::from_secs(60), |r| {
-        r["status"] == "verified"
-    })
+    d.release_until(
+        &ids[1],
+        "the short window to end",
+        Duration::from_secs(60),
+        |r| r["status"] == "verified",
+    )
     .await;
 
     let left = wait_for(
