@@ -25,14 +25,14 @@
 # ((active - baseline) / N), RSS after they ended and its difference from
 # the baseline (idle, config loaded, before any watch).
 # Env: CARGO_TARGET_DIR, RG_BIN and TARGET_BIN (skip the build), EVERY (1s),
-# DELAY (120s), ACTIVE (120s), SETTLE (15), TRIM_WAIT (5), WATCHES
+# DELAY (300s), ACTIVE (120s), SETTLE (15), TRIM_WAIT (5), WATCHES
 # ("1000 10000"), KEEP=1 (keep the temp dir), DAEMON_PRELOAD (LD_PRELOAD for
 # the daemon alone, to compare allocators: e.g.
 # /usr/lib/x86_64-linux-gnu/libjemalloc.so.2).
 set -euo pipefail
 
 EVERY=${EVERY:-1s}
-DELAY=${DELAY:-120s}
+DELAY=${DELAY:-300s}
 ACTIVE=${ACTIVE:-120s}
 SETTLE=${SETTLE:-15}
 TRIM_WAIT=${TRIM_WAIT:-5}
