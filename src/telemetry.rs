@@ -71,6 +71,12 @@ pub struct Telemetry {
     pub source_latency: Family<SourceLabels, Histogram>,
     pub source_errors: Family<SourceLabels, Counter>,
     pub active_watches: Gauge,
+    /// Watch tasks alive: counted from a task's start until everything it
+    /// held is dropped ([`Alive`]); 0 once every watch has ended.
+    pub watch_tasks: Gauge,
+    /// Probe HDR histograms alive (each lives for one tick's burst); set
+    /// from the prober's count when `/metrics` is read.
+    pub probe_histograms: Gauge,
     /// Active releases whose stored row cannot be read: not resumed.
     pub unreadable_releases: Gauge,
     /// 1 while the store's last write probe succeeded, else 0.
@@ -153,6 +159,18 @@ impl Telemetry {
             "Watches currently running",
             active_watches.clone(),
         );
+        let watch_tasks = Gauge::default();
+        registry.register(
+            "watch_tasks",
+            "Watch tasks alive, until everything a task held is freed",
+            watch_tasks.clone(),
+        );
+        let probe_histograms = Gauge::default();
+        registry.register(
+            "probe_histograms",
+            "Probe latency histograms alive (one per probe during a tick)",
+            probe_histograms.clone(),
+        );
         let unreadable_releases = Gauge::default();
         registry.register(
             "unreadable_releases",
@@ -207,6 +225,8 @@ impl Telemetry {
             source_latency,
             source_errors,
             active_watches,
+            watch_tasks,
+            probe_histograms,
             unreadable_releases,
             store_writable,
             releases_pruned,
@@ -251,6 +271,22 @@ impl Telemetry {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("encoding to a String");
         out
+    }
+}
+
+/// Counts one live thing on a gauge, from [`Alive::new`] until dropped.
+pub struct Alive(Gauge);
+
+impl Alive {
+    pub fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -96,6 +96,9 @@ pub(crate) async fn metrics(
     State(ApiState { ctx, .. }): State<ApiState>,
     headers: HeaderMap,
 ) -> Response {
+    ctx.telemetry
+        .probe_histograms
+        .set(crate::sources::probe::live_histograms() as i64);
     let mut text = ctx.telemetry.encode();
     let mut families = String::new();
     match ctx.store.count_by_status().await {

@@ -22,6 +22,7 @@
 //! - `reminders.rs` — `repeat_every` reminders while a level holds;
 //! - [`replay`] — the same ticks on a virtual clock, nothing written or
 //!   sent (`test-rules`, `backtest`).
+//! - `trim.rs` — giving the memory of ended watches back to the system.
 //!
 //! The tiered tick schedule is [`crate::config::Cadence`].
 
@@ -44,6 +45,7 @@ mod signatures;
 #[cfg(test)]
 mod tests;
 mod tick;
+mod trim;
 mod verdict;
 mod watch;
 
@@ -54,6 +56,7 @@ use crate::actions::notify::outbox::Outbox;
 use crate::context::Context;
 use crate::model::{Decision, Millis, ReleaseStatus};
 use crate::store::{Lease, StoreError, UnreadableRelease};
+use crate::telemetry::Alive;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -103,6 +106,8 @@ pub struct Guardian {
     /// Why the store could not write at its last write (probe or tick);
     /// `None` while it writes.
     write_error: Mutex<Option<String>>,
+    /// Returns freed memory to the system after watches end.
+    trimmer: trim::Trimmer,
 }
 
 impl Guardian {
@@ -127,6 +132,7 @@ impl Guardian {
             ready: AtomicBool::new(false),
             unreadable: Mutex::new(Vec::new()),
             write_error: Mutex::new(None),
+            trimmer: trim::Trimmer::default(),
         })
     }
 
@@ -342,6 +348,8 @@ impl Guardian {
         self.spawn_lease_renewal();
         self.probe_store().await;
         self.spawn_upkeep();
+        self.trimmer
+            .spawn(&self.ctx.tasks, self.ctx.shutdown.clone());
         self.ready.store(true, Ordering::Release);
         Ok(())
     }
@@ -394,6 +402,7 @@ impl Guardian {
         let me = self.clone();
         let id = id.to_string();
         self.ctx.tasks.spawn(async move {
+            let alive = Alive::new(&me.ctx.telemetry.watch_tasks);
             watch::run(&me, &id, token).await;
             let mut w = me.lock_watches();
             // Only remove our own entry: a newer task may have replaced it.
@@ -405,6 +414,8 @@ impl Guardian {
                 .telemetry
                 .active_watches
                 .set(me.running_watches() as i64);
+            drop(alive);
+            me.trimmer.watch_ended();
         });
     }
 

@@ -37,6 +37,7 @@ use crate::transport::{classify, tracking_resolution, Failure};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -431,7 +432,7 @@ pub struct BurstResult {
     pub failed: u32,
     /// Latencies (µs) of the requests the service is judged on (passed or
     /// failed): for this tick only, dropped with the result.
-    pub latencies: hdrhistogram::Histogram<u32>,
+    pub latencies: Latencies,
     /// The slowest judged request.
     pub max_latency: Duration,
     /// Why requests failed, each reason with how many times, most frequent
@@ -493,10 +494,49 @@ impl BurstResult {
     }
 }
 
-/// Latencies are recorded in µs up to an hour, 3 significant digits
-/// (bounded: about 50 KiB at most, freed with the tick's result).
-fn new_histogram() -> hdrhistogram::Histogram<u32> {
-    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid HDR bounds")
+/// Probe latency histograms alive now, in this process.
+static LIVE_HISTOGRAMS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many probe latency histograms ([`Latencies`]) are alive: each lives
+/// for one tick's burst, so none outlives the watches (`/metrics`:
+/// `rg_probe_histograms`).
+pub fn live_histograms() -> usize {
+    LIVE_HISTOGRAMS.load(Ordering::Relaxed)
+}
+
+/// A tick's latency histogram: µs up to an hour, 3 significant digits
+/// (bounded: about 92 KiB, freed with the tick's result), counted in
+/// [`live_histograms`] while it lives.
+#[derive(Debug)]
+pub struct Latencies(hdrhistogram::Histogram<u32>);
+
+impl Latencies {
+    fn new() -> Self {
+        LIVE_HISTOGRAMS.fetch_add(1, Ordering::Relaxed);
+        Self(
+            hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("valid HDR bounds"),
+        )
+    }
+}
+
+impl Drop for Latencies {
+    fn drop(&mut self) {
+        LIVE_HISTOGRAMS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl std::ops::Deref for Latencies {
+    type Target = hdrhistogram::Histogram<u32>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Latencies {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Prober {
@@ -558,7 +598,7 @@ impl Prober {
             sent: n,
             passed: 0,
             failed: 0,
-            latencies: new_histogram(),
+            latencies: Latencies::new(),
             max_latency: Duration::ZERO,
             reasons: Vec::new(),
             guardian_failure: None,

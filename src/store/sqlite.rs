@@ -1,8 +1,12 @@
 //! The embedded store: one SQLite file in WAL mode behind the [`Store`] trait.
 //!
 //! This module owns the connection and how every [`Store`] method reaches it:
-//! each method is one transaction run on the blocking pool, so the async
-//! runtime never waits on disk, and writes take the write lock up front
+//! each method is one transaction run on the store's own thread, which owns
+//! the connection and runs the transactions one at a time in the order they
+//! were asked for, so the async runtime never waits on disk (and ten
+//! thousand watches waiting on the store wait in a queue, not in hundreds
+//! of blocking-pool threads each with its own stack and allocator arena);
+//! writes take the write lock up front
 //! (`BEGIN IMMEDIATE`) so a check-then-write never races another writer, even
 //! one in another process. Its child modules hold the rest:
 //! - `sqlite_schema.rs` — the tables, created and upgraded by numbered
@@ -43,7 +47,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc;
 use std::time::Duration;
 
 /// Where the SQLite file lives when neither `[store] path` nor systemd's
@@ -118,8 +122,23 @@ impl From<rusqlite::Error> for StoreError {
 /// SQLite-backed [`Store`]: one file, one connection, WAL journal,
 /// `synchronous = FULL` (a committed tick survives a power cut).
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    /// The queue of the store's thread (which owns the connection; it ends,
+    /// closing the file, when the store is dropped).
+    jobs: mpsc::Sender<Job>,
     path: PathBuf,
+}
+
+/// One transaction to run on the store's thread.
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Runs the jobs on `conn` one at a time until every sender is gone. A job
+/// that panics loses its answer (its caller gets an error), not the thread:
+/// the panic rolled its transaction back while unwinding.
+fn serve(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+    for job in jobs {
+        let conn = &mut conn;
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || job(conn)));
+    }
 }
 
 impl SqliteStore {
@@ -144,8 +163,13 @@ impl SqliteStore {
             corrupt => corrupt,
         };
         let conn = Self::connect(path).map_err(failed)?;
+        let (jobs, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("rg-store".into())
+            .spawn(move || serve(conn, queue))
+            .map_err(|e| failed(StoreError::Backend(format!("cannot start its thread: {e}"))))?;
         Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
+            jobs,
             path: path.to_path_buf(),
         })
     }
@@ -183,7 +207,7 @@ impl SqliteStore {
         schema::MIGRATIONS.get(index).copied()
     }
 
-    /// Runs `f` in one transaction on the blocking pool; commits if it
+    /// Runs `f` in one transaction on the store's thread; commits if it
     /// returns `Ok`, rolls back otherwise. The work completes even if the
     /// caller's future is dropped, so a write is all or nothing.
     async fn run<T, F>(&self, behavior: TransactionBehavior, f: F) -> Result<T, StoreError>
@@ -191,18 +215,22 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            // A panic mid-transaction rolled it back while unwinding, so the
-            // connection behind a poisoned lock is still consistent.
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            let tx = conn.transaction_with_behavior(behavior)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn: &mut Connection| {
+            let run = || {
+                let tx = conn.transaction_with_behavior(behavior)?;
+                let out = f(&tx)?;
+                tx.commit()?;
+                Ok(out)
+            };
+            let _ = answer.send(run());
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| StoreError::Backend("the store's thread has stopped".into()))?;
+        answered
+            .await
+            .map_err(|_| StoreError::Backend("store task failed: it panicked".into()))?
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>

@@ -52,4 +52,5 @@ mod shutdown;
 mod signatures;
 mod store_contract;
 mod systemd;
+mod watch_memory;
 mod webhooks;
