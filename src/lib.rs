@@ -20,7 +20,8 @@
 //!   command line; [`demo`] the self-contained demo; [`systemd`] readiness
 //!   and watchdog notifications; [`telemetry`] the daemon's own metrics;
 //!   [`report`] renders release objects for people; [`notify_test`] sends a
-//!   test message through one notifier.
+//!   test message through one notifier; [`fuzz`] the fuzzers' entry points
+//!   into the parsers.
 
 #![forbid(unsafe_code)]
 
@@ -33,6 +34,7 @@ pub mod config;
 pub mod context;
 pub mod demo;
 pub mod engine;
+pub mod fuzz;
 pub mod intake;
 pub mod model;
 pub mod notify_test;
