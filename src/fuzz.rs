@@ -46,6 +46,9 @@ labels = { namespace = "shop" }
   [[services.probes]]
   name = "live"
   url = "http://127.0.0.1:9/health"
+  [[services.probes]]
+  name = "ready"
+  url = "http://127.0.0.1:9/ready"
   [[services.scrapes]]
   name = "app"
   url = "http://127.0.0.1:9/metrics"
@@ -83,7 +86,9 @@ pub fn webhook(tool: &str, data: &[u8]) -> Result<(), String> {
         .webhooks
         .get(tool)
         .unwrap_or_else(|| panic!("no [webhooks.{tool}] in the base config"));
-    let (sign, rest) = data.split_first().map_or((false, data), |(f, r)| (f & 1 == 1, r));
+    let (sign, rest) = data
+        .split_first()
+        .map_or((false, data), |(f, r)| (f & 1 == 1, r));
     let (mut headers, body) = split_headers(rest);
     if sign {
         let (name, value) = match tool {
@@ -112,7 +117,10 @@ pub fn webhook(tool: &str, data: &[u8]) -> Result<(), String> {
             assert_eq!(record["tool"], tool);
             for (key, value) in record.as_object().expect("the deploy record is an object") {
                 let chars = value.as_str().map_or(0, |v| v.chars().count());
-                assert!(chars <= 1025, "{tool}: deploy record `{key}` is {chars} chars");
+                assert!(
+                    chars <= 1025,
+                    "{tool}: deploy record `{key}` is {chars} chars"
+                );
             }
             Ok(())
         }
@@ -200,7 +208,7 @@ pub fn release(data: &[u8]) -> Result<(), String> {
 }
 
 /// A rule pack's YAML text, parsed and compiled for the base config's
-/// service (its labels, probe `live`, scrape `app`, sources `prometheus` and
+/// service (its labels, probes `live` and `ready`, scrape `app`, sources `prometheus` and
 /// `loki`).
 pub fn rule_pack(data: &[u8]) -> Result<(), String> {
     let text = String::from_utf8_lossy(data);
