@@ -9,7 +9,7 @@
 //! | [`webhook`] | [`intake::receive`] with the format's `[webhooks.TOOL]` from a fixed config | a correctly authenticated request is never refused as unauthenticated; a release goes to a configured target and its deploy record is bounded |
 //! | [`release`] | [`intake::receive`] with [`intake::native::Native`] (`POST /v1/releases`) | a parsed release written back as JSON parses to the same release |
 //! | [`rule_pack`] | [`rules::parse_pack`] then [`rules::compile`] for a fixed service | every error is located at a line of the text |
-//! | [`config`] | [`load::load_str`] (TOML, layering, validation, rule packs) | every error in the file is located at a line of it; a config accepted once is accepted again |
+//! | [`config()`] | [`load::load_str`] (TOML, layering, validation, rule packs) | every error in the file is located at a line of it; a config accepted once is accepted again |
 //!
 //! The fuzz crate in `fuzz/` (one target per function, see
 //! docs/development.md "Fuzzing") and the regression tests
