@@ -21,8 +21,9 @@
 //!   and watchdog notifications; [`telemetry`] the daemon's own metrics;
 //!   [`report`] renders release objects for people; [`notify_test`] sends a
 //!   test message through one notifier; [`ruletest`] runs rule-pack tests
-//!   (`test-rules`), [`backtest`] replays history (`backtest`) and [`tls`]
-//!   reads the API's own certificate.
+//!   (`test-rules`), [`backtest`] replays history (`backtest`), [`tls`]
+//!   reads the API's own certificate and [`fuzz`] holds the fuzzers' entry
+//!   points into the parsers.
 
 // `deny`, not `forbid`: one measured exception, `scheduler/trim.rs`
 // (`malloc_trim`, which gives ended watches' memory back to the system).
@@ -38,6 +39,7 @@ pub mod config;
 pub mod context;
 pub mod demo;
 pub mod engine;
+pub mod fuzz;
 pub mod intake;
 pub mod model;
 pub mod notify_test;

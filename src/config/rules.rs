@@ -192,6 +192,28 @@ pub fn read_pack(file: &Path) -> Result<RulePack, std::io::Error> {
     Ok(parse_pack(&text, file))
 }
 
+/// Deepest `[`/`{` nesting a pack may have (the YAML parser's own limit).
+const MAX_FLOW_DEPTH: usize = 128;
+
+/// Where the text's brackets first nest deeper than [`MAX_FLOW_DEPTH`]:
+/// the YAML parser takes time quadratic in the flow depth before its own
+/// limit refuses it (found by fuzzing: 20,000 `[` took seconds). Brackets
+/// inside strings count too; a real pack never comes near the limit.
+fn too_deep(text: &str) -> Option<(usize, usize)> {
+    let mut depth = 0usize;
+    for (i, c) in text.char_indices() {
+        match c {
+            '[' | '{' => depth += 1,
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => continue,
+        }
+        if depth > MAX_FLOW_DEPTH {
+            return Some(crate::section::locate::offset_to_position(text, i));
+        }
+    }
+    None
+}
+
 /// Parses and checks a pack's text; `file` names it in errors.
 pub fn parse_pack(text: &str, file: &Path) -> RulePack {
     let mut pack = RulePack {
@@ -201,6 +223,15 @@ pub fn parse_pack(text: &str, file: &Path) -> RulePack {
         errors: Vec::new(),
         warnings: Vec::new(),
     };
+    if let Some((line, col)) = too_deep(text) {
+        pack.errors.push(ConfigError {
+            file: file.to_path_buf(),
+            line,
+            col,
+            message: format!("invalid YAML: nested deeper than {MAX_FLOW_DEPTH} levels"),
+        });
+        return pack;
+    }
     let doc: serde_norway::Value = match serde_norway::from_str(text) {
         Ok(v) => v,
         Err(e) => {

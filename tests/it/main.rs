@@ -21,6 +21,7 @@ mod config_load;
 mod dashboard;
 mod e2e;
 mod email;
+mod fuzz_regressions;
 mod guardian_side;
 mod hook_supervisor;
 mod intake_rate;
