@@ -42,7 +42,7 @@ mod tick;
 mod verdict;
 mod watch;
 
-pub use control::ControlError;
+pub use control::{ControlError, Provenance};
 pub use tick::variables;
 
 use crate::actions::notify::outbox::Outbox;
@@ -98,6 +98,8 @@ pub struct Guardian {
     /// Why the store could not write at its last write (probe or tick);
     /// `None` while it writes.
     write_error: Mutex<Option<String>>,
+    /// Commits concurrent registrations together (started on first use).
+    intake: std::sync::OnceLock<crate::store::group_commit::GroupCommit>,
 }
 
 impl Guardian {
@@ -122,6 +124,7 @@ impl Guardian {
             ready: AtomicBool::new(false),
             unreadable: Mutex::new(Vec::new()),
             write_error: Mutex::new(None),
+            intake: std::sync::OnceLock::new(),
         })
     }
 

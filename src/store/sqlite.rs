@@ -31,7 +31,7 @@
 //!   first" are well defined even when timestamps are equal.
 
 use super::{
-    Lease, Registered, ReleaseDetails, ReleaseFilter, ResumableReleases, RollbackRequest, Silence,
+    BatchRegistered, Lease, Registered, Registration, ReleaseDetails, ReleaseFilter, ResumableReleases, RollbackRequest, Silence,
     Store, StoreError, TickApplied, TickCommit,
 };
 use crate::model::{
@@ -118,7 +118,12 @@ impl From<rusqlite::Error> for StoreError {
 /// SQLite-backed [`Store`]: one file, one connection, WAL journal,
 /// `synchronous = FULL` (a committed tick survives a power cut).
 pub struct SqliteStore {
+    /// Every write goes through this connection.
     conn: Arc<Mutex<Connection>>,
+    /// Reads go through this one: in WAL mode a reader sees the last
+    /// commit and neither waits for a write in progress (a batch's sync)
+    /// nor holds one up.
+    reader: Arc<Mutex<Connection>>,
     path: PathBuf,
 }
 
@@ -144,8 +149,10 @@ impl SqliteStore {
             corrupt => corrupt,
         };
         let conn = Self::connect(path).map_err(failed)?;
+        let reader = Self::connect_reader(path).map_err(failed)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            reader: Arc::new(Mutex::new(reader)),
             path: path.to_path_buf(),
         })
     }
@@ -163,6 +170,15 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         schema::migrate(&mut conn)?;
+        Ok(conn)
+    }
+
+    /// The read connection, opened once [`Self::connect`] brought the
+    /// schema up to date; it refuses writes.
+    fn connect_reader(path: &Path) -> Result<Connection, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "query_only", true)?;
         Ok(conn)
     }
 
@@ -186,12 +202,16 @@ impl SqliteStore {
     /// Runs `f` in one transaction on the blocking pool; commits if it
     /// returns `Ok`, rolls back otherwise. The work completes even if the
     /// caller's future is dropped, so a write is all or nothing.
-    async fn run<T, F>(&self, behavior: TransactionBehavior, f: F) -> Result<T, StoreError>
+    async fn run<T, F>(
+        conn: &Arc<Mutex<Connection>>,
+        behavior: TransactionBehavior,
+        f: F,
+    ) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
+        let conn = Arc::clone(conn);
         tokio::task::spawn_blocking(move || {
             // A panic mid-transaction rolled it back while unwinding, so the
             // connection behind a poisoned lock is still consistent.
@@ -210,7 +230,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        self.run(TransactionBehavior::Deferred, f).await
+        Self::run(&self.reader, TransactionBehavior::Deferred, f).await
     }
 
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -218,7 +238,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        self.run(TransactionBehavior::Immediate, f).await
+        Self::run(&self.conn, TransactionBehavior::Immediate, f).await
     }
 }
 
@@ -245,6 +265,29 @@ impl Store for SqliteStore {
                 first_check_at,
                 &superseded,
             )
+        })
+        .await
+    }
+
+    /// One transaction for the whole batch (one sync), a savepoint per
+    /// item: an item that fails is rolled back to its savepoint alone.
+    async fn register_batch(
+        &self,
+        batch: Vec<Registration>,
+    ) -> Result<Vec<Result<BatchRegistered, StoreError>>, StoreError> {
+        self.write(move |tx| {
+            let mut out = Vec::with_capacity(batch.len());
+            for item in batch {
+                tx.execute_batch("SAVEPOINT registration")?;
+                let result = ops::register_item(tx, item);
+                tx.execute_batch(if result.is_ok() {
+                    "RELEASE registration"
+                } else {
+                    "ROLLBACK TO registration; RELEASE registration"
+                })?;
+                out.push(result);
+            }
+            Ok(out)
         })
         .await
     }
