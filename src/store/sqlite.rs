@@ -1,10 +1,14 @@
 //! The embedded store: one SQLite file in WAL mode behind the [`Store`] trait.
 //!
-//! This module owns the connection and how every [`Store`] method reaches it:
-//! each method is one transaction run on the blocking pool, so the async
-//! runtime never waits on disk, and writes take the write lock up front
+//! This module owns the connections and how every [`Store`] method reaches
+//! them: each method is one transaction run on the blocking pool, so the
+//! async runtime never waits on disk, and writes take the write lock up front
 //! (`BEGIN IMMEDIATE`) so a check-then-write never races another writer, even
-//! one in another process. Its child modules hold the rest:
+//! one in another process. Writes share one connection; reads have their own
+//! (WAL: a read sees the last commit and never waits for a commit's sync). A
+//! batch of registrations ([`Store::register_batch`]) is one transaction and
+//! one sync, with a savepoint per registration. Its child modules hold the
+//! rest:
 //! - `sqlite_schema.rs` — the tables, created and upgraded by numbered
 //!   migrations tracked in `PRAGMA user_version`;
 //! - `sqlite_ops.rs` — the SQL of each method;
@@ -31,8 +35,8 @@
 //!   first" are well defined even when timestamps are equal.
 
 use super::{
-    BatchRegistered, Lease, Registered, Registration, ReleaseDetails, ReleaseFilter, ResumableReleases, RollbackRequest, Silence,
-    Store, StoreError, TickApplied, TickCommit,
+    BatchRegistered, Lease, Registered, Registration, ReleaseDetails, ReleaseFilter,
+    ResumableReleases, RollbackRequest, Silence, Store, StoreError, TickApplied, TickCommit,
 };
 use crate::model::{
     AuditRecord, CheckPoint, CheckRecord, Decision, DeliveryStatus, Millis, NewRelease,

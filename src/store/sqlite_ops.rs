@@ -10,8 +10,9 @@ use crate::model::{
     Release, ReleaseStatus, RollbackRecord, RollbackState,
 };
 use crate::store::{
-    BatchRegistered, Lease, Registered, Registration, ReleaseDetails, ReleaseFilter, ResumableReleases, RollbackRequest, Silence,
-    StoreError, TickApplied, TickCommit, UnreadableRelease,
+    BatchRegistered, Lease, Registered, Registration, ReleaseDetails, ReleaseFilter,
+    ResumableReleases, RollbackRequest, Silence, StoreError, TickApplied, TickCommit,
+    UnreadableRelease,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};

@@ -21,6 +21,7 @@ mod e2e;
 mod email;
 mod guardian_side;
 mod hook_supervisor;
+mod intake_batch;
 mod judgment;
 mod lease_renewal;
 mod logs;
