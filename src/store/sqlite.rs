@@ -100,6 +100,9 @@ mod rows;
 #[path = "sqlite_schema.rs"]
 mod schema;
 
+/// Read connections per store.
+const READERS: usize = 4;
+
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -124,10 +127,12 @@ impl From<rusqlite::Error> for StoreError {
 pub struct SqliteStore {
     /// Every write goes through this connection.
     conn: Arc<Mutex<Connection>>,
-    /// Reads go through this one: in WAL mode a reader sees the last
-    /// commit and neither waits for a write in progress (a batch's sync)
-    /// nor holds one up.
-    reader: Arc<Mutex<Connection>>,
+    /// Reads go through these ([`READERS`], taken in turn): in WAL mode a
+    /// reader sees the last commit and neither waits for a write in
+    /// progress (a batch's sync) nor holds one up, and concurrent reads
+    /// (many registrations answered at once) do not queue on one lock.
+    readers: Vec<Arc<Mutex<Connection>>>,
+    next_reader: std::sync::atomic::AtomicUsize,
     path: PathBuf,
 }
 
@@ -153,10 +158,14 @@ impl SqliteStore {
             corrupt => corrupt,
         };
         let conn = Self::connect(path).map_err(failed)?;
-        let reader = Self::connect_reader(path).map_err(failed)?;
+        let readers = (0..READERS)
+            .map(|_| Ok(Arc::new(Mutex::new(Self::connect_reader(path)?))))
+            .collect::<Result<_, StoreError>>()
+            .map_err(failed)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
-            reader: Arc::new(Mutex::new(reader)),
+            readers,
+            next_reader: std::sync::atomic::AtomicUsize::new(0),
             path: path.to_path_buf(),
         })
     }
@@ -234,7 +243,11 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        Self::run(&self.reader, TransactionBehavior::Deferred, f).await
+        let turn = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let reader = &self.readers[turn % self.readers.len()];
+        Self::run(reader, TransactionBehavior::Deferred, f).await
     }
 
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
