@@ -5,7 +5,7 @@
 //! (`audit`) and at `GET /v1/audit`.
 //!
 //! A registration's record is written in the registration's own commit
-//! ([`of_registration`]): both are durable, or neither. The other writes'
+//! (`of_registration`): both are durable, or neither. The other writes'
 //! records are written once the write they describe has been committed, so
 //! the log never claims a write that did not happen; if the daemon dies in
 //! between, that one record is missing (the write itself is not lost).
