@@ -186,12 +186,15 @@ impl SqliteStore {
         Ok(conn)
     }
 
-    /// The read connection, opened once [`Self::connect`] brought the
+    /// A read connection, opened once [`Self::connect`] brought the
     /// schema up to date; it refuses writes.
     fn connect_reader(path: &Path) -> Result<Connection, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "query_only", true)?;
+        // One read now opens its WAL and shared-memory files, so a read
+        // later needs no new descriptor (a process out of them still reads).
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
         Ok(conn)
     }
 
