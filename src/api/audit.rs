@@ -4,7 +4,9 @@
 //! address, what it did and when; served in each release object
 //! (`audit`) and at `GET /v1/audit`.
 //!
-//! A record is written once the write it describes has been committed, so
+//! A registration's record is written in the registration's own commit
+//! (`of_registration`): both are durable, or neither. The other writes'
+//! records are written once the write they describe has been committed, so
 //! the log never claims a write that did not happen; if the daemon dies in
 //! between, that one record is missing (the write itself is not lost).
 
@@ -13,6 +15,8 @@ use super::error::ApiError;
 use super::ApiState;
 use crate::context::Context;
 use crate::model::{rfc3339, AuditRecord};
+use crate::store::registration::AuditOf;
+use crate::store::Registered;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
@@ -55,16 +59,56 @@ pub(crate) async fn record(
     release_id: &str,
     detail: String,
 ) {
-    let record = AuditRecord {
+    let record = stamp(ctx, actor, action, release_id, detail);
+    if let Err(e) = ctx.store.append_audit(&record).await {
+        tracing::error!(error = %e, actor = %record.actor, action, release = release_id, "could not record the audit entry");
+    }
+}
+
+/// The record of a registration of `version` (by `delivery`, for a
+/// webhook), written by the store in the registration's own commit: the
+/// release and its record are durable together.
+pub(crate) fn of_registration(
+    ctx: &Context,
+    actor: Option<&Actor>,
+    version: &str,
+    delivery: Option<&str>,
+) -> AuditOf {
+    let mut record = stamp(ctx, actor, "register", "", String::new());
+    let said = format!(
+        "version {version}{}",
+        delivery
+            .map(|d| format!(" (delivery {d})"))
+            .unwrap_or_default()
+    );
+    Box::new(move |registered: &Registered| {
+        record.release_id = registered.release.id.clone();
+        record.detail = format!(
+            "{said}: {}",
+            if registered.created {
+                "new watch"
+            } else {
+                "already the latest release"
+            }
+        );
+        record
+    })
+}
+
+fn stamp(
+    ctx: &Context,
+    actor: Option<&Actor>,
+    action: &str,
+    release_id: &str,
+    detail: String,
+) -> AuditRecord {
+    AuditRecord {
         at: ctx.clock.now(),
         actor: actor.map_or_else(|| "anonymous".into(), |a| a.name.clone()),
         action: action.into(),
         release_id: release_id.into(),
         detail,
         client: actor.and_then(|a| a.client).map(|c| c.to_string()),
-    };
-    if let Err(e) = ctx.store.append_audit(&record).await {
-        tracing::error!(error = %e, actor = %record.actor, action, release = release_id, "could not record the audit entry");
     }
 }
 

@@ -18,6 +18,7 @@ use crate::config::Settings;
 use crate::context::Context;
 use crate::intake::{self, Intake, IntakeError, IntakeFormat, IntakeRequest};
 use crate::model::{CheckRecord, CheckState, Level, ReleaseStatus};
+use crate::scheduler::Provenance;
 use crate::store::ReleaseDetails;
 use crate::store::ReleaseFilter;
 use axum::extract::rejection::QueryRejection;
@@ -101,37 +102,18 @@ pub(crate) async fn create(
             };
         }
     }
-    let version = new.version.clone();
-    let registered = guardian.register(new).await?;
-    audit::record(
-        &ctx,
-        actor.as_ref(),
-        "register",
-        &registered.release.id,
-        format!(
-            "version {version}{}: {}",
-            delivery
-                .as_deref()
-                .map(|d| format!(" (delivery {d})"))
-                .unwrap_or_default(),
-            if registered.created {
-                "new watch"
-            } else {
-                "already the latest release"
-            }
-        ),
-    )
-    .await;
-    if let Some(delivery) = &delivery {
-        ctx.store
-            .record_delivery(
-                format.name(),
-                delivery,
-                &registered.release.id,
-                ctx.clock.now(),
-            )
-            .await?;
-    }
+    // The audit record and the delivery are written in the registration's
+    // own commit.
+    let provenance = Provenance {
+        audit: Some(audit::of_registration(
+            &ctx,
+            actor.as_ref(),
+            &new.version,
+            delivery.as_deref(),
+        )),
+        delivery: delivery.map(|d| (format.name().to_string(), d)),
+    };
+    let registered = guardian.register_with(new, provenance).await?;
     let view = release_view(&ctx, &registered.release.id).await?;
     if !registered.created {
         return Ok((StatusCode::OK, Json(view)).into_response());

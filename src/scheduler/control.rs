@@ -14,7 +14,9 @@ use crate::model::{
     Decision, Millis, NewRelease, Release, ReleaseStatus, RollbackRecord, RollbackState,
     REVERT_ANNOTATION,
 };
-use crate::store::{Registered, ReleaseFilter, RollbackRequest, Silence, StoreError};
+use crate::store::group_commit::GroupCommit;
+use crate::store::registration::AuditOf;
+use crate::store::{Registered, Registration, RollbackRequest, Silence, StoreError};
 use std::sync::Arc;
 
 use crate::model::MAX_NAME_LEN;
@@ -61,7 +63,22 @@ pub(super) fn ack_silence() -> Silence {
     }
 }
 
+/// Who asked for a registration, written with it in the same commit.
+#[derive(Default)]
+pub struct Provenance {
+    /// The audit record, from the registration's outcome.
+    pub audit: Option<AuditOf>,
+    /// `(intake format, delivery id)` of the webhook delivery that asked.
+    pub delivery: Option<(String, String)>,
+}
+
 impl Guardian {
+    /// The writer that commits registrations together, started on first use.
+    fn group_commit(&self) -> &GroupCommit {
+        self.intake
+            .get_or_init(|| GroupCommit::start(self.ctx.store.clone()))
+    }
+
     /// Runs a control operation to its end even if the caller goes away (a
     /// client that disconnects, a request timeout): a store write is never
     /// left without its follow-up (starting a watch, running a hook).
@@ -79,14 +96,27 @@ impl Guardian {
 
     /// Registers a release and starts (or keeps) its watch.
     pub async fn register(self: &Arc<Self>, new: NewRelease) -> Result<Registered, ControlError> {
+        self.register_with(new, Provenance::default()).await
+    }
+
+    /// [`Guardian::register`], with the audit record and webhook delivery
+    /// that go with it written in the same commit as the release. Concurrent
+    /// registrations share one commit ([`GroupCommit`]); this answers once
+    /// the release is durable.
+    pub async fn register_with(
+        self: &Arc<Self>,
+        new: NewRelease,
+        provenance: Provenance,
+    ) -> Result<Registered, ControlError> {
         let me = self.clone();
-        self.detached(async move { me.register_now(new).await })
+        self.detached(async move { me.register_now(new, provenance).await })
             .await
     }
 
     async fn register_now(
         self: &Arc<Self>,
-        mut new: NewRelease,
+        new: NewRelease,
+        provenance: Provenance,
     ) -> Result<Registered, ControlError> {
         validate_name("service", &new.service)?;
         validate_name("version", &new.version)?;
@@ -105,48 +135,47 @@ impl Guardian {
                 service: new.service.clone(),
                 environment: environment.clone(),
             })?;
-        let latest = self
-            .ctx
-            .store
-            .list_releases(&ReleaseFilter {
-                service: Some(new.service.clone()),
-                environment: Some(environment.clone()),
-                limit: 1,
-                ..ReleaseFilter::default()
+        let now = self.ctx.clock.now();
+        let (cadence, revert_cadence) = (service.cadence.clone(), service.revert_cadence.clone());
+        // Lineage and the first tick are decided in the write, from the
+        // latest release as it finds it (an earlier item of the same batch).
+        let plan = Box::new(move |new: &mut NewRelease, latest: Option<&Release>| {
+            super::lineage::complete(new, latest);
+            let cadence = if new.annotations.contains_key(REVERT_ANNOTATION) {
+                &revert_cadence
+            } else {
+                &cadence
+            };
+            cadence.next_tick(now, now).unwrap_or(now)
+        });
+        let id = uuid::Uuid::now_v7().to_string();
+        let (version, service_name) = (new.version.clone(), new.service.clone());
+        let written = self
+            .group_commit()
+            .register(Registration {
+                superseded: superseded(&new.version, &id, now),
+                new,
+                environment: environment.clone(),
+                id,
+                now,
+                plan,
+                lease: Some(self.lease(now)),
+                audit: provenance.audit,
+                delivery: provenance.delivery,
             })
             .await?;
-        super::lineage::complete(&mut new, latest.first());
-        let now = self.ctx.clock.now();
-        let cadence = if new.annotations.contains_key(REVERT_ANNOTATION) {
-            &service.revert_cadence
-        } else {
-            &service.cadence
-        };
-        let first = cadence.next_tick(now, now).unwrap_or(now);
-        let id = uuid::Uuid::now_v7().to_string();
-        let reg = self
-            .ctx
-            .store
-            .register_release(
-                &new,
-                &environment,
-                &id,
-                now,
-                first,
-                &superseded(&new.version, &id, now),
-            )
-            .await?;
+        let reg = written.registered;
         if reg.created {
             self.ctx.telemetry.releases_registered.inc();
             for old in &reg.superseded {
                 self.cancel_watch(old);
                 self.announce_end(old, Ending::Superseded).await;
             }
-            if self.claim(&reg.release.id).await? {
+            if written.claimed {
                 self.spawn_watch(&reg.release.id);
             }
             let revert = crate::model::is_revert(&reg.release);
-            tracing::info!(release = %reg.release.id, service = %new.service, %environment, version = %new.version, revert, "watch started");
+            tracing::info!(release = %reg.release.id, service = %service_name, %environment, %version, revert, "watch started");
         } else if reg.release.status == ReleaseStatus::Watching
             && reg.release.next_check_at.is_some()
             && !self.lock_watches().contains_key(&reg.release.id)

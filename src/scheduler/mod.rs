@@ -49,7 +49,7 @@ mod trim;
 mod verdict;
 mod watch;
 
-pub use control::ControlError;
+pub use control::{ControlError, Provenance};
 pub use tick::variables;
 
 use crate::actions::notify::outbox::Outbox;
@@ -108,6 +108,8 @@ pub struct Guardian {
     write_error: Mutex<Option<String>>,
     /// Returns freed memory to the system after watches end.
     trimmer: trim::Trimmer,
+    /// Commits concurrent registrations together (started on first use).
+    intake: std::sync::OnceLock<crate::store::group_commit::GroupCommit>,
 }
 
 impl Guardian {
@@ -133,6 +135,7 @@ impl Guardian {
             unreadable: Mutex::new(Vec::new()),
             write_error: Mutex::new(None),
             trimmer: trim::Trimmer::default(),
+            intake: std::sync::OnceLock::new(),
         })
     }
 

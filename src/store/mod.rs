@@ -60,7 +60,9 @@
 //! - `now` and `expires_at` come from the callers' clocks: replicas must keep
 //!   their clocks within a small fraction of the lease time of each other.
 
+pub mod group_commit;
 pub mod postgres;
+pub mod registration;
 pub mod sqlite;
 
 use crate::model::{
@@ -69,6 +71,7 @@ use crate::model::{
 };
 use crate::section::Section;
 use async_trait::async_trait;
+pub use registration::{BatchRegistered, Registration};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -340,6 +343,22 @@ pub trait Store: Send + Sync + 'static {
         first_check_at: Millis,
         superseded: &Decision,
     ) -> Result<Registered, StoreError>;
+
+    /// Registers a batch in order, each item as [`Store::register_release`]
+    /// would with what its [`Registration`] adds (its plan applied to the
+    /// latest release as the write finds it, the new watch's lease, its
+    /// audit record and delivery), each item seeing the ones before it. An
+    /// item that fails answers its own `Err` and leaves nothing of itself;
+    /// the others are written. Every `Ok` is durable when this returns. The
+    /// outer `Err` means nothing was written. The default runs the items
+    /// one by one ([`registration::one_by_one`]); SQLite writes the whole
+    /// batch in one transaction (one sync), a savepoint per item.
+    async fn register_batch(
+        &self,
+        batch: Vec<Registration>,
+    ) -> Result<Vec<Result<BatchRegistered, StoreError>>, StoreError> {
+        Ok(registration::one_by_one(self, batch).await)
+    }
 
     async fn get_release(&self, id: &str) -> Result<Option<Release>, StoreError>;
 

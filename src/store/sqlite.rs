@@ -8,7 +8,9 @@
 //! of blocking-pool threads each with its own stack and allocator arena);
 //! writes take the write lock up front
 //! (`BEGIN IMMEDIATE`) so a check-then-write never races another writer, even
-//! one in another process. Its child modules hold the rest:
+//! one in another process. A batch of registrations
+//! ([`Store::register_batch`]) is one transaction and one sync, with a
+//! savepoint per registration. Its child modules hold the rest:
 //! - `sqlite_schema.rs` — the tables, created and upgraded by numbered
 //!   migrations tracked in `PRAGMA user_version`;
 //! - `sqlite_ops.rs` — the SQL of each method;
@@ -35,8 +37,8 @@
 //!   first" are well defined even when timestamps are equal.
 
 use super::{
-    Lease, Registered, ReleaseDetails, ReleaseFilter, ResumableReleases, RollbackRequest, Silence,
-    Store, StoreError, TickApplied, TickCommit,
+    BatchRegistered, Lease, Registered, Registration, ReleaseDetails, ReleaseFilter,
+    ResumableReleases, RollbackRequest, Silence, Store, StoreError, TickApplied, TickCommit,
 };
 use crate::model::{
     AuditRecord, CheckPoint, CheckRecord, Decision, DeliveryStatus, Millis, NewRelease,
@@ -273,6 +275,29 @@ impl Store for SqliteStore {
                 first_check_at,
                 &superseded,
             )
+        })
+        .await
+    }
+
+    /// One transaction for the whole batch (one sync), a savepoint per
+    /// item: an item that fails is rolled back to its savepoint alone.
+    async fn register_batch(
+        &self,
+        batch: Vec<Registration>,
+    ) -> Result<Vec<Result<BatchRegistered, StoreError>>, StoreError> {
+        self.write(move |tx| {
+            let mut out = Vec::with_capacity(batch.len());
+            for item in batch {
+                tx.execute_batch("SAVEPOINT registration")?;
+                let result = ops::register_item(tx, item);
+                tx.execute_batch(if result.is_ok() {
+                    "RELEASE registration"
+                } else {
+                    "ROLLBACK TO registration; RELEASE registration"
+                })?;
+                out.push(result);
+            }
+            Ok(out)
         })
         .await
     }

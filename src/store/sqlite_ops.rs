@@ -10,8 +10,9 @@ use crate::model::{
     Release, ReleaseStatus, RollbackRecord, RollbackState,
 };
 use crate::store::{
-    Lease, Registered, ReleaseDetails, ReleaseFilter, ResumableReleases, RollbackRequest, Silence,
-    StoreError, TickApplied, TickCommit, UnreadableRelease,
+    BatchRegistered, Lease, Registered, Registration, ReleaseDetails, ReleaseFilter,
+    ResumableReleases, RollbackRequest, Silence, StoreError, TickApplied, TickCommit,
+    UnreadableRelease,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -183,14 +184,88 @@ pub(super) fn register(
     first_check_at: Millis,
     superseded_decision: &Decision,
 ) -> Result<Registered, StoreError> {
+    let latest = latest(tx, &new.service, environment)?;
+    register_after(
+        tx,
+        new,
+        environment,
+        id,
+        (now, first_check_at),
+        superseded_decision,
+        latest,
+    )
+}
+
+/// The latest release of (service, environment), if any.
+fn latest(
+    tx: &Transaction<'_>,
+    service: &str,
+    environment: &str,
+) -> Result<Option<Release>, StoreError> {
     let sql = format!(
         "SELECT {RELEASE_COLUMNS} FROM releases
          WHERE service = ?1 AND environment = ?2 ORDER BY seq DESC LIMIT 1"
     );
-    let latest = tx
+    Ok(tx
         .prepare_cached(&sql)?
-        .query_row([&new.service, environment], rows::release)
-        .optional()?;
+        .query_row([service, environment], rows::release)
+        .optional()?)
+}
+
+/// One item of a batch: the registration planned from the latest release,
+/// then the new watch's lease, the audit record and the delivery.
+pub(super) fn register_item(
+    tx: &Transaction<'_>,
+    item: Registration,
+) -> Result<BatchRegistered, StoreError> {
+    let Registration {
+        mut new,
+        environment,
+        id,
+        now,
+        plan,
+        superseded,
+        lease,
+        audit,
+        delivery,
+    } = item;
+    let latest = latest(tx, &new.service, &environment)?;
+    let first_check_at = plan(&mut new, latest.as_ref());
+    let registered = register_after(
+        tx,
+        &new,
+        &environment,
+        &id,
+        (now, first_check_at),
+        &superseded,
+        latest,
+    )?;
+    let claimed = match &lease {
+        Some(lease) if registered.created => claim_watch(tx, &registered.release.id, lease, now)?,
+        _ => false,
+    };
+    if let Some(audit) = audit {
+        append_audit(tx, &audit(&registered))?;
+    }
+    if let Some((source, delivery)) = &delivery {
+        record_delivery(tx, source, delivery, &registered.release.id, now)?;
+    }
+    Ok(BatchRegistered {
+        registered,
+        claimed,
+    })
+}
+
+/// [`register`] once the latest release is known; `(now, first_check_at)`.
+fn register_after(
+    tx: &Transaction<'_>,
+    new: &NewRelease,
+    environment: &str,
+    id: &str,
+    (now, first_check_at): (Millis, Millis),
+    superseded_decision: &Decision,
+    latest: Option<Release>,
+) -> Result<Registered, StoreError> {
     if let Some(latest) = latest.filter(|r| r.version == new.version) {
         return Ok(Registered {
             release: latest,

@@ -24,6 +24,7 @@ mod email;
 mod fuzz_regressions;
 mod guardian_side;
 mod hook_supervisor;
+mod intake_batch;
 mod intake_rate;
 mod judgment;
 mod lease_renewal;

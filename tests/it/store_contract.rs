@@ -17,8 +17,8 @@ use release_guardian::model::{
 };
 use release_guardian::store::sqlite::SqliteStore;
 use release_guardian::store::{
-    Lease, Registered, ReleaseFilter, RollbackRequest, Silence, Store, StoreError, StoreSettings,
-    TickApplied, TickCommit,
+    Lease, Registered, Registration, ReleaseFilter, RollbackRequest, Silence, Store, StoreError,
+    StoreSettings, TickApplied, TickCommit,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -142,6 +142,8 @@ macro_rules! store_contract {
                 an_outbox_row_is_claimed_by_one_replica_at_a_time,
                 a_delivery_keeps_its_first_release_and_goes_with_it,
                 the_audit_log_keeps_writes_in_order_and_goes_with_the_release,
+                a_batch_keeps_each_registrations_semantics_in_order,
+                a_failing_batch_item_leaves_nothing_and_fails_no_other,
             );
         }
     };
@@ -1959,6 +1961,160 @@ async fn every_decision_verb_reads_back_as_written(db: Backend) {
 
 /// Webhook deliveries: the first release a delivery registered is kept
 /// (per source), survives reopening, and is pruned with its release.
+/// A batch item registering `version` of checkout as `id` at `now`: its
+/// plan records the latest version it was shown and ticks at `now + 60 s`;
+/// its audit record and delivery (`d-ID`) go with it, its watch is
+/// claimed by `OWNER_A`.
+fn batch_item(
+    version: &str,
+    id: &str,
+    now: Millis,
+    seen: &Arc<std::sync::Mutex<Vec<Option<String>>>>,
+) -> Registration {
+    let seen = Arc::clone(seen);
+    Registration {
+        new: new_release("checkout", version),
+        environment: ENV.into(),
+        id: id.into(),
+        now,
+        plan: Box::new(move |_new: &mut NewRelease, latest: Option<&Release>| {
+            seen.lock().unwrap().push(latest.map(|l| l.version.clone()));
+            now + 60_000
+        }),
+        superseded: superseded_by(version, id, now),
+        lease: Some(lease(OWNER_A, now + 30_000)),
+        audit: Some(Box::new(move |r: &Registered| AuditRecord {
+            at: now,
+            actor: "token:ci".into(),
+            action: "register".into(),
+            release_id: r.release.id.clone(),
+            detail: if r.created { "new watch" } else { "existing" }.into(),
+            client: None,
+        })),
+        delivery: Some(("github".into(), format!("d-{id}"))),
+    }
+}
+
+async fn a_batch_keeps_each_registrations_semantics_in_order(db: Backend) {
+    let s = db.store.as_ref();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = s
+        .register_batch(vec![
+            batch_item("v1", "r1", 1_000, &seen),
+            // The same release again, in the same batch: the existing one.
+            batch_item("v1", "r1-again", 1_001, &seen),
+            // A newer version in the same batch supersedes r1.
+            batch_item("v2", "r2", 1_002, &seen),
+        ])
+        .await
+        .expect("the batch is written");
+    let out: Vec<_> = out.into_iter().map(|r| r.expect("each item")).collect();
+    assert_eq!(
+        out.iter()
+            .map(|o| (
+                o.registered.release.id.as_str(),
+                o.registered.created,
+                o.claimed
+            ))
+            .collect::<Vec<_>>(),
+        [("r1", true, true), ("r1", false, false), ("r2", true, true)]
+    );
+    assert_eq!(out[2].registered.superseded, ["r1"]);
+    // Each plan saw the latest release as the write found it: the earlier
+    // items of the batch.
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [None, Some("v1".to_string()), Some("v1".to_string())]
+    );
+
+    let db = db.reopen();
+    let s = db.store.as_ref();
+    let r1 = release(s, "r1").await;
+    assert_eq!(r1.status, ReleaseStatus::Superseded);
+    assert_eq!(r1.superseded_by.as_deref(), Some("r2"));
+    let r2 = release(s, "r2").await;
+    assert_eq!(
+        (r2.status, r2.next_check_at),
+        (ReleaseStatus::Watching, Some(61_002))
+    );
+    assert!(s.get_release("r1-again").await.unwrap().is_none());
+    // The new watch is OWNER_A's: another owner cannot claim it.
+    assert!(!s
+        .claim_watch("r2", &lease(OWNER_B, 99_000), 2_000)
+        .await
+        .unwrap());
+    let audit: Vec<_> = s
+        .audit_log(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.release_id, a.detail))
+        .collect();
+    assert_eq!(
+        audit,
+        [
+            ("r1".to_string(), "new watch".to_string()),
+            ("r1".to_string(), "existing".to_string()),
+            ("r2".to_string(), "new watch".to_string()),
+        ]
+    );
+    for (delivery, id) in [("d-r1", "r1"), ("d-r1-again", "r1"), ("d-r2", "r2")] {
+        assert_eq!(
+            s.delivery_release("github", delivery)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(id),
+            "{delivery}"
+        );
+    }
+}
+
+async fn a_failing_batch_item_leaves_nothing_and_fails_no_other(db: Backend) {
+    let s = db.store.as_ref();
+    register(s, "payments", "v1", "taken", 500).await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = s
+        .register_batch(vec![
+            batch_item("v1", "r1", 1_000, &seen),
+            // Its id is taken: this item fails on its own.
+            batch_item("v2", "taken", 1_001, &seen),
+            batch_item("v3", "r3", 1_002, &seen),
+        ])
+        .await
+        .expect("the batch is written");
+    assert_eq!(out.len(), 3);
+    assert!(out[1].is_err(), "{:?}", out[1]);
+    let ok: Vec<_> = [&out[0], &out[2]]
+        .iter()
+        .map(|r| {
+            r.as_ref()
+                .expect("the other items")
+                .registered
+                .release
+                .id
+                .clone()
+        })
+        .collect();
+    assert_eq!(ok, ["r1", "r3"]);
+
+    let db = db.reopen();
+    let s = db.store.as_ref();
+    // The failed item wrote nothing: r1 was superseded by r3, not by it,
+    // and it has no audit record nor delivery.
+    assert_eq!(release(s, "r1").await.superseded_by.as_deref(), Some("r3"));
+    assert_eq!(release(s, "taken").await.service, "payments");
+    assert_eq!(s.delivery_release("github", "d-taken").await.unwrap(), None);
+    let audited: Vec<_> = s
+        .audit_log(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.release_id)
+        .collect();
+    assert_eq!(audited, ["r1", "r3"]);
+}
+
 async fn a_delivery_keeps_its_first_release_and_goes_with_it(db: Backend) {
     let s = db.store.as_ref();
     assert_eq!(s.delivery_release("github", "d-1").await.unwrap(), None);

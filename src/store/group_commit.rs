@@ -1,0 +1,87 @@
+//! Group commit of registrations: concurrent callers hand their
+//! [`Registration`] to one writer task, which writes everything queued as
+//! one [`Store::register_batch`] (one transaction, one durable commit on
+//! SQLite) and answers each caller with its own result.
+//!
+//! A durable commit costs a disk sync (milliseconds); registrations
+//! arriving while one is in progress wait for the next, and share it. The
+//! writer waits on its queue (no timer, no polling): idle, it sleeps; a
+//! lone registration is written at once; a batch is what queued during the
+//! previous commit, up to [`MAX_BATCH`]. It stops once every
+//! [`GroupCommit`] handle is dropped, after writing what was queued.
+
+use super::registration::{BatchRegistered, Registration};
+use super::{Store, StoreError};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// The most registrations one commit takes; more wait for the next.
+pub const MAX_BATCH: usize = 256;
+
+type Reply = oneshot::Sender<Result<BatchRegistered, StoreError>>;
+
+/// A handle on the writer task; cloning it shares the writer.
+#[derive(Clone)]
+pub struct GroupCommit {
+    queue: mpsc::UnboundedSender<(Registration, Reply)>,
+}
+
+impl GroupCommit {
+    /// Starts the writer on the current tokio runtime.
+    pub fn start(store: Arc<dyn Store>) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_batches(store, rx));
+        Self { queue }
+    }
+
+    /// Writes `item` with whatever else is queued; answers once the batch
+    /// is committed (durable) or failed.
+    pub async fn register(&self, item: Registration) -> Result<BatchRegistered, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((item, reply))
+            .map_err(|_| StoreError::Backend("the registration writer has stopped".into()))?;
+        answer.await.map_err(|_| {
+            StoreError::Backend("the registration writer stopped before answering".into())
+        })?
+    }
+}
+
+async fn write_batches(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::UnboundedReceiver<(Registration, Reply)>,
+) {
+    let mut queued = Vec::with_capacity(MAX_BATCH);
+    // Waits for at least one, then takes what else is queued.
+    while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
+        let (items, replies): (Vec<_>, Vec<_>) = queued.drain(..).unzip();
+        let n = items.len();
+        match store.register_batch(items).await {
+            Ok(results) if results.len() == n => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    // A caller that went away does not need its answer.
+                    let _ = reply.send(result);
+                }
+            }
+            Ok(results) => {
+                let e = format!("the store answered {} of {n} registrations", results.len());
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Backend(e.clone())));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(copy(&e)));
+                }
+            }
+        }
+    }
+}
+
+/// The batch's error, for each of its callers.
+fn copy(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Backend(m) => StoreError::Backend(m.clone()),
+        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+    }
+}
