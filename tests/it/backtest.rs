@@ -1,9 +1,10 @@
 //! `release-guardian backtest` against a real Prometheus holding backfilled
 //! history (`promtool tsdb create-blocks-from openmetrics`): the verdict and
 //! the rollback instant of each replay are the ones this test computes from
-//! the series it wrote and the cadence, not by running the engine.
+//! the series it wrote and the cadence, not by running the engine. The same
+//! against the Loki stand-in ([`Loki`]) holding past log lines.
 
-use crate::support::{bin, now_ms, stdout_and_stderr, Prometheus};
+use crate::support::{bin, now_ms, stdout_and_stderr, Loki, Prometheus};
 use serde_json::Value;
 use std::process::Command;
 
@@ -188,4 +189,102 @@ fn backtest_names_a_bad_instant_and_a_missing_service() {
     let (code, all) = run(&["--service", "nope", "--release-at", "1700000000"]);
     assert_eq!(code, Some(1), "{all}");
     assert!(all.contains("no service \"nope\""), "{all}");
+}
+
+/// Backtest reads Loki's history through the same source as the daemon:
+/// `checkout` logs one line every 15 s until `break_at`, then four; the
+/// check counts lines over a minute. The rollback instant is worked out
+/// here from the lines written and the cadence, not by the engine.
+#[tokio::test]
+async fn backtest_replays_loki_history_to_the_rollback_instant() {
+    let release = (now_ms() - 180 * MIN) / MIN * MIN;
+    let break_at = release + 12 * MIN;
+    let loki = Loki::start(None).await;
+    let mut t = release - 10 * MIN;
+    while t <= release + 60 * MIN {
+        let lines = if t >= break_at { 4 } else { 1 };
+        for i in 0..lines {
+            loki.push(t, &[("app", "checkout")], &format!("GET /cart {i} 500"));
+        }
+        t += STEP;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        "checks:
+  - name: log_lines
+    source: loki
+    query: 'sum(count_over_time({app=\"{{service}}\"} [1m]))'
+    step: 15s
+    critical: { above: 8 }
+    rollback: { above: 8, for: 5m }
+",
+    )
+    .unwrap();
+    let config = dir.path().join("guardian.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sources.loki]\nurl = \"{}\"\n[store]\npath = \"g.db\"\n\
+             [[services]]\nname = \"checkout\"\nrules = [\"rules.yaml\"]\n",
+            loki.url
+        ),
+    )
+    .unwrap();
+
+    // At an instant t on the 15 s grid the minute (t - 60 s, t] holds the
+    // lines of t - 45, t - 30, t - 15 and t: 3 + 4 = 7 at `break_at`,
+    // 2 + 8 = 10 > 8 from `break_at + 15 s`. The first tick after that
+    // (release + 15 min, 5-minute tier) sees it critical and escalates to
+    // the 15 s step; the breach has held 5 minutes at break_at + 5 m 15 s.
+    let breach = break_at + STEP;
+    let first_tick_seeing_it = release + (breach - release + 5 * MIN - 1) / (5 * MIN) * (5 * MIN);
+    let held = breach + 5 * MIN;
+    let expected_rollback =
+        first_tick_seeing_it + (held - first_tick_seeing_it + STEP - 1) / STEP * STEP;
+    assert_eq!(
+        expected_rollback,
+        release + 17 * MIN + STEP,
+        "the arithmetic above"
+    );
+
+    // The stand-in serves on this test's runtime: run the binary off it.
+    let args = [
+        "backtest".to_string(),
+        "--config".into(),
+        config.display().to_string(),
+        "--service".into(),
+        "checkout".into(),
+        "--release-at".into(),
+        rfc3339(release),
+        "--until".into(),
+        rfc3339(release + 40 * MIN),
+        "--format".into(),
+        "json".into(),
+    ];
+    let out = tokio::task::spawn_blocking(move || Command::new(bin()).args(args).output())
+        .await
+        .unwrap()
+        .unwrap();
+    let all = stdout_and_stderr(&out);
+    assert!(out.status.success(), "{all}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect(&all);
+    assert_eq!(v["verdict"], "rollback", "{all}");
+    assert_eq!(v["rollback_at"], rfc3339(expected_rollback), "{all}");
+    let ticks = v["ticks"].as_array().unwrap();
+    let first = &ticks[0]["checks"][0];
+    assert_eq!(
+        (first["name"].as_str(), first["state"].as_str()),
+        (Some("log_lines"), Some("ok")),
+        "{all}"
+    );
+    assert_eq!(first["value"].as_f64(), Some(4.0), "{all}");
+    assert_eq!(ticks[2]["checks"][0]["state"], "critical", "{all}");
+    // Every request was a range query in nanoseconds on the check's step.
+    let requests = loki.requests();
+    assert!(!requests.is_empty());
+    assert!(
+        requests.iter().all(|r| r.path.ends_with("/query_range")),
+        "{requests:?}"
+    );
 }
