@@ -263,9 +263,11 @@ pub fn config(data: &[u8]) -> Result<(), String> {
 }
 
 /// Every error in `file` points at a line of `text` (or just past its end)
-/// and a column from 1.
+/// and a column from 1. Lines end as YAML ends them: `\r\n`, `\n` or a lone
+/// `\r` (the YAML parser counts a lone `\r` as a line break; TOML refuses
+/// one, so the bound only loosens for TOML).
 fn check_located(errors: &[&ConfigError], file: &Path, text: &str) {
-    let lines = text.split('\n').count().max(1);
+    let lines = text.replace("\r\n", "\n").split(['\n', '\r']).count().max(1);
     for e in errors.iter().filter(|e| e.file == file) {
         assert!(
             e.line >= 1 && e.col >= 1 && e.line <= lines + 1,
