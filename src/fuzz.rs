@@ -267,7 +267,11 @@ pub fn config(data: &[u8]) -> Result<(), String> {
 /// `\r` (the YAML parser counts a lone `\r` as a line break; TOML refuses
 /// one, so the bound only loosens for TOML).
 fn check_located(errors: &[&ConfigError], file: &Path, text: &str) {
-    let lines = text.replace("\r\n", "\n").split(['\n', '\r']).count().max(1);
+    let lines = text
+        .replace("\r\n", "\n")
+        .split(['\n', '\r'])
+        .count()
+        .max(1);
     for e in errors.iter().filter(|e| e.file == file) {
         assert!(
             e.line >= 1 && e.col >= 1 && e.line <= lines + 1,
