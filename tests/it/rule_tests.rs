@@ -107,3 +107,58 @@ fn a_bad_series_is_named_with_its_case() {
         "{all}"
     );
 }
+
+/// `log_lines` feed a `new_error_signatures` check through the daemon's own
+/// reading: a shape already logged before the release keeps it ok, a shape
+/// never seen before rolls back at the first tick after it (the 5-minute
+/// tier: the tick at release + 10 m for a line at release + 7 m).
+#[test]
+fn log_lines_drive_a_new_error_signatures_check() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pack.yaml"),
+        "checks:
+  - name: new_errors
+    source: loki
+    new_error_signatures: { query: '{service=\"{{service}}\"} |= \"error\"' }
+    critical: { above: 0 }
+    rollback: { above: 0 }
+",
+    )
+    .unwrap();
+    let test = dir.path().join("pack.test.yaml");
+    std::fs::write(
+        &test,
+        "rule_files: [pack.yaml]
+interval: 1m
+tests:
+  - name: a shape logged before the release is not new
+    release_at: 2h
+    until: 2h30m
+    log_lines:
+      - { at: 1h10m, line: \"error db timeout after 3000 ms\" }
+      - { at: 2h3m, line: \"error db timeout after 5000 ms\" }
+    expect:
+      - { at: 2h20m, check: new_errors, state: ok, value: 0 }
+    verdict: no_rollback
+  - name: a shape never seen before rolls back
+    release_at: 2h
+    log_lines:
+      - { at: 1h10m, line: \"error db timeout after 3000 ms\" }
+      - { at: 2h3m, line: \"error db timeout after 5000 ms\" }
+      - { at: 2h7m, line: \"error nil pointer in /cart id=42\" }
+    expect:
+      - { at: 2h5m, check: new_errors, state: ok, value: 0 }
+    verdict: rollback
+    rollback_at: 2h10m
+",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .arg("test-rules")
+        .arg(&test)
+        .output()
+        .unwrap();
+    let all = stdout_and_stderr(&out);
+    assert!(out.status.success(), "{all}");
+}
