@@ -21,6 +21,21 @@ fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     out
 }
 
+/// Writes `pack` as `pack.yaml` and `test` as `file` in a fresh directory
+/// and runs `test-rules` on the test file: (exit code, output, test path).
+fn test_rules(pack: &str, file: &str, test: &str) -> (Option<i32>, String, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pack.yaml"), pack).unwrap();
+    let path = dir.path().join(file);
+    std::fs::write(&path, test).unwrap();
+    let out = Command::new(bin())
+        .arg("test-rules")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (out.status.code(), stdout_and_stderr(&out), path)
+}
+
 #[test]
 fn every_shipped_pack_has_a_test_file_and_every_test_passes() {
     let tests = files(&root().join("rules/tests"), ".test.yaml");
@@ -48,25 +63,12 @@ fn every_shipped_pack_has_a_test_file_and_every_test_passes() {
 
 #[test]
 fn a_failing_case_says_what_was_expected_and_what_came() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("pack.yaml"),
+    let (code, all, test) = test_rules(
         "checks:\n  - name: errors\n    source: prometheus\n    query: errors{service=\"{{service}}\"}\n    rollback: { above: 0.05, for: 5m }\n",
-    )
-    .unwrap();
-    let test = dir.path().join("pack.test.yaml");
-    std::fs::write(
-        &test,
+        "pack.test.yaml",
         "rule_files: [pack.yaml]\ntests:\n  - name: late\n    release_at: 0s\n    input_series:\n      - query: errors{service=\"checkout\"}\n        values: '0.001x9 0.1x30'\n    expect:\n      - { at: 10m, check: errors, state: ok }\n    rollback_at: 20m\n  - name: right\n    release_at: 0s\n    input_series:\n      - check: errors\n        values: '0.001x9 0.1x30'\n    verdict: rollback\n    rollback_at: 15m\n",
-    )
-    .unwrap();
-    let out = Command::new(bin())
-        .arg("test-rules")
-        .arg(&test)
-        .output()
-        .unwrap();
-    let all = stdout_and_stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    );
+    assert_eq!(code, Some(1), "{all}");
     assert!(
         all.contains(&format!("FAILED {}: case \"late\":", test.display())),
         "{all}"
@@ -83,25 +85,12 @@ fn a_failing_case_says_what_was_expected_and_what_came() {
 
 #[test]
 fn a_bad_series_is_named_with_its_case() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("pack.yaml"),
+    let (code, all, _) = test_rules(
         "checks:\n  - name: errors\n    source: prometheus\n    query: errors\n    rollback: { above: 0.05 }\n",
-    )
-    .unwrap();
-    let test = dir.path().join("t.yaml");
-    std::fs::write(
-        &test,
+        "t.yaml",
         "rule_files: [pack.yaml]\ntests:\n  - name: typo\n    release_at: 0s\n    input_series:\n      - check: errors\n        values: '1 2 x3'\n",
-    )
-    .unwrap();
-    let out = Command::new(bin())
-        .arg("test-rules")
-        .arg(&test)
-        .output()
-        .unwrap();
-    let all = stdout_and_stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    );
+    assert_eq!(code, Some(1), "{all}");
     assert!(
         all.contains("case \"typo\":\n  input_series[0].values: `x3`"),
         "{all}"
@@ -114,9 +103,7 @@ fn a_bad_series_is_named_with_its_case() {
 /// tier: the tick at release + 10 m for a line at release + 7 m).
 #[test]
 fn log_lines_drive_a_new_error_signatures_check() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("pack.yaml"),
+    let (code, all, _) = test_rules(
         "checks:
   - name: new_errors
     source: loki
@@ -124,11 +111,7 @@ fn log_lines_drive_a_new_error_signatures_check() {
     critical: { above: 0 }
     rollback: { above: 0 }
 ",
-    )
-    .unwrap();
-    let test = dir.path().join("pack.test.yaml");
-    std::fs::write(
-        &test,
+        "pack.test.yaml",
         "rule_files: [pack.yaml]
 interval: 1m
 tests:
@@ -152,13 +135,6 @@ tests:
     verdict: rollback
     rollback_at: 2h10m
 ",
-    )
-    .unwrap();
-    let out = Command::new(bin())
-        .arg("test-rules")
-        .arg(&test)
-        .output()
-        .unwrap();
-    let all = stdout_and_stderr(&out);
-    assert!(out.status.success(), "{all}");
+    );
+    assert_eq!(code, Some(0), "{all}");
 }
