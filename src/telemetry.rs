@@ -62,6 +62,10 @@ pub struct ActionLabels {
 pub struct Telemetry {
     registry: Registry,
     pub ticks: Counter,
+    /// Looks at the query checks between ticks (`sentinel.rs`), and the
+    /// ones that found a check worse and moved the tick to now.
+    pub sentinel_looks: Counter,
+    pub sentinel_ticks: Counter,
     pub check_results: Family<StateLabels, Counter>,
     pub notifications: Family<NotificationLabels, Counter>,
     pub rollbacks: Family<OutcomeLabels, Counter>,
@@ -103,6 +107,18 @@ impl Telemetry {
         let mut registry = Registry::with_prefix("rg");
         let ticks = Counter::default();
         registry.register("ticks", "Watch ticks evaluated", ticks.clone());
+        let sentinel_looks = Counter::default();
+        registry.register(
+            "sentinel_looks",
+            "Looks at a watch's query checks between its ticks",
+            sentinel_looks.clone(),
+        );
+        let sentinel_ticks = Counter::default();
+        registry.register(
+            "sentinel_ticks",
+            "Ticks moved to now because a look between ticks found a check worse",
+            sentinel_ticks.clone(),
+        );
         let check_results = Family::<StateLabels, Counter>::default();
         registry.register(
             "check_results",
@@ -216,6 +232,8 @@ impl Telemetry {
         Self {
             registry,
             ticks,
+            sentinel_looks,
+            sentinel_ticks,
             check_results,
             notifications,
             rollbacks,

@@ -13,9 +13,12 @@ use crate::section::{at_most, saturating_millis, MAX_WATCH};
 pub struct Cadence {
     tiers: Vec<(Millis, Millis)>,
     escalate: Escalate,
+    sentinel: Escalate,
 }
 
-/// How a watch ticks while a check is above `ok` (`escalate_every`).
+/// An interval given as `step`, a duration or `off`: how a watch ticks
+/// while a check is above `ok` (`escalate_every`), and how often it looks
+/// at its query checks between ticks (`sentinel_every`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Escalate {
     /// At the smallest `step` of the service's checks (the default).
@@ -30,20 +33,33 @@ pub enum Escalate {
 impl Escalate {
     /// Parses `escalate_every`: `step`, `off` or a duration.
     pub fn parse(s: &str) -> Result<Self, String> {
+        Self::parse_key(s, "escalate_every")
+    }
+
+    /// Parses the value of `key`: `step`, `off` or a duration; errors name
+    /// `key`.
+    pub fn parse_key(s: &str, key: &str) -> Result<Self, String> {
         match s.trim() {
             "step" => Ok(Self::Step),
             "off" => Ok(Self::Off),
             d => {
-                let d = crate::section::parse_duration(d).map_err(|e| {
-                    format!("`escalate_every` must be \"step\", \"off\" or a duration: {e}")
-                })?;
-                at_most("escalate_every", d, MAX_WATCH)
-                    .map_err(|e| format!("`escalate_every`: {e}"))?;
+                let d = crate::section::parse_duration(d)
+                    .map_err(|e| format!("`{key}` must be \"step\", \"off\" or a duration: {e}"))?;
+                at_most(key, d, MAX_WATCH).map_err(|e| format!("`{key}`: {e}"))?;
                 match saturating_millis(d) {
-                    0 => Err("`escalate_every` must be greater than zero".into()),
+                    0 => Err(format!("`{key}` must be greater than zero")),
                     ms => Ok(Self::Every(ms)),
                 }
             }
+        }
+    }
+
+    /// The interval, given the smallest `step` of the checks (None: off).
+    fn every(self, min_step: Millis) -> Option<Millis> {
+        match self {
+            Self::Step => Some(min_step.max(1)),
+            Self::Every(ms) => Some(ms),
+            Self::Off => None,
         }
     }
 }
@@ -77,6 +93,7 @@ impl Cadence {
         Ok(Self {
             tiers: out,
             escalate: Escalate::Step,
+            sentinel: Escalate::Step,
         })
     }
 
@@ -85,7 +102,28 @@ impl Cadence {
         if let Some(e) = &c.escalate_every {
             out.escalate = Escalate::parse(e)?;
         }
+        if let Some(e) = &c.sentinel_every {
+            out.sentinel = Escalate::parse_key(e, "sentinel_every")?;
+        }
         Ok(out)
+    }
+
+    /// The same tiers, looking at the query checks between ticks as
+    /// `sentinel` says.
+    pub fn with_sentinel(mut self, sentinel: Escalate) -> Self {
+        self.sentinel = sentinel;
+        self
+    }
+
+    /// How often the watch looks at its query checks between ticks.
+    pub fn sentinel(&self) -> Escalate {
+        self.sentinel
+    }
+
+    /// The interval of those looks, given the smallest `step` of the query
+    /// checks (None: off).
+    pub fn sentinel_every(&self, min_step: Millis) -> Option<Millis> {
+        self.sentinel.every(min_step)
     }
 
     /// The same tiers, ticking as `escalate` says while a check is above
@@ -103,11 +141,7 @@ impl Cadence {
     /// The escalated interval, given the smallest `step` of the checks
     /// (None: escalation is off).
     pub fn escalate_every(&self, min_step: Millis) -> Option<Millis> {
-        match self.escalate {
-            Escalate::Step => Some(min_step.max(1)),
-            Escalate::Every(ms) => Some(ms),
-            Escalate::Off => None,
-        }
+        self.escalate.every(min_step)
     }
 
     /// How long the watch lasts (the last tier's `until`).
@@ -244,6 +278,23 @@ mod tests {
             None
         );
         assert_eq!(default().escalate_every(15_000), Some(15_000));
+    }
+
+    #[test]
+    fn sentinel_every_parses_and_defaults_to_the_step() {
+        assert_eq!(default().sentinel_every(15_000), Some(15_000));
+        let with = |v: &str| CadenceConfig {
+            sentinel_every: Some(v.into()),
+            ..CadenceConfig::default()
+        };
+        let c = Cadence::from_config(&with("off")).unwrap();
+        assert_eq!(c.sentinel_every(15_000), None);
+        // Escalation is independent of it.
+        assert_eq!(c.escalate_every(15_000), Some(15_000));
+        let c = Cadence::from_config(&with("1m")).unwrap();
+        assert_eq!(c.sentinel_every(15_000), Some(60_000));
+        let e = Cadence::from_config(&with("soon")).unwrap_err();
+        assert!(e.starts_with("`sentinel_every` must be"), "{e}");
     }
 
     #[test]

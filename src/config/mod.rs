@@ -199,6 +199,12 @@ pub struct CadenceConfig {
     /// duration, or `"off"`.
     #[serde(default)]
     pub escalate_every: Option<String>,
+    /// Extension: how often a watch looks at its query checks (Prometheus,
+    /// Loki, scrape) between ticks, and ticks at once when one looks worse:
+    /// `"step"` (the default: the smallest `step` of those checks), a
+    /// duration, or `"off"`.
+    #[serde(default)]
+    pub sentinel_every: Option<String>,
     /// Extension: the tiers of a revert (a release of the version the
     /// latest release replaced); default [`default_revert_tiers`].
     #[serde(default)]
@@ -232,6 +238,7 @@ impl Default for CadenceConfig {
             tiers: vec![tier(60, 5), tier(180, 15), tier(360, 30)],
             revert_tiers: None,
             escalate_every: None,
+            sentinel_every: None,
         }
     }
 }

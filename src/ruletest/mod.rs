@@ -62,6 +62,9 @@ pub struct ServiceDef {
     /// `escalate_every` (`step`, `off` or a duration; default `step`).
     #[serde(default)]
     pub escalate_every: Option<String>,
+    /// `sentinel_every` (`step`, `off` or a duration; default `step`).
+    #[serde(default)]
+    pub sentinel_every: Option<String>,
 }
 
 impl Default for ServiceDef {
@@ -311,7 +314,7 @@ fn config_text(file: &TestFile, probes: &BTreeSet<String>) -> String {
             q(p)
         );
     }
-    if !s.cadence.is_empty() || s.escalate_every.is_some() {
+    if !s.cadence.is_empty() || s.escalate_every.is_some() || s.sentinel_every.is_some() {
         t += "[services.cadence]\n";
         let tiers: Vec<String> = if s.cadence.is_empty() {
             vec![
@@ -328,6 +331,9 @@ fn config_text(file: &TestFile, probes: &BTreeSet<String>) -> String {
         t += &format!("tiers = [{}]\n", tiers.join(", "));
         if let Some(e) = &s.escalate_every {
             t += &format!("escalate_every = {}\n", q(e));
+        }
+        if let Some(e) = &s.sentinel_every {
+            t += &format!("sentinel_every = {}\n", q(e));
         }
     }
     t

@@ -8,6 +8,8 @@
 //!   rollback) and the policy they hand the store (what a supersession
 //!   records, what an ack silences);
 //! - `watch.rs` — the life of one watch: wait, tick, commit, repeat;
+//! - `sentinel.rs` — looks at the query checks between ticks, which move
+//!   the tick to now when a check looks worse;
 //! - `tick.rs` / `read.rs` — one tick: read the sources, run the engine;
 //! - [`points`] — the values a tick keeps for charts;
 //! - `verdict.rs` — the pure decision after a tick: keep watching, retry,
@@ -41,6 +43,7 @@ mod reminders;
 pub mod replay;
 mod replicas;
 mod rollback;
+mod sentinel;
 mod signatures;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! Replaying a release: the daemon's tick (`tick::evaluate`) and its
 //! between-tick semantics — the check records carried from one tick to the
 //! next (trackers, `evaluated_until`), the cadence with `escalate_every`,
+//! the looks between ticks (`sentinel_every`, which move a tick earlier),
 //! the rollback trigger and the verdict (`verdict.rs`) — run on a virtual
 //! clock, tick after tick, with nothing written, notified or run.
 //! `test-rules` replays in-memory series and scripted probes through it;
@@ -13,7 +14,7 @@
 //! reading's last sample is recorded as the daemon records it (a
 //! recommendation, no rollback) and the replay goes on.
 
-use super::{rollback, tick, verdict};
+use super::{rollback, sentinel, tick, verdict};
 use crate::clock::Clock;
 use crate::config::Service;
 use crate::context::Context;
@@ -187,7 +188,7 @@ pub async fn run(
         });
         due = match verdict::decide(&facts) {
             verdict::Verdict::KeepWatching { next } | verdict::Verdict::Retry { next, .. } => {
-                Some(next)
+                Some(look_between(ctx, clock, service, &release, &checks, now, next).await)
             }
             verdict::Verdict::RollbackRequested
             | verdict::Verdict::Verified { .. }
@@ -195,4 +196,30 @@ pub async fn run(
         };
     }
     replay
+}
+
+/// The next tick after one at `now` that scheduled `next`: the first look
+/// between them ([`sentinel`]) that finds a check worse, as the daemon's
+/// watch would look, or `next`.
+async fn look_between(
+    ctx: &Context,
+    clock: &VirtualClock,
+    service: &Service,
+    release: &Release,
+    checks: &[CheckRecord],
+    now: Millis,
+    next: Millis,
+) -> Millis {
+    let Some(every) = sentinel::every(service, release) else {
+        return next;
+    };
+    let mut at = now.saturating_add(every.max(1));
+    while at < next {
+        clock.set(at);
+        if sentinel::looks_worse(ctx, release, service, checks, at).await {
+            return at;
+        }
+        at = at.saturating_add(every.max(1));
+    }
+    next
 }

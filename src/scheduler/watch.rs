@@ -5,7 +5,7 @@
 //! [`rollback::on_trigger`]; the rollback itself runs in its own task.
 
 use super::read::scrape_holds;
-use super::{messages, reminders, rollback, tick, verdict, Guardian};
+use super::{messages, reminders, rollback, sentinel, tick, verdict, Guardian};
 use crate::model::{Decision, Level, Millis, Release, ReleaseStatus, Severity};
 use crate::sources::scrape::Target;
 use crate::store::{StoreError, TickApplied, TickCommit};
@@ -111,12 +111,11 @@ async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool 
                 .await
                 .map(|at| time.instant_at(at))
                 .filter(|at| *at < tick_at);
-            if sleep_until_or_cancel(cancel, remind_at.unwrap_or(tick_at)).await {
-                return false;
-            }
-            if remind_at.is_some() {
+            match wait_for_tick(g, &release, &time, tick_at, remind_at, cancel).await {
+                Wait::Cancelled => return false,
                 // A reminder is due: send it (and find the next) first.
-                continue;
+                Wait::Reminder => continue,
+                Wait::Tick => {}
             }
         }
         if cancel.is_cancelled() {
@@ -136,6 +135,68 @@ async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool 
                     return false;
                 }
             }
+        }
+    }
+}
+
+/// Why [`wait_for_tick`] returned.
+enum Wait {
+    Tick,
+    Reminder,
+    Cancelled,
+}
+
+/// Sleeps until `tick_at` or `remind_at`, whichever comes first, looking at
+/// the query checks every `sentinel_every` meanwhile ([`sentinel`]): a look
+/// that finds a check worse ends the wait at once, so the tick comes now.
+async fn wait_for_tick(
+    g: &Arc<Guardian>,
+    release: &Release,
+    time: &WatchClock,
+    tick_at: tokio::time::Instant,
+    remind_at: Option<tokio::time::Instant>,
+    cancel: &CancellationToken,
+) -> Wait {
+    let until = remind_at.unwrap_or(tick_at);
+    // The last tick's check records, read at the first look.
+    let mut checks: Option<Vec<crate::model::CheckRecord>> = None;
+    loop {
+        let settings = g.ctx.settings();
+        let service = settings.service(&release.service, &release.environment);
+        let look_at = service
+            .and_then(|s| sentinel::every(s, release))
+            .map(|every| tokio::time::Instant::now() + Duration::from_millis(every as u64))
+            .filter(|at| *at < until);
+        drop(settings);
+        if sleep_until_or_cancel(cancel, look_at.unwrap_or(until)).await {
+            return Wait::Cancelled;
+        }
+        if look_at.is_none() {
+            return if remind_at.is_some() {
+                Wait::Reminder
+            } else {
+                Wait::Tick
+            };
+        }
+        let settings = g.ctx.settings();
+        let Some(service) = settings.service(&release.service, &release.environment) else {
+            continue;
+        };
+        let records = match &checks {
+            Some(c) => c,
+            None => match g.ctx.store.load_checks(&release.id).await {
+                Ok(c) => checks.insert(c),
+                Err(e) => {
+                    tracing::warn!(release = %release.id, error = %e, "cannot read the checks for a look between ticks");
+                    continue;
+                }
+            },
+        };
+        g.ctx.telemetry.sentinel_looks.inc();
+        if sentinel::looks_worse(&g.ctx, release, service, records, time.now()).await {
+            g.ctx.telemetry.sentinel_ticks.inc();
+            tracing::info!(release = %release.id, service = %release.service, "a check looks worse between ticks; ticking now");
+            return Wait::Tick;
         }
     }
 }

@@ -65,10 +65,12 @@ async fn backtest_replays_backfilled_history_to_the_rollback_instant() {
     .unwrap();
 
     // What the daemon would do, from the data and the cadence alone: ticks
-    // every 5 minutes in the first hour; the first tick at or after the
-    // break sees 8 % > 1 % (critical), and from then on the watch ticks
-    // every step (15 s, escalation) until the breach has held 5 minutes.
-    let first_tick_seeing_it = release + (break_at - release + 5 * MIN - 1) / (5 * MIN) * (5 * MIN);
+    // every 5 minutes in the first hour, and between them a look at the
+    // query every step (15 s, `sentinel_every`); the first look at or after
+    // the break sees 8 % > 1 % (critical) and ticks at once, and from then
+    // on the watch ticks every step (escalation) until the breach has held
+    // 5 minutes.
+    let first_tick_seeing_it = release + (break_at - release + STEP - 1) / STEP * STEP;
     let held = break_at + 5 * MIN;
     let expected_rollback = if held <= first_tick_seeing_it {
         first_tick_seeing_it
@@ -97,8 +99,8 @@ async fn backtest_replays_backfilled_history_to_the_rollback_instant() {
     assert_eq!(v["release_at"], rfc3339(release));
     assert_eq!(v["verdict"], "rollback", "{all}");
     assert_eq!(v["rollback_at"], rfc3339(expected_rollback), "{all}");
-    // Every tick up to the rollback, on the cadence: 5, 10, 15 minutes,
-    // then every 15 s.
+    // Every tick up to the rollback: 5 and 10 minutes on the tiers, 12 (the
+    // look that saw the break), then every 15 s.
     let ticks = v["ticks"].as_array().unwrap();
     let at: Vec<&str> = ticks.iter().map(|t| t["at"].as_str().unwrap()).collect();
     assert_eq!(
@@ -106,14 +108,15 @@ async fn backtest_replays_backfilled_history_to_the_rollback_instant() {
         &[
             rfc3339(release + 5 * MIN),
             rfc3339(release + 10 * MIN),
-            rfc3339(release + 15 * MIN)
+            rfc3339(first_tick_seeing_it)
         ]
     );
     assert_eq!(
         at.last().copied(),
         Some(rfc3339(expected_rollback).as_str())
     );
-    assert_eq!(ticks.len(), 3 + ((17 - 15) * MIN / STEP) as usize);
+    assert_eq!(first_tick_seeing_it, release + 12 * MIN);
+    assert_eq!(ticks.len(), 3 + ((17 - 12) * MIN / STEP) as usize);
     let first = &ticks[0]["checks"][0];
     assert_eq!(
         (first["name"].as_str(), first["state"].as_str()),
@@ -234,11 +237,12 @@ async fn backtest_replays_loki_history_to_the_rollback_instant() {
 
     // At an instant t on the 15 s grid the minute (t - 60 s, t] holds the
     // lines of t - 45, t - 30, t - 15 and t: 3 + 4 = 7 at `break_at`,
-    // 2 + 8 = 10 > 8 from `break_at + 15 s`. The first tick after that
-    // (release + 15 min, 5-minute tier) sees it critical and escalates to
-    // the 15 s step; the breach has held 5 minutes at break_at + 5 m 15 s.
+    // 2 + 8 = 10 > 8 from `break_at + 15 s`. The first look after that
+    // (between the 5-minute tier's ticks the watch looks at its query
+    // every 15 s step) sees it critical, ticks and escalates to the step;
+    // the breach has held 5 minutes at break_at + 5 m 15 s.
     let breach = break_at + STEP;
-    let first_tick_seeing_it = release + (breach - release + 5 * MIN - 1) / (5 * MIN) * (5 * MIN);
+    let first_tick_seeing_it = release + (breach - release + STEP - 1) / STEP * STEP;
     let held = breach + 5 * MIN;
     let expected_rollback =
         first_tick_seeing_it + (held - first_tick_seeing_it + STEP - 1) / STEP * STEP;

@@ -13,6 +13,11 @@
 //!   `baseline: { offset }` against Prometheus's own history.
 //! - `escalation_acts_between_the_tiers_ticks`: a cadence compressed to
 //!   seconds; once a check leaves `ok` the watch ticks at its step.
+//! - `the_sentinel_acts_long_before_the_first_tier_tick`: tiers an hour
+//!   apart; the looks between ticks find the breach and the watch rolls
+//!   back within seconds; a healthy service is looked at and never ticked.
+//! - `without_the_sentinel_a_breach_waits_for_the_tier_tick`:
+//!   `sentinel_every = "off"` leaves the breach to the hourly tick.
 
 use crate::support::{free_listen, now_ms, script, wait_for, Daemon, Prometheus, Target};
 use serde_json::{json, Value};
@@ -416,4 +421,87 @@ async fn an_offset_baseline_compares_with_the_same_instants_earlier() {
     assert!(std::fs::read_to_string(&s.hook_log)
         .unwrap()
         .contains("errors_vs_earlier"));
+}
+
+/// A rule rolling back above 5 % errors held 3 s, on tiers an hour apart.
+const HOURLY: &str = "tiers = [ { until = \"3h\", every = \"1h\" } ]";
+const FIVE_PERCENT: &str = "checks:\n  - name: error_rate\n    source: prometheus\n    query: 'RATIO'\n    step: 1s\n    rollback: { above: 0.05, for: 3s }\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sentinel_acts_long_before_the_first_tier_tick() {
+    let target = Target::start().await;
+    let prom = Prometheus::start(target.addr).await;
+    let s = setup(&prom.url, FIVE_PERCENT, HOURLY);
+    let d = Daemon::start(&s.config, &s.listen).await;
+    let id = register(&d).await;
+    // Healthy: looked at every step, never ticked.
+    wait_for("three looks", Duration::from_secs(30), || async {
+        (d.metric("rg_sentinel_looks_total").await? >= 3.0).then_some(())
+    })
+    .await;
+    assert_eq!(d.metric("rg_sentinel_ticks_total").await, Some(0.0));
+    let r = d.get(&format!("/v1/releases/{id}")).await;
+    assert_eq!(r["status"], "watching", "{r}");
+    assert!(decisions(&r).is_empty(), "a look recorded something: {r}");
+
+    let fault = now_ms();
+    target.set_error_ratio(0.3);
+    let r = d
+        .release_until(&id, "the rollback", Duration::from_secs(40), ended)
+        .await;
+    assert_eq!(r["status"], "rolled_back", "{r}");
+    let up = entered(&r, "error_rate", "rollback").expect("a rollback-level decision");
+    let (decided, observed) = (ms(&up["at"]), ms(&up["observed_at"]));
+    // Acted a look after the data showed it, not at the hourly tick.
+    assert!(
+        decided - observed <= 3_000,
+        "decided {} ms after the breach",
+        decided - observed
+    );
+    assert!(
+        decided - fault < 20_000,
+        "acted {} ms after the fault",
+        decided - fault
+    );
+    assert!(d.metric("rg_sentinel_ticks_total").await.unwrap() >= 1.0);
+    let hooks = std::fs::read_to_string(&s.hook_log).unwrap();
+    assert_eq!(hooks.lines().count(), 1, "{hooks}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_sentinel_a_breach_waits_for_the_tier_tick() {
+    let target = Target::start().await;
+    let prom = Prometheus::start(target.addr).await;
+    let s = setup(
+        &prom.url,
+        FIVE_PERCENT,
+        &format!("{HOURLY}\nsentinel_every = \"off\""),
+    );
+    let d = Daemon::start(&s.config, &s.listen).await;
+    let id = register(&d).await;
+    target.set_error_ratio(0.3);
+    // Wait until Prometheus itself has seen the breach hold 5 s (longer
+    // than the rule's `for`): a look would have acted by now.
+    let http = reqwest::Client::new();
+    let q = format!("min_over_time(({RATIO})[5s:1s]) > 0.05").replace("{{service}}", "checkout");
+    wait_for(
+        "Prometheus to hold 5 s of breach",
+        Duration::from_secs(60),
+        || {
+            let r = http
+                .get(format!("{}/api/v1/query", prom.url))
+                .query(&[("query", q.as_str())])
+                .send();
+            async move {
+                let v: Value = r.await.ok()?.json().await.ok()?;
+                (!v["data"]["result"].as_array()?.is_empty()).then_some(())
+            }
+        },
+    )
+    .await;
+    let r = d.get(&format!("/v1/releases/{id}")).await;
+    assert_eq!(r["status"], "watching", "{r}");
+    assert!(decisions(&r).is_empty(), "{r}");
+    assert_eq!(d.metric("rg_sentinel_looks_total").await, Some(0.0));
+    assert!(!s.hook_log.exists());
 }

@@ -133,7 +133,8 @@ tests:
     expect:
       - { at: 2h5m, check: new_errors, state: ok, value: 0 }
     verdict: rollback
-    rollback_at: 2h10m
+    # the first look after the line (every 15 s step between the 5m ticks)
+    rollback_at: 2h7m15s
 ",
     );
     assert_eq!(code, Some(0), "{all}");

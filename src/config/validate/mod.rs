@@ -61,6 +61,7 @@ pub(super) fn validate(parsed: Parsed, report: &mut Report<'_>, file: &Path) -> 
             Cadence::new(&default_revert_tiers())
                 .expect("the default revert cadence is valid")
                 .with_escalate(cadence.escalate())
+                .with_sentinel(cadence.sentinel())
         });
     let ctx = ServiceContext {
         base: &base,
@@ -312,18 +313,25 @@ fn check_listen(config: &Config, auth_failed: bool, report: &mut Report<'_>) {
 
 /// Validates a cadence at `at` (a `[cadence]` table), locating a bad tier.
 pub(super) fn cadence(c: &CadenceConfig, at: &KeyPath, report: &mut Report<'_>) -> Option<Cadence> {
-    let escalate = escalate(c, at, report);
+    let escalate = interval(c.escalate_every.as_deref(), "escalate_every", at, report);
+    let sentinel = interval(c.sentinel_every.as_deref(), "sentinel_every", at, report);
     let cadence = tiers(&c.tiers, &at.key("tiers"), report)?;
-    Some(cadence.with_escalate(escalate?))
+    Some(cadence.with_escalate(escalate?).with_sentinel(sentinel?))
 }
 
-/// The `escalate_every` of a `[cadence]` table at `at` (default `step`).
-fn escalate(c: &CadenceConfig, at: &KeyPath, report: &mut Report<'_>) -> Option<Escalate> {
-    match c.escalate_every.as_deref().map(Escalate::parse) {
+/// The `escalate_every` or `sentinel_every` (`key`) of a `[cadence]` table
+/// at `at` (default `step`).
+fn interval(
+    value: Option<&str>,
+    key: &str,
+    at: &KeyPath,
+    report: &mut Report<'_>,
+) -> Option<Escalate> {
+    match value.map(|v| Escalate::parse_key(v, key)) {
         None => Some(Escalate::default()),
         Some(Ok(e)) => Some(e),
         Some(Err(msg)) => {
-            report.error(&at.key("escalate_every"), msg);
+            report.error(&at.key(key), msg);
             None
         }
     }
@@ -338,12 +346,11 @@ pub(super) fn revert_cadence(
 ) -> Option<Cadence> {
     let tiers = tiers(c.revert_tiers.as_deref()?, &at.key("revert_tiers"), report)?;
     // Reported, if wrong, with the table's tiers.
-    let escalate = c
-        .escalate_every
-        .as_deref()
-        .map_or(Ok(Escalate::default()), Escalate::parse)
-        .ok()?;
-    Some(tiers.with_escalate(escalate))
+    let parsed =
+        |v: Option<&str>, key| v.map_or(Ok(Escalate::default()), |v| Escalate::parse_key(v, key));
+    let escalate = parsed(c.escalate_every.as_deref(), "escalate_every").ok()?;
+    let sentinel = parsed(c.sentinel_every.as_deref(), "sentinel_every").ok()?;
+    Some(tiers.with_escalate(escalate).with_sentinel(sentinel))
 }
 
 /// Validates a list of tiers at `tiers`, locating a bad tier.

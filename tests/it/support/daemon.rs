@@ -249,6 +249,21 @@ impl Daemon {
             .unwrap()
     }
 
+    /// The daemon's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.api))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of the unlabelled metric `name` in [`Daemon::metrics`].
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        metric_value(&self.metrics().await, name)
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let r = reqwest::Client::new()
             .post(format!("{}{path}", self.api))
@@ -265,4 +280,11 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The value of the unlabelled metric `name` in a `/metrics` text.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
 }
