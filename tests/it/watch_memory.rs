@@ -6,27 +6,11 @@
 //! task, and everything it held, was dropped — not just unlisted), no
 //! probe gauge remains and no probe histogram is alive.
 
-use crate::support::{serve, wait_for, Daemon};
+use crate::support::{metric_value, serve, wait_for, Daemon};
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 use std::time::Duration;
-
-/// The value of the unlabelled metric `name` in a `/metrics` text.
-fn value(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .find_map(|v| v.trim().parse().ok())
-}
-
-async fn metrics(d: &Daemon) -> String {
-    reqwest::get(format!("{}/metrics", d.api))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
 
 /// The probe gauges of `service` in a `/metrics` text.
 fn probe_gauges(text: &str, service: &str) -> usize {
@@ -90,9 +74,9 @@ rules = ["rules.yaml"]
         "two watch tasks with their probe gauges",
         Duration::from_secs(30),
         || async {
-            let m = metrics(&d).await;
-            (value(&m, "rg_watch_tasks") == Some(2.0)
-                && value(&m, "rg_active_watches") == Some(2.0)
+            let m = d.metrics().await;
+            (metric_value(&m, "rg_watch_tasks") == Some(2.0)
+                && metric_value(&m, "rg_active_watches") == Some(2.0)
                 && probe_gauges(&m, "aborted") > 0
                 && probe_gauges(&m, "ends") > 0)
                 .then_some(())
@@ -118,11 +102,11 @@ rules = ["rules.yaml"]
         "no watch task, probe gauge or probe histogram left",
         Duration::from_secs(30),
         || async {
-            let m = metrics(&d).await;
+            let m = d.metrics().await;
             let state = (
-                value(&m, "rg_active_watches"),
-                value(&m, "rg_watch_tasks"),
-                value(&m, "rg_probe_histograms"),
+                metric_value(&m, "rg_active_watches"),
+                metric_value(&m, "rg_watch_tasks"),
+                metric_value(&m, "rg_probe_histograms"),
                 probe_gauges(&m, "aborted") + probe_gauges(&m, "ends"),
             );
             (state == (Some(0.0), Some(0.0), Some(0.0), 0)).then_some(m)

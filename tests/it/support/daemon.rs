@@ -116,6 +116,13 @@ pub fn https_client_as(ca: &Path, cert: &Path, key: &Path) -> reqwest::Client {
         .unwrap()
 }
 
+/// The value of the unlabelled metric `name` in a `/metrics` text.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
+}
+
 pub struct Daemon {
     pub api: String,
     child: Option<Child>,
@@ -245,6 +252,16 @@ impl Daemon {
             .await
             .unwrap()
             .json()
+            .await
+            .unwrap()
+    }
+
+    /// The text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.api))
+            .await
+            .unwrap()
+            .text()
             .await
             .unwrap()
     }

@@ -56,8 +56,8 @@ pub use alertmanager::Alertmanager;
 pub use browser::{artifacts, Browser};
 pub use config::{design_fixture, notifier, range_source, settings, settings_with_env};
 pub use daemon::{
-    bin, free_listen, https_client, https_client_as, minimal_config, minimal_config_text,
-    one_service_config, stdout_and_stderr, Daemon,
+    bin, free_listen, https_client, https_client_as, metric_value, minimal_config,
+    minimal_config_text, one_service_config, stdout_and_stderr, Daemon,
 };
 pub use loki::Loki;
 pub use message::message;
