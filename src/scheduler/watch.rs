@@ -33,7 +33,8 @@ const PAUSE_POLL: Duration = Duration::from_secs(5);
 ///
 /// `registered` is the release as its registration's commit wrote it, when
 /// the watch starts right after it: the watch waits for its first tick
-/// from that row instead of reading it again, and reads it before ticking.
+/// from that row instead of reading it again, and reads it again only when
+/// the wait ends, to tick from the row as it is then.
 pub async fn run(
     g: &Arc<Guardian>,
     id: &str,
@@ -100,17 +101,14 @@ async fn watch(
     // The scrape targets of the service, scraped while this is held.
     let mut _scrapes: Vec<Arc<Target>> = Vec::new();
     loop {
-        // The registration's row serves the first wait only: a tick always
-        // starts from the row as the store has it now (an abort, or another
-        // replica's write, may have come since).
-        let (release, read) = match registered.take() {
+        // The registration's row serves the first wait only (see below).
+        let (mut release, read) = match registered.take() {
             Some(r) => (r, false),
             None => match g.ctx.store.get_release(id).await {
                 Ok(Some(r)) => (r, true),
                 Ok(None) => return true,
                 Err(e) => {
-                    tracing::error!(release = %id, error = %e, "cannot read release");
-                    if sleep_or_cancel(cancel, RETRY_AFTER_ERROR).await {
+                    if read_failed(id, e, cancel).await {
                         return false;
                     }
                     continue;
@@ -148,7 +146,21 @@ async fn watch(
             return false;
         }
         if !read {
-            continue;
+            // A tick starts from the row as the store has it now, not as
+            // the registration wrote it (an abort, or another replica's
+            // write, may have come since).
+            release = match g.ctx.store.get_release(id).await {
+                Ok(Some(r)) if r.status == ReleaseStatus::Watching && r.next_check_at.is_some() => {
+                    r
+                }
+                Ok(_) => return true,
+                Err(e) => {
+                    if read_failed(id, e, cancel).await {
+                        return false;
+                    }
+                    continue;
+                }
+            };
         }
         match tick_once(g, &release, &mut paused, &mut blind, time.now()).await {
             Ok(Next::Continue) => {}
@@ -235,6 +247,13 @@ async fn forget_probes(g: &Guardian, id: &str, seen: Option<&Release>) {
                 .forget_probe(&format!("{}/{}", service.name, p.name));
         }
     }
+}
+
+/// Logs a failed read of the release and pauses before the next; true if
+/// cancelled meanwhile.
+async fn read_failed(id: &str, e: StoreError, cancel: &CancellationToken) -> bool {
+    tracing::error!(release = %id, error = %e, "cannot read release");
+    sleep_or_cancel(cancel, RETRY_AFTER_ERROR).await
 }
 
 /// Sleeps until a monotonic instant; true if cancelled first.
