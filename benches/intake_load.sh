@@ -12,7 +12,8 @@
 # wrk load against a real Alertmanager (`prometheus-alertmanager`, in
 # memory) `POST /api/v2/alerts`, every request a distinct alert. Prints
 # requests/s, p50 and p99 of each, the ratio, the number of 201s the daemon
-# answered and the releases its store holds afterwards, and the disk's
+# answered and the releases its store holds afterwards, the daemon's CPU per
+# registration (from /proc/PID/stat) with the load average, and the disk's
 # sync latency (one `fdatasync` of a 4 KiB write: a 201 waits for one, so
 # 16 connections cannot go faster than 16 / that latency).
 #
@@ -144,10 +145,17 @@ rules = ["rules.yaml"]
 EOF
 "$RG_BIN" check --config "$DIR/rg/guardian.toml" >&2
 RUST_LOG=warn "$RG_BIN" run --config "$DIR/rg/guardian.toml" 2>"$DIR/rg/daemon.log" &
-PIDS+=($!)
+RG_PID=$!
+PIDS+=($RG_PID)
 wait_ready "http://127.0.0.1:$API_PORT/readyz" "$DIR/rg/daemon.log"
 echo "release-guardian: wrk -t2 -c$CONNECTIONS -d${DURATION}s POST /v1/releases" >&2
+# The daemon's CPU (user + system clock ticks) over the run: CPU per
+# registration depends far less on what else the machine runs than the rate.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+CPU0=$(cpu_ticks "$RG_PID")
 RG=$(run_wrk "http://127.0.0.1:$API_PORT" "$DIR/releases.lua")
+RG_CPU_S=$(awk -v a="$CPU0" -v b="$(cpu_ticks "$RG_PID")" -v hz="$(getconf CLK_TCK)" 'BEGIN {print (b - a) / hz}')
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 STORED=$(sqlite3 "file:$DIR/rg/guardian.db?mode=ro" "SELECT count(*) FROM releases" 2>/dev/null || echo "?")
 
 # --- Alertmanager (in memory)
@@ -176,12 +184,13 @@ os.unlink(sys.argv[1])
 EOF
 )
 
-python3 - "$RG" "$AM" "$STORED" "$SYNC_MS" "$CONNECTIONS" "$DURATION" <<'EOF'
+python3 - "$RG" "$AM" "$STORED" "$SYNC_MS" "$CONNECTIONS" "$DURATION" "$RG_CPU_S" "$LOAD" <<'EOF'
 import sys
 def parse(line):
     return {k: float(v) for k, v in (f.split("=") for f in line.split()[1:])}
 rg, am = parse(sys.argv[1]), parse(sys.argv[2])
 stored, sync_ms, conns, secs = sys.argv[3], float(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+cpu_s, load = float(sys.argv[7]), sys.argv[8]
 rate = lambda r: r["good"] / r["seconds"]
 print(f"wrk -t2 -c{conns} -d{secs}s, loopback, every request distinct")
 print(f"| intake | requests/s (2xx) | p50 ms | p99 ms | non-2xx | socket errors |")
@@ -192,6 +201,9 @@ for name, r in (("release-guardian POST /v1/releases (201, durable)", rg),
 print(f"ratio release-guardian / Alertmanager: {rate(rg) / rate(am):.2f}x requests/s, "
       f"p99 {rg['p99_ms'] / am['p99_ms']:.2f}x")
 print(f"201s answered: {int(rg['good'])}; releases in the store afterwards: {stored}")
+if rg["good"]:
+    print(f"release-guardian CPU: {cpu_s:.2f} s over the run, {cpu_s / rg['good'] * 1e6:,.0f} µs per registration; "
+          f"load average at its end: {load}")
 print(f"disk sync latency (fdatasync of 4 KiB): {sync_ms:.2f} ms; "
       f"{conns} connections waiting on one sync each cannot exceed ~{conns / sync_ms * 1000:,.0f}/s")
 EOF

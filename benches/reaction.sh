@@ -3,7 +3,9 @@
 # same real local HTTP target, judged by the same rule with the same `for`,
 #
 #   (a) release-guardian on the default tiers (first tier: a tick every 5m)
-#       with escalate_every on (the default), reading a real Prometheus that
+#       with sentinel_every and escalate_every on (the defaults: between
+#       ticks it looks at the check every step, 15 s, and ticks at once when
+#       it looks worse; then it ticks every step), reading a real Prometheus that
 #       scrapes the target every 15 s; the action is its rollback hook, which
 #       writes a timestamp;
 #   (b) that Prometheus (15 s scrape and evaluation) with an alerting rule of
@@ -256,10 +258,10 @@ for x in release.get("decisions", []):
         obs = f" / {t(x['observed_at']) - fault:7.1f}" if x.get("observed_at") else ""
         print(f"  {t(x['at']) - fault:7.1f}{obs}  {x['action']} {x.get('level') or ''}: {x['reason'][:90]}")
 print()
-print(f"{'':44} {'fault -> action':>16}")
+print(f"{'':52} {'fault -> action':>16}")
 fmt = lambda v: f"{v - fault:14.1f} s" if v else "       none"
-print(f"{'release-guardian (default tiers, escalation)':44} {fmt(g)}")
-print(f"{'Prometheus -> Alertmanager -> webhook':44} {fmt(p)}")
+print(f"{'release-guardian (default tiers, looks + escalation)':52} {fmt(g)}")
+print(f"{'Prometheus -> Alertmanager -> webhook':52} {fmt(p)}")
 if g and p:
-    print(f"{'ratio guardian / peer':44} {(g - fault) / (p - fault):14.2f}")
+    print(f"{'ratio guardian / peer':52} {(g - fault) / (p - fault):14.2f}")
 EOF

@@ -66,33 +66,59 @@ pub(crate) async fn record(
 }
 
 /// The record of a registration of `version` (by `delivery`, for a
-/// webhook), written by the store in the registration's own commit: the
-/// release and its record are durable together.
+/// webhook), written by the store in the registration's own commit
+/// ([`RegistrationAudit::for_store`]): the release and its record are
+/// durable together.
 pub(crate) fn of_registration(
     ctx: &Context,
     actor: Option<&Actor>,
     version: &str,
     delivery: Option<&str>,
-) -> AuditOf {
-    let mut record = stamp(ctx, actor, "register", "", String::new());
-    let said = format!(
-        "version {version}{}",
-        delivery
-            .map(|d| format!(" (delivery {d})"))
-            .unwrap_or_default()
-    );
-    Box::new(move |registered: &Registered| {
-        record.release_id = registered.release.id.clone();
-        record.detail = format!(
-            "{said}: {}",
-            if registered.created {
-                "new watch"
-            } else {
-                "already the latest release"
-            }
-        );
-        record
-    })
+) -> RegistrationAudit {
+    RegistrationAudit {
+        template: stamp(ctx, actor, "register", "", String::new()),
+        said: format!(
+            "version {version}{}",
+            delivery
+                .map(|d| format!(" (delivery {d})"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// The audit record of one registration, decided before the write: the
+/// store writes [`RegistrationAudit::record`] of the outcome, and the
+/// answer to a new release shows that same record without reading it back.
+#[derive(Clone)]
+pub(crate) struct RegistrationAudit {
+    /// Who and when; the release and the detail come from the outcome.
+    template: AuditRecord,
+    said: String,
+}
+
+impl RegistrationAudit {
+    /// The record of the registration that had this outcome.
+    pub(crate) fn record(&self, registered: &Registered) -> AuditRecord {
+        AuditRecord {
+            release_id: registered.release.id.clone(),
+            detail: format!(
+                "{}: {}",
+                self.said,
+                if registered.created {
+                    "new watch"
+                } else {
+                    "already the latest release"
+                }
+            ),
+            ..self.template.clone()
+        }
+    }
+
+    /// What the store calls to write the record in the registration's commit.
+    pub(crate) fn for_store(&self) -> AuditOf {
+        let me = self.clone();
+        Box::new(move |registered: &Registered| me.record(registered))
+    }
 }
 
 fn stamp(

@@ -7,7 +7,7 @@
 //! watches never disagree; every answer is the full release object
 //! ([`ReleaseView`]) read back from the store.
 
-use super::audit;
+use super::audit::{self, AuditView};
 use super::auth::Actor;
 use super::body;
 use super::error::ApiError;
@@ -17,7 +17,7 @@ use crate::config::Redactor;
 use crate::config::Settings;
 use crate::context::Context;
 use crate::intake::{self, Intake, IntakeError, IntakeFormat, IntakeRequest};
-use crate::model::{CheckRecord, CheckState, Level, ReleaseStatus};
+use crate::model::{AuditRecord, CheckRecord, CheckState, Level, Release, ReleaseStatus};
 use crate::scheduler::Provenance;
 use crate::store::ReleaseDetails;
 use crate::store::ReleaseFilter;
@@ -104,20 +104,18 @@ pub(crate) async fn create(
     }
     // The audit record and the delivery are written in the registration's
     // own commit.
+    let audit = audit::of_registration(&ctx, actor.as_ref(), &new.version, delivery.as_deref());
     let provenance = Provenance {
-        audit: Some(audit::of_registration(
-            &ctx,
-            actor.as_ref(),
-            &new.version,
-            delivery.as_deref(),
-        )),
+        audit: Some(audit.for_store()),
         delivery: delivery.map(|d| (format.name().to_string(), d)),
     };
     let registered = guardian.register_with(new, provenance).await?;
-    let view = release_view(&ctx, &registered.release.id).await?;
     if !registered.created {
+        let view = release_view(&ctx, &registered.release.id).await?;
         return Ok((StatusCode::OK, Json(view)).into_response());
     }
+    let record = audit.record(&registered);
+    let view = new_release_view(&ctx, registered.release, record);
     let mut response = (StatusCode::CREATED, Json(&view)).into_response();
     let location = format!("/v1/releases/{}", view.id);
     match HeaderValue::from_str(&location) {
@@ -346,13 +344,36 @@ pub(crate) async fn release_view(ctx: &Context, id: &str) -> Result<ReleaseView,
         .release_details(id)
         .await?
         .ok_or_else(|| ApiError::release_not_found(id))?;
+    let audit = audit::of_release(ctx, id).await?;
+    Ok(view_of(ctx, details, audit))
+}
+
+/// The release object of a release its registration just created, from
+/// what that commit wrote, without reading it back: its row, and its one
+/// audit record; a new release has no checks, decisions, notifications or
+/// rollback yet. What [`release_view`] would have read at the commit.
+fn new_release_view(ctx: &Context, release: Release, record: AuditRecord) -> ReleaseView {
+    let details = ReleaseDetails {
+        release,
+        checks: Vec::new(),
+        decisions: Vec::new(),
+        notifications: Vec::new(),
+        rollback: None,
+    };
+    view_of(ctx, details, vec![record.into()])
+}
+
+/// The release object of `details` and its audit records: the service's
+/// configured checks without a result yet shown `pending`, free text
+/// redacted.
+fn view_of(ctx: &Context, details: ReleaseDetails, audit: Vec<AuditView>) -> ReleaseView {
     let settings = ctx.settings();
     let mut view = ReleaseView::new(
         with_pending(details, &settings),
         &Redactor::from_settings(&settings),
     );
-    view.audit = Some(audit::of_release(ctx, id).await?);
-    Ok(view)
+    view.audit = Some(audit);
+    view
 }
 
 /// Adds the service's configured checks that have no result yet as

@@ -16,7 +16,9 @@ use crate::model::{
 };
 use crate::store::group_commit::GroupCommit;
 use crate::store::registration::AuditOf;
-use crate::store::{Registered, Registration, RollbackRequest, Silence, StoreError};
+use crate::store::{
+    BatchRegistered, Registered, Registration, RollbackRequest, Silence, StoreError,
+};
 use std::sync::Arc;
 
 use crate::model::MAX_NAME_LEN;
@@ -73,10 +75,41 @@ pub struct Provenance {
 }
 
 impl Guardian {
-    /// The writer that commits registrations together, started on first use.
-    fn group_commit(&self) -> &GroupCommit {
-        self.intake
-            .get_or_init(|| GroupCommit::start(self.ctx.store.clone()))
+    /// The writer that commits registrations together, started on first
+    /// use; after each commit it starts and stops watches in commit order
+    /// ([`Guardian::after_commit`]).
+    fn group_commit(self: &Arc<Self>) -> &GroupCommit {
+        self.intake.get_or_init(|| {
+            // Weak: the writer must not keep its Guardian alive.
+            let me = Arc::downgrade(self);
+            GroupCommit::start(
+                self.ctx.store.clone(),
+                Box::new(move |written| {
+                    if let Some(me) = me.upgrade() {
+                        me.after_commit(written);
+                    }
+                }),
+            )
+        })
+    }
+
+    /// What a committed registration starts and stops, run by the writer in
+    /// commit order before anyone is answered: the watches the new release
+    /// superseded stop, and its own starts from the row just written (no
+    /// read). In commit order, a release superseded by a later one (in the
+    /// same batch or the next) always has its task started before the later
+    /// one stops it, so no superseded watch is left waiting for its tick.
+    fn after_commit(self: &Arc<Self>, written: &BatchRegistered) {
+        let reg = &written.registered;
+        if !reg.created {
+            return;
+        }
+        for old in &reg.superseded {
+            self.cancel_watch(old);
+        }
+        if written.claimed {
+            self.spawn_watch(&reg.release.id, Some(reg.release.clone()));
+        }
     }
 
     /// Runs a control operation to its end even if the caller goes away (a
@@ -166,13 +199,11 @@ impl Guardian {
             .await?;
         let reg = written.registered;
         if reg.created {
+            // The writer has already stopped the superseded watches and
+            // started this one (`after_commit`).
             self.ctx.telemetry.releases_registered.inc();
             for old in &reg.superseded {
-                self.cancel_watch(old);
                 self.announce_end(old, Ending::Superseded).await;
-            }
-            if written.claimed {
-                self.spawn_watch(&reg.release.id);
             }
             let revert = crate::model::is_revert(&reg.release);
             tracing::info!(release = %reg.release.id, service = %service_name, %environment, %version, revert, "watch started");
@@ -183,7 +214,7 @@ impl Guardian {
         {
             // A retried registration finds a watch without its task (an
             // earlier attempt died between the write and the spawn): heal it.
-            self.spawn_watch(&reg.release.id);
+            self.spawn_watch(&reg.release.id, None);
         }
         Ok(reg)
     }
@@ -328,20 +359,18 @@ impl Guardian {
     /// Queues what a watch ended outside a tick (abort, supersession)
     /// sends: resolves and the summary ([`messages::ending_records`]). Best
     /// effort after the status change: an error is logged, and the fixed
-    /// dedup keys make a repeat harmless.
+    /// dedup keys make a repeat harmless. With no notifier configured
+    /// nothing can be sent, and the release is not even read.
     async fn announce_end(&self, id: &str, ending: Ending) {
+        let settings = self.ctx.settings();
+        if settings.notifiers.is_empty() {
+            return;
+        }
         let now = self.ctx.clock.now();
         let rows = match self.ctx.store.release_details(id).await {
             Ok(Some(d)) => {
                 let mut log = IncidentLog::from_rows(&d.notifications);
-                messages::ending_records(
-                    &self.ctx.settings(),
-                    &d.release,
-                    &d.checks,
-                    ending,
-                    now,
-                    &mut log,
-                )
+                messages::ending_records(&settings, &d.release, &d.checks, ending, now, &mut log)
             }
             Ok(None) => return,
             Err(e) => {

@@ -385,14 +385,17 @@ impl Guardian {
                         .append_decision(&release.id, &resumed)
                         .await?;
                 }
-                self.spawn_watch(&release.id);
+                self.spawn_watch(&release.id, None);
             }
             _ => {}
         }
         Ok(())
     }
 
-    fn spawn_watch(self: &Arc<Self>, id: &str) {
+    /// Starts the watch task of `id` (stopping a task it replaces);
+    /// `registered`: the row its registration just committed
+    /// ([`watch::run`]).
+    fn spawn_watch(self: &Arc<Self>, id: &str, registered: Option<crate::model::Release>) {
         let token = self.ctx.shutdown.child_token();
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         if let Some((_, old)) = self
@@ -409,7 +412,7 @@ impl Guardian {
         let id = id.to_string();
         self.ctx.tasks.spawn(async move {
             let alive = Alive::new(&me.ctx.telemetry.watch_tasks);
-            watch::run(&me, &id, token).await;
+            watch::run(&me, &id, registered, token).await;
             let mut w = me.lock_watches();
             // Only remove our own entry: a newer task may have replaced it.
             if w.get(&id).is_some_and(|(g, _)| *g == generation) {

@@ -30,9 +30,20 @@ const PAUSE_POLL: Duration = Duration::from_secs(5);
 /// replica takes its lease. A watch that ends by itself gives its lease up
 /// once the release is over (a release rolling back keeps it for the
 /// rollback).
-pub async fn run(g: &Arc<Guardian>, id: &str, cancel: CancellationToken) {
-    let ended = watch(g, id, &cancel).await;
-    forget_probes(g, id).await;
+///
+/// `registered` is the release as its registration's commit wrote it, when
+/// the watch starts right after it: the watch waits for its first tick
+/// from that row instead of reading it again, and reads it again only when
+/// the wait ends, to tick from the row as it is then.
+pub async fn run(
+    g: &Arc<Guardian>,
+    id: &str,
+    registered: Option<Release>,
+    cancel: CancellationToken,
+) {
+    let mut seen = None;
+    let ended = watch(g, id, registered, &cancel, &mut seen).await;
+    forget_probes(g, id, seen.as_ref()).await;
     if ended && !cancel.is_cancelled() {
         match g.ctx.store.get_release(id).await {
             Ok(Some(r)) if r.status == ReleaseStatus::RollingBack => {}
@@ -76,25 +87,37 @@ impl WatchClock {
 }
 
 /// The watch loop; true if it ended by itself, false if cancelled or its
-/// lease was lost.
-async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool {
+/// lease was lost. `seen` keeps the first row it read (or was given).
+async fn watch(
+    g: &Arc<Guardian>,
+    id: &str,
+    mut registered: Option<Release>,
+    cancel: &CancellationToken,
+    seen: &mut Option<Release>,
+) -> bool {
     let mut paused = false;
     let mut blind = super::blindness::Blindness::default();
     let time = WatchClock::new(g.ctx.clock.as_ref());
     // The scrape targets of the service, scraped while this is held.
     let mut _scrapes: Vec<Arc<Target>> = Vec::new();
     loop {
-        let release = match g.ctx.store.get_release(id).await {
-            Ok(Some(r)) => r,
-            Ok(None) => return true,
-            Err(e) => {
-                tracing::error!(release = %id, error = %e, "cannot read release");
-                if sleep_or_cancel(cancel, RETRY_AFTER_ERROR).await {
-                    return false;
+        // The registration's row serves the first wait only (see below).
+        let (mut release, read) = match registered.take() {
+            Some(r) => (r, false),
+            None => match g.ctx.store.get_release(id).await {
+                Ok(Some(r)) => (r, true),
+                Ok(None) => return true,
+                Err(e) => {
+                    if read_failed(id, e, cancel).await {
+                        return false;
+                    }
+                    continue;
                 }
-                continue;
-            }
+            },
         };
+        if seen.is_none() {
+            *seen = Some(release.clone());
+        }
         if release.status != ReleaseStatus::Watching {
             return true;
         }
@@ -120,6 +143,23 @@ async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool 
         }
         if cancel.is_cancelled() {
             return false;
+        }
+        if !read {
+            // A tick starts from the row as the store has it now, not as
+            // the registration wrote it (an abort, or another replica's
+            // write, may have come since).
+            release = match g.ctx.store.get_release(id).await {
+                Ok(Some(r)) if r.status == ReleaseStatus::Watching && r.next_check_at.is_some() => {
+                    r
+                }
+                Ok(_) => return true,
+                Err(e) => {
+                    if read_failed(id, e, cancel).await {
+                        return false;
+                    }
+                    continue;
+                }
+            };
         }
         match tick_once(g, &release, &mut paused, &mut blind, time.now()).await {
             Ok(Next::Continue) => {}
@@ -245,10 +285,20 @@ fn hold_scrapes(g: &Guardian, release: &Release) -> Vec<Arc<Target>> {
 }
 
 /// Drops the probe gauges of a watch that ended (the next watch of the
-/// service sets them again at its first tick).
-async fn forget_probes(g: &Guardian, id: &str) {
-    let Ok(Some(release)) = g.ctx.store.get_release(id).await else {
-        return;
+/// service sets them again at its first tick). A release's service and
+/// environment never change, so the row the watch last saw names them; the
+/// release is read only if the watch never saw it.
+async fn forget_probes(g: &Guardian, id: &str, seen: Option<&Release>) {
+    let read;
+    let release = match seen {
+        Some(r) => r,
+        None => {
+            let Ok(Some(r)) = g.ctx.store.get_release(id).await else {
+                return;
+            };
+            read = r;
+            &read
+        }
     };
     let settings = g.ctx.settings();
     if let Some(service) = settings.service(&release.service, &release.environment) {
@@ -258,6 +308,13 @@ async fn forget_probes(g: &Guardian, id: &str) {
                 .forget_probe(&format!("{}/{}", service.name, p.name));
         }
     }
+}
+
+/// Logs a failed read of the release and pauses before the next; true if
+/// cancelled meanwhile.
+async fn read_failed(id: &str, e: StoreError, cancel: &CancellationToken) -> bool {
+    tracing::error!(release = %id, error = %e, "cannot read release");
+    sleep_or_cancel(cancel, RETRY_AFTER_ERROR).await
 }
 
 /// Sleeps until a monotonic instant; true if cancelled first.

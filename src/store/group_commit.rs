@@ -9,6 +9,13 @@
 //! lone registration is written at once; a batch is what queued during the
 //! previous commit, up to [`MAX_BATCH`]. It stops once every
 //! [`GroupCommit`] handle is dropped, after writing what was queued.
+//!
+//! What must follow a commit in commit order (the scheduler starts the new
+//! watches and stops the superseded ones) is an [`AfterCommit`] hook: the
+//! writer calls it for each registration written, in the batch's order,
+//! after the commit and before answering anyone, so a later registration
+//! that supersedes an earlier one always finds the earlier one's watch
+//! started.
 
 use super::registration::{BatchRegistered, Registration};
 use super::{Store, StoreError};
@@ -20,6 +27,10 @@ pub const MAX_BATCH: usize = 256;
 
 type Reply = oneshot::Sender<Result<BatchRegistered, StoreError>>;
 
+/// Called by the writer for each registration of a committed batch, in
+/// commit order, before its caller is answered. It must not block.
+pub type AfterCommit = Box<dyn Fn(&BatchRegistered) + Send + Sync>;
+
 /// A handle on the writer task; cloning it shares the writer.
 #[derive(Clone)]
 pub struct GroupCommit {
@@ -27,10 +38,11 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer on the current tokio runtime.
-    pub fn start(store: Arc<dyn Store>) -> Self {
+    /// Starts the writer on the current tokio runtime; `after` is called
+    /// for every registration written ([`AfterCommit`]).
+    pub fn start(store: Arc<dyn Store>, after: AfterCommit) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(store, rx));
+        tokio::spawn(write_batches(store, rx, after));
         Self { queue }
     }
 
@@ -50,6 +62,7 @@ impl GroupCommit {
 async fn write_batches(
     store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<(Registration, Reply)>,
+    after: AfterCommit,
 ) {
     let mut queued = Vec::with_capacity(MAX_BATCH);
     // Waits for at least one, then takes what else is queued.
@@ -58,6 +71,9 @@ async fn write_batches(
         let n = items.len();
         match store.register_batch(items).await {
             Ok(results) if results.len() == n => {
+                for written in results.iter().flatten() {
+                    after(written);
+                }
                 for (reply, result) in replies.into_iter().zip(results) {
                     // A caller that went away does not need its answer.
                     let _ = reply.send(result);

@@ -116,6 +116,13 @@ pub fn https_client_as(ca: &Path, cert: &Path, key: &Path) -> reqwest::Client {
         .unwrap()
 }
 
+/// The value of the unlabelled metric `name` in a `/metrics` text.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
+}
+
 pub struct Daemon {
     pub api: String,
     child: Option<Child>,
@@ -280,11 +287,4 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-/// The value of the unlabelled metric `name` in a `/metrics` text.
-pub fn metric_value(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .find_map(|v| v.trim().parse().ok())
 }
