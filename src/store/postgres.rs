@@ -10,7 +10,9 @@
 //!   start under an advisory lock (several replicas may start at once);
 //! - `postgres_ops.rs` — the SQL of each method and the locks that make each
 //!   check-then-write safe between replicas (see there);
-//! - `postgres_rows.rs` — rows ⇄ domain types.
+//! - `postgres_rows.rs` — rows ⇄ domain types;
+//! - `postgres_dump.rs` — the database's side of `export` and `import`
+//!   ([`crate::store::dump`]).
 //!
 //! The guarantees of [`crate::store`] hold across replicas: the keys and
 //! conditional `UPDATE`s are SQLite's, and where SQLite relies on its single
@@ -31,6 +33,8 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[path = "postgres_dump.rs"]
+pub mod transfer;
 #[path = "postgres_ops.rs"]
 mod ops;
 #[path = "postgres_rows.rs"]

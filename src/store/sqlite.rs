@@ -16,7 +16,9 @@
 //! - `sqlite_ops.rs` — the SQL of each method;
 //! - `sqlite_points.rs` — the charted check values, capped per check;
 //! - `sqlite_rows.rs` — rows ⇄ domain types (a value that does not parse is
-//!   [`StoreError::Corrupt`], never a panic).
+//!   [`StoreError::Corrupt`], never a panic);
+//! - `sqlite_dump.rs` — the file's side of `export` and `import`
+//!   ([`crate::store::dump`]).
 //!
 //! The guarantees of [`crate::store`] rest on the schema:
 //! - `notifications.key` is the primary key and rows are inserted with
@@ -93,6 +95,8 @@ pub fn parse_section(
     Some(super::StoreSettings::sqlite(path))
 }
 
+#[path = "sqlite_dump.rs"]
+pub mod transfer;
 #[path = "sqlite_ops.rs"]
 mod ops;
 #[path = "sqlite_points.rs"]
