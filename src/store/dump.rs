@@ -458,7 +458,9 @@ impl<R: BufRead> Reader<R> {
         if header.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
             return Err(DumpError::at(
                 at,
-                format!("not a release-guardian dump: the first line has no \"format\": \"{FORMAT}\""),
+                format!(
+                    "not a release-guardian dump: the first line has no \"format\": \"{FORMAT}\""
+                ),
             ));
         }
         match header.get("version").and_then(|v| v.as_u64()) {
@@ -543,12 +545,14 @@ impl<R: BufRead> Reader<R> {
             }
             return Ok(None);
         }
-        let name = obj.get("table").and_then(|t| t.as_str()).ok_or_else(|| {
-            DumpError::at(at, "neither a row (no \"table\") nor the end line")
-        })?;
-        let table = TABLES.iter().position(|t| t.name == name).ok_or_else(|| {
-            DumpError::at(at, format!("unknown table {name:?}"))
-        })?;
+        let name = obj
+            .get("table")
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| DumpError::at(at, "neither a row (no \"table\") nor the end line"))?;
+        let table = TABLES
+            .iter()
+            .position(|t| t.name == name)
+            .ok_or_else(|| DumpError::at(at, format!("unknown table {name:?}")))?;
         if table < self.table {
             return Err(DumpError::at(
                 at,
@@ -564,7 +568,10 @@ impl<R: BufRead> Reader<R> {
         };
         let t = &TABLES[table];
         if let Some(unknown) = row.keys().find(|k| !t.columns.iter().any(|c| c.name == *k)) {
-            return Err(DumpError::at(at, format!("{name} has no column {unknown:?}")));
+            return Err(DumpError::at(
+                at,
+                format!("{name} has no column {unknown:?}"),
+            ));
         }
         let mut values = Vec::with_capacity(t.columns.len());
         for c in t.columns {

@@ -23,7 +23,7 @@ async fn connect(settings: &PostgresSettings) -> Result<Client, DumpError> {
         DumpError::new(format!(
             "cannot connect to {}: {}",
             super::describe(settings),
-            pg(&e)
+            super::describe_error(&e)
         ))
     })?;
     tokio::spawn(conn);
@@ -31,16 +31,8 @@ async fn connect(settings: &PostgresSettings) -> Result<Client, DumpError> {
     Ok(client)
 }
 
-/// A driver error's words (the server's message when it sent one).
-fn pg(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => db.to_string(),
-        None => e.to_string(),
-    }
-}
-
 fn backend(e: tokio_postgres::Error) -> DumpError {
-    DumpError::new(format!("PostgreSQL: {}", pg(&e)))
+    DumpError::new(format!("PostgreSQL: {}", super::describe_error(&e)))
 }
 
 /// `a::BIGINT, b, ...`: the columns in the dump's types.
@@ -105,10 +97,14 @@ pub async fn export<W: Write>(
                 let mut values = Vec::with_capacity(table.columns.len());
                 for (c, column) in table.columns.iter().enumerate() {
                     let v = match column.ty {
-                        Ty::Text => row.try_get::<_, Option<String>>(c).map(|v| v.map(Value::Text)),
+                        Ty::Text => row
+                            .try_get::<_, Option<String>>(c)
+                            .map(|v| v.map(Value::Text)),
                         Ty::Int => row.try_get::<_, Option<i64>>(c).map(|v| v.map(Value::Int)),
                         Ty::Real => row.try_get::<_, Option<f64>>(c).map(|v| v.map(Value::Real)),
-                        Ty::Bool => row.try_get::<_, Option<bool>>(c).map(|v| v.map(Value::Bool)),
+                        Ty::Bool => row
+                            .try_get::<_, Option<bool>>(c)
+                            .map(|v| v.map(Value::Bool)),
                     }
                     .map_err(backend)?;
                     values.push(v.unwrap_or(Value::Null));
@@ -190,8 +186,10 @@ pub async fn import<R: BufRead>(
             let params: Vec<Vec<Box<dyn ToSql + Sync + Send>>> =
                 chunk.iter().map(|r| params(&r.values, r.table)).collect();
             let sent = chunk.iter().zip(&params).map(|(r, p)| {
-                let refs: Vec<&(dyn ToSql + Sync)> =
-                    p.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
+                let refs: Vec<&(dyn ToSql + Sync)> = p
+                    .iter()
+                    .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+                    .collect();
                 let stmt = &inserts[r.table];
                 let tx = &tx;
                 async move { tx.execute(stmt, &refs).await }
@@ -209,7 +207,7 @@ pub async fn import<R: BufRead>(
                     format!(
                         "{} row refused by PostgreSQL: {}",
                         TABLES[r.table].name,
-                        pg(&e)
+                        super::describe_error(&e)
                     ),
                 ));
             }

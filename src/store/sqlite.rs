@@ -95,8 +95,6 @@ pub fn parse_section(
     Some(super::StoreSettings::sqlite(path))
 }
 
-#[path = "sqlite_dump.rs"]
-pub mod transfer;
 #[path = "sqlite_ops.rs"]
 mod ops;
 #[path = "sqlite_points.rs"]
@@ -105,6 +103,8 @@ mod points;
 mod rows;
 #[path = "sqlite_schema.rs"]
 mod schema;
+#[path = "sqlite_dump.rs"]
+pub mod transfer;
 
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
