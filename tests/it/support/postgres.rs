@@ -4,6 +4,9 @@
 //! port with trust authentication, fsync off. Each test gets a database of
 //! its own ([`database`]).
 //!
+//! A test that needs a server of its own (its own files and settings, e.g.
+//! TLS, or one it stops and starts again) starts an [`OwnServer`].
+//!
 //! PostgreSQL refuses to run as root: as root, the directory is given to
 //! `nobody` and both programs run as `nobody` (`runuser`). The server is
 //! stopped, and its directory removed, when the test process exits: it
