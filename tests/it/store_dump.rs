@@ -178,6 +178,9 @@ async fn a_sqlite_store_moves_to_postgres_and_its_running_watch_resumes() {
         r["checks"][0]["state"] == "ok" && r["acked"] == true
     })
     .await;
+    // What the running release has when the daemon stops (a healthy tick
+    // adds no decision).
+    let watched = d.get(&format!("/v1/releases/{running}")).await;
     let status = d.terminate(Duration::from_secs(20)).await;
     assert!(status.success(), "{}", d.log());
     let pages = slack.hits();
@@ -258,6 +261,13 @@ async fn a_sqlite_store_moves_to_postgres_and_its_running_watch_resumes() {
         .await;
     assert_eq!(r["status"], "watching", "{r}");
     assert_eq!(r["acked"], true, "{r}");
+    let (before, after) = (decisions(&watched), decisions(&r));
+    assert_eq!(
+        after[..before.len()],
+        before[..],
+        "the timeline goes on where it stopped"
+    );
+    assert_eq!(r["audit"], watched["audit"], "{r}");
     let list = d.get("/v1/releases").await;
     let ids: Vec<&str> = list
         .as_array()
