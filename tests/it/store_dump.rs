@@ -8,7 +8,8 @@
 //!   sends no page again. The leases the SQLite daemon held are not carried
 //!   over. Exporting the PostgreSQL store gives the same rows back.
 //! - A dump with a row in every table and every kind of value round-trips
-//!   exactly through SQLite and PostgreSQL; a target that holds anything is
+//!   exactly through SQLite and PostgreSQL (files, and a pipe from
+//!   `export`'s stdout to `import`'s stdin); a target that holds anything is
 //!   refused (and `--force` replaces it); a truncated, cut or wrong dump is
 //!   refused with its line named, and leaves the target as it was.
 
@@ -369,8 +370,32 @@ fn a_dump_round_trips_through_both_backends_and_a_bad_one_names_its_line() {
     let out = d.join("sqlite.dump");
     assert_ok("export from SQLite", &export(&on_sqlite, &out));
     assert_eq!(rows(&out), expected);
-    // From that export into PostgreSQL, out again: the same rows.
-    assert_ok("import into PostgreSQL", &import(&on_pg, &out, &[]));
+    // Through a pipe (stdout to stdin) into PostgreSQL, out again: the
+    // same rows.
+    let piped = cli(&["export", "--config", on_sqlite.to_str().unwrap()]);
+    assert_ok("export to stdout", &piped);
+    assert_eq!(
+        String::from_utf8_lossy(&piped.stdout)
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>(),
+        expected
+    );
+    let mut child = Command::new(bin())
+        .args(["import", "--config", on_pg.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &piped.stdout).unwrap();
+    let imported = child.wait_with_output().unwrap();
+    assert_ok("import from stdin", &imported);
+    assert!(
+        String::from_utf8_lossy(&imported.stdout).contains("from stdin into postgres://"),
+        "{}",
+        stdout_and_stderr(&imported)
+    );
     let out = d.join("pg.dump");
     assert_ok("export from PostgreSQL", &export(&on_pg, &out));
     assert_eq!(rows(&out), expected);
