@@ -1,5 +1,5 @@
 //! The command line: `run`, `check`, `status`, `report`, `demo`, `notify-test`,
-//! `test-rules`, `backtest` (one function per
+//! `test-rules`, `backtest`, `export`, `import` (one function per
 //! command below, dispatched from [`main`]), and the hidden helpers
 //! `demo-rollback` and `hook-supervisor`.
 
@@ -105,6 +105,26 @@ enum Command {
         #[arg(long, default_value = "text")]
         format: String,
     },
+    /// Write the configured store's releases (ended and running) with their
+    /// checks, timelines, outbox, rollbacks and audit as a dump (JSON lines).
+    Export {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The dump file (default: stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Load a dump (from `export`, any backend) into the configured store, in one transaction.
+    Import {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The dump file (default: stdin).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Replace what the store holds (without it, a store that is not empty is refused).
+        #[arg(long)]
+        force: bool,
+    },
     /// The demo's rollback hook (restores the simulated service).
     #[command(hide = true)]
     DemoRollback { url: String },
@@ -192,6 +212,19 @@ pub fn main() -> ExitCode {
             until,
             format,
         })),
+        Command::Export { config, output } => runtime().block_on(crate::transfer::export(
+            &config_path(config),
+            output.as_deref(),
+        )),
+        Command::Import {
+            config,
+            input,
+            force,
+        } => runtime().block_on(crate::transfer::import(
+            &config_path(config),
+            input.as_deref(),
+            force,
+        )),
         Command::DemoRollback { url } => runtime().block_on(crate::demo::rollback_hook(&url)),
         Command::HookSupervisor {
             status_file,

@@ -21,7 +21,8 @@
 //!   and watchdog notifications; [`telemetry`] the daemon's own metrics;
 //!   [`report`] renders release objects for people; [`notify_test`] sends a
 //!   test message through one notifier; [`ruletest`] runs rule-pack tests
-//!   (`test-rules`), [`backtest`] replays history (`backtest`), [`tls`]
+//!   (`test-rules`), [`backtest`] replays history (`backtest`), [`transfer`]
+//!   moves a store's state through a dump (`export`, `import`), [`tls`]
 //!   reads the API's own certificate and [`fuzz`] holds the fuzzers' entry
 //!   points into the parsers.
 
@@ -52,4 +53,5 @@ pub mod store;
 pub mod systemd;
 pub mod telemetry;
 pub mod tls;
+pub mod transfer;
 pub mod transport;

@@ -60,6 +60,7 @@
 //! - `now` and `expires_at` come from the callers' clocks: replicas must keep
 //!   their clocks within a small fraction of the lease time of each other.
 
+pub mod dump;
 pub mod group_commit;
 pub mod postgres;
 pub mod registration;
@@ -167,6 +168,45 @@ pub fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
             Ok(Arc::new(sqlite::SqliteStore::open(path)?))
         }
         StoreSettings::Postgres(pg) => Ok(Arc::new(postgres::PostgresStore::open(pg)?)),
+    }
+}
+
+/// `release-guardian export`: writes everything the configured store holds
+/// that a restart needs (see [`dump`]) to `out`, from one snapshot; hands
+/// `out` back with the rows written per table. The store is opened as the
+/// daemon opens it (its schema brought up to date); a SQLite file that does
+/// not exist is an error, never created.
+pub async fn export<W: std::io::Write>(
+    settings: &StoreSettings,
+    out: W,
+    now: Millis,
+) -> Result<(W, dump::Counts), dump::DumpError> {
+    let from = match settings {
+        StoreSettings::Sqlite { .. } => "sqlite",
+        StoreSettings::Postgres(_) => "postgres",
+    };
+    let mut writer = dump::Writer::new(out, from, now)?;
+    match settings {
+        StoreSettings::Sqlite { path } => sqlite::transfer::export(path, &mut writer)?,
+        StoreSettings::Postgres(pg) => postgres::transfer::export(pg, &mut writer).await?,
+    }
+    writer.finish()
+}
+
+/// `release-guardian import`: loads a dump (any backend's) into the
+/// configured store in one transaction, every line checked as it is read
+/// (a bad or missing line fails the whole import, naming the line). A store
+/// that holds anything is refused unless `force`, which replaces it.
+/// Returns the rows written per table.
+pub async fn import<R: std::io::BufRead>(
+    settings: &StoreSettings,
+    input: R,
+    force: bool,
+) -> Result<dump::Counts, dump::DumpError> {
+    let mut reader = dump::Reader::new(input)?;
+    match settings {
+        StoreSettings::Sqlite { path } => sqlite::transfer::import(path, &mut reader, force),
+        StoreSettings::Postgres(pg) => postgres::transfer::import(pg, &mut reader, force).await,
     }
 }
 

@@ -10,7 +10,9 @@
 //!   start under an advisory lock (several replicas may start at once);
 //! - `postgres_ops.rs` — the SQL of each method and the locks that make each
 //!   check-then-write safe between replicas (see there);
-//! - `postgres_rows.rs` — rows ⇄ domain types.
+//! - `postgres_rows.rs` — rows ⇄ domain types;
+//! - `postgres_dump.rs` — the database's side of `export` and `import`
+//!   ([`crate::store::dump`]).
 //!
 //! The guarantees of [`crate::store`] hold across replicas: the keys and
 //! conditional `UPDATE`s are SQLite's, and where SQLite relies on its single
@@ -37,6 +39,8 @@ mod ops;
 mod rows;
 #[path = "postgres_schema.rs"]
 mod schema;
+#[path = "postgres_dump.rs"]
+pub mod transfer;
 
 /// The transaction every operation runs in.
 type Tx<'a> = deadpool_postgres::Transaction<'a>;
@@ -109,7 +113,7 @@ pub fn parse_section(
 ) -> Option<super::StoreSettings> {
     let c: PostgresSection = s.deserialize()?;
     let mut ok = true;
-    match c.url.parse::<tokio_postgres::Config>() {
+    match driver_config(&c.url) {
         Err(e) => {
             s.error("url", format!("`url` is not a PostgreSQL URL: {e}"));
             ok = false;
@@ -182,12 +186,68 @@ pub fn parse_section(
     }))
 }
 
+/// The driver's config of `url`. libpq's `sslmode=verify-full` and
+/// `verify-ca` are read as `require`: the driver knows only `disable`,
+/// `prefer` and `require`, and its TLS (rustls) always verifies the
+/// server's certificate chain and its name, so `require` here is libpq's
+/// `verify-full` (and stricter than `verify-ca`, which skips the name).
+fn driver_config(url: &str) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+    let verified = |v: &str| matches!(v, "verify-full" | "verify-ca");
+    let rewritten = match url.split_once('?') {
+        // URL form: `postgres://...?a=b&sslmode=verify-full`.
+        Some((base, query)) if url.contains("://") => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some(("sslmode", v)) if verified(v) => "sslmode=require".to_string(),
+                    _ => p.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", params.join("&"))
+        }
+        Some(_) => url.to_string(),
+        // Key-value form: `host=db sslmode=verify-full`.
+        None if !url.contains("://") => url
+            .split(' ')
+            .map(|p| match p.split_once('=') {
+                Some(("sslmode", v)) if verified(v) => "sslmode=require",
+                _ => p,
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        None => url.to_string(),
+    };
+    rewritten.parse()
+}
+
+/// A driver error in words: the server's message when it sent one, else
+/// the error with its causes (the driver's own words stop at "error
+/// performing TLS handshake"; the cause says which certificate check
+/// failed), and what to look at when the server's certificate was refused.
+pub(super) fn describe_error(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.to_string();
+    }
+    let mut words = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !words.contains(&said) {
+            words = format!("{words}: {said}");
+        }
+        cause = c.source();
+    }
+    if words.contains("invalid peer certificate") {
+        words.push_str(
+            " (the server's certificate must be signed by a CA in `ca_file` and name the host in `url`)",
+        );
+    }
+    words
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        match e.as_db_error() {
-            Some(db) => StoreError::Backend(format!("postgres: {db}")),
-            None => StoreError::Backend(format!("postgres: {e}")),
-        }
+        StoreError::Backend(format!("postgres: {}", describe_error(&e)))
     }
 }
 
@@ -216,9 +276,7 @@ impl PostgresStore {
         ),
         StoreError,
     > {
-        let mut cfg: tokio_postgres::Config = settings
-            .url
-            .parse()
+        let mut cfg = driver_config(&settings.url)
             .map_err(|e| StoreError::Backend(format!("bad url: {e}")))?;
         if let Some(p) = &settings.password {
             cfg.password(p.expose());
@@ -635,4 +693,25 @@ pub async fn check_connection(settings: &PostgresSettings) -> Result<String, Sto
 /// `path`'s directory, for [`super::StoreSettings::state_dir`].
 pub(super) fn state_dir(settings: &PostgresSettings) -> &Path {
     &settings.state_dir
+}
+
+#[cfg(test)]
+mod tests {
+    use super::driver_config;
+    use tokio_postgres::config::SslMode;
+
+    #[test]
+    fn libpq_verifying_sslmodes_are_read_as_require() {
+        for url in [
+            "postgres://g@db/guardian?sslmode=verify-full",
+            "postgres://g@db/guardian?application_name=x&sslmode=verify-ca",
+            "host=db user=g sslmode=verify-full",
+        ] {
+            let cfg = driver_config(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(cfg.get_ssl_mode(), SslMode::Require, "{url}");
+        }
+        let cfg = driver_config("postgres://g@db/guardian?sslmode=disable").unwrap();
+        assert_eq!(cfg.get_ssl_mode(), SslMode::Disable);
+        assert!(driver_config("postgres://g@db/guardian?sslmode=bogus").is_err());
+    }
 }

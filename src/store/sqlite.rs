@@ -16,7 +16,9 @@
 //! - `sqlite_ops.rs` — the SQL of each method;
 //! - `sqlite_points.rs` — the charted check values, capped per check;
 //! - `sqlite_rows.rs` — rows ⇄ domain types (a value that does not parse is
-//!   [`StoreError::Corrupt`], never a panic).
+//!   [`StoreError::Corrupt`], never a panic);
+//! - `sqlite_dump.rs` — the file's side of `export` and `import`
+//!   ([`crate::store::dump`]).
 //!
 //! The guarantees of [`crate::store`] rest on the schema:
 //! - `notifications.key` is the primary key and rows are inserted with
@@ -101,6 +103,8 @@ mod points;
 mod rows;
 #[path = "sqlite_schema.rs"]
 mod schema;
+#[path = "sqlite_dump.rs"]
+pub mod transfer;
 
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -123,7 +123,15 @@ pub fn pki(dir: &Path) -> Pki {
 /// new serial) signed by the CA of the [`pki`] already made in `dir`:
 /// `DIR/NAME.pem` and `DIR/NAME.key`.
 pub fn server_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    leaf(dir, name, SERVER_EXT);
+    server_cert_for(dir, name, "IP:127.0.0.1,DNS:localhost")
+}
+
+/// A server certificate for the names `san` (`DNS:db.internal`) only,
+/// signed by the CA of the [`pki`] already made in `dir`: `DIR/NAME.pem`
+/// and `DIR/NAME.key`.
+pub fn server_cert_for(dir: &Path, name: &str, san: &str) -> (PathBuf, PathBuf) {
+    let ext = SERVER_EXT.replace("IP:127.0.0.1,DNS:localhost", san);
+    leaf(dir, name, &ext);
     (
         dir.join(format!("{name}.pem")),
         dir.join(format!("{name}.key")),

@@ -31,7 +31,8 @@
 //!   installs here), checking the documented parameters and shapes.
 //! - [`postgres`]: a real PostgreSQL per test process (Debian's binaries,
 //!   `initdb` in a temp dir, run as `nobody` when root), a database per
-//!   test.
+//!   test; and a server of a test's own (TLS, `pg_hba.conf`) that can be
+//!   stopped and started again.
 //! - [`credentials`]: a CA with server and client certificates (openssl)
 //!   and bcrypt hashes (htpasswd), made in the test.
 

@@ -4,13 +4,16 @@
 //! port with trust authentication, fsync off. Each test gets a database of
 //! its own ([`database`]).
 //!
+//! A test that needs a server of its own (its own files and settings, e.g.
+//! TLS, or one it stops and starts again) starts an [`OwnServer`].
+//!
 //! PostgreSQL refuses to run as root: as root, the directory is given to
 //! `nobody` and both programs run as `nobody` (`runuser`). The server is
 //! stopped, and its directory removed, when the test process exits: it
 //! runs under a shell that waits on a pipe from this process.
 
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -70,6 +73,18 @@ pub fn server() -> &'static Server {
 }
 
 fn start() -> Server {
+    let (dir, data, root) = init();
+    let port = super::free_port();
+    let (_shell, stdin) = launch(&dir, &data, port, root, &[], true);
+    Server {
+        port,
+        _stop: Mutex::new(stdin),
+    }
+}
+
+/// A new data directory (`initdb`, trust authentication) in a temporary
+/// directory, given to `nobody` when root: (directory, data directory, root).
+fn init() -> (PathBuf, PathBuf, bool) {
     let bin = bin_dir();
     let root = is_root();
     let dir = tempfile::Builder::new()
@@ -98,19 +113,38 @@ fn start() -> Server {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let port = super::free_port();
+    (dir, data, root)
+}
+
+/// Starts `postgres` on `data` and loopback `port` (with `-c` `settings`)
+/// under a shell that stops it when its stdin closes (this process
+/// exiting, however it exits) and then, if `remove`, removes `dir`; waits
+/// until it accepts connections. Returns the shell and its stdin.
+fn launch(
+    dir: &Path,
+    data: &Path,
+    port: u16,
+    root: bool,
+    settings: &[String],
+    remove: bool,
+) -> (Child, ChildStdin) {
+    let bin = bin_dir();
     let log = dir.join("postgres.log");
-    // The shell starts the server, then waits for its stdin to close (this
-    // process exiting, however it exits) to stop it and clean up.
+    let extra: String = settings.iter().map(|s| format!(" -c '{s}'")).collect();
     let script = format!(
         "{postgres} -D {data} -p {port} -k {dir} -c listen_addresses=127.0.0.1 \
          -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-         -c max_connections=200 >{log} 2>&1 & pid=$!; \
-         read _ignored; kill -INT $pid; wait $pid; rm -rf {dir}",
+         -c max_connections=200{extra} >>{log} 2>&1 & pid=$!; \
+         read _ignored; kill -INT $pid; wait $pid; {cleanup}",
         postgres = bin.join("postgres").display(),
         data = data.display(),
         dir = dir.display(),
         log = log.display(),
+        cleanup = if remove {
+            format!("rm -rf {}", dir.display())
+        } else {
+            String::new()
+        },
     );
     let mut child = command(root, Path::new("/bin/sh"))
         .args(["-c", &script])
@@ -143,10 +177,7 @@ fn start() -> Server {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    Server {
-        port,
-        _stop: Mutex::new(stdin),
-    }
+    (child, stdin)
 }
 
 impl Server {
@@ -194,4 +225,80 @@ pub fn database() -> String {
     );
     server().sql("postgres", &format!("CREATE DATABASE {name}"));
     name
+}
+
+/// A server of one test's own, beside the shared one: its own data
+/// directory, files and settings (TLS, `pg_hba.conf`), and it can be
+/// stopped and started again (same port, same data) to make the database
+/// go away. Stopped, and its directory removed, when dropped.
+pub struct OwnServer {
+    pub port: u16,
+    dir: PathBuf,
+    data: PathBuf,
+    root: bool,
+    settings: Vec<String>,
+    running: Option<(Child, ChildStdin)>,
+}
+
+impl OwnServer {
+    /// `initdb`, then writes each of `files` (name, contents) into the data
+    /// directory, owned by the server's user with mode 0600 (what
+    /// PostgreSQL demands of a private key), and starts the server with
+    /// `-c KEY=VALUE` for each of `settings`.
+    pub fn start(files: &[(&str, &[u8])], settings: &[(&str, &str)]) -> OwnServer {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, data, root) = init();
+        for (name, contents) in files {
+            let path = data.join(name);
+            std::fs::write(&path, contents).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if root {
+                let ok = Command::new("chown").arg("nobody").arg(&path).status();
+                assert!(ok.unwrap().success(), "chown {}", path.display());
+            }
+        }
+        let mut server = OwnServer {
+            port: super::free_port(),
+            dir,
+            data,
+            root,
+            settings: settings.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            running: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// Stops the server (a fast shutdown) and waits until it has exited.
+    pub fn stop(&mut self) {
+        if let Some((mut shell, stdin)) = self.running.take() {
+            drop(stdin);
+            shell.wait().expect("wait for postgres to stop");
+        }
+    }
+
+    /// Starts the stopped server again, on the same port and data.
+    pub fn restart(&mut self) {
+        assert!(self.running.is_none(), "the server is running");
+        self.running = Some(launch(
+            &self.dir,
+            &self.data,
+            self.port,
+            self.root,
+            &self.settings,
+            false,
+        ));
+    }
+
+    /// The server's log so far (for assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
