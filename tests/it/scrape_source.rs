@@ -1,8 +1,8 @@
 //! `source: scrape` side by side with a real Prometheus (Debian's
 //! `prometheus`): both scrape the same real HTTP target every second, and
-//! the same queries over the same range give the same values (within float
+//! the same queries over the same range give the same values (within a
 //! tolerance: the two scrape at different instants, and the target's
-//! counters are linear in time) and the same verdict for the same rule.
+//! counters are linear in time; 1.5 % on average, 6 % at any point) and the same verdict for the same rule.
 //! Also: queries outside the evaluated PromQL subset are located config
 //! errors naming the unsupported part.
 
@@ -83,18 +83,31 @@ fn assert_same(query: &str, prom: &Series, ours: &Series) {
         ours.keys().collect::<Vec<_>>(),
         "{query}: the same series"
     );
+    // The two scrape at different instants, and on a loaded machine a
+    // scrape can come late: one point may be off by a few percent (seen:
+    // 2.6 % at load 15), but the error does not add up. A wrong
+    // extrapolation or window is off by 10-20 % at every point.
+    let (mut sum, mut n) = (0.0, 0);
     for (key, p) in prom {
         let o = &ours[key];
         assert_eq!(p.len(), o.len(), "{query} {key}: {p:?} vs {o:?}");
         for ((tp, vp), (to, vo)) in p.iter().zip(o) {
             assert_eq!(tp, to);
-            let tolerance = 0.02 * vp.abs().max(1e-9);
+            let relative = (vp - vo).abs() / vp.abs().max(1e-9);
             assert!(
-                (vp - vo).abs() <= tolerance,
+                relative <= 0.06,
                 "{query} {key} at {tp}: prometheus {vp}, scrape {vo}"
             );
+            sum += relative;
+            n += 1;
         }
     }
+    let mean = sum / n.max(1) as f64;
+    assert!(
+        mean <= 0.015,
+        "{query}: scrape differs from prometheus by {:.2} % on average",
+        mean * 100.0
+    );
 }
 
 /// The level a `critical: { above: 0.05 }` rule reaches over `series`.
