@@ -31,6 +31,7 @@ async fn behind_basic_auth() -> Prometheus {
         &format!("basic_auth_users:\n  guardian: {hash}\n"),
         false,
         reqwest::Client::new(),
+        Some(("guardian", "right-pass")),
     )
     .await
 }
@@ -100,7 +101,7 @@ async fn tls_with_a_generated_ca_and_a_client_certificate() {
         )
         .build()
         .unwrap();
-    let prometheus = Prometheus::start_with_web_config(&web, true, ready_client).await;
+    let prometheus = Prometheus::start_with_web_config(&web, true, ready_client, None).await;
     assert!(prometheus.url.starts_with("https://127.0.0.1:"));
     let toml = |extra: &str| {
         format!(

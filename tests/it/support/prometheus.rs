@@ -96,13 +96,15 @@ impl Prometheus {
 
     /// Starts Prometheus with `web_config` (the text of its
     /// `--web.config.file`: TLS, basic auth) serving `https` or not, and no
-    /// scrape; returns once it answers `/-/ready` through `client` (which
-    /// must trust its certificate) with status 200 or 401 (basic auth
-    /// guards `/-/ready` too).
+    /// scrape; returns once it answers `/-/ready` with 200 through `client`
+    /// (which must trust its certificate), with `basic_auth` (user,
+    /// password) when the web config asks for it (it guards `/-/ready`
+    /// too: a 401 only says the web server is up, not Prometheus).
     pub async fn start_with_web_config(
         web_config: &str,
         https: bool,
         client: reqwest::Client,
+        basic_auth: Option<(&str, &str)>,
     ) -> Self {
         let mut me = Self::spawn_with("none", |_| "127.0.0.1:1".into(), Some(web_config));
         if https {
@@ -113,11 +115,12 @@ impl Prometheus {
             "prometheus /-/ready behind its web config",
             Duration::from_secs(60),
             || {
-                let r = client.get(&ready).send();
-                async move {
-                    let s = r.await.ok()?.status().as_u16();
-                    (s == 200 || s == 401).then_some(())
+                let mut r = client.get(&ready);
+                if let Some((user, password)) = basic_auth {
+                    r = r.basic_auth(user, Some(password));
                 }
+                let r = r.send();
+                async move { (r.await.ok()?.status().as_u16() == 200).then_some(()) }
             },
         )
         .await;
