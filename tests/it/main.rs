@@ -53,6 +53,7 @@ mod scrape_source;
 mod shutdown;
 mod signatures;
 mod store_contract;
+mod store_group_commit;
 mod systemd;
 mod watch_memory;
 mod webhooks;
