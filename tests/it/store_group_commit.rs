@@ -127,7 +127,10 @@ async fn a_write_that_fails_does_not_fail_the_others_of_its_batch() {
     releases(&store, 40).await;
     for i in 0..40 {
         let lease = Lease::new("replica-a", 1_000_000);
-        assert!(store.claim_watch(&format!("r{i}"), &lease, 2_000).await.unwrap());
+        assert!(store
+            .claim_watch(&format!("r{i}"), &lease, 2_000)
+            .await
+            .unwrap());
     }
     let commits_before = store.commits();
     // Hold the write lock from another connection while every write is
@@ -179,7 +182,10 @@ async fn a_write_that_fails_does_not_fail_the_others_of_its_batch() {
         match i % 4 {
             0 => assert_eq!(answer, "Ok(LeaseLost)", "write {i}"),
             1 => assert!(answer.starts_with("Err("), "write {i}: {answer}"),
-            2 => assert_eq!(answer, "Ok(Applied { rollback_requested: false })", "write {i}"),
+            2 => assert_eq!(
+                answer, "Ok(Applied { rollback_requested: false })",
+                "write {i}"
+            ),
             _ => assert_eq!(answer, "Ok(())", "write {i}"),
         }
     }
