@@ -34,9 +34,9 @@
 //!   conditional `UPDATE` under the write lock, and `commit_tick` checks
 //!   `releases.lease_owner` in the same transaction as its writes (fencing;
 //!   in a batch, the write lock is held from the batch's first job to its
-//!   commit, so the check and the write still see no other writer). With one daemon
-//!   per file the daemon is every lease's single owner; the same SQL holds
-//!   for several processes sharing the file;
+//!   commit, so the check and the write still see no other writer). With
+//!   one daemon per file the daemon is every lease's single owner; the same
+//!   SQL holds for several processes sharing the file;
 //! - every table's `release_id` references `releases (id)` with foreign keys
 //!   on, so a row naming a missing release fails its whole transaction;
 //! - `releases.seq` orders releases by registration, so "latest" and "newest

@@ -117,21 +117,11 @@ where
         let result = match (self.out, outcome) {
             (None, _) => Err(StoreError::Backend("store task failed: it panicked".into())),
             (Some(Err(e)), _) => Err(e),
-            (Some(Ok(_)), Err(e)) => Err(e.duplicate()),
+            (Some(Ok(_)), Err(e)) => Err(e.clone()),
             (Some(Ok(v)), Ok(())) => Ok(v),
         };
         // A caller that went away does not need its answer.
         let _ = self.reply.send(result);
-    }
-}
-
-impl StoreError {
-    /// The same error, for each job of a batch that shares it.
-    fn duplicate(&self) -> StoreError {
-        match self {
-            StoreError::Backend(m) => StoreError::Backend(m.clone()),
-            StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
-        }
     }
 }
 
@@ -199,14 +189,14 @@ fn run_batch(conn: &mut Connection, pending: &mut VecDeque<Box<dyn Job>>) -> boo
         } else {
             "ROLLBACK TO job; RELEASE job"
         });
-        let end = end.map_err(StoreError::from).and_then(|()| {
-            match tx.is_autocommit() {
+        let end = end
+            .map_err(StoreError::from)
+            .and_then(|()| match tx.is_autocommit() {
                 false => Ok(()),
                 true => Err(StoreError::Backend(
                     "the batch's transaction ended early".into(),
                 )),
-            }
-        });
+            });
         if let Err(e) = end {
             ran.push(job);
             broken = Some(e);
