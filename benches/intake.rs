@@ -7,11 +7,18 @@
 //! `--sizes 0,10000,100000` (history sizes), `--seconds 3` (time per size),
 //! `--without-service-status-index` (drop the schema-v3 index first, to
 //! measure the lookup as it was).
+//!
+//! `cargo bench --bench intake -- --ticks 10000` measures ticks instead:
+//! 10,000 watching releases, then one `commit_tick` for each, all at once
+//! from 10,000 tasks (what 10,000 watches ticking together ask of the
+//! store), and prints ticks/s. Count the syncs the ticks cost with
+//! `strace -f -c -e trace=fsync,fdatasync` around the bench binary.
 
-use release_guardian::model::{Decision, NewRelease};
+use release_guardian::model::{Decision, NewRelease, Release};
 use release_guardian::store::sqlite::SqliteStore;
-use release_guardian::store::Store;
+use release_guardian::store::{Registration, Store, TickApplied, TickCommit};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Fills `db` with `n` ended releases of `checkout` in production (raw
@@ -52,6 +59,64 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
+/// `n` concurrent ticks, one per watching release: ticks/s.
+fn ticks(rt: &tokio::runtime::Runtime, n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("g.db")).unwrap());
+    let elapsed = rt.block_on(async {
+        // The releases, registered in batches (not timed).
+        for chunk in (0..n).collect::<Vec<_>>().chunks(256) {
+            let items = chunk
+                .iter()
+                .map(|&i| Registration {
+                    new: NewRelease {
+                        service: format!("s{i}"),
+                        version: "v1".into(),
+                        previous_version: None,
+                        environment: None,
+                        annotations: Default::default(),
+                    },
+                    environment: "production".into(),
+                    id: format!("r{i}"),
+                    now: 1_000,
+                    plan: Box::new(|_: &mut NewRelease, _: Option<&Release>| 61_000),
+                    superseded: Decision::superseded(1_000, "superseded"),
+                    lease: None,
+                    audit: None,
+                    delivery: None,
+                })
+                .collect();
+            for r in store.register_batch(items).await.unwrap() {
+                r.unwrap();
+            }
+        }
+        let t0 = Instant::now();
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let tick = TickCommit {
+                        now: 2_000,
+                        next_check_at: Some(62_000 + i as i64),
+                        ..Default::default()
+                    };
+                    store.commit_tick(&format!("r{i}"), &tick).await.unwrap()
+                })
+            })
+            .collect();
+        for task in tasks {
+            let applied = task.await.unwrap();
+            assert!(matches!(applied, TickApplied::Applied { .. }));
+        }
+        t0.elapsed()
+    });
+    println!(
+        "{n} concurrent ticks: {:.0} ticks/s ({n} in {:.2} s)",
+        n as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let sizes: Vec<usize> = arg(&args, "--sizes")
@@ -68,6 +133,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if let Some(n) = arg(&args, "--ticks") {
+        ticks(&rt, n.parse().expect("--ticks: a number"));
+        return;
+    }
     println!(
         "registrations/s by stored releases of the same service{}",
         if without_index {

@@ -21,9 +21,13 @@
 #   - waits until every watch has ended (their windows end), no watch task
 #     is alive and the probe gauges are gone, then TRIM_WAIT seconds, and
 #     reads VmRSS again.
-# Prints a table: RSS with N active watches, KiB per active watch
-# ((active - baseline) / N), RSS after they ended and its difference from
-# the baseline (idle, config loaded, before any watch).
+# Prints a table: RSS just before registering, RSS with N active watches,
+# KiB per active watch ((active - before) / N), RSS after they ended and its
+# difference from the baseline (idle, config loaded, before any watch). The
+# first run's "before" is the baseline, which still holds what loading the
+# config freed (glibc returns it at the first trim, after a run's watches
+# end), so its per-watch figure may understate; a later run starts from the
+# trimmed heap.
 # Env: CARGO_TARGET_DIR, RG_BIN and TARGET_BIN (skip the build), EVERY (1s),
 # DELAY (300s), ACTIVE (120s), SETTLE (15), TRIM_WAIT (5), WATCHES
 # ("1000 10000"), KEEP=1 (keep the temp dir), DAEMON_PRELOAD (LD_PRELOAD for
@@ -111,11 +115,13 @@ metric() { curl -fs "$API/metrics" | awk -v m="$1" '$1 == m { s += $2 } END { pr
 probe_gauges() { curl -fs "$API/metrics" | grep -c '^rg_probe_latency_seconds{' || true; }
 
 # Registers releases with 32 clients in parallel, each on its own
-# keep-alive connection: `client.py API N`.
+# keep-alive connection: `client.py API N RUN`. The version names the run, so
+# a later run's releases are new watches, not the ended releases of an
+# earlier run (the same version again returns the existing release).
 cat >"$DIR/client.py" <<'EOF'
 import http.client, json, sys, threading
 from concurrent.futures import ThreadPoolExecutor
-api, n = sys.argv[1], int(sys.argv[2])
+api, n, run = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 host, port = api.removeprefix("http://").split(":")
 local = threading.local()
 def register(i):
@@ -123,7 +129,7 @@ def register(i):
         local.c = http.client.HTTPConnection(host, int(port), timeout=300)
     s, e = divmod(i, 100)
     body = json.dumps({"service": f"svc{s:02d}", "environment": f"env{e:02d}",
-                       "version": "v2", "previous_version": "v1"})
+                       "version": f"v2-run{run}", "previous_version": "v1"})
     local.c.request("POST", "/v1/releases", body=body,
                     headers={"Content-Type": "application/json"})
     r = local.c.getresponse()
@@ -147,13 +153,16 @@ sleep 3
 BASELINE=$(rss)
 echo "probing watches (one probe each, a tick every $EVERY for $ACTIVE after a first tick at $DELAY): daemon RSS, baseline (idle, 10,000 services configured) $BASELINE KiB"
 echo
-echo "| watches | ticks/s while active | RSS active (KiB) | KiB per active watch | RSS after they ended (KiB) | after − baseline (KiB) |"
-echo "|---------|----------------------|------------------|----------------------|----------------------------|------------------------|"
+echo "| watches | ticks/s while active | RSS before (KiB) | RSS active (KiB) | KiB per active watch | RSS after they ended (KiB) | after − baseline (KiB) |"
+echo "|---------|----------------------|------------------|------------------|----------------------|----------------------------|------------------------|"
+RUN=0
 for N in $WATCHES; do
+    RUN=$((RUN + 1))
     echo "registering $N releases..." >&2
     t0=$SECONDS
     START=$(metric rg_ticks_total)
-    python3 "$DIR/client.py" "$API" "$N"
+    BEFORE=$(rss)
+    python3 "$DIR/client.py" "$API" "$N" "$RUN"
     echo "  registered in $((SECONDS - t0)) s; waiting for their first ticks" >&2
     wait_for 900 ticked_since $((START + N))
     T0=$(metric rg_ticks_total)
@@ -169,6 +178,6 @@ for N in $WATCHES; do
     sleep "$TRIM_WAIT"
     AFTER=$(rss)
     echo "  $(threads) threads after" >&2
-    python3 -c "import sys; n,t,s,p,af,b=map(int,sys.argv[1:]); print(f'| {n:>7} | {t/s:>20.0f} | {p:>16} | {(p-b)/n:>20.1f} | {af:>26} | {af-b:>22} |')" \
-        "$N" "$TICKS" "$SETTLE" "$PEAK" "$AFTER" "$BASELINE"
+    python3 -c "import sys; n,t,s,bf,p,af,b=map(int,sys.argv[1:]); print(f'| {n:>7} | {t/s:>20.0f} | {bf:>16} | {p:>16} | {(p-bf)/n:>20.1f} | {af:>26} | {af-b:>22} |')" \
+        "$N" "$TICKS" "$SETTLE" "$BEFORE" "$PEAK" "$AFTER" "$BASELINE"
 done

@@ -87,17 +87,9 @@ async fn write_batches(
             }
             Err(e) => {
                 for reply in replies {
-                    let _ = reply.send(Err(copy(&e)));
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
         }
-    }
-}
-
-/// The batch's error, for each of its callers.
-fn copy(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Backend(m) => StoreError::Backend(m.clone()),
-        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
     }
 }

@@ -219,7 +219,8 @@ fn create_parent(path: &Path) -> Result<(), StoreError> {
 }
 
 /// Store failures. Details are for logs; the API answers "internal error".
-#[derive(Debug, thiserror::Error)]
+/// `Clone`: a failed group commit gives each of its callers the same error.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("store: {0}")]
     Backend(String),

@@ -1,16 +1,20 @@
 //! The embedded store: one SQLite file in WAL mode behind the [`Store`] trait.
 //!
 //! This module owns the connection and how every [`Store`] method reaches it:
-//! each method is one transaction run on the store's own thread, which owns
-//! the connection and runs the transactions one at a time in the order they
-//! were asked for, so the async runtime never waits on disk (and ten
-//! thousand watches waiting on the store wait in a queue, not in hundreds
-//! of blocking-pool threads each with its own stack and allocator arena);
-//! writes take the write lock up front
+//! each method is one job run on the store's own thread, which owns the
+//! connection and runs the jobs in the order they were asked for, so the
+//! async runtime never waits on disk (and ten thousand watches waiting on
+//! the store wait in a queue, not in hundreds of blocking-pool threads each
+//! with its own stack and allocator arena). Every write group-commits: the
+//! jobs queued while one commit ran share the next (one transaction, one
+//! sync, a savepoint per job, so each job succeeds or fails alone, and each
+//! is answered once it is durable); writes take the write lock up front
 //! (`BEGIN IMMEDIATE`) so a check-then-write never races another writer, even
 //! one in another process. A batch of registrations
-//! ([`Store::register_batch`]) is one transaction and one sync, with a
-//! savepoint per registration. Its child modules hold the rest:
+//! ([`Store::register_batch`]) is one job, with a savepoint per
+//! registration. Its child modules hold the rest:
+//! - `sqlite_batch.rs` — the store thread's loop: batches, savepoints, the
+//!   commit, and when each answer is sent;
 //! - `sqlite_schema.rs` — the tables, created and upgraded by numbered
 //!   migrations tracked in `PRAGMA user_version`;
 //! - `sqlite_ops.rs` — the SQL of each method;
@@ -30,9 +34,11 @@
 //! - leases are columns of the row they guard (`releases.lease_owner`,
 //!   `notifications.claimed_by`, `rollbacks.claimed_by`), claimed by a
 //!   conditional `UPDATE` under the write lock, and `commit_tick` checks
-//!   `releases.lease_owner` in its own transaction (fencing). With one daemon
-//!   per file the daemon is every lease's single owner; the same SQL holds
-//!   for several processes sharing the file;
+//!   `releases.lease_owner` in the same transaction as its writes (fencing;
+//!   in a batch, the write lock is held from the batch's first job to its
+//!   commit, so the check and the write still see no other writer). With
+//!   one daemon per file the daemon is every lease's single owner; the same
+//!   SQL holds for several processes sharing the file;
 //! - every table's `release_id` references `releases (id)` with foreign keys
 //!   on, so a row naming a missing release fails its whole transaction;
 //! - `releases.seq` orders releases by registration, so "latest" and "newest
@@ -48,10 +54,11 @@ use crate::model::{
 };
 use crate::section::Section;
 use async_trait::async_trait;
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, Transaction};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 /// Where the SQLite file lives when neither `[store] path` nor systemd's
@@ -95,6 +102,8 @@ pub fn parse_section(
     Some(super::StoreSettings::sqlite(path))
 }
 
+#[path = "sqlite_batch.rs"]
+mod batch;
 #[path = "sqlite_ops.rs"]
 mod ops;
 #[path = "sqlite_points.rs"]
@@ -130,21 +139,10 @@ impl From<rusqlite::Error> for StoreError {
 pub struct SqliteStore {
     /// The queue of the store's thread (which owns the connection; it ends,
     /// closing the file, when the store is dropped).
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Box<dyn batch::Job>>,
+    /// Write transactions committed (each one sync), counted by the thread.
+    commits: Arc<AtomicU64>,
     path: PathBuf,
-}
-
-/// One transaction to run on the store's thread.
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
-
-/// Runs the jobs on `conn` one at a time until every sender is gone. A job
-/// that panics loses its answer (its caller gets an error), not the thread:
-/// the panic rolled its transaction back while unwinding.
-fn serve(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
-    for job in jobs {
-        let conn = &mut conn;
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || job(conn)));
-    }
 }
 
 impl SqliteStore {
@@ -170,12 +168,15 @@ impl SqliteStore {
         };
         let conn = Self::connect(path).map_err(failed)?;
         let (jobs, queue) = mpsc::channel();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counted = commits.clone();
         std::thread::Builder::new()
             .name("rg-store".into())
-            .spawn(move || serve(conn, queue))
+            .spawn(move || batch::serve(conn, queue, counted))
             .map_err(|e| failed(StoreError::Backend(format!("cannot start its thread: {e}"))))?;
         Ok(SqliteStore {
             jobs,
+            commits,
             path: path.to_path_buf(),
         })
     }
@@ -201,6 +202,12 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Write transactions committed since the store was opened: each is
+    /// one sync to disk, shared by the writes of its batch.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
     /// The schema version (`PRAGMA user_version`) this build creates.
     pub fn schema_version() -> u32 {
         schema::MIGRATIONS.len() as u32
@@ -213,26 +220,19 @@ impl SqliteStore {
         schema::MIGRATIONS.get(index).copied()
     }
 
-    /// Runs `f` in one transaction on the store's thread; commits if it
-    /// returns `Ok`, rolls back otherwise. The work completes even if the
-    /// caller's future is dropped, so a write is all or nothing.
-    async fn run<T, F>(&self, behavior: TransactionBehavior, f: F) -> Result<T, StoreError>
+    /// Runs `f` on the store's thread in the next batch, inside a savepoint
+    /// of the batch's transaction; answers once the batch is committed
+    /// (durable) if `f` returned `Ok`, with `f`'s error otherwise (its
+    /// savepoint rolled back). The work completes even if the caller's
+    /// future is dropped, so a write is all or nothing.
+    async fn run<T, F>(&self, access: batch::Access, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |conn: &mut Connection| {
-            let run = || {
-                let tx = conn.transaction_with_behavior(behavior)?;
-                let out = f(&tx)?;
-                tx.commit()?;
-                Ok(out)
-            };
-            let _ = answer.send(run());
-        });
         self.jobs
-            .send(job)
+            .send(batch::call(access, f, answer))
             .map_err(|_| StoreError::Backend("the store's thread has stopped".into()))?;
         answered
             .await
@@ -244,7 +244,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        self.run(TransactionBehavior::Deferred, f).await
+        self.run(batch::Access::Read, f).await
     }
 
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -252,7 +252,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        self.run(TransactionBehavior::Immediate, f).await
+        self.run(batch::Access::Write, f).await
     }
 }
 

@@ -55,6 +55,7 @@ mod shutdown;
 mod signatures;
 mod store_contract;
 mod store_dump;
+mod store_group_commit;
 mod systemd;
 mod watch_memory;
 mod webhooks;

@@ -1,0 +1,449 @@
+//! Group commit on the SQLite store's thread: every job (one [`Store`]
+//! method's transaction) queued while the previous batch ran is run in
+//! ONE transaction and made durable by ONE commit (one WAL sync), each job
+//! inside its own savepoint.
+//!
+//! This module owns the store thread's loop ([`serve`]), what a job is
+//! ([`Job`], made by [`call`]) and the order of its answers:
+//! - the loop waits for a job (no timer, no polling: idle, the thread
+//!   sleeps on its queue), then takes whatever else is queued, up to
+//!   [`MAX_JOBS`]. A lone job is committed at once; a batch is what queued
+//!   while the previous one ran;
+//! - a batch with a write opens `BEGIN IMMEDIATE`, so the write lock is held
+//!   from the first job of the batch to its commit: a job's
+//!   check-then-write (the lease fencing in `commit_tick`, the conditional
+//!   `UPDATE`s that claim a rollback, a watch or a message) sees every
+//!   earlier job of the batch and no other writer, exactly as when each
+//!   was its own transaction;
+//! - each job runs between `SAVEPOINT job` and `RELEASE job`; a job that
+//!   returns an error or panics is rolled back to its savepoint alone
+//!   (`ROLLBACK TO job`): the other jobs of the batch are unaffected and the
+//!   job's caller gets its error (a panic: "it panicked");
+//! - answers are sent after the commit: an answer never reaches its caller
+//!   before the job's writes are durable. If the commit fails, every job
+//!   of the batch that had not been answered gets the error and nothing of
+//!   the batch is written. If the transaction itself breaks mid-batch
+//!   (SQLite rolled it back, e.g. on a full disk), the jobs already run get
+//!   the error and the jobs not yet run go into a fresh transaction.
+//!
+//! Reads join the batch, in queue order, with a `BEGIN DEFERRED`
+//! transaction when the batch holds no write (no write lock for reads).
+//! Joining keeps the store's order: a caller that awaited its write and
+//! then reads sees the write, and a read costs no transaction of its own.
+//! A read (or a job that failed and so wrote nothing) that ran before any
+//! write of its batch saw only committed data, so it is answered at once;
+//! one that ran after a write may have seen that write, so it is answered
+//! with the commit, and gets the commit's error if the commit fails.
+//!
+//! [`Store`]: super::super::Store
+
+use super::super::StoreError;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use tokio::sync::oneshot;
+
+/// The most jobs one commit takes; more wait for the next.
+pub(super) const MAX_JOBS: usize = 256;
+
+/// Whether a job writes (and so needs the write lock and a durable commit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Access {
+    Read,
+    Write,
+}
+
+/// One [`Store`](super::super::Store) method's work, run on the store's
+/// thread inside a batch.
+pub(super) trait Job: Send {
+    fn access(&self) -> Access;
+    /// Runs the job's statements in `tx` (inside its savepoint). True when
+    /// it succeeded, so its savepoint is kept; false to roll it back.
+    fn run(&mut self, tx: &Transaction<'_>) -> bool;
+    /// Sends the job's answer: its own result if it failed (or panicked),
+    /// else `Ok` if `outcome` is (the batch committed, or the job was
+    /// answered before any write of the batch), else `outcome`'s error.
+    fn answer(self: Box<Self>, outcome: Result<(), &StoreError>);
+}
+
+/// A job running `f`, whose answer goes to `reply`.
+pub(super) fn call<T, F>(
+    access: Access,
+    f: F,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+) -> Box<dyn Job>
+where
+    T: Send + 'static,
+    F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+{
+    Box::new(Call {
+        access,
+        f: Some(f),
+        out: None,
+        reply,
+    })
+}
+
+struct Call<T, F> {
+    access: Access,
+    f: Option<F>,
+    /// `None` until run, and after a panic.
+    out: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for Call<T, F>
+where
+    T: Send,
+    F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send,
+{
+    fn access(&self) -> Access {
+        self.access
+    }
+
+    fn run(&mut self, tx: &Transaction<'_>) -> bool {
+        let Some(f) = self.f.take() else {
+            return false;
+        };
+        let out = f(tx);
+        let ok = out.is_ok();
+        self.out = Some(out);
+        ok
+    }
+
+    fn answer(self: Box<Self>, outcome: Result<(), &StoreError>) {
+        let result = match (self.out, outcome) {
+            (None, _) => Err(StoreError::Backend("store task failed: it panicked".into())),
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(_)), Err(e)) => Err(e.clone()),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+        };
+        // A caller that went away does not need its answer.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The store thread: runs batches on `conn` until every sender is gone,
+/// counting each committed write transaction in `commits`.
+pub(super) fn serve(
+    mut conn: Connection,
+    jobs: mpsc::Receiver<Box<dyn Job>>,
+    commits: Arc<AtomicU64>,
+) {
+    let mut batch = VecDeque::with_capacity(MAX_JOBS);
+    // Waits for one job, then takes what else is queued.
+    while let Ok(first) = jobs.recv() {
+        batch.push_back(first);
+        while batch.len() < MAX_JOBS {
+            match jobs.try_recv() {
+                Ok(job) => batch.push_back(job),
+                Err(_) => break,
+            }
+        }
+        while !batch.is_empty() {
+            if run_batch(&mut conn, &mut batch) {
+                commits.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Runs the jobs of `pending` in one transaction and answers them. Jobs
+/// left in `pending` (the transaction broke before they ran) go into the
+/// next transaction. True if a write transaction was committed.
+fn run_batch(conn: &mut Connection, pending: &mut VecDeque<Box<dyn Job>>) -> bool {
+    let writes = pending.iter().any(|j| j.access() == Access::Write);
+    let behavior = if writes {
+        TransactionBehavior::Immediate
+    } else {
+        TransactionBehavior::Deferred
+    };
+    let tx = match conn.transaction_with_behavior(behavior) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let e = StoreError::from(e);
+            for job in pending.drain(..) {
+                job.answer(Err(&e));
+            }
+            return false;
+        }
+    };
+    // Jobs that ran and wait for the commit to be answered.
+    let mut ran: Vec<Box<dyn Job>> = Vec::with_capacity(pending.len());
+    // Whether a job of this transaction has written (uncommitted data).
+    let mut dirty = false;
+    let mut broken = None;
+    while let Some(mut job) = pending.pop_front() {
+        if let Err(e) = tx.execute_batch("SAVEPOINT job") {
+            // The job gets the error too, so a savepoint that keeps
+            // failing cannot hold the queue.
+            ran.push(job);
+            broken = Some(StoreError::from(e));
+            break;
+        }
+        let ok = catch_unwind(AssertUnwindSafe(|| job.run(&tx))).unwrap_or(false);
+        let end = tx.execute_batch(if ok {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        });
+        let end = end
+            .map_err(StoreError::from)
+            .and_then(|()| match tx.is_autocommit() {
+                false => Ok(()),
+                true => Err(StoreError::Backend(
+                    "the batch's transaction ended early".into(),
+                )),
+            });
+        if let Err(e) = end {
+            ran.push(job);
+            broken = Some(e);
+            break;
+        }
+        let wrote = ok && job.access() == Access::Write;
+        if !dirty && !wrote {
+            // It saw committed data only and left nothing to commit.
+            job.answer(Ok(()));
+        } else {
+            ran.push(job);
+        }
+        dirty |= wrote;
+    }
+    let outcome = match broken {
+        // Dropping `tx` rolls back whatever is left of it.
+        Some(e) => Err(e),
+        None => tx.commit().map_err(StoreError::from),
+    };
+    let committed = outcome.is_ok() && writes;
+    for job in ran {
+        job.answer(outcome.as_ref().map(|_| ()));
+    }
+    committed
+}
+
+#[cfg(test)]
+mod tests {
+    //! The batch runner against a real SQLite file (WAL, `synchronous =
+    //! FULL`), with jobs made of raw SQL: a failing or panicking job among
+    //! others, a commit that fails, answers only after the commit. Each
+    //! test pauses the thread on a job of its own ([`Bench::pause`]) so
+    //! that what it sends meanwhile is exactly the next batch.
+
+    use super::*;
+    use std::time::Duration;
+
+    struct Bench {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        queue: mpsc::Sender<Box<dyn Job>>,
+        commits: Arc<AtomicU64>,
+    }
+
+    fn open(path: &std::path::Path) -> Connection {
+        let conn = Connection::open(path).unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.pragma_update(None, "synchronous", "FULL").unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        conn
+    }
+
+    /// A store thread on a fresh file with `parent (id)` and `child (id,
+    /// parent)`, the child's foreign key checked at commit (deferred).
+    fn start() -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("batch.db");
+        let conn = open(&path);
+        conn.execute_batch(
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER
+                 REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+        )
+        .unwrap();
+        let (queue, jobs) = mpsc::channel();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counted = commits.clone();
+        std::thread::spawn(move || serve(conn, jobs, counted));
+        Bench {
+            _dir: dir,
+            path,
+            queue,
+            commits,
+        }
+    }
+
+    type Answer<T> = oneshot::Receiver<Result<T, StoreError>>;
+
+    impl Bench {
+        fn send<T, F>(&self, access: Access, f: F) -> Answer<T>
+        where
+            T: Send + 'static,
+            F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+        {
+            let (reply, answer) = oneshot::channel();
+            self.queue.send(call(access, f, reply)).unwrap();
+            answer
+        }
+
+        fn insert(&self, id: i64) -> Answer<()> {
+            self.send(Access::Write, move |tx| {
+                tx.execute("INSERT INTO parent (id) VALUES (?1)", [id])?;
+                Ok(())
+            })
+        }
+
+        /// Holds the store thread in a read job (a batch of its own) until
+        /// the returned sender is dropped: the jobs sent meanwhile queue
+        /// and form the next batch.
+        fn pause(&self) -> mpsc::Sender<()> {
+            let (started, running) = mpsc::channel();
+            let (resume, resumed) = mpsc::channel::<()>();
+            drop(self.send(Access::Read, move |_| {
+                started.send(()).unwrap();
+                let _ = resumed.recv();
+                Ok(())
+            }));
+            running.recv().unwrap();
+            resume
+        }
+
+        /// The parent ids, read from a second connection (committed data
+        /// only).
+        fn committed(&self) -> Vec<i64> {
+            committed(&self.path)
+        }
+
+        fn commits(&self) -> u64 {
+            self.commits.load(Ordering::Relaxed)
+        }
+    }
+
+    fn committed(path: &std::path::Path) -> Vec<i64> {
+        let other = open(path);
+        let mut q = other.prepare("SELECT id FROM parent ORDER BY id").unwrap();
+        let ids = q.query_map([], |r| r.get(0)).unwrap();
+        ids.map(Result::unwrap).collect()
+    }
+
+    fn wait<T>(answer: Answer<T>) -> Result<T, StoreError> {
+        answer.blocking_recv().expect("the job was answered")
+    }
+
+    #[test]
+    fn jobs_queued_together_share_one_commit_and_each_gets_its_own_answer() {
+        let bench = start();
+        let pause = bench.pause();
+        let answers: Vec<_> = (1..=600).map(|i| bench.insert(i)).collect();
+        drop(pause);
+        for answer in answers {
+            wait(answer).unwrap();
+        }
+        assert_eq!(bench.committed(), (1..=600).collect::<Vec<_>>());
+        // 600 writes in batches of at most MAX_JOBS; the pause committed
+        // nothing (a read).
+        assert_eq!(bench.commits(), 600u64.div_ceil(MAX_JOBS as u64));
+        // A lone job is committed at once, alone.
+        wait(bench.insert(601)).unwrap();
+        assert_eq!(bench.commits(), 600u64.div_ceil(MAX_JOBS as u64) + 1);
+    }
+
+    #[test]
+    fn a_failing_or_panicking_job_rolls_back_alone() {
+        let bench = start();
+        let pause = bench.pause();
+        let first = bench.insert(1);
+        let duplicate = bench.send(Access::Write, |tx| {
+            // Writes, then fails: its first row must not survive.
+            tx.execute("INSERT INTO parent (id) VALUES (100)", [])?;
+            tx.execute("INSERT INTO parent (id) VALUES (1)", [])?;
+            Ok(())
+        });
+        let second = bench.insert(2);
+        let panics: Answer<()> = bench.send(Access::Write, |tx| {
+            tx.execute("INSERT INTO parent (id) VALUES (200)", [])
+                .unwrap();
+            panic!("a job's bug");
+        });
+        let third = bench.insert(3);
+        let read = bench.send(Access::Read, |tx| {
+            Ok(tx.query_row("SELECT count(*) FROM parent", [], |r| r.get::<_, i64>(0))?)
+        });
+        drop(pause);
+        wait(first).unwrap();
+        let e = wait(duplicate).unwrap_err().to_string();
+        assert!(e.contains("UNIQUE"), "{e}");
+        wait(second).unwrap();
+        let e = wait(panics).unwrap_err().to_string();
+        assert!(e.contains("panicked"), "{e}");
+        wait(third).unwrap();
+        // The read saw the batch's writes before it (1, 2, 3; not 100 or
+        // 200, rolled back) and was answered with their commit.
+        assert_eq!(wait(read).unwrap(), 3);
+        assert_eq!(bench.committed(), vec![1, 2, 3]);
+        assert_eq!(bench.commits(), 1);
+        // The thread lives on.
+        wait(bench.insert(4)).unwrap();
+        assert_eq!(bench.committed(), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_failed_commit_fails_every_job_of_its_batch() {
+        let bench = start();
+        wait(bench.insert(1)).unwrap();
+        let pause = bench.pause();
+        let before = bench.insert(2);
+        // A child naming a missing parent: the deferred foreign key fails
+        // the COMMIT, not the statement.
+        let orphan = bench.send(Access::Write, |tx| {
+            tx.execute("INSERT INTO child (id, parent) VALUES (1, 99)", [])?;
+            Ok(())
+        });
+        let after = bench.insert(3);
+        drop(pause);
+        for answer in [before, orphan, after] {
+            let e = wait(answer).unwrap_err().to_string();
+            assert!(e.contains("FOREIGN KEY"), "{e}");
+        }
+        assert_eq!(bench.committed(), vec![1]);
+        wait(bench.insert(5)).unwrap();
+        assert_eq!(bench.committed(), vec![1, 5]);
+    }
+
+    #[test]
+    fn an_answer_comes_after_its_commit() {
+        let bench = start();
+        let pause = bench.pause();
+        let first = bench.insert(1);
+        let path = bench.path.clone();
+        // Runs after `first` in the same batch: `first` has run but is
+        // neither committed nor answered.
+        let mut early = bench.insert(2);
+        let check = bench.send(Access::Write, move |_| {
+            let answered = early.try_recv();
+            Ok((committed(&path), answered.is_ok()))
+        });
+        drop(pause);
+        let (seen, answered) = wait(check).unwrap();
+        assert_eq!(seen, Vec::<i64>::new(), "written before the commit");
+        assert!(!answered, "answered before its commit");
+        wait(first).unwrap();
+        assert_eq!(bench.committed(), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_read_alone_takes_no_write_lock() {
+        let bench = start();
+        wait(bench.insert(1)).unwrap();
+        let other = open(&bench.path);
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        // Answered while another connection holds the write lock.
+        let read = bench.send(Access::Read, |tx| {
+            Ok(tx.query_row("SELECT count(*) FROM parent", [], |r| r.get::<_, i64>(0))?)
+        });
+        assert_eq!(wait(read).unwrap(), 1);
+        other.execute_batch("COMMIT").unwrap();
+        assert_eq!(bench.commits(), 1);
+    }
+}
