@@ -143,17 +143,16 @@ pub(super) fn serve(
             }
         }
         while !batch.is_empty() {
-            if run_batch(&mut conn, &mut batch) {
-                commits.fetch_add(1, Ordering::Relaxed);
-            }
+            run_batch(&mut conn, &mut batch, &commits);
         }
     }
 }
 
 /// Runs the jobs of `pending` in one transaction and answers them. Jobs
 /// left in `pending` (the transaction broke before they ran) go into the
-/// next transaction. True if a write transaction was committed.
-fn run_batch(conn: &mut Connection, pending: &mut VecDeque<Box<dyn Job>>) -> bool {
+/// next transaction. A committed write transaction is counted in `commits`
+/// before any of its jobs is answered.
+fn run_batch(conn: &mut Connection, pending: &mut VecDeque<Box<dyn Job>>, commits: &AtomicU64) {
     let writes = pending.iter().any(|j| j.access() == Access::Write);
     let behavior = if writes {
         TransactionBehavior::Immediate
@@ -167,7 +166,7 @@ fn run_batch(conn: &mut Connection, pending: &mut VecDeque<Box<dyn Job>>) -> boo
             for job in pending.drain(..) {
                 job.answer(Err(&e));
             }
-            return false;
+            return;
         }
     };
     // Jobs that ran and wait for the commit to be answered.
@@ -216,11 +215,12 @@ fn run_batch(conn: &mut Connection, pending: &mut VecDeque<Box<dyn Job>>) -> boo
         Some(e) => Err(e),
         None => tx.commit().map_err(StoreError::from),
     };
-    let committed = outcome.is_ok() && writes;
+    if outcome.is_ok() && writes {
+        commits.fetch_add(1, Ordering::Relaxed);
+    }
     for job in ran {
         job.answer(outcome.as_ref().map(|_| ()));
     }
-    committed
 }
 
 #[cfg(test)]
