@@ -122,6 +122,8 @@ async fn watch(g: &Arc<Guardian>, id: &str, cancel: &CancellationToken) -> bool 
         if cancel.is_cancelled() {
             return false;
         }
+        let late = (time.now() - due).max(0);
+        g.ctx.telemetry.tick_lateness.observe(late as f64 / 1000.0);
         match tick_once(g, &release, &mut paused, &mut blind, time.now()).await {
             Ok(Next::Continue) => {}
             Ok(Next::Pause) => {
