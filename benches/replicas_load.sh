@@ -185,7 +185,10 @@ cpu_ticks() {  # utime + stime of the given pids, in clock ticks
     done
     echo "$t"
 }
-pg_pids() { pgrep -P "$PG_PID" | tr '\n' ' '; echo "$PG_PID"; }
+pg_pids() {  # the postmaster and its children (backends, writers)
+    local pm; pm=$(head -1 "$DIR/pg/data/postmaster.pid")
+    echo "$pm" $(pgrep -P "$pm")
+}
 # The bytes both ways on every established connection to PostgreSQL, per
 # connection (peer address), as JSON: {"peer": bytes_acked + bytes_received}.
 pg_socket_bytes() {
@@ -231,7 +234,7 @@ state_dir = \"$DIR/state-$i\""
 path = \"$DIR/guardian.db\""
         fi
         write_config "$DIR/$name-$i.toml" "127.0.0.1:$port" "$store"
-        "$RG_BIN" check --config "$DIR/$name-$i.toml" >/dev/null
+        "$RG_BIN" check --config "$DIR/$name-$i.toml" >/dev/null 2>&1 || "$RG_BIN" check --config "$DIR/$name-$i.toml" >&2
         RUST_LOG=warn "$RG_BIN" run --config "$DIR/$name-$i.toml" 2>"$DIR/$name-$i.log" &
         daemons+=($!)
         PIDS+=($!)

@@ -391,6 +391,14 @@ impl Store for PostgresStore {
         in_tx!(self, |tx| ops::resumable_releases(&tx).await)
     }
 
+    async fn adoptable_releases(
+        &self,
+        owner: &str,
+        now: Millis,
+    ) -> Result<Vec<Release>, StoreError> {
+        in_tx!(self, |tx| ops::adoptable_releases(&tx, owner, now).await)
+    }
+
     async fn probe_write(&self, owner: &str, now: Millis) -> Result<(), StoreError> {
         in_tx!(self, |tx| ops::probe_write(&tx, owner, now).await)
     }

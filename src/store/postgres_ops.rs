@@ -783,6 +783,34 @@ pub(super) async fn resumable_releases(tx: &Tx<'_>) -> Result<ResumableReleases,
     Ok(out)
 }
 
+/// The active releases whose lease is free, expired or `owner`'s (a row
+/// that cannot be read is left out: the start-up's `resumable_releases`
+/// reports it).
+pub(super) async fn adoptable_releases(
+    tx: &Tx<'_>,
+    owner: &str,
+    now: Millis,
+) -> Result<Vec<Release>, StoreError> {
+    let sql = format!(
+        "SELECT {RELEASE_COLUMNS} FROM releases
+         WHERE status IN ($1, $2)
+           AND (lease_owner IS NULL OR lease_owner = $3 OR lease_expires_at <= $4)
+         ORDER BY started_at, seq"
+    );
+    let found = query(
+        tx,
+        &sql,
+        &[
+            &ReleaseStatus::Watching.as_str(),
+            &ReleaseStatus::RollingBack.as_str(),
+            &owner,
+            &now,
+        ],
+    )
+    .await?;
+    Ok(found.iter().filter_map(|r| rows::release(r).ok()).collect())
+}
+
 pub(super) async fn probe_write(tx: &Tx<'_>, owner: &str, now: Millis) -> Result<(), StoreError> {
     execute(
         tx,

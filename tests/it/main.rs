@@ -34,7 +34,7 @@ mod notify;
 mod notify_behaviour;
 mod outbox;
 mod paging_e2e;
-mod postgres_batch;
+mod postgres_scale;
 mod probe;
 mod probe_conditions;
 mod prometheus_real;
