@@ -6,7 +6,7 @@
 #
 # Builds the release binary and the local probe target
 # (`examples/probe_target.rs`), starts a PostgreSQL of its own (Debian's
-# `postgresql`, installed with apt-get when missing: `initdb` in a temp
+# `postgresql` and `ss` (iproute2), installed with apt-get when missing: `initdb` in a temp
 # dir, run as `nobody` under root, on a free loopback port, its default
 # durability — fsync and synchronous_commit on — and pg_stat_statements
 # loaded), and writes one config per replica with WATCHES service entries
@@ -50,12 +50,15 @@ CASES=${CASES:-postgres sqlite}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
-if [[ -z "${RG_TEST_POSTGRES_BIN:-}" ]] && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
-    echo "installing postgresql" >&2
+need=()
+[[ -n "${RG_TEST_POSTGRES_BIN:-}" ]] || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+command -v ss >/dev/null 2>&1 || need+=(iproute2)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing ${need[*]}" >&2
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -q >&2
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends postgresql >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >&2
 fi
 PGBIN=${RG_TEST_POSTGRES_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
 
@@ -72,7 +75,8 @@ PIDS=()
 PG_PID=""
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    [[ -n "$PG_PID" ]] && kill -INT "$PG_PID" 2>/dev/null || true
+    # runuser does not pass signals on: stop the postmaster itself.
+    [[ -f "$DIR/pg/data/postmaster.pid" ]] && kill -INT "$(head -1 "$DIR/pg/data/postmaster.pid")" 2>/dev/null || true
     wait 2>/dev/null || true
     [[ "${KEEP:-0}" == 1 ]] && echo "kept $DIR" >&2 || rm -rf "$DIR"
 }
@@ -174,7 +178,7 @@ EOF
 # Sums a metric (exact name with labels, as /metrics prints it) over APIs.
 metric() {
     local name=$1; shift
-    for api in "$@"; do curl -fs "$api/metrics"; done |
+    for api in "$@"; do curl -fs -m 30 "$api/metrics" || true; done |
         awk -v m="$name" '$1 == m { s += $2 } END { printf "%d\n", s + 0 }'
 }
 cpu_ticks() {  # utime + stime of the given pids, in clock ticks
@@ -241,7 +245,7 @@ path = \"$DIR/guardian.db\""
         apis+=("http://127.0.0.1:$port")
     done
     for api in "${apis[@]}"; do
-        wait_for 120 curl -fs "$api/readyz" -o /dev/null
+        wait_for 120 curl -fs -m 5 "$api/readyz" -o /dev/null
     done
     echo "[$name] registering $WATCHES releases over ${#apis[@]} replica(s)..." >&2
     local t0=$SECONDS
