@@ -181,6 +181,14 @@ metric() {
     for api in "$@"; do curl -fs -m 30 "$api/metrics" || true; done |
         awk -v m="$name" '$1 == m { s += $2 } END { printf "%d\n", s + 0 }'
 }
+# "COUNT LE1": rg_tick_lateness_seconds' count and its le="1.0" bucket,
+# each replica's pair read from one scrape, summed.
+lateness() {
+    for api in "$@"; do curl -fs -m 30 "$api/metrics" || true; done |
+        awk '$1 == "rg_tick_lateness_seconds_count" { c += $2 }
+             $1 == "rg_tick_lateness_seconds_bucket{le=\"1.0\"}" { l += $2 }
+             END { printf "%d %d\n", c + 0, l + 0 }'
+}
 cpu_ticks() {  # utime + stime of the given pids, in clock ticks
     local t=0
     for p in "$@"; do
@@ -256,8 +264,7 @@ path = \"$DIR/guardian.db\""
 
     local ticks0 late0 le0 take0 cpu0 pgcpu0 xact0 tup0 calls0 bytes0
     ticks0=$(metric rg_ticks_total "${apis[@]}")
-    late0=$(metric rg_tick_lateness_seconds_count "${apis[@]}")
-    le0=$(metric 'rg_tick_lateness_seconds_bucket{le="1.0"}' "${apis[@]}")
+    read -r late0 le0 < <(lateness "${apis[@]}")
     take0=$(metric rg_lease_takeovers_total "${apis[@]}")
     cpu0=$(cpu_ticks "${daemons[@]}")
     if [[ $name == postgres ]]; then
@@ -270,8 +277,10 @@ path = \"$DIR/guardian.db\""
     sleep "$MEASURE"
     local ticks late le take cpu pgcpu=0 xact=0 tup=0 calls=0 bytes=0
     ticks=$(($(metric rg_ticks_total "${apis[@]}") - ticks0))
-    late=$(($(metric rg_tick_lateness_seconds_count "${apis[@]}") - late0))
-    le=$(($(metric 'rg_tick_lateness_seconds_bucket{le="1.0"}' "${apis[@]}") - le0))
+    local late1 le1
+    read -r late1 le1 < <(lateness "${apis[@]}")
+    late=$((late1 - late0))
+    le=$((le1 - le0))
     take=$(($(metric rg_lease_takeovers_total "${apis[@]}") - take0))
     cpu=$(($(cpu_ticks "${daemons[@]}") - cpu0))
     if [[ $name == postgres ]]; then
