@@ -10,6 +10,11 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
+/// The buckets of `rg_tick_lateness_seconds` (one at 1 s: the ticks late
+/// by more than a second are the count less that bucket).
+const TICK_LATENESS_BUCKETS: [f64; 11] =
+    [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
+
 /// The quantiles exported per probe.
 const PROBE_QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
 
@@ -72,6 +77,8 @@ pub struct Telemetry {
     pub decisions: Family<ActionLabels, Counter>,
     pub releases_registered: Counter,
     pub tick_duration: Histogram,
+    /// How late each tick started after the instant its cadence set.
+    pub tick_lateness: Histogram,
     pub source_latency: Family<SourceLabels, Histogram>,
     pub source_errors: Family<SourceLabels, Counter>,
     pub active_watches: Gauge,
@@ -154,6 +161,12 @@ impl Telemetry {
             "tick_duration_seconds",
             "Wall time of one watch tick",
             tick_duration.clone(),
+        );
+        let tick_lateness = Histogram::new(TICK_LATENESS_BUCKETS.into_iter());
+        registry.register(
+            "tick_lateness_seconds",
+            "How late each watch tick started after its due time",
+            tick_lateness.clone(),
         );
         let source_latency = Family::<SourceLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -240,6 +253,7 @@ impl Telemetry {
             decisions,
             releases_registered,
             tick_duration,
+            tick_lateness,
             source_latency,
             source_errors,
             active_watches,

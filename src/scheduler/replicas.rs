@@ -2,8 +2,10 @@
 //! rescan that picks up what no live replica holds.
 //!
 //! At every lease renewal (a third of `[store] lease`), a replica on a
-//! shared store lists the active releases and claims the lease of each one
-//! it does not run. A claim succeeds only for a release nobody holds (one
+//! shared store lists the active releases it could claim (lease free,
+//! expired or its own: [`crate::store::Store::adoptable_releases`], read
+//! from the lease columns, so the cost does not grow with the watches other
+//! replicas hold) and claims the lease of each one it does not run. A claim succeeds only for a release nobody holds (one
 //! registered on another replica that has not claimed it yet) or whose
 //! holder stopped renewing (its lease expired): so a new release is picked
 //! up by some replica without a restart, and a dead replica's watches and
@@ -11,8 +13,8 @@
 //! period. Its queued pages are sent too: the outbox is woken, and its
 //! claims on them expire like a watch's.
 //!
-//! No busy poll: one query per renewal period, a timer, nothing while idle
-//! beyond it.
+//! No busy poll: one query per renewal period (and one claim per release
+//! it can adopt), a timer, nothing while idle beyond it.
 
 use super::Guardian;
 use std::sync::Arc;
@@ -31,9 +33,10 @@ impl Guardian {
     }
 
     async fn adopt_orphans(self: &Arc<Self>) -> Result<(), super::ControlError> {
-        let found = self.ctx.store.resumable_releases().await?;
+        let now = self.ctx.clock.now();
+        let found = self.ctx.store.adoptable_releases(&self.owner, now).await?;
         let mut adopted = 0;
-        for release in found.releases {
+        for release in found {
             let running = self.lock_watches().contains_key(&release.id)
                 || self.lock_rollbacks().contains(&release.id);
             if running || !self.claim(&release.id).await? {

@@ -161,6 +161,8 @@ async fn watch(
                 }
             };
         }
+        let late = (time.now() - due).max(0);
+        g.ctx.telemetry.tick_lateness.observe(late as f64 / 1000.0);
         match tick_once(g, &release, &mut paused, &mut blind, time.now()).await {
             Ok(Next::Continue) => {}
             Ok(Next::Pause) => {

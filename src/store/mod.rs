@@ -417,6 +417,21 @@ pub trait Store: Send + Sync + 'static {
     /// an error.
     async fn resumable_releases(&self) -> Result<ResumableReleases, StoreError>;
 
+    /// The active releases `owner` could claim at `now`: those whose lease
+    /// is free, expired, or `owner`'s own (what a replica on a shared store
+    /// looks for at each renewal, to adopt). It may list more (the claim
+    /// decides); the default lists every readable active release. A shared
+    /// backend answers from the lease columns, so that the cost per renewal
+    /// is what can be adopted, not every watch of the cluster.
+    async fn adoptable_releases(
+        &self,
+        owner: &str,
+        now: Millis,
+    ) -> Result<Vec<Release>, StoreError> {
+        let _ = (owner, now);
+        Ok(self.resumable_releases().await?.releases)
+    }
+
     /// Proves the store can write: one tiny durable write (`owner`'s
     /// heartbeat at `now`). An error means writes are failing now (disk
     /// full, read-only file system, lock held too long).

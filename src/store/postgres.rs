@@ -20,8 +20,8 @@
 //! the write depends on, in the same transaction.
 
 use super::{
-    Lease, Registered, ReleaseDetails, ReleaseFilter, ResumableReleases, RollbackRequest, Silence,
-    Store, StoreError, TickApplied, TickCommit,
+    BatchRegistered, Lease, Registered, Registration, ReleaseDetails, ReleaseFilter,
+    ResumableReleases, RollbackRequest, Silence, Store, StoreError, TickApplied, TickCommit,
 };
 use crate::model::{
     AuditRecord, CheckPoint, CheckRecord, Decision, DeliveryStatus, Millis, NewRelease,
@@ -396,6 +396,39 @@ impl Store for PostgresStore {
         .await)
     }
 
+    /// One transaction for the whole batch (one commit), a savepoint per
+    /// item: an item that fails is rolled back to its savepoint alone. The
+    /// items are written in (service, environment) order (a stable sort, so
+    /// one service's items keep theirs): every batch takes its per-service
+    /// locks in the same order, so two replicas' batches never deadlock.
+    /// The answers come back in the batch's order.
+    async fn register_batch(
+        &self,
+        batch: Vec<Registration>,
+    ) -> Result<Vec<Result<BatchRegistered, StoreError>>, StoreError> {
+        let mut items: Vec<(usize, Registration)> = batch.into_iter().enumerate().collect();
+        items.sort_by(|(_, a), (_, b)| {
+            (&a.new.service, &a.environment).cmp(&(&b.new.service, &b.environment))
+        });
+        let mut out = Vec::with_capacity(items.len());
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        for (i, item) in items {
+            tx.batch_execute("SAVEPOINT registration").await?;
+            let result = ops::register_item(&tx, item).await;
+            tx.batch_execute(if result.is_ok() {
+                "RELEASE SAVEPOINT registration"
+            } else {
+                "ROLLBACK TO SAVEPOINT registration; RELEASE SAVEPOINT registration"
+            })
+            .await?;
+            out.push((i, result));
+        }
+        tx.commit().await?;
+        out.sort_by_key(|(i, _)| *i);
+        Ok(out.into_iter().map(|(_, r)| r).collect())
+    }
+
     async fn get_release(&self, id: &str) -> Result<Option<Release>, StoreError> {
         in_tx!(self, |tx| ops::release(&tx, id).await)
     }
@@ -414,6 +447,14 @@ impl Store for PostgresStore {
 
     async fn resumable_releases(&self) -> Result<ResumableReleases, StoreError> {
         in_tx!(self, |tx| ops::resumable_releases(&tx).await)
+    }
+
+    async fn adoptable_releases(
+        &self,
+        owner: &str,
+        now: Millis,
+    ) -> Result<Vec<Release>, StoreError> {
+        in_tx!(self, |tx| ops::adoptable_releases(&tx, owner, now).await)
     }
 
     async fn probe_write(&self, owner: &str, now: Millis) -> Result<(), StoreError> {

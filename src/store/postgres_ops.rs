@@ -27,8 +27,9 @@ use crate::model::{
     MAX_POINTS_PER_CHECK,
 };
 use crate::store::{
-    Lease, Registered, ReleaseDetails, ReleaseFilter, ResumableReleases, RollbackRequest, Silence,
-    StoreError, TickApplied, TickCommit, UnreadableRelease,
+    BatchRegistered, Lease, Registered, Registration, ReleaseDetails, ReleaseFilter,
+    ResumableReleases, RollbackRequest, Silence, StoreError, TickApplied, TickCommit,
+    UnreadableRelease,
 };
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -274,15 +275,80 @@ pub(super) async fn register(
     first_check_at: Millis,
     superseded_decision: &Decision,
 ) -> Result<Registered, StoreError> {
-    lock_service(tx, &new.service, environment).await?;
+    let latest = lock_latest(tx, &new.service, environment).await?;
+    let at = (now, first_check_at);
+    register_after(tx, new, environment, id, at, superseded_decision, latest).await
+}
+
+/// Locks the (service, environment) for registering (until the transaction
+/// ends) and reads its latest release.
+async fn lock_latest(
+    tx: &Tx<'_>,
+    service: &str,
+    environment: &str,
+) -> Result<Option<Release>, StoreError> {
+    lock_service(tx, service, environment).await?;
     let sql = format!(
         "SELECT {RELEASE_COLUMNS} FROM releases
          WHERE service = $1 AND environment = $2 ORDER BY seq DESC LIMIT 1"
     );
-    let latest = query_opt(tx, &sql, &[&new.service, &environment])
+    query_opt(tx, &sql, &[&service, &environment])
         .await?
         .map(|r| rows::release(&r))
-        .transpose()?;
+        .transpose()
+}
+
+/// One registration of a batch ([`crate::store::Store::register_batch`]):
+/// the release, the new watch's lease, the audit record and the delivery,
+/// in the caller's transaction (the caller wraps it in a savepoint).
+pub(super) async fn register_item(
+    tx: &Tx<'_>,
+    item: Registration,
+) -> Result<BatchRegistered, StoreError> {
+    let Registration {
+        mut new,
+        environment,
+        id,
+        now,
+        plan,
+        superseded,
+        lease,
+        audit,
+        delivery,
+    } = item;
+    let latest = lock_latest(tx, &new.service, &environment).await?;
+    let first_check_at = plan(&mut new, latest.as_ref());
+    let at = (now, first_check_at);
+    let registered = register_after(tx, &new, &environment, &id, at, &superseded, latest).await?;
+    let claimed = match &lease {
+        Some(lease) if registered.created => {
+            claim_watch(tx, &registered.release.id, lease, now).await?
+        }
+        _ => false,
+    };
+    if let Some(audit) = audit {
+        append_audit(tx, &audit(&registered)).await?;
+    }
+    if let Some((source, delivery)) = &delivery {
+        record_delivery(tx, source, delivery, &registered.release.id, now).await?;
+    }
+    Ok(BatchRegistered {
+        registered,
+        claimed,
+    })
+}
+
+/// [`register`] once the (service, environment) is locked and its latest
+/// release read; `(now, first_check_at)`.
+async fn register_after(
+    tx: &Tx<'_>,
+    new: &NewRelease,
+    environment: &str,
+    id: &str,
+    (now, first_check_at): (Millis, Millis),
+    superseded_decision: &Decision,
+    latest: Option<Release>,
+) -> Result<Registered, StoreError> {
     if let Some(latest) = latest.filter(|r| r.version == new.version) {
         return Ok(Registered {
             release: latest,
@@ -715,6 +781,34 @@ pub(super) async fn resumable_releases(tx: &Tx<'_>) -> Result<ResumableReleases,
         }
     }
     Ok(out)
+}
+
+/// The active releases whose lease is free, expired or `owner`'s (a row
+/// that cannot be read is left out: the start-up's `resumable_releases`
+/// reports it).
+pub(super) async fn adoptable_releases(
+    tx: &Tx<'_>,
+    owner: &str,
+    now: Millis,
+) -> Result<Vec<Release>, StoreError> {
+    let sql = format!(
+        "SELECT {RELEASE_COLUMNS} FROM releases
+         WHERE status IN ($1, $2)
+           AND (lease_owner IS NULL OR lease_owner = $3 OR lease_expires_at <= $4)
+         ORDER BY started_at, seq"
+    );
+    let found = query(
+        tx,
+        &sql,
+        &[
+            &ReleaseStatus::Watching.as_str(),
+            &ReleaseStatus::RollingBack.as_str(),
+            &owner,
+            &now,
+        ],
+    )
+    .await?;
+    Ok(found.iter().filter_map(|r| rows::release(r).ok()).collect())
 }
 
 pub(super) async fn probe_write(tx: &Tx<'_>, owner: &str, now: Millis) -> Result<(), StoreError> {
