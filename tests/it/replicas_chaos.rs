@@ -178,8 +178,13 @@ async fn repeated_kill_9_loses_no_watch_rolls_back_once_and_pages_within_the_win
     // The chaos: kill -9 each replica in turn, restart it as soon as it is
     // dead, let the cluster run a moment, kill the next.
     let mut kills = Vec::new();
+    // Kills that hit a replica while it ran watches (`rg_watch_tasks`).
+    let mut hits = 0;
     for k in 0..KILLS {
         let i = k % REPLICAS;
+        if replicas[i].metric("rg_watch_tasks").await.unwrap_or(0.0) > 0.0 {
+            hits += 1;
+        }
         replicas[i].kill9();
         kills.push(now_ms());
         let (path, listen) = &configs[i];
@@ -237,14 +242,15 @@ async fn repeated_kill_9_loses_no_watch_rolls_back_once_and_pages_within_the_win
         "hook runs for unknown releases: {runs:?}"
     );
 
-    // The kills hit running watches: some replica resumed or took over a
-    // watch (a `resumed` decision), so the run above was not undisturbed.
+    // The kills hit running watches, so the run above was not undisturbed.
+    // (A `resumed` decision is recorded only when a tick became overdue
+    // meanwhile: on a fast machine a replica restarts within a tick.)
+    assert!(hits > 0, "no kill hit a replica while it ran a watch");
     let resumed = ended
         .values()
         .flat_map(|r| r["decisions"].as_array().cloned().unwrap_or_default())
         .filter(|d| d["action"] == "resumed")
         .count();
-    assert!(resumed > 0, "no watch was resumed after the kills");
 
     // Pages: every row the outbox marked sent reached the receiver; repeats
     // (the same dedup_key accepted twice) only within the window.
@@ -277,7 +283,7 @@ async fn repeated_kill_9_loses_no_watch_rolls_back_once_and_pages_within_the_win
     assert!(sent >= EACH * 3 + EACH, "only {sent} pages: {received:#?}");
     let repeats: usize = received.values().map(|n| n - 1).sum();
     eprintln!(
-        "{KILLS} kills: {resumed} resumed decisions, {interrupted} rollbacks interrupted, \
+        "{KILLS} kills ({hits} while watches ran): {resumed} resumed decisions, {interrupted} rollbacks interrupted, \
          {sent} pages, {repeats} repeated"
     );
     assert!(
