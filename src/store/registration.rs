@@ -18,11 +18,14 @@ use crate::model::{AuditRecord, Decision, Millis, NewRelease, Release};
 
 /// Completes a new release from the latest release of its (service,
 /// environment), read in the same write (`None`: the first), and answers
-/// its first tick.
-pub type Plan = Box<dyn FnOnce(&mut NewRelease, Option<&Release>) -> Millis + Send>;
+/// its first tick. A backend may call it more than once for one item (it
+/// redoes a batch item by item when one item fails), so it must depend on
+/// its arguments only.
+pub type Plan = Box<dyn Fn(&mut NewRelease, Option<&Release>) -> Millis + Send>;
 
-/// The audit record of a registration, from its outcome.
-pub type AuditOf = Box<dyn FnOnce(&Registered) -> AuditRecord + Send>;
+/// The audit record of a registration, from its outcome (like [`Plan`],
+/// possibly called more than once).
+pub type AuditOf = Box<dyn Fn(&Registered) -> AuditRecord + Send>;
 
 /// One registration of a batch: what [`Store::register_release`] takes,
 /// with the first tick and lineage decided by `plan` from the latest

@@ -18,26 +18,33 @@
 //! - each job runs between `SAVEPOINT job` and `RELEASE job`; a job that
 //!   returns an error or panics is rolled back to its savepoint alone
 //!   (`ROLLBACK TO job`): the other jobs of the batch are unaffected and the
-//!   job's caller gets its error (a panic: "it panicked");
-//! - answers are sent after the commit: an answer never reaches its caller
-//!   before the job's writes are durable. If the commit fails, every job
-//!   of the batch that had not been answered gets the error and nothing of
-//!   the batch is written. If the transaction itself breaks mid-batch
-//!   (SQLite rolled it back, e.g. on a full disk), the jobs already run get
-//!   the error and the jobs not yet run go into a fresh transaction.
+//!   job's caller gets its error (a panic: "it panicked"). A job alone in
+//!   its batch runs without a savepoint, and its failure rolls back the
+//!   transaction;
+//! - answers are sent after the commit, and after the sync that makes it
+//!   durable ([`Syncer`], in `sqlite_sync.rs`: the commit itself does not
+//!   sync, so the thread goes on to the next batch while the disk syncs):
+//!   an answer never reaches its caller before the job's writes are
+//!   durable. If the commit fails, every job of the batch that had not been
+//!   answered gets the error and nothing of the batch is written. If the
+//!   transaction itself breaks mid-batch (SQLite rolled it back, e.g. on a
+//!   full disk), the jobs already run get the error and the jobs not yet
+//!   run go into a fresh transaction.
 //!
 //! Reads join the batch, in queue order, with a `BEGIN DEFERRED`
 //! transaction when the batch holds no write (no write lock for reads).
 //! Joining keeps the store's order: a caller that awaited its write and
 //! then reads sees the write, and a read costs no transaction of its own.
 //! A read (or a job that failed and so wrote nothing) that ran before any
-//! write of its batch saw only committed data, so it is answered at once;
-//! one that ran after a write may have seen that write, so it is answered
-//! with the commit, and gets the commit's error if the commit fails.
+//! write of its batch saw only committed data, so it is answered at once
+//! (once that data is synced); one that ran after a write may have seen
+//! that write, so it is answered with the commit, and gets the commit's
+//! error if the commit fails.
 //!
 //! [`Store`]: super::super::Store
 
 use super::super::StoreError;
+use super::sync::Syncer;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -126,11 +133,13 @@ where
 }
 
 /// The store thread: runs batches on `conn` until every sender is gone,
-/// counting each committed write transaction in `commits`.
+/// counting each committed write transaction in `commits`; answers go
+/// through `syncer`.
 pub(super) fn serve(
     mut conn: Connection,
     jobs: mpsc::Receiver<Box<dyn Job>>,
     commits: Arc<AtomicU64>,
+    mut syncer: Syncer,
 ) {
     let mut batch = VecDeque::with_capacity(MAX_JOBS);
     // Waits for one job, then takes what else is queued.
@@ -143,16 +152,21 @@ pub(super) fn serve(
             }
         }
         while !batch.is_empty() {
-            run_batch(&mut conn, &mut batch, &commits);
+            run_batch(&mut conn, &mut batch, &commits, &mut syncer);
         }
     }
 }
 
-/// Runs the jobs of `pending` in one transaction and answers them. Jobs
-/// left in `pending` (the transaction broke before they ran) go into the
-/// next transaction. A committed write transaction is counted in `commits`
-/// before any of its jobs is answered.
-fn run_batch(conn: &mut Connection, pending: &mut VecDeque<Box<dyn Job>>, commits: &AtomicU64) {
+/// Runs the jobs of `pending` in one transaction and answers them (through
+/// `syncer`). Jobs left in `pending` (the transaction broke before they
+/// ran) go into the next transaction. A committed write transaction is
+/// counted in `commits` before any of its jobs is answered.
+fn run_batch(
+    conn: &mut Connection,
+    pending: &mut VecDeque<Box<dyn Job>>,
+    commits: &AtomicU64,
+    syncer: &mut Syncer,
+) {
     let writes = pending.iter().any(|j| j.access() == Access::Write);
     let behavior = if writes {
         TransactionBehavior::Immediate
@@ -162,10 +176,7 @@ fn run_batch(conn: &mut Connection, pending: &mut VecDeque<Box<dyn Job>>, commit
     let tx = match conn.transaction_with_behavior(behavior) {
         Ok(tx) => tx,
         Err(e) => {
-            let e = StoreError::from(e);
-            for job in pending.drain(..) {
-                job.answer(Err(&e));
-            }
+            syncer.answer(pending.drain(..).collect(), Err(StoreError::from(e)));
             return;
         }
     };
@@ -174,20 +185,32 @@ fn run_batch(conn: &mut Connection, pending: &mut VecDeque<Box<dyn Job>>, commit
     // Whether a job of this transaction has written (uncommitted data).
     let mut dirty = false;
     let mut broken = None;
+    // A job alone in its transaction needs no savepoint (the transaction is
+    // its own): a savepoint copies each page the job first changes into its
+    // journal, to roll back to.
+    let lone = pending.len() == 1;
     while let Some(mut job) = pending.pop_front() {
-        if let Err(e) = tx.execute_batch("SAVEPOINT job") {
-            // The job gets the error too, so a savepoint that keeps
-            // failing cannot hold the queue.
-            ran.push(job);
-            broken = Some(StoreError::from(e));
-            break;
+        if !lone {
+            if let Err(e) = tx.execute_batch("SAVEPOINT job") {
+                // The job gets the error too, so a savepoint that keeps
+                // failing cannot hold the queue.
+                ran.push(job);
+                broken = Some(StoreError::from(e));
+                break;
+            }
         }
         let ok = catch_unwind(AssertUnwindSafe(|| job.run(&tx))).unwrap_or(false);
-        let end = tx.execute_batch(if ok {
-            "RELEASE job"
-        } else {
-            "ROLLBACK TO job; RELEASE job"
-        });
+        if lone && !ok {
+            // Rolls back what it wrote; it gets its own error.
+            drop(tx);
+            syncer.answer(vec![job], Ok(()));
+            return;
+        }
+        let end = match (lone, ok) {
+            (true, _) => Ok(()),
+            (false, true) => tx.execute_batch("RELEASE job"),
+            (false, false) => tx.execute_batch("ROLLBACK TO job; RELEASE job"),
+        };
         let end = end
             .map_err(StoreError::from)
             .and_then(|()| match tx.is_autocommit() {
@@ -204,7 +227,7 @@ fn run_batch(conn: &mut Connection, pending: &mut VecDeque<Box<dyn Job>>, commit
         let wrote = ok && job.access() == Access::Write;
         if !dirty && !wrote {
             // It saw committed data only and left nothing to commit.
-            job.answer(Ok(()));
+            syncer.answer(vec![job], Ok(()));
         } else {
             ran.push(job);
         }
@@ -217,16 +240,15 @@ fn run_batch(conn: &mut Connection, pending: &mut VecDeque<Box<dyn Job>>, commit
     };
     if outcome.is_ok() && writes {
         commits.fetch_add(1, Ordering::Relaxed);
+        syncer.committed();
     }
-    for job in ran {
-        job.answer(outcome.as_ref().map(|_| ()));
-    }
+    syncer.answer(ran, outcome);
 }
 
 #[cfg(test)]
 mod tests {
     //! The batch runner against a real SQLite file (WAL, `synchronous =
-    //! FULL`), with jobs made of raw SQL: a failing or panicking job among
+    //! NORMAL` and the real sync thread), with jobs made of raw SQL: a failing or panicking job among
     //! others, a commit that fails, answers only after the commit. Each
     //! test pauses the thread on a job of its own ([`Bench::pause`]) so
     //! that what it sends meanwhile is exactly the next batch.
@@ -239,20 +261,29 @@ mod tests {
         path: std::path::PathBuf,
         queue: mpsc::Sender<Box<dyn Job>>,
         commits: Arc<AtomicU64>,
+        /// Syncs of the WAL file done.
+        syncs: Arc<AtomicU64>,
     }
 
     fn open(path: &std::path::Path) -> Connection {
         let conn = Connection::open(path).unwrap();
         conn.busy_timeout(Duration::from_secs(5)).unwrap();
         conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-        conn.pragma_update(None, "synchronous", "FULL").unwrap();
+        conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
         conn.pragma_update(None, "foreign_keys", true).unwrap();
         conn
     }
 
     /// A store thread on a fresh file with `parent (id)` and `child (id,
-    /// parent)`, the child's foreign key checked at commit (deferred).
+    /// parent)`, the child's foreign key checked at commit (deferred);
+    /// syncs are the WAL file's real ones.
     fn start() -> Bench {
+        start_with(|| Ok(()))
+    }
+
+    /// [`start`], with `before` run before each real sync (to hold a sync,
+    /// or fail it).
+    fn start_with(mut before: impl FnMut() -> std::io::Result<()> + Send + 'static) -> Bench {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("batch.db");
         let conn = open(&path);
@@ -265,12 +296,23 @@ mod tests {
         let (queue, jobs) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
         let counted = commits.clone();
-        std::thread::spawn(move || serve(conn, jobs, counted));
+        let syncs = Arc::new(AtomicU64::new(0));
+        let synced = syncs.clone();
+        let mut wal = super::super::sync::wal_sync(&path);
+        let syncer = Syncer::start(Box::new(move || {
+            before()?;
+            wal()?;
+            synced.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }))
+        .unwrap();
+        std::thread::spawn(move || serve(conn, jobs, counted, syncer));
         Bench {
             _dir: dir,
             path,
             queue,
             commits,
+            syncs,
         }
     }
 
@@ -389,6 +431,30 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_or_panicking_job_alone_in_its_batch_leaves_nothing() {
+        let bench = start();
+        let fails = bench.send(Access::Write, |tx| {
+            tx.execute("INSERT INTO parent (id) VALUES (100)", [])?;
+            tx.execute("INSERT INTO nowhere (id) VALUES (1)", [])?;
+            Ok(())
+        });
+        let e = wait(fails).unwrap_err().to_string();
+        assert!(e.contains("nowhere"), "{e}");
+        let panics: Answer<()> = bench.send(Access::Write, |tx| {
+            tx.execute("INSERT INTO parent (id) VALUES (200)", [])
+                .unwrap();
+            panic!("a job's bug");
+        });
+        let e = wait(panics).unwrap_err().to_string();
+        assert!(e.contains("panicked"), "{e}");
+        assert_eq!(bench.committed(), Vec::<i64>::new());
+        assert_eq!(bench.commits(), 0);
+        // The thread lives on, and the next transaction starts clean.
+        wait(bench.insert(1)).unwrap();
+        assert_eq!(bench.committed(), vec![1]);
+    }
+
+    #[test]
     fn a_failed_commit_fails_every_job_of_its_batch() {
         let bench = start();
         wait(bench.insert(1)).unwrap();
@@ -430,6 +496,101 @@ mod tests {
         assert!(!answered, "answered before its commit");
         wait(first).unwrap();
         assert_eq!(bench.committed(), vec![1, 2]);
+    }
+
+    /// Polls `done` until it holds (panics after 10 s).
+    fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "no {what} after 10 s");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// A sync that waits for `release` before syncing: the sender opens
+    /// the gate for one sync (dropping it opens it for good).
+    fn gated() -> (
+        mpsc::Sender<()>,
+        impl FnMut() -> std::io::Result<()> + Send + 'static,
+    ) {
+        let (release, gate) = mpsc::channel::<()>();
+        (release, move || {
+            let _ = gate.recv();
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn an_answer_waits_for_the_sync_of_its_commit_and_reads_of_it_too() {
+        let (release, gate) = gated();
+        let bench = start_with(gate);
+        let mut first = bench.insert(1);
+        // Committed (another connection sees it) but not yet synced, so
+        // neither the write nor a read that saw it is answered.
+        until("the commit", || bench.committed() == vec![1]);
+        let mut read = bench.send(Access::Read, |tx| {
+            Ok(tx.query_row("SELECT count(*) FROM parent", [], |r| r.get::<_, i64>(0))?)
+        });
+        let mut second = bench.insert(2);
+        until("the second commit", || bench.commits() == 2);
+        assert!(first.try_recv().is_err(), "answered before its sync");
+        assert!(read.try_recv().is_err(), "a read of unsynced data answered");
+        assert!(second.try_recv().is_err(), "answered before its sync");
+        assert_eq!(bench.syncs.load(Ordering::Relaxed), 0);
+        drop(release);
+        wait(first).unwrap();
+        assert_eq!(wait(read).unwrap(), 1);
+        wait(second).unwrap();
+        // The first sync covered the first commit; the second commit (made
+        // while it waited) took one more, whatever the timing: at most 2.
+        let syncs = bench.syncs.load(Ordering::Relaxed);
+        assert!((1..=2).contains(&syncs), "{syncs} syncs for 2 commits");
+        // Nothing unsynced: a read is answered at once, with no sync.
+        let read = bench.send(Access::Read, |tx| {
+            Ok(tx.query_row("SELECT count(*) FROM parent", [], |r| r.get::<_, i64>(0))?)
+        });
+        assert_eq!(wait(read).unwrap(), 2);
+        assert_eq!(bench.syncs.load(Ordering::Relaxed), syncs);
+    }
+
+    #[test]
+    fn commits_made_during_a_sync_share_the_next_one() {
+        let (release, gate) = gated();
+        let bench = start_with(gate);
+        let first = bench.insert(1);
+        until("the commit", || bench.commits() == 1);
+        // Held in the first sync: each of these is its own commit.
+        let later: Vec<_> = (2..=6)
+            .map(|i| {
+                let answer = bench.insert(i);
+                until("the commit", || bench.commits() == i as u64);
+                answer
+            })
+            .collect();
+        drop(release);
+        wait(first).unwrap();
+        for answer in later {
+            wait(answer).unwrap();
+        }
+        assert_eq!(bench.commits(), 6);
+        assert_eq!(bench.syncs.load(Ordering::Relaxed), 2, "6 commits, 2 syncs");
+    }
+
+    #[test]
+    fn a_failed_sync_fails_its_answers_and_every_later_write() {
+        let bench = start_with(|| Err(std::io::Error::other("injected EIO")));
+        let e = wait(bench.insert(1)).unwrap_err().to_string();
+        assert!(
+            e.contains("could not be synced") && e.contains("injected EIO"),
+            "{e}"
+        );
+        // A later sync could "succeed" without the lost pages: never trusted.
+        let e = wait(bench.insert(2)).unwrap_err().to_string();
+        assert!(e.contains("restart the daemon"), "{e}");
+        let read = bench.send(Access::Read, |tx| {
+            Ok(tx.query_row("SELECT count(*) FROM parent", [], |r| r.get::<_, i64>(0))?)
+        });
+        assert!(wait(read).is_err(), "a read of unsynced data answered");
     }
 
     #[test]

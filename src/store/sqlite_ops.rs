@@ -191,7 +191,7 @@ pub(super) fn register(
         environment,
         id,
         (now, first_check_at),
-        superseded_decision,
+        (superseded_decision, None),
         latest,
     )
 }
@@ -213,42 +213,31 @@ fn latest(
 }
 
 /// One item of a batch: the registration planned from the latest release,
-/// then the new watch's lease, the audit record and the delivery.
+/// written with the new watch's lease, then the audit record and the
+/// delivery. (It borrows the item: a batch may be written twice.)
 pub(super) fn register_item(
     tx: &Transaction<'_>,
-    item: Registration,
+    item: &Registration,
 ) -> Result<BatchRegistered, StoreError> {
-    let Registration {
-        mut new,
-        environment,
-        id,
-        now,
-        plan,
-        superseded,
-        lease,
-        audit,
-        delivery,
-    } = item;
-    let latest = latest(tx, &new.service, &environment)?;
-    let first_check_at = plan(&mut new, latest.as_ref());
+    let mut new = item.new.clone();
+    let latest = latest(tx, &new.service, &item.environment)?;
+    let first_check_at = (item.plan)(&mut new, latest.as_ref());
     let registered = register_after(
         tx,
         &new,
-        &environment,
-        &id,
-        (now, first_check_at),
-        &superseded,
+        &item.environment,
+        &item.id,
+        (item.now, first_check_at),
+        (&item.superseded, item.lease.as_ref()),
         latest,
     )?;
-    let claimed = match &lease {
-        Some(lease) if registered.created => claim_watch(tx, &registered.release.id, lease, now)?,
-        _ => false,
-    };
-    if let Some(audit) = audit {
+    // A new row is written with the lease, so the claim always succeeds.
+    let claimed = registered.created && item.lease.is_some();
+    if let Some(audit) = &item.audit {
         append_audit(tx, &audit(&registered))?;
     }
-    if let Some((source, delivery)) = &delivery {
-        record_delivery(tx, source, delivery, &registered.release.id, now)?;
+    if let Some((source, delivery)) = &item.delivery {
+        record_delivery(tx, source, delivery, &registered.release.id, item.now)?;
     }
     Ok(BatchRegistered {
         registered,
@@ -256,14 +245,17 @@ pub(super) fn register_item(
     })
 }
 
-/// [`register`] once the latest release is known; `(now, first_check_at)`.
+/// [`register`] once the latest release is known; `(now, first_check_at)`,
+/// and `(superseded_decision, lease)`: the decision appended to each
+/// release the new one supersedes, and the lease a new row is written
+/// with (its watch claimed in the same statement).
 fn register_after(
     tx: &Transaction<'_>,
     new: &NewRelease,
     environment: &str,
     id: &str,
     (now, first_check_at): (Millis, Millis),
-    superseded_decision: &Decision,
+    (superseded_decision, lease): (&Decision, Option<&Lease>),
     latest: Option<Release>,
 ) -> Result<Registered, StoreError> {
     if let Some(latest) = latest.filter(|r| r.version == new.version) {
@@ -278,8 +270,9 @@ fn register_after(
     // `superseded_by` point at a release that exists.
     tx.prepare_cached(
         "INSERT INTO releases (id, service, environment, version, previous_version,
-             annotations, status, started_at, next_check_at, ended_at, acked, superseded_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, 0, NULL)",
+             annotations, status, started_at, next_check_at, ended_at, acked, superseded_by,
+             lease_owner, lease_expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, 0, NULL, ?10, ?11)",
     )?
     .execute(params![
         id,
@@ -290,7 +283,9 @@ fn register_after(
         rows::to_json(&new.annotations, "releases.annotations")?,
         ReleaseStatus::Watching.as_str(),
         now,
-        first_check_at
+        first_check_at,
+        lease.map(|l| &l.owner),
+        lease.map(|l| l.expires_at),
     ])?;
 
     let superseded: Vec<String> = tx
@@ -319,8 +314,21 @@ fn register_after(
         insert_decision(tx, old, superseded_decision)?;
     }
 
-    let release = release(tx, id)?
-        .ok_or_else(|| StoreError::Backend(format!("release {id} vanished after insert")))?;
+    // The row as just written (what reading it back would give).
+    let release = Release {
+        id: id.to_owned(),
+        service: new.service.clone(),
+        environment: environment.to_owned(),
+        version: new.version.clone(),
+        previous_version: new.previous_version.clone(),
+        annotations: new.annotations.clone(),
+        status: ReleaseStatus::Watching,
+        started_at: now,
+        next_check_at: Some(first_check_at),
+        ended_at: None,
+        acked: false,
+        superseded_by: None,
+    };
     Ok(Registered {
         release,
         created: true,
