@@ -7,7 +7,9 @@
 //! arriving while one is in progress wait for the next, and share it. The
 //! writer waits on its queue (no timer, no polling): idle, it sleeps; a
 //! lone registration is written at once; a batch is what queued during the
-//! previous commit, up to [`MAX_BATCH`]. It stops once every
+//! previous commit, up to [`MAX_BATCH`], sent to the store as soon as that
+//! commit is written (before its watches are started and its callers
+//! answered, which then overlap the next commit). It stops once every
 //! [`GroupCommit`] handle is dropped, after writing what was queued.
 //!
 //! What must follow a commit in commit order (the scheduler starts the new
@@ -65,30 +67,83 @@ async fn write_batches(
     after: AfterCommit,
 ) {
     let mut queued = Vec::with_capacity(MAX_BATCH);
-    // Waits for at least one, then takes what else is queued.
-    while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
-        let (items, replies): (Vec<_>, Vec<_>) = queued.drain(..).unzip();
-        let n = items.len();
-        match store.register_batch(items).await {
-            Ok(results) if results.len() == n => {
-                for written in results.iter().flatten() {
-                    after(written);
-                }
-                for (reply, result) in replies.into_iter().zip(results) {
-                    // A caller that went away does not need its answer.
-                    let _ = reply.send(result);
-                }
-            }
-            Ok(results) => {
-                let e = format!("the store answered {} of {n} registrations", results.len());
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Backend(e.clone())));
-                }
-            }
+    let mut next = None;
+    loop {
+        let batch = match next.take() {
+            Some(batch) => batch,
+            // Waits for at least one, then takes what else is queued.
+            None if rx.recv_many(&mut queued, MAX_BATCH).await > 0 => write(&store, &mut queued),
+            None => return,
+        };
+        let (replies, result) = match batch.await {
+            Ok(written) => written,
             Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
+                // The batch's task panicked: its callers' replies are gone
+                // with it, and they get "stopped before answering".
+                tracing::error!(error = %e, "the registration writer's batch failed");
+                continue;
+            }
+        };
+        // What queued meanwhile goes to the store now, so that it is
+        // written while this batch's watches start and callers are
+        // answered. It was sent after this batch was written: commit order
+        // stays the order of the batches, for every store.
+        while queued.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(item) => queued.push(item),
+                Err(_) => break,
+            }
+        }
+        if !queued.is_empty() {
+            next = Some(write(&store, &mut queued));
+        }
+        answer(&after, replies, result);
+    }
+}
+
+type Written = (
+    Vec<Reply>,
+    Result<Vec<Result<BatchRegistered, StoreError>>, StoreError>,
+);
+
+/// Starts writing the `queued` registrations as one batch (its own task,
+/// so the store has it before the writer awaits it).
+fn write(
+    store: &Arc<dyn Store>,
+    queued: &mut Vec<(Registration, Reply)>,
+) -> tokio::task::JoinHandle<Written> {
+    let (items, replies): (Vec<_>, Vec<_>) = queued.drain(..).unzip();
+    let store = store.clone();
+    tokio::spawn(async move { (replies, store.register_batch(items).await) })
+}
+
+/// Runs `after` for each registration of a written batch, in order, then
+/// answers each caller.
+fn answer(
+    after: &AfterCommit,
+    replies: Vec<Reply>,
+    result: Result<Vec<Result<BatchRegistered, StoreError>>, StoreError>,
+) {
+    let n = replies.len();
+    match result {
+        Ok(results) if results.len() == n => {
+            for written in results.iter().flatten() {
+                after(written);
+            }
+            for (reply, result) in replies.into_iter().zip(results) {
+                // A caller that went away does not need its answer.
+                let _ = reply.send(result);
+            }
+        }
+        Ok(results) => {
+            let e = format!("the store answered {} of {n} registrations", results.len());
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Backend(e.clone())));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
             }
         }
     }

@@ -80,25 +80,26 @@ async fn register(d: &Daemon) -> String {
 
 /// Waits until Prometheus holds `secs` seconds of the target's history.
 async fn history(prom: &Prometheus, secs: u32) {
-    let http = reqwest::Client::new();
     let q = format!(
         "count_over_time(up{{job=\"target\"}}[{}s]) >= {secs}",
         secs + 2
     );
-    wait_for(
-        "Prometheus to hold the target's history",
-        Duration::from_secs(60),
-        || {
-            let r = http
-                .get(format!("{}/api/v1/query", prom.url))
-                .query(&[("query", q.as_str())])
-                .send();
-            async move {
-                let v: Value = r.await.ok()?.json().await.ok()?;
-                (!v["data"]["result"].as_array()?.is_empty()).then_some(())
-            }
-        },
-    )
+    wait_for_query(prom, "Prometheus to hold the target's history", &q).await;
+}
+
+/// Waits (up to 60 s) until the instant query `q` has a result.
+async fn wait_for_query(prom: &Prometheus, what: &str, q: &str) {
+    let http = reqwest::Client::new();
+    wait_for(what, Duration::from_secs(60), || {
+        let r = http
+            .get(format!("{}/api/v1/query", prom.url))
+            .query(&[("query", q)])
+            .send();
+        async move {
+            let v: Value = r.await.ok()?.json().await.ok()?;
+            (!v["data"]["result"].as_array()?.is_empty()).then_some(())
+        }
+    })
     .await;
 }
 
@@ -478,23 +479,8 @@ async fn without_the_sentinel_a_breach_waits_for_the_tier_tick() {
     target.set_error_ratio(0.3);
     // Wait until Prometheus itself has seen the breach hold 5 s (longer
     // than the rule's `for`): a look would have acted by now.
-    let http = reqwest::Client::new();
     let q = format!("min_over_time(({RATIO})[5s:1s]) > 0.05").replace("{{service}}", "checkout");
-    wait_for(
-        "Prometheus to hold 5 s of breach",
-        Duration::from_secs(60),
-        || {
-            let r = http
-                .get(format!("{}/api/v1/query", prom.url))
-                .query(&[("query", q.as_str())])
-                .send();
-            async move {
-                let v: Value = r.await.ok()?.json().await.ok()?;
-                (!v["data"]["result"].as_array()?.is_empty()).then_some(())
-            }
-        },
-    )
-    .await;
+    wait_for_query(&prom, "Prometheus to hold 5 s of breach", &q).await;
     let r = d.get(&format!("/v1/releases/{id}")).await;
     assert_eq!(r["status"], "watching", "{r}");
     assert!(decisions(&r).is_empty(), "{r}");
