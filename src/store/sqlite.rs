@@ -16,6 +16,9 @@
 //! one fails). Its child modules hold the rest:
 //! - `sqlite_batch.rs` — the store thread's loop: batches, savepoints, the
 //!   commit, and when each answer is sent;
+//! - `sqlite_sync.rs` — the sync thread: the WAL file synced (one
+//!   `fdatasync` for every commit made meanwhile) before an answer that
+//!   depends on a commit is sent;
 //! - `sqlite_schema.rs` — the tables, created and upgraded by numbered
 //!   migrations tracked in `PRAGMA user_version`;
 //! - `sqlite_ops.rs` — the SQL of each method;
@@ -137,8 +140,9 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// SQLite-backed [`Store`]: one file, one connection, WAL journal,
-/// `synchronous = FULL` (a committed tick survives a power cut).
+/// SQLite-backed [`Store`]: one file, one connection, WAL journal, every
+/// commit synced before it is answered (a committed tick survives a power
+/// cut).
 pub struct SqliteStore {
     /// The queue of the store's thread (which owns the connection; it ends,
     /// closing the file, when the store is dropped).
@@ -216,8 +220,9 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Write transactions committed since the store was opened: each is
-    /// one sync to disk, shared by the writes of its batch.
+    /// Write transactions committed since the store was opened, each
+    /// shared by the writes of its batch (and each sync to disk shared by
+    /// the commits made while the previous one ran).
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
