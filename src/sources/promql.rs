@@ -477,8 +477,9 @@ impl<'a> Lexer<'a> {
             match self.peek() {
                 Some(c) if c.is_whitespace() => self.pos += c.len_utf8(),
                 Some('#') => {
-                    while self.peek().is_some_and(|c| c != '\n') {
-                        self.pos += 1;
+                    // A comment may hold any character: step whole ones.
+                    while let Some(c) = self.peek().filter(|c| *c != '\n') {
+                        self.pos += c.len_utf8();
                     }
                 }
                 _ => return,
@@ -1023,6 +1024,15 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn a_comment_may_hold_any_character() {
+        // Found by fuzzing: the lexer stepped a comment byte by byte and
+        // sliced inside a multi-byte character.
+        assert!(parse("sum(up) # é ü — ☃\n").is_ok());
+        let e = parse("sum(rate(# de \u{8c}\u{e0}x (dx{s").unwrap_err();
+        assert!(!e.message.is_empty());
     }
 
     #[test]
