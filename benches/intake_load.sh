@@ -113,10 +113,12 @@ function response(status, headers, body)
 end
 EOF
 
-run_wrk() { # URL SCRIPT -> RESULT line
+run_wrk() { # URL SCRIPT NAME -> RESULT line; wrk's own report to stderr
     LUA_COMMON="$DIR/common.lua" wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
-        -s "$2" "$1" >"$DIR/wrk.out" 2>&1 || { cat "$DIR/wrk.out" >&2; exit 1; }
-    grep '^RESULT' "$DIR/wrk.out"
+        -s "$2" "$1" >"$DIR/wrk-$3.out" 2>&1 || { cat "$DIR/wrk-$3.out" >&2; exit 1; }
+    # Latency's max and distribution, as wrk reports them.
+    grep -E '^ +(Latency|50%|75%|90%|99%)' "$DIR/wrk-$3.out" | sed "s/^/$3: /" >&2
+    grep '^RESULT' "$DIR/wrk-$3.out"
 }
 
 # --- release-guardian
@@ -153,7 +155,7 @@ echo "release-guardian: wrk -t2 -c$CONNECTIONS -d${DURATION}s POST /v1/releases"
 # registration depends far less on what else the machine runs than the rate.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 CPU0=$(cpu_ticks "$RG_PID")
-RG=$(run_wrk "http://127.0.0.1:$API_PORT" "$DIR/releases.lua")
+RG=$(run_wrk "http://127.0.0.1:$API_PORT" "$DIR/releases.lua" release-guardian)
 RG_CPU_S=$(awk -v a="$CPU0" -v b="$(cpu_ticks "$RG_PID")" -v hz="$(getconf CLK_TCK)" 'BEGIN {print (b - a) / hz}')
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 STORED=$(sqlite3 "file:$DIR/rg/guardian.db?mode=ro" "SELECT count(*) FROM releases" 2>/dev/null || echo "?")
@@ -168,7 +170,7 @@ printf 'route:\n  receiver: nowhere\nreceivers:\n  - name: nowhere\n' >"$DIR/am/
 PIDS+=($!)
 wait_ready "http://127.0.0.1:$AM_PORT/-/ready" "$DIR/am/am.log"
 echo "alertmanager: wrk -t2 -c$CONNECTIONS -d${DURATION}s POST /api/v2/alerts" >&2
-AM=$(run_wrk "http://127.0.0.1:$AM_PORT" "$DIR/alerts.lua")
+AM=$(run_wrk "http://127.0.0.1:$AM_PORT" "$DIR/alerts.lua" alertmanager)
 
 # --- the disk's sync latency where the store lives
 SYNC_MS=$(python3 - "$DIR/synctest" <<'EOF'

@@ -6,10 +6,12 @@
 //! A durable commit costs a disk sync (milliseconds); registrations
 //! arriving while one is in progress wait for the next, and share it. The
 //! writer waits on its queue (no timer, no polling): idle, it sleeps; a
-//! lone registration is written at once; a batch is what queued during the
-//! previous commit, up to [`MAX_BATCH`], sent to the store as soon as that
-//! commit is written (before its watches are started and its callers
-//! answered, which then overlap the next commit). It stops once every
+//! lone registration is written at once; a batch is what queued while the
+//! previous batch was written, up to [`MAX_BATCH`], sent to the store as
+//! soon as the previous batch's place in the commit order is fixed
+//! ([`Store::register_batch_ordered`]: on SQLite, once it is committed and
+//! while the disk syncs it; on other stores, once it is done). Batches are
+//! answered in the order they were sent. It stops once every
 //! [`GroupCommit`] handle is dropped, after writing what was queued.
 //!
 //! What must follow a commit in commit order (the scheduler starts the new
@@ -21,6 +23,7 @@
 
 use super::registration::{BatchRegistered, Registration};
 use super::{Store, StoreError};
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -67,37 +70,41 @@ async fn write_batches(
     after: AfterCommit,
 ) {
     let mut queued = Vec::with_capacity(MAX_BATCH);
-    let mut next = None;
+    // Batches sent to the store and not yet answered, in commit order.
+    let mut sent = FuturesOrdered::new();
+    // The last batch sent, until its place in the commit order is fixed:
+    // the next batch waits for it.
+    let mut ordering: Option<oneshot::Receiver<()>> = None;
+    let mut open = true;
     loop {
-        let batch = match next.take() {
-            Some(batch) => batch,
-            // Waits for at least one, then takes what else is queued.
-            None if rx.recv_many(&mut queued, MAX_BATCH).await > 0 => write(&store, &mut queued),
-            None => return,
-        };
-        let (replies, result) = match batch.await {
-            Ok(written) => written,
-            Err(e) => {
+        if ordering.is_none() && !queued.is_empty() {
+            let (ordered, fixed) = oneshot::channel();
+            sent.push_back(write(&store, &mut queued, ordered));
+            ordering = Some(fixed);
+        }
+        if !open && queued.is_empty() && sent.is_empty() {
+            return;
+        }
+        let room = MAX_BATCH - queued.len();
+        tokio::select! {
+            // Answers first: they free callers, whose next registrations
+            // join the next batch.
+            biased;
+            Some(done) = sent.next() => match done {
+                Ok((replies, result)) => answer(&after, replies, result),
                 // The batch's task panicked: its callers' replies are gone
                 // with it, and they get "stopped before answering".
-                tracing::error!(error = %e, "the registration writer's batch failed");
-                continue;
+                Err(e) => tracing::error!(error = %e, "the registration writer's batch failed"),
+            },
+            // Told or dropped: either way the next batch may go.
+            _ = async { ordering.as_mut().expect("guarded").await }, if ordering.is_some() => {
+                ordering = None;
             }
-        };
-        // What queued meanwhile goes to the store now, so that it is
-        // written while this batch's watches start and callers are
-        // answered. It was sent after this batch was written: commit order
-        // stays the order of the batches, for every store.
-        while queued.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(item) => queued.push(item),
-                Err(_) => break,
+            // Waits for at least one, then takes what else is queued.
+            n = rx.recv_many(&mut queued, room), if open && room > 0 => {
+                open = n > 0;
             }
         }
-        if !queued.is_empty() {
-            next = Some(write(&store, &mut queued));
-        }
-        answer(&after, replies, result);
     }
 }
 
@@ -107,14 +114,16 @@ type Written = (
 );
 
 /// Starts writing the `queued` registrations as one batch (its own task,
-/// so the store has it before the writer awaits it).
+/// so the store has it before the writer awaits it); `ordered` is told
+/// when the next batch may be sent ([`Store::register_batch_ordered`]).
 fn write(
     store: &Arc<dyn Store>,
     queued: &mut Vec<(Registration, Reply)>,
+    ordered: oneshot::Sender<()>,
 ) -> tokio::task::JoinHandle<Written> {
     let (items, replies): (Vec<_>, Vec<_>) = queued.drain(..).unzip();
     let store = store.clone();
-    tokio::spawn(async move { (replies, store.register_batch(items).await) })
+    tokio::spawn(async move { (replies, store.register_batch_ordered(items, ordered).await) })
 }
 
 /// Runs `after` for each registration of a written batch, in order, then

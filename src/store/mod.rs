@@ -401,6 +401,23 @@ pub trait Store: Send + Sync + 'static {
         Ok(registration::one_by_one(self, batch).await)
     }
 
+    /// [`Store::register_batch`], telling `ordered` (sending on it, or
+    /// dropping it) once the batch's place in the commit order is fixed:
+    /// any batch given to the store after that commits after this one, so
+    /// the group-commit writer may send the next batch while this one
+    /// becomes durable. The default tells it when the batch is done; SQLite
+    /// tells it once the batch is committed, before its sync, so the next
+    /// batch's statements run while the disk syncs this one.
+    async fn register_batch_ordered(
+        &self,
+        batch: Vec<Registration>,
+        ordered: tokio::sync::oneshot::Sender<()>,
+    ) -> Result<Vec<Result<BatchRegistered, StoreError>>, StoreError> {
+        let written = self.register_batch(batch).await;
+        let _ = ordered.send(());
+        written
+    }
+
     async fn get_release(&self, id: &str) -> Result<Option<Release>, StoreError>;
 
     async fn release_details(&self, id: &str) -> Result<Option<ReleaseDetails>, StoreError>;

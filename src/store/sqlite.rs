@@ -250,8 +250,17 @@ impl SqliteStore {
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let (answer, answered) = tokio::sync::oneshot::channel();
+        self.submit(batch::call(access, f, answer), answered).await
+    }
+
+    /// Queues `job` for the store's thread and waits for its answer.
+    async fn submit<T>(
+        &self,
+        job: Box<dyn batch::Job>,
+        answered: tokio::sync::oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         self.jobs
-            .send(batch::call(access, f, answer))
+            .send(job)
             .map_err(|_| StoreError::Backend("the store's thread has stopped".into()))?;
         answered
             .await
@@ -272,6 +281,90 @@ impl SqliteStore {
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         self.run(batch::Access::Write, f).await
+    }
+}
+
+type Batch = Result<Vec<Result<BatchRegistered, StoreError>>, StoreError>;
+
+/// A registration batch, written as one job of the store's thread. Its
+/// items are first written together, with no savepoint (a savepoint copies
+/// each page an item first changes into its journal: the index pages,
+/// again for each item). If one fails, the job asks to run again
+/// ([`batch::Job::again`]): its writes are rolled back and the items are
+/// written again in the same place of the queue, each in a savepoint of
+/// its own, so the failing item is rolled back alone.
+struct RegisterJob {
+    items: Vec<Registration>,
+    /// Set when the items failed together: the next run writes them one
+    /// savepoint each.
+    item_by_item: bool,
+    /// Whether the job already ran again.
+    retried: bool,
+    /// `None` until run, and after a panic.
+    out: Option<Batch>,
+    reply: tokio::sync::oneshot::Sender<Batch>,
+    /// Told once the batch is committed (dropped if it is not).
+    ordered: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl batch::Job for RegisterJob {
+    fn access(&self) -> batch::Access {
+        batch::Access::Write
+    }
+
+    fn run(&mut self, tx: &Transaction<'_>) -> bool {
+        let mut out = Vec::with_capacity(self.items.len());
+        for item in &self.items {
+            if !self.item_by_item {
+                match ops::register_item(tx, item) {
+                    Ok(written) => out.push(Ok(written)),
+                    Err(e) => {
+                        self.item_by_item = true;
+                        self.out = Some(Err(e));
+                        return false;
+                    }
+                }
+                continue;
+            }
+            let written = tx
+                .execute_batch("SAVEPOINT registration")
+                .map_err(StoreError::from)
+                .map(|()| ops::register_item(tx, item))
+                .and_then(|result| {
+                    tx.execute_batch(if result.is_ok() {
+                        "RELEASE registration"
+                    } else {
+                        "ROLLBACK TO registration; RELEASE registration"
+                    })?;
+                    Ok(result)
+                });
+            match written {
+                Ok(result) => out.push(result),
+                Err(e) => {
+                    self.out = Some(Err(e));
+                    return false;
+                }
+            }
+        }
+        self.out = Some(Ok(out));
+        true
+    }
+
+    fn again(&mut self) -> bool {
+        let again = self.item_by_item && !self.retried;
+        self.retried |= again;
+        again
+    }
+
+    fn committed(&mut self) {
+        if let Some(ordered) = self.ordered.take() {
+            let _ = ordered.send(());
+        }
+    }
+
+    fn answer(self: Box<Self>, outcome: Result<(), &StoreError>) {
+        // A caller that went away does not need its answer.
+        let _ = self.reply.send(batch::settle(self.out, outcome));
     }
 }
 
@@ -302,63 +395,34 @@ impl Store for SqliteStore {
         .await
     }
 
-    /// One transaction for the whole batch (one commit). The items are
-    /// written together with no savepoint (a savepoint copies each page an
-    /// item first changes into its journal: the index pages, again for each
-    /// item). If one fails, the whole job is rolled back and the batch is
-    /// written again with a savepoint per item, so the failing item is
-    /// rolled back alone.
+    /// One transaction for the whole batch (one commit, [`RegisterJob`]).
     async fn register_batch(
         &self,
         batch: Vec<Registration>,
     ) -> Result<Vec<Result<BatchRegistered, StoreError>>, StoreError> {
-        // Where a failing first attempt leaves the items for the second.
-        let returned = Arc::new(std::sync::Mutex::new(None));
-        let back = returned.clone();
-        let together = self
-            .write(move |tx| {
-                let mut out = Vec::with_capacity(batch.len());
-                let mut failed = None;
-                for item in &batch {
-                    match ops::register_item(tx, item) {
-                        Ok(written) => out.push(written),
-                        Err(e) => {
-                            failed = Some(e);
-                            break;
-                        }
-                    }
-                }
-                match failed {
-                    None => Ok(out),
-                    Some(e) => {
-                        *back.lock().unwrap_or_else(|p| p.into_inner()) = Some(batch);
-                        Err(e)
-                    }
-                }
-            })
-            .await;
-        let e = match together {
-            Ok(written) => return Ok(written.into_iter().map(Ok).collect()),
-            Err(e) => e,
-        };
-        let Some(batch) = returned.lock().unwrap_or_else(|p| p.into_inner()).take() else {
-            // The commit failed (or the thread is gone): nothing was written.
-            return Err(e);
-        };
-        self.write(move |tx| {
-            let mut out = Vec::with_capacity(batch.len());
-            for item in &batch {
-                tx.execute_batch("SAVEPOINT registration")?;
-                let result = ops::register_item(tx, item);
-                tx.execute_batch(if result.is_ok() {
-                    "RELEASE registration"
-                } else {
-                    "ROLLBACK TO registration; RELEASE registration"
-                })?;
-                out.push(result);
-            }
-            Ok(out)
-        })
+        self.register_batch_ordered(batch, tokio::sync::oneshot::channel().0)
+            .await
+    }
+
+    /// `ordered` is told on the store's thread once the batch is committed
+    /// (before it is synced): the store's thread runs jobs in queue order.
+    async fn register_batch_ordered(
+        &self,
+        batch: Vec<Registration>,
+        ordered: tokio::sync::oneshot::Sender<()>,
+    ) -> Result<Vec<Result<BatchRegistered, StoreError>>, StoreError> {
+        let (reply, answered) = tokio::sync::oneshot::channel();
+        self.submit(
+            Box::new(RegisterJob {
+                items: batch,
+                item_by_item: false,
+                retried: false,
+                out: None,
+                reply,
+                ordered: Some(ordered),
+            }),
+            answered,
+        )
         .await
     }
 

@@ -20,7 +20,12 @@
 //!   (`ROLLBACK TO job`): the other jobs of the batch are unaffected and the
 //!   job's caller gets its error (a panic: "it panicked"). A job alone in
 //!   its batch runs without a savepoint, and its failure rolls back the
-//!   transaction;
+//!   transaction. A failed job may ask to run again ([`Job::again`]): its
+//!   writes are rolled back and it runs again in the same place, before
+//!   anything queued after it;
+//! - a job may be told that its writes are committed ([`Job::committed`],
+//!   on the store thread, before the sync): the place of its writes in the
+//!   commit order is then fixed;
 //! - answers are sent after the commit, and after the sync that makes it
 //!   durable ([`Syncer`], in `sqlite_sync.rs`: the commit itself does not
 //!   sync, so the thread goes on to the next batch while the disk syncs):
@@ -69,6 +74,16 @@ pub(super) trait Job: Send {
     /// Runs the job's statements in `tx` (inside its savepoint). True when
     /// it succeeded, so its savepoint is kept; false to roll it back.
     fn run(&mut self, tx: &Transaction<'_>) -> bool;
+    /// Asked after a run that failed: true to have the job's writes rolled
+    /// back and the job run again at once, in the same place of the queue
+    /// (a job may retry its work another way: a registration batch item by
+    /// item). A job must not ask again forever.
+    fn again(&mut self) -> bool {
+        false
+    }
+    /// Called on the store thread once the transaction that holds the
+    /// job's writes is committed, before it is synced and the job answered.
+    fn committed(&mut self) {}
     /// Sends the job's answer: its own result if it failed (or panicked),
     /// else `Ok` if `outcome` is (the batch committed, or the job was
     /// answered before any write of the batch), else `outcome`'s error.
@@ -121,14 +136,22 @@ where
     }
 
     fn answer(self: Box<Self>, outcome: Result<(), &StoreError>) {
-        let result = match (self.out, outcome) {
-            (None, _) => Err(StoreError::Backend("store task failed: it panicked".into())),
-            (Some(Err(e)), _) => Err(e),
-            (Some(Ok(_)), Err(e)) => Err(e.clone()),
-            (Some(Ok(v)), Ok(())) => Ok(v),
-        };
         // A caller that went away does not need its answer.
-        let _ = self.reply.send(result);
+        let _ = self.reply.send(settle(self.out, outcome));
+    }
+}
+
+/// A job's answer from its own result (`None`: it panicked) and its
+/// batch's `outcome` (see [`Job::answer`]).
+pub(super) fn settle<T>(
+    out: Option<Result<T, StoreError>>,
+    outcome: Result<(), &StoreError>,
+) -> Result<T, StoreError> {
+    match (out, outcome) {
+        (None, _) => Err(StoreError::Backend("store task failed: it panicked".into())),
+        (Some(Err(e)), _) => Err(e),
+        (Some(Ok(_)), Err(e)) => Err(e.clone()),
+        (Some(Ok(v)), Ok(())) => Ok(v),
     }
 }
 
@@ -199,7 +222,27 @@ fn run_batch(
                 break;
             }
         }
-        let ok = catch_unwind(AssertUnwindSafe(|| job.run(&tx))).unwrap_or(false);
+        let mut ok = run(&mut *job, &tx);
+        let mut retry = Ok(());
+        while !ok && retry.is_ok() && job.again() {
+            if lone {
+                // Rolls the transaction back; the job runs again alone, in
+                // a fresh one, before anything else is taken from the queue.
+                drop(tx);
+                pending.push_front(job);
+                return;
+            }
+            // The savepoint stays open for the next run.
+            retry = tx.execute_batch("ROLLBACK TO job");
+            if retry.is_ok() {
+                ok = run(&mut *job, &tx);
+            }
+        }
+        if let Err(e) = retry {
+            ran.push(job);
+            broken = Some(StoreError::from(e));
+            break;
+        }
         if lone && !ok {
             // Rolls back what it wrote; it gets its own error.
             drop(tx);
@@ -241,8 +284,16 @@ fn run_batch(
     if outcome.is_ok() && writes {
         commits.fetch_add(1, Ordering::Relaxed);
         syncer.committed();
+        for job in &mut ran {
+            job.committed();
+        }
     }
     syncer.answer(ran, outcome);
+}
+
+/// Runs `job` in `tx`; a panic is a failure.
+fn run(job: &mut dyn Job, tx: &Transaction<'_>) -> bool {
+    catch_unwind(AssertUnwindSafe(|| job.run(tx))).unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -591,6 +642,112 @@ mod tests {
             Ok(tx.query_row("SELECT count(*) FROM parent", [], |r| r.get::<_, i64>(0))?)
         });
         assert!(wait(read).is_err(), "a read of unsynced data answered");
+    }
+
+    /// A write job that inserts `ids[n]` on its run `n` and fails every run
+    /// but the last (asking again after each failed one, and failing if the
+    /// insert does); it tells `told` of its commit and answers the number
+    /// of runs.
+    struct Retrying {
+        ids: Vec<i64>,
+        runs: usize,
+        ok: bool,
+        told: Option<mpsc::Sender<()>>,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    }
+
+    impl Job for Retrying {
+        fn access(&self) -> Access {
+            Access::Write
+        }
+        fn run(&mut self, tx: &Transaction<'_>) -> bool {
+            let id = self.ids[self.runs];
+            self.runs += 1;
+            self.ok = tx
+                .execute("INSERT INTO parent (id) VALUES (?1)", [id])
+                .is_ok()
+                && self.runs == self.ids.len();
+            self.ok
+        }
+        fn again(&mut self) -> bool {
+            self.runs < self.ids.len()
+        }
+        fn committed(&mut self) {
+            let _ = self.told.take().unwrap().send(());
+        }
+        fn answer(self: Box<Self>, outcome: Result<(), &StoreError>) {
+            let runs = self.runs;
+            let out = match self.ok {
+                true => outcome.map(|()| runs).map_err(Clone::clone),
+                false => Err(StoreError::Backend(format!("failed after {runs} runs"))),
+            };
+            let _ = self.reply.send(out);
+        }
+    }
+
+    impl Bench {
+        /// Sends a [`Retrying`] job; the receiver hears of its commit.
+        fn retrying(&self, ids: &[i64]) -> (Answer<usize>, mpsc::Receiver<()>) {
+            let (told, commit) = mpsc::channel();
+            let (reply, answer) = oneshot::channel();
+            self.queue
+                .send(Box::new(Retrying {
+                    ids: ids.to_vec(),
+                    runs: 0,
+                    ok: false,
+                    told: Some(told),
+                    reply,
+                }))
+                .unwrap();
+            (answer, commit)
+        }
+    }
+
+    #[test]
+    fn a_job_that_asks_again_runs_again_in_its_place_with_its_first_writes_rolled_back() {
+        let bench = start();
+        // Alone: the transaction is rolled back and the job runs alone again.
+        let (alone, _) = bench.retrying(&[100, 1]);
+        assert_eq!(wait(alone).unwrap(), 2);
+        assert_eq!(bench.committed(), vec![1]);
+        assert_eq!(bench.commits(), 1);
+        // Among others: rolled back to its savepoint and run again before
+        // the job queued after it, which sees its second run only.
+        let pause = bench.pause();
+        let before = bench.insert(2);
+        let (among, _) = bench.retrying(&[200, 300, 3]);
+        let after = bench.send(Access::Write, |tx| {
+            let seen = |id: i64| {
+                tx.query_row("SELECT count(*) FROM parent WHERE id = ?1", [id], |r| {
+                    r.get::<_, i64>(0)
+                })
+            };
+            Ok((seen(3)?, seen(200)? + seen(300)?))
+        });
+        drop(pause);
+        wait(before).unwrap();
+        assert_eq!(wait(among).unwrap(), 3);
+        assert_eq!(wait(after).unwrap(), (1, 0));
+        assert_eq!(bench.committed(), vec![1, 2, 3]);
+        assert_eq!(bench.commits(), 2);
+    }
+
+    #[test]
+    fn a_job_is_told_of_its_commit_before_the_sync_and_not_if_it_fails() {
+        let (release, gate) = gated();
+        let bench = start_with(gate);
+        let (mut answer, commit) = bench.retrying(&[1]);
+        // Told while the sync is held; not answered before it.
+        commit
+            .recv_timeout(Duration::from_secs(10))
+            .expect("told of the commit");
+        assert!(answer.try_recv().is_err(), "answered before its sync");
+        drop(release);
+        assert_eq!(wait(answer).unwrap(), 1);
+        // A job whose batch fails is never told (its sender is dropped).
+        let (failed, commit) = bench.retrying(&[1]);
+        assert!(wait(failed).is_err(), "a duplicate id was written");
+        assert_eq!(commit.recv(), Err(mpsc::RecvError));
     }
 
     #[test]

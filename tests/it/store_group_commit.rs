@@ -209,3 +209,86 @@ async fn a_write_that_fails_does_not_fail_the_others_of_its_batch() {
         assert_eq!(notes, usize::from(i % 4 == 3), "{id}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_writer_answers_batches_in_commit_order_each_after_its_hooks() {
+    use release_guardian::store::group_commit::GroupCommit;
+    use std::sync::Mutex;
+    const N: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("guardian.db")).unwrap());
+    // What the writer's hook saw, in the order it was called.
+    let hooked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = hooked.clone();
+    let writer = GroupCommit::start(
+        store.clone(),
+        Box::new(move |written| {
+            seen.lock()
+                .unwrap()
+                .push(written.registered.release.id.clone())
+        }),
+    );
+    // One service: each registration supersedes the one committed before it,
+    // so commit order shows in the store as well as in the hook.
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let (writer, hooked) = (writer.clone(), hooked.clone());
+            tokio::spawn(async move {
+                let written = writer
+                    .register(Registration {
+                        new: NewRelease {
+                            service: "checkout".into(),
+                            version: format!("v{i}"),
+                            previous_version: None,
+                            environment: None,
+                            annotations: Default::default(),
+                        },
+                        environment: ENV.into(),
+                        id: format!("r{i}"),
+                        now: 1_000,
+                        plan: Box::new(|_: &mut NewRelease, _: Option<&Release>| 61_000),
+                        superseded: Decision::superseded(1_000, "superseded"),
+                        lease: None,
+                        audit: None,
+                        delivery: None,
+                    })
+                    .await
+                    .unwrap();
+                // Answered only after its own hook ran.
+                let id = written.registered.release.id.clone();
+                assert!(
+                    hooked.lock().unwrap().contains(&id),
+                    "{id} answered before its hook"
+                );
+                written.registered
+            })
+        })
+        .collect();
+    let mut registered = Vec::new();
+    for task in tasks {
+        registered.push(task.await.unwrap());
+    }
+    // The store's order: oldest first.
+    let mut stored = store
+        .list_releases(&release_guardian::store::ReleaseFilter {
+            limit: 1_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    stored.reverse();
+    let order: Vec<String> = stored.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(order.len(), N);
+    assert_eq!(*hooked.lock().unwrap(), order, "hooks out of commit order");
+    // Each superseded exactly the one committed before it.
+    for reg in &registered {
+        let at = order.iter().position(|id| *id == reg.release.id).unwrap();
+        let before: Vec<String> = order[..at].iter().rev().take(1).cloned().collect();
+        assert_eq!(reg.superseded, before, "{}", reg.release.id);
+    }
+    let commits = store.commits();
+    assert!(
+        commits < N as u64,
+        "{commits} commits for {N} registrations"
+    );
+}
