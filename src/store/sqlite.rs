@@ -395,7 +395,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    /// One transaction for the whole batch (one commit, [`RegisterJob`]).
+    /// One transaction for the whole batch (one commit): the items are
+    /// written together, and again item by item only if one fails.
     async fn register_batch(
         &self,
         batch: Vec<Registration>,
