@@ -15,7 +15,9 @@
 # answered and the releases its store holds afterwards, the daemon's CPU per
 # registration (from /proc/PID/stat) with the load average, and the disk's
 # sync latency (one `fdatasync` of a 4 KiB write: a 201 waits for one, so
-# 16 connections cannot go faster than 16 / that latency).
+# 16 connections cannot go faster than 16 / that latency). On stderr: wrk's
+# latency lines (mean, stdev, max, distribution) for each side, and the TCP
+# segments retransmitted during the daemon's run.
 #
 # Env: CARGO_TARGET_DIR (where the binary is), RG_BIN (skip the build and
 # use this binary), CONNECTIONS (default 16), KEEP=1 (keep the temp dir).
@@ -154,10 +156,16 @@ echo "release-guardian: wrk -t2 -c$CONNECTIONS -d${DURATION}s POST /v1/releases"
 # The daemon's CPU (user + system clock ticks) over the run: CPU per
 # registration depends far less on what else the machine runs than the rate.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# TCP segments retransmitted machine-wide (loopback included): a lost
+# segment waits for a retransmission timeout (200 ms at least), which shows
+# in the latency however fast the daemon is.
+retrans() { awk '$1 == "Tcp:" && $2 ~ /^[0-9]/ {print $13}' /proc/net/snmp; }
+RETRANS0=$(retrans)
 CPU0=$(cpu_ticks "$RG_PID")
 RG=$(run_wrk "http://127.0.0.1:$API_PORT" "$DIR/releases.lua" release-guardian)
 RG_CPU_S=$(awk -v a="$CPU0" -v b="$(cpu_ticks "$RG_PID")" -v hz="$(getconf CLK_TCK)" 'BEGIN {print (b - a) / hz}')
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "TCP segments retransmitted during the release-guardian run: $(($(retrans) - RETRANS0))" >&2
 STORED=$(sqlite3 "file:$DIR/rg/guardian.db?mode=ro" "SELECT count(*) FROM releases" 2>/dev/null || echo "?")
 
 # --- Alertmanager (in memory)
