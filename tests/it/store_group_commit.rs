@@ -15,27 +15,32 @@ use std::sync::Arc;
 
 const ENV: &str = "production";
 
+/// Release `id`: `version` of `service`, first tick at 61 s.
+fn registration(service: String, version: String, id: String) -> Registration {
+    Registration {
+        new: NewRelease {
+            service,
+            version,
+            previous_version: None,
+            environment: None,
+            annotations: Default::default(),
+        },
+        environment: ENV.into(),
+        id,
+        now: 1_000,
+        plan: Box::new(|_: &mut NewRelease, _: Option<&Release>| 61_000),
+        superseded: Decision::superseded(1_000, "superseded"),
+        lease: None,
+        audit: None,
+        delivery: None,
+    }
+}
+
 /// `n` watching releases `r0..r{n-1}` (services `s0..`, so none supersedes
 /// another), registered in one batch.
 async fn releases(store: &SqliteStore, n: usize) {
     let items = (0..n)
-        .map(|i| Registration {
-            new: NewRelease {
-                service: format!("s{i}"),
-                version: "v1".into(),
-                previous_version: None,
-                environment: None,
-                annotations: Default::default(),
-            },
-            environment: ENV.into(),
-            id: format!("r{i}"),
-            now: 1_000,
-            plan: Box::new(|_: &mut NewRelease, _: Option<&Release>| 61_000),
-            superseded: Decision::superseded(1_000, "superseded"),
-            lease: None,
-            audit: None,
-            delivery: None,
-        })
+        .map(|i| registration(format!("s{i}"), "v1".into(), format!("r{i}")))
         .collect();
     for result in store.register_batch(items).await.unwrap() {
         result.unwrap();
@@ -235,23 +240,11 @@ async fn the_writer_answers_batches_in_commit_order_each_after_its_hooks() {
             let (writer, hooked) = (writer.clone(), hooked.clone());
             tokio::spawn(async move {
                 let written = writer
-                    .register(Registration {
-                        new: NewRelease {
-                            service: "checkout".into(),
-                            version: format!("v{i}"),
-                            previous_version: None,
-                            environment: None,
-                            annotations: Default::default(),
-                        },
-                        environment: ENV.into(),
-                        id: format!("r{i}"),
-                        now: 1_000,
-                        plan: Box::new(|_: &mut NewRelease, _: Option<&Release>| 61_000),
-                        superseded: Decision::superseded(1_000, "superseded"),
-                        lease: None,
-                        audit: None,
-                        delivery: None,
-                    })
+                    .register(registration(
+                        "checkout".into(),
+                        format!("v{i}"),
+                        format!("r{i}"),
+                    ))
                     .await
                     .unwrap();
                 // Answered only after its own hook ran.
