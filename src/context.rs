@@ -115,6 +115,7 @@ impl Context {
             notifiers: self.notifiers.subscribe(),
             shutdown: self.shutdown.clone(),
             tasks: self.tasks.clone(),
+            shared: false,
         }
     }
 }

@@ -125,7 +125,11 @@ impl Guardian {
     /// across its restarts, when several daemons share one store.
     pub fn with_owner(ctx: Arc<Context>, owner: impl Into<String>) -> Arc<Self> {
         let owner = owner.into();
-        let outbox = Outbox::new(ctx.outbox_parts(&owner));
+        let mut parts = ctx.outbox_parts(&owner);
+        // Another owner than the local one: replicas share the store, and
+        // each one's outbox must look for rows the others enqueued.
+        parts.shared = owner != LOCAL_OWNER;
+        let outbox = Outbox::new(parts);
         Arc::new(Self {
             ctx,
             owner,

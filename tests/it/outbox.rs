@@ -23,6 +23,15 @@ fn webhook(name: &str, url: &str) -> String {
 /// An outbox over a fresh store in `dir` holding release `r1`, with the
 /// notifiers of `notifiers` (config text).
 async fn setup(dir: &std::path::Path, notifiers: &[String]) -> (Arc<Outbox>, Arc<dyn Store>) {
+    setup_on(dir, notifiers, false).await
+}
+
+/// [`setup`], the store `shared` with other replicas or not.
+async fn setup_on(
+    dir: &std::path::Path,
+    notifiers: &[String],
+    shared: bool,
+) -> (Arc<Outbox>, Arc<dyn Store>) {
     let settings = settings(
         dir,
         &format!("[store]\npath = \"g.db\"\n{}", notifiers.concat()),
@@ -40,7 +49,9 @@ async fn setup(dir: &std::path::Path, notifiers: &[String]) -> (Arc<Outbox>, Arc
         .await
         .unwrap();
     let ctx = Context::new(settings, store.clone(), Arc::new(SystemClock));
-    (Outbox::new(ctx.outbox_parts("local")), store)
+    let mut parts = ctx.outbox_parts("local");
+    parts.shared = shared;
+    (Outbox::new(parts), store)
 }
 
 fn row(key: &str, notifier: &str) -> NotificationRecord {
@@ -343,4 +354,37 @@ async fn a_rate_limit_of_one_per_second_delivers_a_burst_in_order_spaced_and_who
         span < Duration::from_secs(20),
         "paced far too slowly: {span:?}"
     );
+}
+
+/// Alone on its store, an idle outbox has no timer: every path of the
+/// daemon that enqueues wakes it, so a row enqueued without a wake-up waits
+/// for one. On a shared store (rows other replicas enqueue) it looks every
+/// 5 s and finds the row by itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_outbox_alone_on_its_store_looks_only_when_woken() {
+    for shared in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Receiver::start(Reply::Ok).await;
+        let (outbox, store) =
+            setup_on(dir.path(), &[webhook("ok", &ok.webhook_url())], shared).await;
+        outbox.spawn();
+        // A first row, woken for, and the loop's look after its worker.
+        store.enqueue(&[row("first", "ok")]).await.unwrap();
+        outbox.wake();
+        wait_sent(&store, &["first".to_string()], Duration::from_secs(10)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        store.enqueue(&[row("quiet", "ok")]).await.unwrap();
+        let keys = ["quiet".to_string()];
+        let sent = |timeout| wait_sent(&store, &keys, timeout);
+        if shared {
+            sent(Duration::from_secs(10)).await;
+            continue;
+        }
+        // Longer than a shared store's look: an absence, so a fixed wait.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(ok.hits(), 1, "an idle outbox looked without a wake-up");
+        outbox.wake();
+        sent(Duration::from_secs(10)).await;
+        assert_eq!(ok.hits(), 2);
+    }
 }

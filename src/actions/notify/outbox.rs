@@ -35,8 +35,9 @@ use tokio_util::task::TaskTracker;
 /// How long temporary failures are retried before a notification is marked
 /// `failed`: long enough to ride out a receiver's incident.
 pub const MAX_RETRY_AGE: Duration = Duration::from_secs(24 * 3600);
-/// How often the outbox looks at the store even without a wake-up (rows
-/// another replica enqueued).
+/// How often the outbox of a shared store looks at it even without a
+/// wake-up (rows another replica enqueued), and how soon it looks again
+/// after a failed query.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// Shortest pause of the dispatch loop (when rows are due but their
 /// notifier's worker is still busy).
@@ -60,6 +61,11 @@ pub struct OutboxParts {
     pub notifiers: watch::Receiver<Arc<Notifiers>>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
+    /// Other daemons enqueue into the same store (replicas of a shared
+    /// store): the outbox looks at it every [`IDLE_POLL`]. Alone on its
+    /// store, every row it must send comes with a wake-up, and an idle
+    /// outbox sleeps until one.
+    pub shared: bool,
 }
 
 pub struct Outbox {
@@ -109,27 +115,44 @@ impl Outbox {
     /// The dispatch loop: one delivery worker per notifier whose oldest
     /// pending row is due, so a slow or black-holed receiver delays only its
     /// own messages. It sleeps until the earliest head of a queue is due, a
-    /// wake-up (rows enqueued, a worker done), or [`IDLE_POLL`].
+    /// wake-up (rows enqueued, a worker done), a reload (rows of a notifier
+    /// no longer configured fail for good), [`IDLE_POLL`] after a failed
+    /// query, or on a shared store at most [`IDLE_POLL`]. With nothing
+    /// queued and nothing failing, a store's only outbox has no timer.
     async fn run(self: Arc<Self>) {
         let cancel = self.ctx.shutdown.clone();
+        let mut reloads = self.ctx.notifiers.clone();
+        let mut reloadable = true;
         loop {
-            let wait = match self.dispatch().await {
-                Ok(Some(due)) => Duration::from_millis(
-                    (due - self.ctx.clock.now()).clamp(0, IDLE_POLL.as_millis() as i64) as u64,
-                ),
-                Ok(None) => IDLE_POLL,
+            let mut wait = match self.dispatch().await {
+                Ok(Some(due)) => Some(Duration::from_millis(
+                    (due - self.ctx.clock.now()).max(0) as u64
+                )),
+                Ok(None) => None,
                 Err(e) => {
                     tracing::error!(error = %e, "outbox query failed");
-                    IDLE_POLL
+                    Some(IDLE_POLL)
                 }
             };
             if let Err(e) = self.sweep_orphans().await {
                 tracing::error!(error = %e, "outbox sweep failed");
+                wait = Some(IDLE_POLL);
             }
+            if self.ctx.shared {
+                wait = Some(wait.map_or(IDLE_POLL, |w| w.min(IDLE_POLL)));
+            }
+            let sleep = async {
+                match wait {
+                    Some(w) => tokio::time::sleep(w.max(MIN_POLL)).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait.max(MIN_POLL)) => {}
+                // A closed channel: no reload can come any more.
+                changed = reloads.changed(), if reloadable => reloadable = changed.is_ok(),
+                () = sleep => {}
             }
         }
     }
