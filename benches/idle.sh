@@ -13,7 +13,8 @@
 # notifiers on the endpoint; registers 1,000 releases through the API, waits
 # for them to settle (first tick done, outbox drained), then reads the
 # daemon's utime+stime from /proc/PID/stat over SECONDS and prints the % of
-# one core. Env: CARGO_TARGET_DIR (where the binary is), RG_BIN (skip the
+# one core, and its threads' context switches (wake-ups) over the same
+# time. Env: CARGO_TARGET_DIR (where the binary is), RG_BIN (skip the
 # build and use this binary), KEEP=1 (keep the temp dir).
 set -euo pipefail
 
@@ -135,16 +136,22 @@ sleep 10
 CLK_TCK=$(getconf CLK_TCK)
 ticks() { awk '{ print $14 + $15 }' "/proc/$DAEMON/stat"; }
 threads() { awk '/^Threads:/ { print $2 }' "/proc/$DAEMON/status"; }
+# Context switches of all the daemon's threads: each time one of them slept
+# and was woken (or was preempted), i.e. its wake-ups.
+switches() { cat /proc/"$DAEMON"/task/*/status 2>/dev/null | awk '/ctxt_switches:/ { s += $2 } END { print s + 0 }'; }
 t0=$(ticks)
+w0=$(switches)
 start=$(date +%s.%N)
 sleep "$SECONDS_TO_MEASURE"
 t1=$(ticks)
+w1=$(switches)
 end=$(date +%s.%N)
-python3 - "$t0" "$t1" "$start" "$end" "$CLK_TCK" "$(threads)" <<'EOF'
+python3 - "$t0" "$t1" "$start" "$end" "$CLK_TCK" "$(threads)" "$w0" "$w1" <<'EOF'
 import sys
-t0, t1, start, end, hz, threads = map(float, sys.argv[1:])
+t0, t1, start, end, hz, threads, w0, w1 = map(float, sys.argv[1:])
 cpu = (t1 - t0) / hz
 wall = end - start
 print(f"idle daemon (1000 watches, 10 services x 100 environments, 3 webhook notifiers): "
-      f"{cpu:.2f} s CPU in {wall:.1f} s = {100 * cpu / wall:.2f}% of one core ({int(threads)} threads)")
+      f"{cpu:.2f} s CPU in {wall:.1f} s = {100 * cpu / wall:.2f}% of one core ({int(threads)} threads), "
+      f"{int(w1 - w0)} thread wake-ups ({(w1 - w0) / wall:.2f}/s)")
 EOF
