@@ -388,3 +388,24 @@ async fn an_idle_outbox_alone_on_its_store_looks_only_when_woken() {
         assert_eq!(ok.hits(), 2);
     }
 }
+
+/// A row of a notifier that is no longer configured fails for good at the
+/// next look, even while it waits for a retry: it could never be sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_of_a_notifier_no_longer_configured_fails_without_waiting_for_its_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (outbox, store) = setup(dir.path(), &[]).await;
+    let mut waiting = row("orphan", "removed");
+    waiting.next_attempt_at = SystemClock.now() + 3_600_000;
+    store.enqueue(&[waiting]).await.unwrap();
+    outbox.deliver_due().await.unwrap();
+    let r = status_of(&store, "orphan").await;
+    assert_eq!(r.status, DeliveryStatus::Failed, "{r:?}");
+    assert!(
+        r.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("no longer configured"),
+        "{r:?}"
+    );
+}

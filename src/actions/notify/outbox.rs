@@ -287,11 +287,18 @@ impl Outbox {
         Some(current.clone())
     }
 
-    /// Due rows of notifiers that are no longer configured fail for good.
+    /// Pending rows of notifiers that are no longer configured fail for
+    /// good, at once: none of them can be sent, whether it waits for a
+    /// retry or not (so a reload that removes a notifier leaves no row
+    /// waiting for a look).
     async fn sweep_orphans(&self) -> Result<(), crate::store::StoreError> {
         let notifiers = self.notifiers();
-        let now = self.ctx.clock.now();
-        for row in self.ctx.store.due_notifications(now, 256, None).await? {
+        for row in self
+            .ctx
+            .store
+            .due_notifications(Millis::MAX, 256, None)
+            .await?
+        {
             if !notifiers.contains(&row.notifier) {
                 self.deliver(row).await?;
             }
