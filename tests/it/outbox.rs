@@ -32,6 +32,15 @@ async fn setup_on(
     notifiers: &[String],
     shared: bool,
 ) -> (Arc<Outbox>, Arc<dyn Store>) {
+    let (ctx, store) = context(dir, notifiers).await;
+    let mut parts = ctx.outbox_parts("local");
+    parts.shared = shared;
+    (Outbox::new(parts), store)
+}
+
+/// The daemon's context over a fresh store in `dir` holding release `r1`,
+/// with the notifiers of `notifiers` (config text).
+async fn context(dir: &std::path::Path, notifiers: &[String]) -> (Arc<Context>, Arc<dyn Store>) {
     let settings = settings(
         dir,
         &format!("[store]\npath = \"g.db\"\n{}", notifiers.concat()),
@@ -48,10 +57,10 @@ async fn setup_on(
         .register_release(&new, "production", "r1", 1_000, 2_000, &superseded())
         .await
         .unwrap();
-    let ctx = Context::new(settings, store.clone(), Arc::new(SystemClock));
-    let mut parts = ctx.outbox_parts("local");
-    parts.shared = shared;
-    (Outbox::new(parts), store)
+    (
+        Context::new(settings, store.clone(), Arc::new(SystemClock)),
+        store,
+    )
 }
 
 fn row(key: &str, notifier: &str) -> NotificationRecord {
@@ -408,4 +417,37 @@ async fn a_row_of_a_notifier_no_longer_configured_fails_without_waiting_for_its_
             .contains("no longer configured"),
         "{r:?}"
     );
+}
+
+/// A reload that removes a notifier wakes the outbox, which fails that
+/// notifier's queued rows at once (one waiting for a retry an hour away
+/// included): nothing else would ever look at them in an idle daemon.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_that_removes_a_notifier_fails_its_queued_rows_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Receiver::start(Reply::Ok).await;
+    let (ctx, store) = context(dir.path(), &[webhook("ok", &ok.webhook_url())]).await;
+    let outbox = Outbox::new(ctx.outbox_parts("local"));
+    outbox.spawn();
+    let mut waiting = row("later", "ok");
+    waiting.next_attempt_at = SystemClock.now() + 3_600_000;
+    store.enqueue(&[waiting]).await.unwrap();
+    outbox.wake();
+    // Settled: the loop has looked (the row is not due) and sleeps.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(status_of(&store, "later").await.status, DeliveryStatus::Pending);
+    ctx.replace_settings(settings(dir.path(), "[store]\npath = \"g.db\"\n"));
+    wait_for(
+        "the removed notifier's row failed",
+        Duration::from_secs(10),
+        || {
+            let store = store.clone();
+            async move {
+                let r = status_of(&store, "later").await;
+                (r.status == DeliveryStatus::Failed).then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(ok.hits(), 0);
 }
