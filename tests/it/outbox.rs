@@ -435,7 +435,10 @@ async fn a_reload_that_removes_a_notifier_fails_its_queued_rows_at_once() {
     outbox.wake();
     // Settled: the loop has looked (the row is not due) and sleeps.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(status_of(&store, "later").await.status, DeliveryStatus::Pending);
+    assert_eq!(
+        status_of(&store, "later").await.status,
+        DeliveryStatus::Pending
+    );
     ctx.replace_settings(settings(dir.path(), "[store]\npath = \"g.db\"\n"));
     wait_for(
         "the removed notifier's row failed",
