@@ -62,7 +62,7 @@ pub struct OutboxParts {
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
     /// Other daemons enqueue into the same store (replicas of a shared
-    /// store): the outbox looks at it every [`IDLE_POLL`]. Alone on its
+    /// store): the outbox looks at it every 5 s. Alone on its
     /// store, every row it must send comes with a wake-up, and an idle
     /// outbox sleeps until one.
     pub shared: bool,
