@@ -307,47 +307,55 @@ struct RegisterJob {
     ordered: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+impl RegisterJob {
+    /// The items with no savepoint; the first failure fails them all (and
+    /// makes the next run item by item).
+    fn together(&mut self, tx: &Transaction<'_>) -> Batch {
+        let mut out = Vec::with_capacity(self.items.len());
+        for item in &self.items {
+            match ops::register_item(tx, item) {
+                Ok(written) => out.push(Ok(written)),
+                Err(e) => {
+                    self.item_by_item = true;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each item in a savepoint of its own: a failing item is rolled back
+    /// alone and answers its own error.
+    fn each_in_its_savepoint(&self, tx: &Transaction<'_>) -> Batch {
+        self.items
+            .iter()
+            .map(|item| {
+                tx.execute_batch("SAVEPOINT registration")?;
+                let result = ops::register_item(tx, item);
+                tx.execute_batch(if result.is_ok() {
+                    "RELEASE registration"
+                } else {
+                    "ROLLBACK TO registration; RELEASE registration"
+                })?;
+                Ok(result)
+            })
+            .collect()
+    }
+}
+
 impl batch::Job for RegisterJob {
     fn access(&self) -> batch::Access {
         batch::Access::Write
     }
 
     fn run(&mut self, tx: &Transaction<'_>) -> bool {
-        let mut out = Vec::with_capacity(self.items.len());
-        for item in &self.items {
-            if !self.item_by_item {
-                match ops::register_item(tx, item) {
-                    Ok(written) => out.push(Ok(written)),
-                    Err(e) => {
-                        self.item_by_item = true;
-                        self.out = Some(Err(e));
-                        return false;
-                    }
-                }
-                continue;
-            }
-            let written = tx
-                .execute_batch("SAVEPOINT registration")
-                .map_err(StoreError::from)
-                .map(|()| ops::register_item(tx, item))
-                .and_then(|result| {
-                    tx.execute_batch(if result.is_ok() {
-                        "RELEASE registration"
-                    } else {
-                        "ROLLBACK TO registration; RELEASE registration"
-                    })?;
-                    Ok(result)
-                });
-            match written {
-                Ok(result) => out.push(result),
-                Err(e) => {
-                    self.out = Some(Err(e));
-                    return false;
-                }
-            }
-        }
-        self.out = Some(Ok(out));
-        true
+        let out = match self.item_by_item {
+            false => self.together(tx),
+            true => self.each_in_its_savepoint(tx),
+        };
+        let ok = out.is_ok();
+        self.out = Some(out);
+        ok
     }
 
     fn again(&mut self) -> bool {
