@@ -99,6 +99,10 @@ impl Guardian {
     /// read). In commit order, a release superseded by a later one (in the
     /// same batch or the next) always has its task started before the later
     /// one stops it, so no superseded watch is left waiting for its tick.
+    ///
+    /// It also does what follows a new release whether or not its caller
+    /// is still there: counts it, logs it, and queues the messages of the
+    /// watches it ended (in a task of their own, as they read the store).
     fn after_commit(self: &Arc<Self>, written: &BatchRegistered) {
         let reg = &written.registered;
         if !reg.created {
@@ -109,6 +113,17 @@ impl Guardian {
         }
         if written.claimed {
             self.spawn_watch(&reg.release.id, Some(reg.release.clone()));
+        }
+        self.ctx.telemetry.releases_registered.inc();
+        let r = &reg.release;
+        tracing::info!(release = %r.id, service = %r.service, environment = %r.environment, version = %r.version, revert = crate::model::is_revert(r), "watch started");
+        if !reg.superseded.is_empty() && !self.ctx.settings().notifiers.is_empty() {
+            let (me, ended) = (self.clone(), reg.superseded.clone());
+            self.ctx.tasks.spawn(async move {
+                for old in &ended {
+                    me.announce_end(old, Ending::Superseded).await;
+                }
+            });
         }
     }
 
@@ -136,17 +151,13 @@ impl Guardian {
     /// that go with it written in the same commit as the release. Concurrent
     /// registrations share one commit ([`GroupCommit`]); this answers once
     /// the release is durable.
+    ///
+    /// A caller that goes away once its registration is queued does not
+    /// stop it: the writer commits it and runs what follows a commit (the
+    /// watches started and stopped, the count, the log, the end messages of
+    /// the watches it superseded) without the caller, so this needs no task
+    /// of its own (a hop less for every registration).
     pub async fn register_with(
-        self: &Arc<Self>,
-        new: NewRelease,
-        provenance: Provenance,
-    ) -> Result<Registered, ControlError> {
-        let me = self.clone();
-        self.detached(async move { me.register_now(new, provenance).await })
-            .await
-    }
-
-    async fn register_now(
         self: &Arc<Self>,
         new: NewRelease,
         provenance: Provenance,
@@ -182,7 +193,6 @@ impl Guardian {
             cadence.next_tick(now, now).unwrap_or(now)
         });
         let id = uuid::Uuid::now_v7().to_string();
-        let (version, service_name) = (new.version.clone(), new.service.clone());
         let written = self
             .group_commit()
             .register(Registration {
@@ -198,23 +208,24 @@ impl Guardian {
             })
             .await?;
         let reg = written.registered;
-        if reg.created {
-            // The writer has already stopped the superseded watches and
-            // started this one (`after_commit`).
-            self.ctx.telemetry.releases_registered.inc();
-            for old in &reg.superseded {
-                self.announce_end(old, Ending::Superseded).await;
-            }
-            let revert = crate::model::is_revert(&reg.release);
-            tracing::info!(release = %reg.release.id, service = %service_name, %environment, %version, revert, "watch started");
-        } else if reg.release.status == ReleaseStatus::Watching
+        // A new release: the writer has already stopped the superseded
+        // watches and started this one (`after_commit`).
+        if !reg.created
+            && reg.release.status == ReleaseStatus::Watching
             && reg.release.next_check_at.is_some()
             && !self.lock_watches().contains_key(&reg.release.id)
-            && self.claim(&reg.release.id).await?
         {
             // A retried registration finds a watch without its task (an
-            // earlier attempt died between the write and the spawn): heal it.
-            self.spawn_watch(&reg.release.id, None);
+            // earlier attempt died between the write and the spawn): heal
+            // it, to the end even if the caller goes away.
+            let (me, id) = (self.clone(), reg.release.id.clone());
+            self.detached(async move {
+                if me.claim(&id).await? {
+                    me.spawn_watch(&id, None);
+                }
+                Ok(())
+            })
+            .await?;
         }
         Ok(reg)
     }

@@ -23,7 +23,9 @@
 
 use super::registration::{BatchRegistered, Registration};
 use super::{Store, StoreError};
+use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::{FuturesOrdered, StreamExt};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -71,7 +73,7 @@ async fn write_batches(
 ) {
     let mut queued = Vec::with_capacity(MAX_BATCH);
     // Batches sent to the store and not yet answered, in commit order.
-    let mut sent = FuturesOrdered::new();
+    let mut sent: FuturesOrdered<Writing> = FuturesOrdered::new();
     // The last batch sent, until its place in the commit order is fixed:
     // the next batch waits for it.
     let mut ordering: Option<oneshot::Receiver<()>> = None;
@@ -92,9 +94,9 @@ async fn write_batches(
             biased;
             Some(done) = sent.next() => match done {
                 Ok((replies, result)) => answer(&after, replies, result),
-                // The batch's task panicked: its callers' replies are gone
-                // with it, and they get "stopped before answering".
-                Err(e) => tracing::error!(error = %e, "the registration writer's batch failed"),
+                // The store panicked writing the batch: its callers' replies
+                // are gone with it, and they get "stopped before answering".
+                Err(_) => tracing::error!("the registration writer's batch panicked"),
             },
             // Told or dropped: either way the next batch may go.
             _ = async { ordering.as_mut().expect("guarded").await }, if ordering.is_some() => {
@@ -113,17 +115,25 @@ type Written = (
     Result<Vec<Result<BatchRegistered, StoreError>>, StoreError>,
 );
 
-/// Starts writing the `queued` registrations as one batch (its own task,
-/// so the store has it before the writer awaits it); `ordered` is told
-/// when the next batch may be sent ([`Store::register_batch_ordered`]).
+/// Writing one batch, polled by the writer itself (no task of its own: the
+/// store's answer wakes the writer directly). A panic is caught, so it
+/// fails that batch only.
+type Writing = BoxFuture<'static, Result<Written, Box<dyn std::any::Any + Send>>>;
+
+/// Writing the `queued` registrations as one batch; `ordered` is told when
+/// the next batch may be sent ([`Store::register_batch_ordered`]). The
+/// writer polls it as soon as it is queued, so the store has it before the
+/// writer waits for anything else.
 fn write(
     store: &Arc<dyn Store>,
     queued: &mut Vec<(Registration, Reply)>,
     ordered: oneshot::Sender<()>,
-) -> tokio::task::JoinHandle<Written> {
+) -> Writing {
     let (items, replies): (Vec<_>, Vec<_>) = queued.drain(..).unzip();
     let store = store.clone();
-    tokio::spawn(async move { (replies, store.register_batch_ordered(items, ordered).await) })
+    AssertUnwindSafe(async move { (replies, store.register_batch_ordered(items, ordered).await) })
+        .catch_unwind()
+        .boxed()
 }
 
 /// Runs `after` for each registration of a written batch, in order, then

@@ -16,7 +16,7 @@ use release_guardian::context::Context;
 use release_guardian::model::{NewRelease, ReleaseStatus};
 use release_guardian::scheduler::Guardian;
 use release_guardian::store::sqlite::SqliteStore;
-use release_guardian::store::Store;
+use release_guardian::store::{ReleaseFilter, Store};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
@@ -128,6 +128,75 @@ fn events(r: &Receiver) -> Vec<String> {
 async fn wait_event(r: &Receiver, what: &str, n: usize) {
     wait_for(what, Duration::from_secs(20), || async move {
         (events(r).iter().filter(|e| *e == what).count() >= n).then_some(())
+    })
+    .await;
+}
+
+/// A registration whose caller goes away once it is queued (a client that
+/// disconnects, a request timeout) still does everything that follows it:
+/// it is committed, its watch starts, the watch it supersedes stops, and
+/// that watch's end is announced.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registration_whose_caller_goes_away_still_supersedes_and_announces() {
+    let dir = tempfile::tempdir().unwrap();
+    let switch = Switch::start().await;
+    let chat = Receiver::start(Reply::Ok).await;
+    let chatty = hook("chat", &chat, "min_severity = \"info\"\n");
+    let (g, store) = guardian(dir.path(), &switch, &[("chat", chatty)], None).await;
+    let v2 = register(&g).await;
+    assert_eq!(g.running_watches(), 1);
+    // Polled once (which queues it), then dropped.
+    let v3 = NewRelease {
+        service: "checkout".into(),
+        version: "v3".into(),
+        previous_version: None,
+        environment: None,
+        annotations: Default::default(),
+    };
+    let gone = tokio::time::timeout(Duration::ZERO, g.register(v3)).await;
+    assert!(gone.is_err(), "answered on its first poll: {gone:?}");
+
+    let v3 = wait_for("v3 to be written", Duration::from_secs(20), || {
+        let store = store.clone();
+        async move {
+            let filter = ReleaseFilter {
+                service: Some("checkout".into()),
+                ..ReleaseFilter::default()
+            };
+            let all = store.list_releases(&filter).await.ok()?;
+            all.into_iter().find(|r| r.version == "v3")
+        }
+    })
+    .await;
+    assert_eq!(v3.status, ReleaseStatus::Watching);
+    let old = store.get_release(&v2).await.unwrap().unwrap();
+    assert_eq!(old.status, ReleaseStatus::Superseded);
+    assert_eq!(old.superseded_by.as_deref(), Some(v3.id.as_str()));
+    wait_event(&chat, "summary -", 1).await;
+    let summary = chat
+        .accepted()
+        .into_iter()
+        .find(|b| b["event"] == "summary")
+        .unwrap();
+    assert_eq!(summary["release_id"], v2.as_str(), "{summary}");
+    assert!(
+        summary["reason"]
+            .as_str()
+            .unwrap()
+            .contains("watch ended: superseded"),
+        "{summary}"
+    );
+    // One watch runs, v3's: v2's stopped.
+    wait_for("v2's watch to stop", Duration::from_secs(20), || async {
+        (g.running_watches() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        g.abort(&v3.id).await.unwrap().status,
+        ReleaseStatus::Aborted
+    );
+    wait_for("v3's watch to stop", Duration::from_secs(20), || async {
+        (g.running_watches() == 0).then_some(())
     })
     .await;
 }
