@@ -21,7 +21,7 @@
 //! that supersedes an earlier one always finds the earlier one's watch
 //! started.
 
-use super::registration::{BatchRegistered, Registration};
+use super::registration::{BatchRegistered, BatchResult, Registration};
 use super::{Store, StoreError};
 use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::{FuturesOrdered, StreamExt};
@@ -110,10 +110,7 @@ async fn write_batches(
     }
 }
 
-type Written = (
-    Vec<Reply>,
-    Result<Vec<Result<BatchRegistered, StoreError>>, StoreError>,
-);
+type Written = (Vec<Reply>, BatchResult);
 
 /// Writing one batch, polled by the writer itself (no task of its own: the
 /// store's answer wakes the writer directly). A panic is caught, so it
@@ -138,11 +135,7 @@ fn write(
 
 /// Runs `after` for each registration of a written batch, in order, then
 /// answers each caller.
-fn answer(
-    after: &AfterCommit,
-    replies: Vec<Reply>,
-    result: Result<Vec<Result<BatchRegistered, StoreError>>, StoreError>,
-) {
+fn answer(after: &AfterCommit, replies: Vec<Reply>, result: BatchResult) {
     let n = replies.len();
     match result {
         Ok(results) if results.len() == n => {

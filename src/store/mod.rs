@@ -72,7 +72,7 @@ use crate::model::{
 };
 use crate::section::Section;
 use async_trait::async_trait;
-pub use registration::{BatchRegistered, Registration};
+pub use registration::{BatchRegistered, BatchResult, Registration};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -394,10 +394,7 @@ pub trait Store: Send + Sync + 'static {
     /// outer `Err` means nothing was written. The default runs the items
     /// one by one ([`registration::one_by_one`]); SQLite writes the whole
     /// batch in one transaction (one sync), a savepoint per item.
-    async fn register_batch(
-        &self,
-        batch: Vec<Registration>,
-    ) -> Result<Vec<Result<BatchRegistered, StoreError>>, StoreError> {
+    async fn register_batch(&self, batch: Vec<Registration>) -> BatchResult {
         Ok(registration::one_by_one(self, batch).await)
     }
 
@@ -412,7 +409,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         batch: Vec<Registration>,
         ordered: tokio::sync::oneshot::Sender<()>,
-    ) -> Result<Vec<Result<BatchRegistered, StoreError>>, StoreError> {
+    ) -> BatchResult {
         let written = self.register_batch(batch).await;
         let _ = ordered.send(());
         written

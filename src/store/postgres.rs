@@ -20,8 +20,8 @@
 //! the write depends on, in the same transaction.
 
 use super::{
-    BatchRegistered, Lease, Registered, Registration, ReleaseDetails, ReleaseFilter,
-    ResumableReleases, RollbackRequest, Silence, Store, StoreError, TickApplied, TickCommit,
+    BatchResult, Lease, Registered, Registration, ReleaseDetails, ReleaseFilter, ResumableReleases,
+    RollbackRequest, Silence, Store, StoreError, TickApplied, TickCommit,
 };
 use crate::model::{
     AuditRecord, CheckPoint, CheckRecord, Decision, DeliveryStatus, Millis, NewRelease,
@@ -402,10 +402,7 @@ impl Store for PostgresStore {
     /// one service's items keep theirs): every batch takes its per-service
     /// locks in the same order, so two replicas' batches never deadlock.
     /// The answers come back in the batch's order.
-    async fn register_batch(
-        &self,
-        batch: Vec<Registration>,
-    ) -> Result<Vec<Result<BatchRegistered, StoreError>>, StoreError> {
+    async fn register_batch(&self, batch: Vec<Registration>) -> BatchResult {
         let mut items: Vec<(usize, Registration)> = batch.into_iter().enumerate().collect();
         items.sort_by(|(_, a), (_, b)| {
             (&a.new.service, &a.environment).cmp(&(&b.new.service, &b.environment))

@@ -60,6 +60,10 @@ pub struct BatchRegistered {
     pub claimed: bool,
 }
 
+/// What a batch of registrations gives: one result per item, in the
+/// batch's order, or an error for the whole batch (nothing of it written).
+pub type BatchResult = Result<Vec<Result<BatchRegistered, StoreError>>, StoreError>;
+
 /// Runs a batch item by item through the other methods of the trait: the
 /// same semantics, one write (and commit) per step, so an item may be
 /// left half written by a crash (its release without its audit record).

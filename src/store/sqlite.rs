@@ -49,8 +49,8 @@
 //!   first" are well defined even when timestamps are equal.
 
 use super::{
-    BatchRegistered, Lease, Registered, Registration, ReleaseDetails, ReleaseFilter,
-    ResumableReleases, RollbackRequest, Silence, Store, StoreError, TickApplied, TickCommit,
+    BatchResult, Lease, Registered, Registration, ReleaseDetails, ReleaseFilter, ResumableReleases,
+    RollbackRequest, Silence, Store, StoreError, TickApplied, TickCommit,
 };
 use crate::model::{
     AuditRecord, CheckPoint, CheckRecord, Decision, DeliveryStatus, Millis, NewRelease,
@@ -284,8 +284,6 @@ impl SqliteStore {
     }
 }
 
-type Batch = Result<Vec<Result<BatchRegistered, StoreError>>, StoreError>;
-
 /// A registration batch, written as one job of the store's thread. Its
 /// items are first written together, with no savepoint (a savepoint copies
 /// each page an item first changes into its journal: the index pages,
@@ -301,8 +299,8 @@ struct RegisterJob {
     /// Whether the job already ran again.
     retried: bool,
     /// `None` until run, and after a panic.
-    out: Option<Batch>,
-    reply: tokio::sync::oneshot::Sender<Batch>,
+    out: Option<BatchResult>,
+    reply: tokio::sync::oneshot::Sender<BatchResult>,
     /// Told once the batch is committed (dropped if it is not).
     ordered: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -310,7 +308,7 @@ struct RegisterJob {
 impl RegisterJob {
     /// The items with no savepoint; the first failure fails them all (and
     /// makes the next run item by item).
-    fn together(&mut self, tx: &Transaction<'_>) -> Batch {
+    fn together(&mut self, tx: &Transaction<'_>) -> BatchResult {
         let mut out = Vec::with_capacity(self.items.len());
         for item in &self.items {
             match ops::register_item(tx, item) {
@@ -326,7 +324,7 @@ impl RegisterJob {
 
     /// Each item in a savepoint of its own: a failing item is rolled back
     /// alone and answers its own error.
-    fn each_in_its_savepoint(&self, tx: &Transaction<'_>) -> Batch {
+    fn each_in_its_savepoint(&self, tx: &Transaction<'_>) -> BatchResult {
         self.items
             .iter()
             .map(|item| {
@@ -405,10 +403,7 @@ impl Store for SqliteStore {
 
     /// One transaction for the whole batch (one commit): the items are
     /// written together, and again item by item only if one fails.
-    async fn register_batch(
-        &self,
-        batch: Vec<Registration>,
-    ) -> Result<Vec<Result<BatchRegistered, StoreError>>, StoreError> {
+    async fn register_batch(&self, batch: Vec<Registration>) -> BatchResult {
         self.register_batch_ordered(batch, tokio::sync::oneshot::channel().0)
             .await
     }
@@ -419,7 +414,7 @@ impl Store for SqliteStore {
         &self,
         batch: Vec<Registration>,
         ordered: tokio::sync::oneshot::Sender<()>,
-    ) -> Result<Vec<Result<BatchRegistered, StoreError>>, StoreError> {
+    ) -> BatchResult {
         let (reply, answered) = tokio::sync::oneshot::channel();
         self.submit(
             Box::new(RegisterJob {
