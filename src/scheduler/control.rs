@@ -208,8 +208,9 @@ impl Guardian {
             })
             .await?;
         let reg = written.registered;
-        // A new release: the writer has already stopped the superseded
-        // watches and started this one (`after_commit`).
+        // A new release needs nothing more here: the writer has already
+        // stopped the superseded watches and started this one
+        // (`after_commit`).
         if !reg.created
             && reg.release.status == ReleaseStatus::Watching
             && reg.release.next_check_at.is_some()

@@ -96,7 +96,14 @@ async fn write_batches(
                 Ok((replies, result)) => answer(&after, replies, result),
                 // The store panicked writing the batch: its callers' replies
                 // are gone with it, and they get "stopped before answering".
-                Err(_) => tracing::error!("the registration writer's batch panicked"),
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".into());
+                    tracing::error!(panic = %what, "the registration writer's batch panicked");
+                }
             },
             // Told or dropped: either way the next batch may go.
             _ = async { ordering.as_mut().expect("guarded").await }, if ordering.is_some() => {
