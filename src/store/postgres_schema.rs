@@ -126,6 +126,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_by_release ON audit (release_id, seq);
     ",
+    // 2: releases of one status in the order a list shows them (newest
+    // first by start), as SQLite's version 8.
+    "
+    DROP INDEX releases_by_status;
+    CREATE INDEX releases_by_status ON releases (status, started_at, seq);
+    ",
 ];
 
 /// Applies the migrations the database lacks, all in one transaction that

@@ -15,7 +15,7 @@ use release_guardian::model::{
     Level, Message, Millis, NewRelease, NotificationRecord, Release, ReleaseStatus, RollbackRecord,
     RollbackState, Severity,
 };
-use release_guardian::store::sqlite::SqliteStore;
+use release_guardian::store::sqlite::{SqliteStore, PAGE_SIZE};
 use release_guardian::store::{
     Lease, Registered, Registration, ReleaseFilter, RollbackRequest, Silence, Store, StoreError,
     StoreSettings, TickApplied, TickCommit,
@@ -2506,6 +2506,8 @@ async fn open_creates_a_versioned_schema_in_wal_mode() {
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
+    let page_size: u32 = raw.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    assert_eq!(page_size, PAGE_SIZE);
     let version: u32 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
@@ -2730,12 +2732,15 @@ async fn an_old_database_migrates_and_keeps_its_rows() {
         .unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
-    let version: u32 = rusqlite::Connection::open(&path)
-        .unwrap()
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let version: u32 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, SqliteStore::schema_version());
     assert!(version >= 2);
+    // The file keeps the page size it was created with (SQLite's default).
+    let page_size: u32 = raw.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    assert_eq!(page_size, 4096);
     let d = store.release_details("old").await.unwrap().unwrap();
     assert!(d.release.acked);
     assert_eq!(d.decisions[0].action, DecisionAction::Acked);
