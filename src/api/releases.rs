@@ -252,17 +252,20 @@ pub(crate) async fn list(
         .map(|r| encode_cursor(r.started_at, &r.id));
     let settings = ctx.settings();
     let redactor = Redactor::from_settings(&settings);
-    let mut views = Vec::with_capacity(releases.len());
-    for release in releases {
-        // Releases are never deleted; a missing one would be a store bug,
-        // and is skipped rather than failing the whole list.
-        match ctx.store.release_details(&release.id).await? {
+    // One read for the whole page, not one per release.
+    let ids: Vec<String> = releases.into_iter().map(|r| r.id).collect();
+    let details = ctx.store.releases_details(&ids).await?;
+    let mut views = Vec::with_capacity(ids.len());
+    for (id, details) in ids.iter().zip(details) {
+        // Releases are deleted only once ended past retention; one deleted
+        // between the two reads is skipped rather than failing the list.
+        match details {
             Some(details) => {
                 let mut view = ReleaseView::new(with_pending(details, &settings), &redactor);
                 view.annotations = None;
                 views.push(view);
             }
-            None => tracing::warn!(release = %release.id, "listed release has no details"),
+            None => tracing::warn!(release = %id, "listed release has no details"),
         }
     }
     let mut response = Json(views).into_response();

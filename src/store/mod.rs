@@ -419,6 +419,13 @@ pub trait Store: Send + Sync + 'static {
 
     async fn release_details(&self, id: &str) -> Result<Option<ReleaseDetails>, StoreError>;
 
+    /// [`Store::release_details`] of each of `ids`, in their order, read in
+    /// one transaction (what a list of releases shows).
+    async fn releases_details(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Option<ReleaseDetails>>, StoreError>;
+
     async fn list_releases(&self, filter: &ReleaseFilter) -> Result<Vec<Release>, StoreError>;
 
     /// Releases in `watching` or `rolling_back`: what a restart resumes.

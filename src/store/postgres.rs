@@ -434,6 +434,19 @@ impl Store for PostgresStore {
         in_tx!(self, |tx| ops::release_details(&tx, id).await)
     }
 
+    async fn releases_details(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Option<ReleaseDetails>>, StoreError> {
+        in_tx!(self, |tx| {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                out.push(ops::release_details(&tx, id).await?);
+            }
+            Ok::<_, StoreError>(out)
+        })
+    }
+
     async fn list_releases(&self, filter: &ReleaseFilter) -> Result<Vec<Release>, StoreError> {
         in_tx!(self, |tx| ops::list_releases(&tx, filter).await)
     }

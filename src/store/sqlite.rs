@@ -453,6 +453,15 @@ impl Store for SqliteStore {
         self.read(move |tx| ops::release_details(tx, &id)).await
     }
 
+    async fn releases_details(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Option<ReleaseDetails>>, StoreError> {
+        let ids = ids.to_vec();
+        self.read(move |tx| ids.iter().map(|id| ops::release_details(tx, id)).collect())
+            .await
+    }
+
     /// Newest first (`started_at`, then registration order); limit 0 means
     /// 100, and at most 1000 rows are returned.
     async fn list_releases(&self, filter: &ReleaseFilter) -> Result<Vec<Release>, StoreError> {

@@ -133,6 +133,7 @@ macro_rules! store_contract {
                 list_releases_is_newest_first_and_filters,
                 active_releases_and_counts,
                 missing_things_are_none,
+                details_of_several_releases_read_together_in_order,
                 data_survives_closing_and_reopening,
                 a_watch_lease_has_one_live_owner,
                 an_expired_watch_lease_can_be_taken_over,
@@ -1877,6 +1878,29 @@ async fn missing_things_are_none(db: Backend) {
     assert!(s.load_checks("nope").await.unwrap().is_empty());
     assert!(s.count_by_status().await.unwrap().is_empty());
     assert!(s.active_releases().await.unwrap().is_empty());
+}
+
+/// `releases_details` gives what `release_details` gives for each id, in
+/// the order asked, with `None` where the store holds no such release.
+async fn details_of_several_releases_read_together_in_order(db: Backend) {
+    let s = &*db.store;
+    register(s, "checkout", "v1", "r1", 1_000).await;
+    let mut t = tick(2_000);
+    t.checks = vec![check("error_rate", CheckState::Warning, Some(0.07), 2_000)];
+    t.decisions = vec![decision(2_000, "level_changed")];
+    t.notifications = vec![notification("k1", "r1", 2_000, 2_000)];
+    s.commit_tick("r1", &t).await.unwrap();
+    register(s, "payments", "v7", "p7", 3_000).await;
+    let ids = ["p7", "nope", "r1"].map(String::from);
+    let got = s.releases_details(&ids).await.unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0], s.release_details("p7").await.unwrap());
+    assert_eq!(got[1], None);
+    assert_eq!(got[2], s.release_details("r1").await.unwrap());
+    let r1 = got[2].as_ref().unwrap();
+    assert_eq!(r1.checks.len(), 1);
+    assert_eq!(r1.notifications.len(), 1);
+    assert!(s.releases_details(&[]).await.unwrap().is_empty());
 }
 
 // ---- corrupt rows -----------------------------------------------------------------
