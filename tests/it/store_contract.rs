@@ -1880,10 +1880,9 @@ async fn missing_things_are_none(db: Backend) {
     assert!(s.active_releases().await.unwrap().is_empty());
 }
 
-/// `releases_details` gives what `release_details` gives for each id, in
-/// the order asked, with `None` where the store holds no such release.
-async fn details_of_several_releases_read_together_in_order(db: Backend) {
-    let s = &*db.store;
+/// `r1` (checkout v1) with a check, a decision and a queued page from one
+/// tick, then `p7` (payments v7).
+async fn checkout_ticked_and_payments(s: &dyn Store) {
     register(s, "checkout", "v1", "r1", 1_000).await;
     let mut t = tick(2_000);
     t.checks = vec![check("error_rate", CheckState::Warning, Some(0.07), 2_000)];
@@ -1891,6 +1890,13 @@ async fn details_of_several_releases_read_together_in_order(db: Backend) {
     t.notifications = vec![notification("k1", "r1", 2_000, 2_000)];
     s.commit_tick("r1", &t).await.unwrap();
     register(s, "payments", "v7", "p7", 3_000).await;
+}
+
+/// `releases_details` gives what `release_details` gives for each id, in
+/// the order asked, with `None` where the store holds no such release.
+async fn details_of_several_releases_read_together_in_order(db: Backend) {
+    let s = &*db.store;
+    checkout_ticked_and_payments(s).await;
     let ids = ["p7", "nope", "r1"].map(String::from);
     let got = s.releases_details(&ids).await.unwrap();
     assert_eq!(got.len(), 3);
@@ -1915,13 +1921,7 @@ fn assert_corrupt<T: std::fmt::Debug>(r: Result<T, StoreError>, needle: &str) {
 /// Reopening the store (a restart) finds everything as it was.
 async fn data_survives_closing_and_reopening(db: Backend) {
     let s = &*db.store;
-    register(s, "checkout", "v1", "r1", 1_000).await;
-    let mut t = tick(2_000);
-    t.checks = vec![check("error_rate", CheckState::Warning, Some(0.07), 2_000)];
-    t.decisions = vec![decision(2_000, "level_changed")];
-    t.notifications = vec![notification("k1", "r1", 2_000, 2_000)];
-    s.commit_tick("r1", &t).await.unwrap();
-    register(s, "payments", "v7", "p7", 3_000).await;
+    checkout_ticked_and_payments(s).await;
     s.request_rollback(
         "p7",
         &rollback_record(3_500, "manual"),
