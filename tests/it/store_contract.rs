@@ -15,7 +15,7 @@ use release_guardian::model::{
     Level, Message, Millis, NewRelease, NotificationRecord, Release, ReleaseStatus, RollbackRecord,
     RollbackState, Severity,
 };
-use release_guardian::store::sqlite::{SqliteStore, PAGE_SIZE};
+use release_guardian::store::sqlite::{SqliteStore, CHECKPOINT_PAGES, PAGE_SIZE};
 use release_guardian::store::{
     Lease, Registered, Registration, ReleaseFilter, RollbackRequest, Silence, Store, StoreError,
     StoreSettings, TickApplied, TickCommit,
@@ -2560,6 +2560,51 @@ async fn open_creates_a_versioned_schema_in_wal_mode() {
         ]
     );
     assert_eq!(db.store.path(), db.path());
+}
+
+#[tokio::test]
+async fn the_wal_starts_over_every_checkpoint_pages_frames() {
+    // Registrations, one commit each, until they have written three times
+    // `CHECKPOINT_PAGES` frames (counted from the WAL's growth over the
+    // first commits): the WAL file (which keeps its size when it starts
+    // over) never holds many more than `CHECKPOINT_PAGES` frames, and
+    // no fewer either (checkpoints did not run sooner).
+    let db = sqlite_db();
+    let mut wal = db.path().as_os_str().to_owned();
+    wal.push("-wal");
+    let frame = u64::from(PAGE_SIZE) + 24;
+    let wal_len = || std::fs::metadata(&wal).expect("the WAL file").len();
+    let mut n = 0u64;
+    let mut per_commit = 0u64;
+    let mut largest = 0u64;
+    while per_commit == 0 || n * per_commit < 3 * u64::from(CHECKPOINT_PAGES) {
+        n += 1;
+        let now = 1_000 + n as i64;
+        register(
+            &db.store,
+            "checkout",
+            &format!("v{n}"),
+            &format!("r{n}"),
+            now,
+        )
+        .await;
+        largest = largest.max(wal_len());
+        if n == 20 {
+            // The first commits only append (the WAL is far from full).
+            per_commit = largest / frame / n;
+            assert!(per_commit > 0);
+        }
+    }
+    let most = (u64::from(CHECKPOINT_PAGES) + 2 * per_commit) * frame + 32;
+    let least = u64::from(CHECKPOINT_PAGES) * frame;
+    assert!(
+        (least..=most).contains(&largest),
+        "the WAL reached {largest} bytes, expected {least}..={most}"
+    );
+    assert_eq!(
+        release(&db.store, &format!("r{n}")).await.version,
+        format!("v{n}")
+    );
 }
 
 #[tokio::test]
