@@ -127,27 +127,37 @@ unsafe fn register() -> bool {
     ffi::sqlite3_vfs_register(ours, 0) == ffi::SQLITE_OK
 }
 
-static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
-    iVersion: 3,
-    xClose: Some(close),
-    xRead: Some(read),
-    xWrite: Some(write),
-    xTruncate: Some(truncate),
-    xSync: Some(sync),
-    xFileSize: Some(file_size),
-    xLock: Some(lock),
-    xUnlock: Some(unlock),
-    xCheckReservedLock: Some(check_reserved_lock),
-    xFileControl: Some(file_control),
-    xSectorSize: Some(sector_size),
-    xDeviceCharacteristics: Some(device_characteristics),
-    xShmMap: Some(shm_map),
-    xShmLock: Some(shm_lock),
-    xShmBarrier: Some(shm_barrier),
-    xShmUnmap: Some(shm_unmap),
-    xFetch: Some(fetch),
-    xUnfetch: Some(unfetch),
-};
+/// Our methods, at the version of the platform file's (a method the
+/// platform's version lacks is never called).
+const fn methods(version: c_int) -> ffi::sqlite3_io_methods {
+    ffi::sqlite3_io_methods {
+        iVersion: version,
+        xClose: Some(close),
+        xRead: Some(read),
+        xWrite: Some(write),
+        xTruncate: Some(truncate),
+        xSync: Some(sync),
+        xFileSize: Some(file_size),
+        xLock: Some(lock),
+        xUnlock: Some(unlock),
+        xCheckReservedLock: Some(check_reserved_lock),
+        xFileControl: Some(file_control),
+        xSectorSize: Some(sector_size),
+        xDeviceCharacteristics: Some(device_characteristics),
+        xShmMap: if version >= 2 { Some(shm_map) } else { None },
+        xShmLock: if version >= 2 { Some(shm_lock) } else { None },
+        xShmBarrier: if version >= 2 {
+            Some(shm_barrier)
+        } else {
+            None
+        },
+        xShmUnmap: if version >= 2 { Some(shm_unmap) } else { None },
+        xFetch: if version >= 3 { Some(fetch) } else { None },
+        xUnfetch: if version >= 3 { Some(unfetch) } else { None },
+    }
+}
+
+static METHODS: [ffi::sqlite3_io_methods; 3] = [methods(1), methods(2), methods(3)];
 
 unsafe extern "C" fn open(
     vfs: *mut ffi::sqlite3_vfs,
@@ -180,7 +190,8 @@ unsafe extern "C" fn open(
         at: 0,
         page_next: false,
     });
-    (*me).base.pMethods = &METHODS;
+    let version = (*(*real).pMethods).iVersion.clamp(1, 3);
+    (*me).base.pMethods = &METHODS[version as usize - 1];
     ffi::SQLITE_OK
 }
 
