@@ -15,10 +15,11 @@
 //! What keeps this safe, in SQLite 3.46's WAL writer (`walFrames`):
 //! - only the header of a frame that is not a commit frame (24 bytes, the
 //!   database size field zero) and the page that directly follows it are
-//!   held back. Every other write (the commit frame, the WAL header, a
-//!   frame rewritten in place, checksums rewritten) first writes what is
-//!   held, then goes straight to the file, so the file sees every write in
-//!   SQLite's order;
+//!   held back. The commit frame's header joins them and all of it is
+//!   written at once; every other write (the commit frame's page, the WAL
+//!   header, a frame rewritten in place, checksums rewritten) first writes
+//!   what is held, then goes straight to the file, so the file sees every
+//!   write in SQLite's order;
 //! - the commit frame's header is the last write of a commit before SQLite
 //!   publishes the commit in the WAL index (the shared memory other
 //!   connections read). It is written, with everything held before it,
@@ -209,15 +210,15 @@ unsafe fn flush(file: *mut ffi::sqlite3_file) -> c_int {
     if me.held.bytes.is_empty() {
         return ffi::SQLITE_OK;
     }
-    let (real, methods) = real(file);
-    let Some(write) = methods.xWrite else {
+    let real = me.real;
+    let Some(write) = (*(*real).pMethods).xWrite else {
         return ffi::SQLITE_IOERR_WRITE;
     };
     let mut rc = ffi::SQLITE_OK;
     let mut at = me.held.at;
     for chunk in me.held.bytes.chunks(WRITE_AT_MOST) {
         #[cfg(test)]
-        tests::WAL_WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tests::WAL_WRITES.with(|n| n.set(n.get() + 1));
         // `chunk.len()` is at most `WRITE_AT_MOST`.
         rc = write(
             real,
@@ -284,7 +285,7 @@ unsafe extern "C" fn write(
     }
     #[cfg(test)]
     if me.wal {
-        tests::WAL_WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tests::WAL_WRITES.with(|n| n.set(n.get() + 1));
     }
     forward!(file, xWrite, ffi::SQLITE_IOERR_WRITE, data, amount, offset)
 }
@@ -436,13 +437,12 @@ mod tests {
     use super::*;
     use rusqlite::{Connection, OpenFlags};
     use std::path::Path;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Mutex;
 
-    /// Writes that reached a WAL file through the VFS (every test's).
-    pub(super) static WAL_WRITES: AtomicU64 = AtomicU64::new(0);
-    /// Tests that count [`WAL_WRITES`] run one at a time.
-    static COUNTING: Mutex<()> = Mutex::new(());
+    thread_local! {
+        /// Writes that reached a WAL file through the VFS from this
+        /// thread (each test's connection is used by its own thread).
+        pub(super) static WAL_WRITES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
 
     /// The store's settings: WAL, `synchronous = NORMAL`, 1 KiB pages.
     fn open(path: &Path, vfs: bool) -> Connection {
@@ -492,15 +492,14 @@ mod tests {
 
     #[test]
     fn a_commit_of_many_frames_reaches_the_wal_in_two_writes() {
-        let _one = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let conn = open(&path, true);
         create(&conn);
         insert(&conn, 0, 10);
-        let before = (WAL_WRITES.load(Ordering::Relaxed), wal_len(&path));
+        let before = (WAL_WRITES.with(|n| n.get()), wal_len(&path));
         insert(&conn, 10, 100);
-        let writes = WAL_WRITES.load(Ordering::Relaxed) - before.0;
+        let writes = WAL_WRITES.with(|n| n.get()) - before.0;
         let frames = (wal_len(&path) - before.1) / (1024 + FRAME_HEADER as u64);
         assert!(frames >= 10, "the commit wrote {frames} frames");
         assert_eq!(writes, 2, "{frames} frames took {writes} writes");
