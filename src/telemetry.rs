@@ -54,7 +54,11 @@ pub struct SourceLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProbeQuantileLabels {
+    /// `SERVICE/PROBE`.
     pub probe: String,
+    /// The environment of the service's watch (one service may be watched
+    /// in several at once, each with its own probes' gauges).
+    pub environment: String,
     pub quantile: String,
 }
 
@@ -272,7 +276,7 @@ impl Telemetry {
     /// Sets a probe's quantile gauges from its latest tick's histogram (the
     /// histogram belongs to the tick and is dropped with it; nothing here
     /// grows with the number of ticks or watches).
-    pub fn record_probe(&self, probe: &str, latencies: &Hdr<u32>) {
+    pub fn record_probe(&self, probe: &str, environment: &str, latencies: &Hdr<u32>) {
         if latencies.is_empty() {
             return;
         }
@@ -281,17 +285,19 @@ impl Telemetry {
             self.probe_latency
                 .get_or_create(&ProbeQuantileLabels {
                     probe: probe.to_string(),
+                    environment: environment.to_string(),
                     quantile: q.to_string(),
                 })
                 .set(v);
         }
     }
 
-    /// Drops a probe's gauges (its watch ended).
-    pub fn forget_probe(&self, probe: &str) {
+    /// Drops a probe's gauges in one environment (its watch ended).
+    pub fn forget_probe(&self, probe: &str, environment: &str) {
         for q in PROBE_QUANTILES {
             self.probe_latency.remove(&ProbeQuantileLabels {
                 probe: probe.to_string(),
+                environment: environment.to_string(),
                 quantile: q.to_string(),
             });
         }

@@ -241,6 +241,7 @@ impl<'a> TickSources<'a> {
         };
         telemetry.record_probe(
             &format!("{}/{}", self.service.name, cfg.name),
+            &self.service.environment,
             &burst.latencies,
         );
         telemetry

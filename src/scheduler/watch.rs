@@ -287,7 +287,7 @@ fn hold_scrapes(g: &Guardian, release: &Release) -> Vec<Arc<Target>> {
 }
 
 /// Drops the probe gauges of a watch that ended (the next watch of the
-/// service sets them again at its first tick). A release's service and
+/// service in that environment sets them again at its first tick). A release's service and
 /// environment never change, so the row the watch last saw names them; the
 /// release is read only if the watch never saw it.
 async fn forget_probes(g: &Guardian, id: &str, seen: Option<&Release>) {
@@ -305,9 +305,10 @@ async fn forget_probes(g: &Guardian, id: &str, seen: Option<&Release>) {
     let settings = g.ctx.settings();
     if let Some(service) = settings.service(&release.service, &release.environment) {
         for p in &service.probes {
-            g.ctx
-                .telemetry
-                .forget_probe(&format!("{}/{}", service.name, p.name));
+            g.ctx.telemetry.forget_probe(
+                &format!("{}/{}", service.name, p.name),
+                &service.environment,
+            );
         }
     }
 }

@@ -5,6 +5,8 @@
 //! probe histograms; once both have ended, no watch task is alive (the
 //! task, and everything it held, was dropped — not just unlisted), no
 //! probe gauge remains and no probe histogram is alive.
+//! A service watched in two environments keeps a gauge set for each, and
+//! the end of one watch drops only its own.
 
 use crate::support::{metric_value, serve, wait_for, Daemon};
 use axum::routing::get;
@@ -117,5 +119,123 @@ rules = ["rules.yaml"]
         left.contains("# TYPE rg_watch_tasks gauge")
             && left.contains("# TYPE rg_probe_histograms gauge"),
         "{left}"
+    );
+}
+
+/// The probe gauges of `service` in `environment` in a `/metrics` text.
+fn probe_gauges_in(text: &str, service: &str, environment: &str) -> usize {
+    let (probe, env) = (
+        format!("probe=\"{service}/live\""),
+        format!("environment=\"{environment}\""),
+    );
+    text.lines()
+        .filter(|l| l.starts_with("rg_probe_latency_seconds{") && l.contains(&probe))
+        .filter(|l| l.contains(&env))
+        .count()
+}
+
+/// One service watched in two environments has a set of probe gauges for
+/// each, and the end of one watch drops only its own: production's gauges
+/// (whose ticks have stopped for half an hour) outlive staging's abort.
+#[tokio::test]
+async fn a_service_in_two_environments_keeps_a_probe_gauge_set_for_each() {
+    let target = serve(Router::new().route("/health", get(|| async { "ok" }))).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        "checks:\n  - name: live\n    source: probe\n    probe: live\n    critical: { failures: 3 }\n",
+    )
+    .unwrap();
+    let listen = crate::support::free_listen();
+    let service = |environment: &str, tiers: &str| {
+        format!(
+            r#"[[services]]
+name = "checkout"
+environment = "{environment}"
+rules = ["rules.yaml"]
+  [services.cadence]
+  tiers = {tiers}
+  [[services.probes]]
+  name = "live"
+  url = "http://{target}/health"
+"#
+        )
+    };
+    let config = dir.path().join("guardian.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{listen}\"\n[store]\npath = \"g.db\"\n{}{}",
+            // Three quick ticks, then none for half an hour.
+            service(
+                "production",
+                r#"[ { until = "3s", every = "1s" }, { until = "1h", every = "30m" } ]"#
+            ),
+            service("staging", r#"[ { until = "1h", every = "1s" } ]"#),
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&config, &listen).await;
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for environment in ["production", "staging"] {
+        let r: Value = http
+            .post(format!("{}/v1/releases", d.api))
+            .json(&json!({"service": "checkout", "environment": environment, "version": "v2"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(r["id"].as_str().expect("a release id").to_string());
+    }
+
+    // Production past its quick ticks: its next one is half an hour away.
+    d.release_until(
+        &ids[0],
+        "production's quick ticks to be done",
+        Duration::from_secs(60),
+        |r| {
+            r["next_check_at"]
+                .as_str()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+                .is_some_and(|at| at > std::time::SystemTime::now() + Duration::from_secs(600))
+        },
+    )
+    .await;
+    wait_for(
+        "a probe gauge set in each environment",
+        Duration::from_secs(30),
+        || async {
+            let m = d.metrics().await;
+            (probe_gauges_in(&m, "checkout", "production") == 3
+                && probe_gauges_in(&m, "checkout", "staging") == 3)
+                .then_some(())
+        },
+    )
+    .await;
+
+    let aborted = http
+        .post(format!("{}/v1/releases/{}/abort", d.api, ids[1]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(aborted.status(), 200);
+    let m = wait_for(
+        "staging's probe gauges to go",
+        Duration::from_secs(30),
+        || async {
+            let m = d.metrics().await;
+            (metric_value(&m, "rg_watch_tasks") == Some(1.0)
+                && probe_gauges_in(&m, "checkout", "staging") == 0)
+                .then_some(m)
+        },
+    )
+    .await;
+    assert_eq!(
+        probe_gauges_in(&m, "checkout", "production"),
+        3,
+        "production's gauges went with staging's watch:\n{m}"
     );
 }
