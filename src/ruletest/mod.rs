@@ -2,7 +2,8 @@
 //! the spirit of `promtool test rules`. A test file names the packs under
 //! test and cases; each case is replayed through the daemon's own tick and
 //! between-tick semantics ([`crate::scheduler::replay`]) over in-memory
-//! series and scripted probes ([`memory`], written in the [`notation`]),
+//! series, scripted probes ([`memory`], written in the [`notation`]) and
+//! scrape targets that hold the case's samples and are never scraped,
 //! and its expectations (check states, levels and values at given
 //! instants, decisions, the verdict and the rollback's instant) are
 //! compared with what the replay found. The file format is in
@@ -53,6 +54,10 @@ pub struct ServiceDef {
     /// `probe_results`).
     #[serde(default)]
     pub probes: Vec<String>,
+    /// Scrape names the packs use (default: those of the cases'
+    /// `scraped_series`).
+    #[serde(default)]
+    pub scrapes: Vec<String>,
     #[serde(default)]
     pub min_health_score: Option<f64>,
     /// Cadence tiers, e.g. `[{ until: 1h, every: 5m }]` (default: the
@@ -105,6 +110,8 @@ pub struct Case {
     #[serde(default)]
     pub probe_results: Vec<ProbeSeries>,
     #[serde(default)]
+    pub scraped_series: Vec<ScrapedSeries>,
+    #[serde(default)]
     pub log_lines: Vec<LogLineDef>,
     #[serde(default)]
     pub expect: Vec<Expect>,
@@ -152,6 +159,18 @@ pub struct InputSeries {
 pub struct ProbeSeries {
     pub probe: String,
     /// Seconds of latency per tick interval, `fail`, or `_`.
+    pub values: String,
+}
+
+/// What the guardian scraped of one series of a `[[services.scrapes]]`
+/// target: `series` as the exposition writes it (`name{label="value"}`),
+/// one value per interval from instant 0 (`_`: the series was not in that
+/// scrape).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapedSeries {
+    pub scrape: String,
+    pub series: String,
     pub values: String,
 }
 
@@ -277,7 +296,7 @@ pub async fn run_file(path: &Path) -> FileOutcome {
 
 /// The config a test file stands for: its packs on its service, every
 /// query source configured (the memory source replaces them).
-fn config_text(file: &TestFile, probes: &BTreeSet<String>) -> String {
+fn config_text(file: &TestFile, probes: &BTreeSet<String>, scrapes: &BTreeSet<String>) -> String {
     let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let s = &file.service;
     let mut t = String::new();
@@ -314,6 +333,13 @@ fn config_text(file: &TestFile, probes: &BTreeSet<String>) -> String {
             q(p)
         );
     }
+    for name in scrapes {
+        t += &format!(
+            "[[services.scrapes]]\nname = {}\nurl = {}\n",
+            q(name),
+            q(&scrape_url(name))
+        );
+    }
     if !s.cadence.is_empty() || s.escalate_every.is_some() || s.sentinel_every.is_some() {
         t += "[services.cadence]\n";
         let tiers: Vec<String> = if s.cadence.is_empty() {
@@ -339,20 +365,91 @@ fn config_text(file: &TestFile, probes: &BTreeSet<String>) -> String {
     t
 }
 
+/// The URL a test's scrape stands at (never scraped: the case's
+/// `scraped_series` are the target's samples); its `instance` label is
+/// `127.0.0.1:9`.
+fn scrape_url(name: &str) -> String {
+    let path: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("http://127.0.0.1:9/{path}/metrics")
+}
+
+/// A case's `scraped_series` as the scrapes of each target: by scrape
+/// name, `(instant, samples)` oldest first. Scrapes before `release_at`
+/// are left out: a watch scrapes from its start.
+type Scrapes = BTreeMap<String, Vec<(Millis, Vec<(crate::sources::promql::Labels, f64)>)>>;
+
+fn scrapes_of(case: &Case, interval: Millis) -> Result<Scrapes, String> {
+    let mut at: BTreeMap<String, BTreeMap<Millis, Vec<_>>> = BTreeMap::new();
+    for (i, s) in case.scraped_series.iter().enumerate() {
+        let labels = series_labels(&s.series).ok_or_else(|| {
+            format!(
+                "scraped_series[{i}].series: {:?} is not one series as an exposition writes it, like http_requests_total{{code=\"500\"}}",
+                s.series
+            )
+        })?;
+        let samples =
+            notation::parse(&s.values).map_err(|e| format!("scraped_series[{i}].values: {e}"))?;
+        let scrapes = at.entry(s.scrape.clone()).or_default();
+        for (k, token) in samples.iter().enumerate() {
+            let instant = k as Millis * interval;
+            match token {
+                notation::Token::Value(v) if instant >= case.release_at => scrapes
+                    .entry(instant)
+                    .or_default()
+                    .push((labels.clone(), *v)),
+                notation::Token::Value(_) | notation::Token::Missing => {}
+                notation::Token::Stale | notation::Token::Fail => {
+                    return Err(format!(
+                        "scraped_series[{i}].values: `stale` and `fail` are not scraped values (`_` is a scrape without the series)"
+                    ))
+                }
+            }
+        }
+    }
+    Ok(at
+        .into_iter()
+        .map(|(name, by_instant)| (name, by_instant.into_iter().collect()))
+        .collect())
+}
+
+/// The labels of `name{label="value", ...}` (with `__name__`), parsed as
+/// PromQL parses a selector: every matcher `=`, and a metric name.
+fn series_labels(series: &str) -> Option<crate::sources::promql::Labels> {
+    use crate::sources::promql::{self, Expr, MatchOp};
+    let Ok(Expr::Selector(matchers)) = promql::parse(series) else {
+        return None;
+    };
+    let labels: crate::sources::promql::Labels = matchers
+        .iter()
+        .filter(|m| !m.value.is_empty())
+        .map(|m| (m.op == MatchOp::Eq).then(|| (m.name.clone(), m.value.clone())))
+        .collect::<Option<_>>()?;
+    labels.contains_key("__name__").then_some(labels)
+}
+
 async fn run_case(path: &Path, file: &TestFile, case: &Case) -> Result<Vec<String>, String> {
     let interval = case.interval.unwrap_or(file.interval).max(1);
     let mut probes: BTreeSet<String> = file.service.probes.iter().cloned().collect();
     probes.extend(case.probe_results.iter().map(|p| p.probe.clone()));
+    let mut scrape_names: BTreeSet<String> = file.service.scrapes.iter().cloned().collect();
+    scrape_names.extend(case.scraped_series.iter().map(|s| s.scrape.clone()));
     let dir = path.parent().unwrap_or(Path::new("."));
     let config_path = dir.join(format!(
         "{}.guardian.toml",
         path.file_name().unwrap_or_default().to_string_lossy()
     ));
-    let settings = crate::config::load_str(&config_text(file, &probes), &config_path, &[])
-        .map_err(|e| {
-            let lines: Vec<String> = e.errors.iter().map(|e| e.to_string()).collect();
-            format!("the packs do not load:\n  {}", lines.join("\n  "))
-        })?;
+    let settings = crate::config::load_str(
+        &config_text(file, &probes, &scrape_names),
+        &config_path,
+        &[],
+    )
+    .map_err(|e| {
+        let lines: Vec<String> = e.errors.iter().map(|e| e.to_string()).collect();
+        format!("the packs do not load:\n  {}", lines.join("\n  "))
+    })?;
     let service: Service = settings
         .services
         .first()
@@ -465,7 +562,19 @@ async fn run_case(path: &Path, file: &TestFile, case: &Case) -> Result<Vec<Strin
     }));
     ctx.replace_sources(crate::sources::Sources::from_parts(range, prober));
 
+    // Each scrape target holds the case's samples, and is held (never
+    // scraped) until the replay is done.
+    let mut scraped = scrapes_of(case, interval)?;
+    let mut held = Vec::new();
+    for name in &scrape_names {
+        if let Some(cfg) = service.scrape(name) {
+            let scrapes = scraped.remove(name).unwrap_or_default();
+            held.push(ctx.scrapes.preloaded(cfg, scrapes));
+        }
+    }
+
     let replayed = replay::run(&ctx, &clock, &service, &spec).await;
+    drop(held);
     let mut errors = judge(case, &service, &replayed);
     if !errors.is_empty() {
         let unmatched = unmatched.lock().unwrap_or_else(|e| e.into_inner());

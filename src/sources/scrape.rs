@@ -194,6 +194,18 @@ impl Drop for Target {
 }
 
 impl Target {
+    fn new(cfg: &ScrapeConfig, retention: Millis) -> Self {
+        Target {
+            url: cfg.url.clone(),
+            job: cfg.name.clone(),
+            instance: instance_of(&cfg.url),
+            timeout: cfg.timeout(),
+            retention: AtomicI64::new(retention),
+            data: Mutex::new(Buffer::default()),
+            cancel: CancellationToken::new(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Buffer> {
         self.data.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -271,15 +283,7 @@ impl ScrapeHub {
             t.retention.fetch_max(retention, Ordering::Relaxed);
             return t;
         }
-        let target = Arc::new(Target {
-            url: cfg.url.clone(),
-            job: cfg.name.clone(),
-            instance: instance_of(&cfg.url),
-            timeout: cfg.timeout(),
-            retention: AtomicI64::new(retention),
-            data: Mutex::new(Buffer::default()),
-            cancel: CancellationToken::new(),
-        });
+        let target = Arc::new(Target::new(cfg, retention));
         targets.insert(cfg.url.clone(), Arc::downgrade(&target));
         tokio::spawn(scrape_loop(
             Arc::downgrade(&target),
@@ -288,6 +292,30 @@ impl ScrapeHub {
             self.http.clone(),
             self.clock.clone(),
         ));
+        target
+    }
+
+    /// Holds the target `cfg` with its scrapes already taken and never
+    /// scrapes it: what `test-rules` replays scrape checks over.
+    /// `scrapes` are `(instant, samples)`, oldest first, each sample's
+    /// labels as the exposition gave them (the `job` and `instance` labels
+    /// a scrape adds are added here); nothing is dropped for its age. Until
+    /// the returned `Arc` is dropped, [`ScrapeHub::hold`] of the same URL
+    /// answers this target.
+    pub fn preloaded(
+        &self,
+        cfg: &ScrapeConfig,
+        scrapes: Vec<(Millis, Vec<(Labels, f64)>)>,
+    ) -> Arc<Target> {
+        let target = Arc::new(Target::new(cfg, Millis::MAX));
+        for (at, mut samples) in scrapes {
+            for (labels, _) in &mut samples {
+                add_target_labels(labels, &target.job, &target.instance);
+            }
+            target.store(at, Ok(samples));
+        }
+        let mut targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        targets.insert(cfg.url.clone(), Arc::downgrade(&target));
         target
     }
 

@@ -139,3 +139,90 @@ tests:
     );
     assert_eq!(code, Some(0), "{all}");
 }
+
+/// The error-ratio pack of a service without a Prometheus server: a
+/// `source: scrape` check over the counters the guardian scrapes itself.
+const SCRAPE_PACK: &str = r#"checks:
+  - name: error_rate_scraped
+    source: scrape
+    scrape: metrics
+    query: |
+      sum(rate(http_requests_total{service="{{service}}",code=~"5.."}[5m]))
+        / sum(rate(http_requests_total{service="{{service}}"}[5m]))
+    critical: { above: 0.05, for: 2m }
+    rollback: { above: 0.05, for: 5m }
+"#;
+
+/// `scraped_series` feed a `source: scrape` check through the daemon's own
+/// PromQL evaluation: 10 requests/s, errors rising from 0.1/s to 1/s at
+/// 10m. The 5-minute ratio crosses 5 % at 12m22s (the 12m30s step), so the
+/// check is critical two minutes later and rolls back five minutes after
+/// it crossed. A watch scrapes only from its start: errors that stopped
+/// before the release are never seen.
+#[test]
+fn scraped_series_drive_a_scrape_check() {
+    let (code, all, _) = test_rules(
+        SCRAPE_PACK,
+        "pack.test.yaml",
+        r#"rule_files: [pack.yaml]
+interval: 15s
+tests:
+  - name: errors from 10m roll back
+    release_at: 0s
+    until: 30m
+    scraped_series:
+      - scrape: metrics
+        series: 'http_requests_total{service="checkout",code="200"}'
+        values: '0+150x240'
+      - scrape: metrics
+        series: 'http_requests_total{service="checkout",code="500"}'
+        values: '0+1.5x40 75+15x200'
+    expect:
+      - { at: 10m, check: error_rate_scraped, state: ok, value: 0.00990099 }
+      - { at: 14m15s, check: error_rate_scraped, state: ok }
+      - { at: 14m30s, check: error_rate_scraped, state: critical }
+      - { at: 20m, check: error_rate_scraped, value: 0.09090909 }
+    decisions:
+      - { check: error_rate_scraped, level: critical, at: 14m30s }
+    verdict: rollback
+    rollback_at: 17m30s
+  - name: errors that ended before the release are not scraped by its watch
+    release_at: 30m
+    until: 1h
+    scraped_series:
+      - scrape: metrics
+        series: 'http_requests_total{service="checkout",code="200"}'
+        values: '0+150x360'
+      - scrape: metrics
+        series: 'http_requests_total{service="checkout",code="500"}'
+        values: '0+150x119 17850+1.5x240'
+    expect:
+      - { at: 35m, check: error_rate_scraped, state: ok, value: 0.00990099 }
+    verdict: no_rollback
+    max_level: ok
+"#,
+    );
+    assert_eq!(code, Some(0), "{all}");
+    assert!(all.contains("1 file(s), 2 case(s), 0 failed"), "{all}");
+}
+
+/// A `series` that is not one exposition line is named with its case; a
+/// pack's scrape that no test declares fails to load, naming it.
+#[test]
+fn a_bad_scraped_series_is_named_with_its_case() {
+    let (code, all, _) = test_rules(
+        SCRAPE_PACK,
+        "t.yaml",
+        "rule_files: [pack.yaml]\ntests:\n  - name: unquoted\n    release_at: 0s\n    scraped_series:\n      - { scrape: metrics, series: 'requests{code=500}', values: '1x3' }\n  - name: undeclared\n    release_at: 0s\n    verdict: no_rollback\n",
+    );
+    assert_eq!(code, Some(1), "{all}");
+    assert!(
+        all.contains("case \"unquoted\":\n  scraped_series[0].series: \"requests{code=500}\" is not one series"),
+        "{all}"
+    );
+    assert!(
+        all.contains("case \"undeclared\":\n  the packs do not load:"),
+        "{all}"
+    );
+    assert!(all.contains("metrics"), "{all}");
+}
