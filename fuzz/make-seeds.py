@@ -51,6 +51,11 @@ seeds = {
         '{"service":"checkout","version":"v2-\u00e9t\u00e9"}'.encode(),
         b'["checkout","v2"]',
     ],
+    "exposition": [
+        b'# HELP http_requests_total Requests served.\n# TYPE http_requests_total counter\nhttp_requests_total{service="checkout",code="200"} 100027.5 1700000000000\nhttp_requests_total{service="checkout",code="500"} 3\n',
+        b'# TYPE lat histogram\nlat_bucket{le="0.05"} 5\nlat_bucket{le="0.1"} 8\nlat_bucket{le="+Inf"} 10\nlat_sum 0.7\nlat_count 10\n# TYPE rpc summary\nrpc{quantile="0.99"} NaN\nrpc_sum -Inf\nrpc_count 0\n',
+        b'route_total{route="/search?q=a,b",note="say \\"hi\\"\\nback\\\\slash",empty=""} 1e3\n  spaced { a = "1" , b="x}y", } 2\n\nup 1\n',
+    ],
 }
 
 if out.exists():

@@ -6,7 +6,7 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
 # Targets (default: all): webhook_github webhook_gitlab webhook_argocd
-# webhook_flux release rule_pack config. Each starts from its seeds
+# webhook_flux release rule_pack config exposition. Each starts from its seeds
 # (fuzz/seeds/TARGET, made by fuzz/make-seeds.py) and its own growing corpus
 # (fuzz/corpus/TARGET, not committed); a crash, hang (over 10 s) or memory
 # blowup (over 2 GB) stops that target and leaves the input in
@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(webhook_github webhook_gitlab webhook_argocd webhook_flux release rule_pack config)
+all=(webhook_github webhook_gitlab webhook_argocd webhook_flux release rule_pack config exposition)
 secs=${1:-600}
 shift || true
 targets=("$@")

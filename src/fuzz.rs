@@ -10,6 +10,7 @@
 //! | [`release`] | [`intake::receive`] with [`intake::native::Native`] (`POST /v1/releases`) | a parsed release written back as JSON parses to the same release |
 //! | [`rule_pack`] | [`rules::parse_pack`] then [`rules::compile`] for a fixed service | every error is located at a line of the text |
 //! | [`config()`] | [`load::load_str`] (TOML, layering, validation, rule packs) | every error in the file is located at a line of it; a config accepted once is accepted again |
+//! | [`exposition`] | [`exposition::parse`](crate::sources::exposition::parse) (a scrape target's `/metrics`) | every sample has a metric name and no empty label value; samples written back as exposition lines parse the same; an error is located at a line of the text |
 //!
 //! The fuzz crate in `fuzz/` (one target per function, see
 //! docs/development.md "Fuzzing") and the regression tests
@@ -260,6 +261,55 @@ pub fn config(data: &[u8]) -> Result<(), String> {
             Err(e.to_string())
         }
     }
+}
+
+/// A scrape target's `/metrics` body, read as the scrape source reads it
+/// (bytes that are not UTF-8 replaced).
+pub fn exposition(data: &[u8]) -> Result<(), String> {
+    use crate::sources::exposition::parse;
+    let text = String::from_utf8_lossy(data);
+    let samples = match parse(&text) {
+        Ok(samples) => samples,
+        Err(e) => {
+            let lines = text.lines().count().max(1);
+            assert!(
+                e.line >= 1 && e.line <= lines && e.col >= 1,
+                "error located outside the text ({lines} lines): {e}"
+            );
+            return Err(e.to_string());
+        }
+    };
+    let mut again = String::new();
+    for (labels, value) in &samples {
+        let name = labels.get("__name__").expect("every sample has a name");
+        assert!(
+            labels.values().all(|v| !v.is_empty()),
+            "an empty label value was kept: {labels:?}"
+        );
+        let pairs: Vec<String> = labels
+            .iter()
+            .filter(|(k, _)| *k != "__name__")
+            .map(|(k, v)| {
+                let v = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                format!("{k}=\"{v}\"")
+            })
+            .collect();
+        again += &format!("{name}{{{}}} {value}\n", pairs.join(","));
+    }
+    let reparsed =
+        parse(&again).unwrap_or_else(|e| panic!("written back as {again:?}, refused: {e}"));
+    assert_eq!(reparsed.len(), samples.len(), "written back as {again:?}");
+    for ((l1, v1), (l2, v2)) in samples.iter().zip(&reparsed) {
+        assert_eq!(l1, l2, "written back as {again:?}");
+        assert!(
+            v1 == v2 || (v1.is_nan() && v2.is_nan()),
+            "{v1} written back as {again:?} parsed as {v2}"
+        );
+    }
+    Ok(())
 }
 
 /// Every error in `file` points at a line of `text` (or just past its end)

@@ -384,9 +384,9 @@ type Scrapes = BTreeMap<String, Vec<(Millis, Vec<(crate::sources::promql::Labels
 fn scrapes_of(case: &Case, interval: Millis) -> Result<Scrapes, String> {
     let mut at: BTreeMap<String, BTreeMap<Millis, Vec<_>>> = BTreeMap::new();
     for (i, s) in case.scraped_series.iter().enumerate() {
-        let labels = series_labels(&s.series).ok_or_else(|| {
+        let labels = series_labels(&s.series).map_err(|e| {
             format!(
-                "scraped_series[{i}].series: {:?} is not one series as an exposition writes it, like http_requests_total{{code=\"500\"}}",
+                "scraped_series[{i}].series: {:?} is not one series as an exposition writes it, like http_requests_total{{code=\"500\"}} ({e})",
                 s.series
             )
         })?;
@@ -415,19 +415,18 @@ fn scrapes_of(case: &Case, interval: Millis) -> Result<Scrapes, String> {
         .collect())
 }
 
-/// The labels of `name{label="value", ...}` (with `__name__`), parsed as
-/// PromQL parses a selector: every matcher `=`, and a metric name.
-fn series_labels(series: &str) -> Option<crate::sources::promql::Labels> {
-    use crate::sources::promql::{self, Expr, MatchOp};
-    let Ok(Expr::Selector(matchers)) = promql::parse(series) else {
-        return None;
-    };
-    let labels: crate::sources::promql::Labels = matchers
-        .iter()
-        .filter(|m| !m.value.is_empty())
-        .map(|m| (m.op == MatchOp::Eq).then(|| (m.name.clone(), m.value.clone())))
-        .collect::<Option<_>>()?;
-    labels.contains_key("__name__").then_some(labels)
+/// The labels of `name{label="value", ...}` (with `__name__`), read as
+/// the scrape source reads an exposition line.
+fn series_labels(series: &str) -> Result<crate::sources::promql::Labels, String> {
+    if series.contains('\n') {
+        return Err("is more than one line".into());
+    }
+    let mut samples = crate::sources::exposition::parse(&format!("{} 0", series.trim()))
+        .map_err(|e| format!("column {}: {}", e.col, e.message))?;
+    match (samples.pop(), samples.is_empty()) {
+        (Some((labels, _)), true) => Ok(labels),
+        _ => Err("is not a series".into()),
+    }
 }
 
 async fn run_case(path: &Path, file: &TestFile, case: &Case) -> Result<Vec<String>, String> {

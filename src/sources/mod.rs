@@ -21,6 +21,7 @@
 //! one line in [`KINDS`], its docs (`docs/configuration.md`,
 //! `docs/rules.md`) and its tests.
 
+pub mod exposition;
 pub mod http;
 pub mod loki;
 pub mod probe;

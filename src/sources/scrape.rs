@@ -15,11 +15,12 @@
 //! [`RangeSource`] that evaluates the query at every step of the interval,
 //! so scrape checks are judged exactly like Prometheus range checks.
 //!
-//! Exposition format: parsed with `prometheus-parse` (text format 0.0.4);
-//! histogram buckets come back as `NAME_bucket{le="..."}` and summary
-//! quantiles as `NAME{quantile="..."}`; timestamps in the exposition are
-//! ignored (every sample is stamped with its scrape's start, as Prometheus
-//! does by default for samples without one).
+//! Exposition format: Prometheus' text format 0.0.4, read by
+//! [`super::exposition`]: every sample line is a series as written
+//! (histogram buckets as `NAME_bucket{le="..."}`, summary quantiles as
+//! `NAME{quantile="..."}`), and a line that is not a sample fails the
+//! scrape; timestamps in the exposition are ignored (every sample is
+//! stamped with its scrape's start).
 
 use super::prometheus::{promql_escape, series_key};
 use super::promql::{self, Labels, Matcher, SampleSource};
@@ -398,7 +399,8 @@ async fn scrape(
         body.extend_from_slice(&chunk);
     }
     let text = String::from_utf8_lossy(&body);
-    let mut samples = parse_exposition(&text);
+    let mut samples = super::exposition::parse(&text)
+        .map_err(|e| format!("scrape of {url}: not Prometheus' text format at {e}"))?;
     for (labels, _) in &mut samples {
         add_target_labels(labels, job, instance);
     }
@@ -425,57 +427,6 @@ fn instance_of(url: &str) -> String {
             Some(format!("{host}:{port}"))
         })
         .unwrap_or_default()
-}
-
-/// The samples of a text exposition.
-pub fn parse_exposition(text: &str) -> Vec<(Labels, f64)> {
-    use prometheus_parse::Value as V;
-    let Ok(parsed) = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-    else {
-        return Vec::new();
-    };
-    let mut out = Vec::with_capacity(parsed.samples.len());
-    for s in parsed.samples {
-        let mut labels: Labels = s
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        match s.value {
-            V::Counter(v) | V::Gauge(v) | V::Untyped(v) => {
-                labels.insert("__name__".into(), s.metric);
-                out.push((labels, v));
-            }
-            V::Histogram(buckets) => {
-                for b in buckets {
-                    let mut l = labels.clone();
-                    l.insert("__name__".into(), format!("{}_bucket", s.metric));
-                    l.insert("le".into(), format_float(b.less_than));
-                    out.push((l, b.count));
-                }
-            }
-            V::Summary(quantiles) => {
-                for q in quantiles {
-                    let mut l = labels.clone();
-                    l.insert("__name__".into(), s.metric.clone());
-                    l.insert("quantile".into(), format_float(q.quantile));
-                    out.push((l, q.count));
-                }
-            }
-        }
-    }
-    out
-}
-
-/// A float as Prometheus writes a label value (`+Inf`, `0.25`, `1`).
-fn format_float(v: f64) -> String {
-    if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
 }
 
 /// One target seen as a [`RangeSource`]: the query evaluated at every step.
@@ -543,26 +494,6 @@ impl RangeSource for ScrapeView {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exposition_flattens_histograms() {
-        let text = "# TYPE lat histogram\nlat_bucket{le=\"0.1\",a=\"x\"} 3\nlat_bucket{le=\"+Inf\",a=\"x\"} 5\nlat_sum{a=\"x\"} 1\nlat_count{a=\"x\"} 5\n# TYPE req counter\nreq{code=\"200\"} 7\n";
-        let mut s: Vec<String> = parse_exposition(text)
-            .into_iter()
-            .map(|(l, v)| format!("{} {v}", series_key(&l)))
-            .collect();
-        s.sort();
-        assert_eq!(
-            s,
-            [
-                "{__name__=\"lat_bucket\",a=\"x\",le=\"+Inf\"} 5",
-                "{__name__=\"lat_bucket\",a=\"x\",le=\"0.1\"} 3",
-                "{__name__=\"lat_count\",a=\"x\"} 5",
-                "{__name__=\"lat_sum\",a=\"x\"} 1",
-                "{__name__=\"req\",code=\"200\"} 7",
-            ]
-        );
-    }
 
     #[test]
     fn old_samples_are_dropped() {

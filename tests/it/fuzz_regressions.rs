@@ -5,8 +5,8 @@
 //! error (a non-empty message), except files named `accepted-*`: inputs
 //! that crashed a parser but are valid, which must now be accepted. And the
 //! fuzz targets' seeds (`fuzz/seeds/`) must keep reaching the parsers: a
-//! correctly signed delivery of each tool, a release body, a rule pack and
-//! the example config are accepted.
+//! correctly signed delivery of each tool, a release body, a rule pack,
+//! the example config and a target's exposition are accepted.
 
 use release_guardian::fuzz;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -18,6 +18,7 @@ fn run(target: &str, data: &[u8]) -> Result<(), String> {
         "release" => fuzz::release(data),
         "rule_pack" => fuzz::rule_pack(data),
         "config" => fuzz::config(data),
+        "exposition" => fuzz::exposition(data),
         _ => match target.strip_prefix("webhook_") {
             Some(tool) if fuzz::WEBHOOKS.contains(&tool) => fuzz::webhook(tool, data),
             _ => panic!("tests/fuzz-regressions/{target}: no such fuzz target"),
@@ -94,10 +95,14 @@ fn the_fuzz_seeds_reach_the_parsers() {
         ("rule_pack", "checklist.yaml"),
         ("rule_pack", "health-probes.yaml"),
         ("config", "guardian.example.toml"),
+        ("exposition", "seed-0"),
+        ("exposition", "seed-1"),
+        ("exposition", "seed-2"),
     ] {
         let data = std::fs::read(seeds.join(target).join(file)).unwrap();
         assert_eq!(run(target, &data), Ok(()), "{target}/{file}");
     }
     assert!(run("release", b"[]").is_err());
     assert!(run("config", b"[server]\nlisten = 5").is_err());
+    assert!(run("exposition", b"up{job=\"a\" 1").is_err());
 }

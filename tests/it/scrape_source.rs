@@ -27,6 +27,8 @@ const QUERIES: &[&str] = &[
     r#"rate(http_requests_total{code="200"}[4s])"#,
     r#"histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket[5s])))"#,
     r#"histogram_quantile(0.5, rate(http_request_duration_seconds_bucket[5s]))"#,
+    // Label values with `,`, `=`, `}` and escaped quotes keep every series.
+    r#"sum by (route, note) (rate(http_route_requests_total[5s]))"#,
 ];
 
 /// `query` over `[start, end]` at 1 s from Prometheus' HTTP API.

@@ -2,7 +2,8 @@
 //! request counters and a latency histogram that grow linearly with time
 //! (1,000 requests a second, computed at each scrape from the time since the
 //! last change, so any two scrapers see the same functions of time), a
-//! switchable error ratio, and `/health/live` for probes. Runs until the
+//! switchable error ratio, the same requests by route (label values with
+//! commas, `=`, braces and escapes), and `/health/live` for probes. Runs until the
 //! test's runtime ends.
 
 use super::serve;
@@ -97,6 +98,15 @@ async fn metrics(
         "http_request_duration_seconds_sum{{service=\"checkout\"}} {:.3}\nhttp_request_duration_seconds_count{{service=\"checkout\"}} {:.3}\n",
         total * 0.07,
         total
+    ));
+    // The same requests by route: label values with `,`, `=`, `}`, spaces
+    // and escapes, as real routes and messages have them.
+    body.push_str(&format!(
+        "# HELP http_route_requests_total Requests by route.\n# TYPE http_route_requests_total counter\n\
+         http_route_requests_total{{service=\"checkout\",route=\"/search?q=a,b\",note=\"say \\\"hi\\\"\"}} {:.3}\n\
+         http_route_requests_total{{service=\"checkout\",route=\"/cart?id=1&x={{y}}\",note=\"a\\\\b\"}} {:.3}\n",
+        total * 0.75,
+        total * 0.25
     ));
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
