@@ -22,8 +22,10 @@ fn probe_gauges(text: &str, service: &str) -> usize {
         .count()
 }
 
-#[tokio::test]
-async fn ended_watches_release_their_tasks_probe_gauges_and_histograms() {
+/// A daemon with one probed service per `(name, environment, tiers)`, each
+/// probing `live` on a real local HTTP server; the temp dir lives as long
+/// as the daemon is used.
+async fn probing_daemon(services: &[(&str, &str, &str)]) -> (Daemon, tempfile::TempDir) {
     let target = serve(Router::new().route("/health", get(|| async { "ok" }))).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -32,43 +34,58 @@ async fn ended_watches_release_their_tasks_probe_gauges_and_histograms() {
     )
     .unwrap();
     let listen = crate::support::free_listen();
-    let service = |name: &str, window: &str| {
-        format!(
+    let mut text = format!("[server]\nlisten = \"{listen}\"\n[store]\npath = \"g.db\"\n");
+    for (name, environment, tiers) in services {
+        text += &format!(
             r#"[[services]]
 name = "{name}"
+environment = "{environment}"
 rules = ["rules.yaml"]
   [services.cadence]
-  tiers = [ {{ until = "{window}", every = "1s" }} ]
+  tiers = {tiers}
   [[services.probes]]
   name = "live"
   url = "http://{target}/health"
 "#
-        )
-    };
+        );
+    }
     let config = dir.path().join("guardian.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"{listen}\"\n[store]\npath = \"g.db\"\n{}{}",
-            service("aborted", "1h"),
-            service("ends", "6s"),
+    std::fs::write(&config, text).unwrap();
+    (Daemon::start(&config, &listen).await, dir)
+}
+
+/// Registers `body` and answers the new release's id.
+async fn register(d: &Daemon, body: Value) -> String {
+    let (status, r) = d.post("/v1/releases", body).await;
+    assert_eq!(status, 201, "{r}");
+    r["id"].as_str().expect("a release id").to_string()
+}
+
+#[tokio::test]
+async fn ended_watches_release_their_tasks_probe_gauges_and_histograms() {
+    let (d, _dir) = probing_daemon(&[
+        (
+            "aborted",
+            "production",
+            r#"[ { until = "1h", every = "1s" } ]"#,
         ),
-    )
-    .unwrap();
-    let d = Daemon::start(&config, &listen).await;
+        (
+            "ends",
+            "production",
+            r#"[ { until = "6s", every = "1s" } ]"#,
+        ),
+    ])
+    .await;
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for name in ["aborted", "ends"] {
-        let r: Value = http
-            .post(format!("{}/v1/releases", d.api))
-            .json(&json!({"service": name, "version": "v2", "previous_version": "v1"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ids.push(r["id"].as_str().expect("a release id").to_string());
+        ids.push(
+            register(
+                &d,
+                json!({"service": name, "version": "v2", "previous_version": "v1"}),
+            )
+            .await,
+        );
     }
 
     // While both run: two tasks, and each watch's probe gauges.
@@ -139,56 +156,29 @@ fn probe_gauges_in(text: &str, service: &str, environment: &str) -> usize {
 /// (whose ticks have stopped for half an hour) outlive staging's abort.
 #[tokio::test]
 async fn a_service_in_two_environments_keeps_a_probe_gauge_set_for_each() {
-    let target = serve(Router::new().route("/health", get(|| async { "ok" }))).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("rules.yaml"),
-        "checks:\n  - name: live\n    source: probe\n    probe: live\n    critical: { failures: 3 }\n",
-    )
-    .unwrap();
-    let listen = crate::support::free_listen();
-    let service = |environment: &str, tiers: &str| {
-        format!(
-            r#"[[services]]
-name = "checkout"
-environment = "{environment}"
-rules = ["rules.yaml"]
-  [services.cadence]
-  tiers = {tiers}
-  [[services.probes]]
-  name = "live"
-  url = "http://{target}/health"
-"#
-        )
-    };
-    let config = dir.path().join("guardian.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"{listen}\"\n[store]\npath = \"g.db\"\n{}{}",
-            // Three quick ticks, then none for half an hour.
-            service(
-                "production",
-                r#"[ { until = "3s", every = "1s" }, { until = "1h", every = "30m" } ]"#
-            ),
-            service("staging", r#"[ { until = "1h", every = "1s" } ]"#),
+    let (d, _dir) = probing_daemon(&[
+        // Three quick ticks, then none for half an hour.
+        (
+            "checkout",
+            "production",
+            r#"[ { until = "3s", every = "1s" }, { until = "1h", every = "30m" } ]"#,
         ),
-    )
-    .unwrap();
-    let d = Daemon::start(&config, &listen).await;
-    let http = reqwest::Client::new();
+        (
+            "checkout",
+            "staging",
+            r#"[ { until = "1h", every = "1s" } ]"#,
+        ),
+    ])
+    .await;
     let mut ids = Vec::new();
     for environment in ["production", "staging"] {
-        let r: Value = http
-            .post(format!("{}/v1/releases", d.api))
-            .json(&json!({"service": "checkout", "environment": environment, "version": "v2"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ids.push(r["id"].as_str().expect("a release id").to_string());
+        ids.push(
+            register(
+                &d,
+                json!({"service": "checkout", "environment": environment, "version": "v2"}),
+            )
+            .await,
+        );
     }
 
     // Production past its quick ticks: its next one is half an hour away.
@@ -216,12 +206,10 @@ rules = ["rules.yaml"]
     )
     .await;
 
-    let aborted = http
-        .post(format!("{}/v1/releases/{}/abort", d.api, ids[1]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(aborted.status(), 200);
+    let (aborted, _) = d
+        .post(&format!("/v1/releases/{}/abort", ids[1]), json!({}))
+        .await;
+    assert_eq!(aborted, 200);
     let m = wait_for(
         "staging's probe gauges to go",
         Duration::from_secs(30),
