@@ -295,7 +295,9 @@ pub async fn run_file(path: &Path) -> FileOutcome {
 }
 
 /// The config a test file stands for: its packs on its service, every
-/// query source configured (the memory source replaces them).
+/// query source configured (the memory source replaces them), and each
+/// scrape at a URL of its own that is never requested (the case's
+/// `scraped_series` are its samples; its `instance` is `127.0.0.1:9`).
 fn config_text(file: &TestFile, probes: &BTreeSet<String>, scrapes: &BTreeSet<String>) -> String {
     let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let s = &file.service;
@@ -333,11 +335,10 @@ fn config_text(file: &TestFile, probes: &BTreeSet<String>, scrapes: &BTreeSet<St
             q(p)
         );
     }
-    for name in scrapes {
+    for (i, name) in scrapes.iter().enumerate() {
         t += &format!(
-            "[[services.scrapes]]\nname = {}\nurl = {}\n",
-            q(name),
-            q(&scrape_url(name))
+            "[[services.scrapes]]\nname = {}\nurl = \"http://127.0.0.1:9/scrape-{i}/metrics\"\n",
+            q(name)
         );
     }
     if !s.cadence.is_empty() || s.escalate_every.is_some() || s.sentinel_every.is_some() {
@@ -363,17 +364,6 @@ fn config_text(file: &TestFile, probes: &BTreeSet<String>, scrapes: &BTreeSet<St
         }
     }
     t
-}
-
-/// The URL a test's scrape stands at (never scraped: the case's
-/// `scraped_series` are the target's samples); its `instance` label is
-/// `127.0.0.1:9`.
-fn scrape_url(name: &str) -> String {
-    let path: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    format!("http://127.0.0.1:9/{path}/metrics")
 }
 
 /// A case's `scraped_series` as the scrapes of each target: by scrape
