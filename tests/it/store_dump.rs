@@ -14,7 +14,7 @@
 //!   refused with its line named, and leaves the target as it was.
 
 use crate::support::{bin, free_listen, free_port, postgres, serve, stdout_and_stderr};
-use crate::support::{Daemon, Receiver, Reply};
+use crate::support::{now_ms, Daemon, Receiver, Reply};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -187,7 +187,7 @@ async fn a_sqlite_store_moves_to_postgres_and_its_running_watch_resumes() {
     let pages = slack.hits();
     assert!(pages > 0, "the failed release was paged about");
     let db_file = dir.path().join("guardian.db");
-    {
+    let due: i64 = {
         let conn = rusqlite::Connection::open(&db_file).unwrap();
         let held: i64 = conn
             .query_row(
@@ -197,7 +197,19 @@ async fn a_sqlite_store_moves_to_postgres_and_its_running_watch_resumes() {
             )
             .unwrap();
         assert_eq!(held, 1, "the SQLite daemon held the running watch's lease");
-    }
+        conn.query_row(
+            "SELECT next_check_at FROM releases WHERE id = ?1",
+            [&running],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    // The move below must leave the running watch's tick overdue, so that
+    // the new daemon records its resumption: on a fast machine the export
+    // and imports take less than the 300 ms between ticks, so let the tick
+    // come due first.
+    let wait = (due + 1 - now_ms()).max(0) as u64;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
 
     // Export, then import into PostgreSQL.
     let from_sqlite = dir.path().join("sqlite.dump");
