@@ -281,23 +281,14 @@ pub fn exposition(data: &[u8]) -> Result<(), String> {
     };
     let mut again = String::new();
     for (labels, value) in &samples {
-        let name = labels.get("__name__").expect("every sample has a name");
         assert!(
             labels.values().all(|v| !v.is_empty()),
             "an empty label value was kept: {labels:?}"
         );
-        let pairs: Vec<String> = labels
-            .iter()
-            .filter(|(k, _)| *k != "__name__")
-            .map(|(k, v)| {
-                let v = v
-                    .replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n");
-                format!("{k}=\"{v}\"")
-            })
-            .collect();
-        again += &format!("{name}{{{}}} {value}\n", pairs.join(","));
+        let mut rest = labels.clone();
+        let name = rest.remove("__name__").expect("every sample has a name");
+        let written = crate::sources::prometheus::series_key(&rest);
+        again += &format!("{name}{written} {value}\n");
     }
     let reparsed =
         parse(&again).unwrap_or_else(|e| panic!("written back as {again:?}, refused: {e}"));

@@ -287,9 +287,9 @@ fn hold_scrapes(g: &Guardian, release: &Release) -> Vec<Arc<Target>> {
 }
 
 /// Drops the probe gauges of a watch that ended (the next watch of the
-/// service in that environment sets them again at its first tick). A release's service and
-/// environment never change, so the row the watch last saw names them; the
-/// release is read only if the watch never saw it.
+/// service in that environment sets them again at its first tick). A
+/// release's service and environment never change, so the row the watch
+/// last saw names them; the release is read only if the watch never saw it.
 async fn forget_probes(g: &Guardian, id: &str, seen: Option<&Release>) {
     let read;
     let release = match seen {

@@ -126,7 +126,7 @@ impl Cursor {
         }
         let from = self.at;
         let value = self.word();
-        let Some(value) = parse_value(&value) else {
+        let Some(value) = super::promql::parse_float(&value) else {
             self.at = from;
             return self.error(format!("{value:?} is not a sample value"));
         };
@@ -225,20 +225,6 @@ impl Cursor {
             self.at += 1;
         }
         self.chars[from..self.at].iter().collect()
-    }
-}
-
-/// A sample value as Go's `ParseFloat` reads it (`NaN`, `+Inf`, `-Inf`
-/// in any case, decimals and exponents).
-fn parse_value(s: &str) -> Option<f64> {
-    match s.to_ascii_lowercase().as_str() {
-        "+inf" | "inf" => Some(f64::INFINITY),
-        "-inf" => Some(f64::NEG_INFINITY),
-        "nan" => Some(f64::NAN),
-        // Rust also reads `infinity` and `nan` spelt out; Go reads neither
-        // with a sign before `nan`, nor does this.
-        other if other.contains("inf") || other.contains("nan") => None,
-        other => other.parse().ok(),
     }
 }
 
